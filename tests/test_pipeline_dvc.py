@@ -1,0 +1,94 @@
+"""The README's main job for real: `dvc repro` in a fresh copy of the repository, papermill executing the stage
+notebooks; a second `dvc repro` is a no-op; `dvc push`/`pull` through the default local remote; `dvc exp run -S`."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from conftest import REPO, photo
+
+pytestmark = pytest.mark.slow
+
+
+def sh(*args, cwd, check=True, timeout=900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DO_NOT_TRACK": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("DOG_BREED_ROOT", None)
+    res = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    "The repository's committed and new (not ignored) files, in a fresh git repository."
+    dest = tmp_path_factory.mktemp("clone")/"repo"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for f in filter(None, files):
+        if (REPO/f).is_file():
+            (dest/f).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(REPO/f, dest/f)
+    sh("git", "init", "-q", cwd=dest)
+    sh("git", "add", "-A", cwd=dest)
+    sh("git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-qm", "clone", cwd=dest)
+    return dest
+
+
+def digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file(): h.update(str(p.relative_to(folder)).encode()); h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_dvc_repro_runs_prepare_through_papermill(clone):
+    res = sh("dvc", "repro", cwd=clone)
+    assert "Running stage 'prepare'" in res.stdout
+    processed = clone/"data"/"processed"
+    summary = json.loads((processed/"summary.json").read_text())
+    assert summary["source"] == "sample" and summary["breeds"] == 5 and summary["images"]["used"] == 200
+    labels = pd.read_csv(processed/"labels.csv", keep_default_na=False)
+    assert set(labels.variant) == {"", "affine", "colour"} and all((processed/p).is_file() for p in labels.path)
+    report = nbformat.read(clone/"reports"/"pipeline"/"prepare.ipynb", as_version=4)
+    assert report.metadata.papermill.exception is None or report.metadata.papermill.exception is False
+    assert any(c.get("outputs") for c in report.cells if c.cell_type == "code")
+    assert any("image/png" in o.get("data", {}) for c in report.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_second_repro_is_a_no_op(clone):
+    before = digest(clone/"data"/"processed")
+    res = sh("dvc", "repro", cwd=clone)
+    assert "Data and pipelines are up to date" in res.stdout, res.stdout
+    assert digest(clone/"data"/"processed") == before
+    assert "up to date" in sh("dvc", "status", cwd=clone).stdout
+
+
+def test_push_and_pull_through_the_default_local_remote(clone):
+    before = digest(clone/"data"/"processed")
+    sh("dvc", "push", cwd=clone)
+    assert (clone/"dvc-storage").is_dir()          # the default remote: a folder, no network
+    shutil.rmtree(clone/"data"/"processed"); shutil.rmtree(clone/".dvc"/"cache")
+    sh("dvc", "pull", cwd=clone)
+    assert digest(clone/"data"/"processed") == before
+
+
+def test_exp_run_with_a_folder_source(clone, tmp_path):
+    photos = tmp_path/"my photos"
+    for breed in ["Beagle", "n02099601-golden_retriever"]:
+        (photos/breed).mkdir(parents=True)
+        for i in range(12): photo(breed.split("-")[-1].lower(), i).save(photos/breed/f"{i}.jpg")
+    sh("dvc", "exp", "run", "-S", "data.source=folder", "-S", f"data.path={photos}", "-S", "augment.offline=[]", cwd=clone)
+    labels = pd.read_csv(clone/"data"/"processed"/"labels.csv", keep_default_na=False)
+    assert sorted(labels.breed.unique()) == ["beagle", "golden_retriever"] and len(labels) == 24
+    shown = sh("dvc", "exp", "show", "--csv", cwd=clone).stdout
+    header, *rows = shown.splitlines()
+    assert "data.source" in header and any(",folder," in r for r in rows), shown
