@@ -8,7 +8,6 @@ import tarfile
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,7 +15,12 @@ from PIL import Image
 
 from conftest import jpeg_bytes, photo, run_cli
 from dog_breed_classifier.core import DogBreedError
-from dog_breed_classifier.data import download_file, download_kaggle_competition, download_stanford_dogs, extract_archive
+from dog_breed_classifier.data import (
+    download_file,
+    download_kaggle_competition,
+    download_stanford_dogs,
+    extract_archive,
+)
 
 BREEDS = {"n02085620-Chihuahua": "chihuahua", "n02110958-pug": "pug"}
 BOX = (20, 10, 140, 110)   # left, top, right, bottom in every annotation
