@@ -50,9 +50,9 @@ def digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def test_dvc_repro_runs_prepare_through_papermill(clone):
+def test_dvc_repro_runs_the_pipeline_through_papermill(clone):
     res = sh("dvc", "repro", cwd=clone)
-    assert "Running stage 'prepare'" in res.stdout
+    for stage in ("sample", "prepare", "train", "evaluate"): assert f"Running stage '{stage}'" in res.stdout
     processed = clone/"data"/"processed"
     summary = json.loads((processed/"summary.json").read_text())
     assert summary["source"] == "sample" and summary["breeds"] == 5 and summary["images"]["used"] == 200
@@ -61,7 +61,18 @@ def test_dvc_repro_runs_prepare_through_papermill(clone):
     report = nbformat.read(clone/"reports"/"pipeline"/"prepare.ipynb", as_version=4)
     assert report.metadata.papermill.exception is None or report.metadata.papermill.exception is False
     assert any(c.get("outputs") for c in report.cells if c.cell_type == "code")
-    assert any("image/png" in o.get("data", {}) for c in report.cells if c.cell_type == "code" for o in c.outputs)
+    assert any("image/jpeg" in o.get("data", {}) for c in report.cells if c.cell_type == "code" for o in c.outputs)
+    meta = json.loads((clone/"models"/"model.json").read_text())
+    assert meta["arch"] == "tf_efficientnet_lite0" and len(meta["classes"]) == 5 and meta["data"]["source"] == "sample"
+    assert (clone/"wandb").is_dir()                                 # tracked offline by default
+    metrics = json.loads((clone/"reports"/"metrics.json").read_text())
+    assert {"model", "zero_shot", "caveat"} <= set(metrics) and metrics["model"]["photos"] == 30
+    for name in ("train", "evaluate"):
+        run = nbformat.read(clone/"reports"/"pipeline"/f"{name}.ipynb", as_version=4)
+        assert not any(o.get("output_type") == "error" for c in run.cells if c.cell_type == "code" for o in c.outputs)
+    shown = sh("dvc", "metrics", "show", "--json", cwd=clone).stdout
+    assert "zero_shot" in shown
+    assert sh("dvc", "plots", "show", "-o", str(clone/"plots_html"), cwd=clone).returncode == 0
 
 
 def test_second_repro_is_a_no_op(clone):
@@ -86,9 +97,12 @@ def test_exp_run_with_a_folder_source(clone, tmp_path):
     for breed in ["Beagle", "n02099601-golden_retriever"]:
         (photos/breed).mkdir(parents=True)
         for i in range(12): photo(breed.split("-")[-1].lower(), i).save(photos/breed/f"{i}.jpg")
-    sh("dvc", "exp", "run", "-S", "data.source=folder", "-S", f"data.path={photos}", "-S", "augment.offline=[]", cwd=clone)
+    sh("dvc", "exp", "run", "-S", "data.source=folder", "-S", f"data.path={photos}", "-S", "augment.offline=[]",
+       "-S", "train.epochs=1", "-S", "train.lr=0.001", cwd=clone)
     labels = pd.read_csv(clone/"data"/"processed"/"labels.csv", keep_default_na=False)
     assert sorted(labels.breed.unique()) == ["beagle", "golden_retriever"] and len(labels) == 24
+    meta = json.loads((clone/"models"/"model.json").read_text())
+    assert meta["classes"] == ["beagle", "golden_retriever"] and meta["params"]["train"]["lr"] == 0.001
     shown = sh("dvc", "exp", "show", "--csv", cwd=clone).stdout
     header, *rows = shown.splitlines()
     assert "data.source" in header and any(",folder," in r for r in rows), shown
