@@ -83,3 +83,11 @@ def test_two_processes_train_together(tiny):
     assert "rank 0 of 2 (gloo)" in out and "rank 1 of 2 (gloo)" in out
     meta = json.loads((tiny/"models"/"model.json").read_text())
     assert meta["processes"] == 2 and meta["epochs_run"] == 2
+
+
+def test_recipe_options_mixup_label_smoothing_early_stopping(tiny, tmp_path):
+    res = run_cli("train", "-q", "-S", "train.mixup=0.4", "-S", "train.label_smoothing=0.1", "-S", "train.l2sp=1.0",
+                  "-S", "train.early_stopping_patience=1", "-S", "train.epochs=4", "-S", "train.freeze_epochs=2", cwd=tiny)
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((tiny/"models"/"model.json").read_text())
+    assert meta["params"]["train"]["mixup"] == 0.4 and 1 <= meta["epochs_run"] <= 4
