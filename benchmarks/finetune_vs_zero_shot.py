@@ -37,6 +37,7 @@ def main():
     ap.add_argument("--name", default="", help="suffix of the results file")
     ap.add_argument("-S", dest="overrides", action="append", default=[])
     args = ap.parse_args()
+    args.dev, args.train = args.dev.resolve(), args.train and args.train.resolve()   # relative to where you run it
     if not (args.dev/"Images").is_dir(): raise SystemExit(f"no Stanford photos at {args.dev}")
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)

@@ -96,6 +96,7 @@ def main():
     ap.add_argument("--dev", type=Path, default=REPO.parent/"shared"/"data"/"stanford_dogs_dev")
     ap.add_argument("--skip-dvc", action="store_true")
     args = ap.parse_args()
+    args.dev = args.dev.resolve()
     results = dict(cpu_count=os.cpu_count())
     with tempfile.TemporaryDirectory() as d:
         root = Path(d); (root/"params.yaml").write_text("")

@@ -29,6 +29,7 @@ def main():
     ap.add_argument("--dev", type=Path, default=REPO.parent/"shared"/"data"/"stanford_dogs_dev")
     ap.add_argument("--limit", type=int, default=0, help="photos per breed (0 = all)")
     args = ap.parse_args()
+    args.dev = args.dev.resolve()
     images = args.dev/"Images"
     if not images.is_dir(): raise SystemExit(f"no Stanford photos at {images}")
     vocab = breed_vocab()
