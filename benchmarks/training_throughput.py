@@ -50,6 +50,7 @@ def time_plain(model, dl, epochs=1) -> float:
     seen, t0 = 0, time.perf_counter()
     for _ in range(epochs):
         for xb, yb in dl:
+            xb, yb = xb.as_subclass(torch.Tensor), yb.as_subclass(torch.Tensor)   # fastai's typed tensors → plain
             loss = loss_fn(model(xb), yb)
             loss.backward(); opt.step(); opt.zero_grad()
             seen += xb.shape[0]
