@@ -52,7 +52,7 @@ def digest(folder: Path) -> str:
 
 def test_dvc_repro_runs_the_pipeline_through_papermill(clone):
     res = sh("dvc", "repro", cwd=clone)
-    for stage in ("sample", "prepare", "train", "evaluate"): assert f"Running stage '{stage}'" in res.stdout
+    for stage in ("sample", "prepare", "train", "evaluate", "export"): assert f"Running stage '{stage}'" in res.stdout
     processed = clone/"data"/"processed"
     summary = json.loads((processed/"summary.json").read_text())
     assert summary["source"] == "sample" and summary["breeds"] == 5 and summary["images"]["used"] == 200
@@ -62,12 +62,19 @@ def test_dvc_repro_runs_the_pipeline_through_papermill(clone):
     assert report.metadata.papermill.exception is None or report.metadata.papermill.exception is False
     assert any(c.get("outputs") for c in report.cells if c.cell_type == "code")
     assert any("image/jpeg" in o.get("data", {}) for c in report.cells if c.cell_type == "code" for o in c.outputs)
-    meta = json.loads((clone/"models"/"model.json").read_text())
+    meta = json.loads((clone/"models"/"trained"/"model.json").read_text())
     assert meta["arch"] == "tf_efficientnet_lite0" and len(meta["classes"]) == 5 and meta["data"]["source"] == "sample"
     assert (clone/"wandb").is_dir()                                 # tracked offline by default
     metrics = json.loads((clone/"reports"/"metrics.json").read_text())
     assert {"model", "zero_shot", "caveat"} <= set(metrics) and metrics["model"]["photos"] == 30
-    for name in ("train", "evaluate"):
+    card = json.loads((clone/"models"/"serving"/"model_card.json").read_text())   # a servable models/serving
+    assert card["classes"] == meta["classes"] and card["parity"]["top1_agreement"] == 1.0
+    assert card["metrics"]["model"]["photos"] == 30 and card["training"]["data"]["source"] == "sample"
+    assert card["int8"]["kept"] is False and "too few test photos" in card["int8"]["reason"]   # 30 cannot prove int8
+    predicted = sh("dog-breed", "predict", "--json", "--model-dir", "models/serving",
+                   *[f"data/processed/{p}" for p in labels[(labels.split == "test") & (labels.variant == "")].path[:3]], cwd=clone)
+    assert [json.loads(line)["model_version"] for line in predicted.stdout.splitlines()] == [card["model_version"]] * 3
+    for name in ("train", "evaluate", "export"):
         run = nbformat.read(clone/"reports"/"pipeline"/f"{name}.ipynb", as_version=4)
         assert not any(o.get("output_type") == "error" for c in run.cells if c.cell_type == "code" for o in c.outputs)
     shown = sh("dvc", "metrics", "show", "--json", cwd=clone).stdout
@@ -101,7 +108,7 @@ def test_exp_run_with_a_folder_source(clone, tmp_path):
        "-S", "train.epochs=1", "-S", "train.lr=0.001", cwd=clone)
     labels = pd.read_csv(clone/"data"/"processed"/"labels.csv", keep_default_na=False)
     assert sorted(labels.breed.unique()) == ["beagle", "golden_retriever"] and len(labels) == 24
-    meta = json.loads((clone/"models"/"model.json").read_text())
+    meta = json.loads((clone/"models"/"trained"/"model.json").read_text())
     assert meta["classes"] == ["beagle", "golden_retriever"] and meta["params"]["train"]["lr"] == 0.001
     shown = sh("dvc", "exp", "show", "--csv", cwd=clone).stdout
     header, *rows = shown.splitlines()

@@ -35,7 +35,7 @@ def test_train_then_evaluate_from_the_command_line(tiny):
     res = run_cli("train", "-q", cwd=tiny)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("trained tf_efficientnet_lite0 on 24 photos of 3 breeds")
-    meta = json.loads((tiny/"models"/"model.json").read_text())
+    meta = json.loads((tiny/"models"/"trained"/"model.json").read_text())
     assert meta["classes"] == ["chihuahua", "beagle", "pug"] and meta["mean"] == [0.5] * 3 and meta["input_size"] == 64
     assert meta["best_valid_loss"] <= meta["zero_shot_valid_loss"]
     res = run_cli("evaluate", "-q", cwd=tiny)
@@ -48,9 +48,9 @@ def test_train_then_evaluate_from_the_command_line(tiny):
 def test_zero_epochs_gives_the_zero_shot_model_through_the_same_outputs(tiny):
     res = run_cli("train", "-q", "-S", "train.epochs=0", "-S", "train.freeze_epochs=0", cwd=tiny)
     assert res.returncode == 0, res.stderr
-    meta = json.loads((tiny/"models"/"model.json").read_text())
+    meta = json.loads((tiny/"models"/"trained"/"model.json").read_text())
     assert meta["zero_shot"] and meta["epochs_run"] == 0
-    assert list(pd.read_csv(tiny/"models"/"history.csv").phase) == ["zero-shot"]
+    assert list(pd.read_csv(tiny/"models"/"trained"/"history.csv").phase) == ["zero-shot"]
     assert run_cli("evaluate", "-q", cwd=tiny).returncode == 0
     metrics = json.loads((tiny/"reports"/"metrics.json").read_text())
     assert metrics["model"] == metrics["zero_shot"] and metrics["model_is_zero_shot"]
@@ -73,7 +73,7 @@ def test_evaluate_before_train_says_what_to_do(tmp_path):
 @pytest.mark.slow
 def test_two_processes_train_together(tiny):
     "torchrun starts 2 CPU processes (gloo); each says who it is; rank 0 writes the model."
-    (tiny/"models"/"model.json").unlink(missing_ok=True)
+    (tiny/"models"/"trained"/"model.json").unlink(missing_ok=True)
     torchrun = Path(sys.executable).parent/"torchrun"
     env = {**os.environ, "DO_NOT_TRACK": "1", "OMP_NUM_THREADS": "1"}
     res = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "dog_breed_classifier.cli", "train", "-q"],
@@ -81,7 +81,7 @@ def test_two_processes_train_together(tiny):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     out = res.stdout + res.stderr
     assert "rank 0 of 2 (gloo)" in out and "rank 1 of 2 (gloo)" in out
-    meta = json.loads((tiny/"models"/"model.json").read_text())
+    meta = json.loads((tiny/"models"/"trained"/"model.json").read_text())
     assert meta["processes"] == 2 and meta["epochs_run"] == 2
 
 
@@ -89,5 +89,5 @@ def test_recipe_options_mixup_label_smoothing_early_stopping(tiny, tmp_path):
     res = run_cli("train", "-q", "-S", "train.mixup=0.4", "-S", "train.label_smoothing=0.1", "-S", "train.l2sp=1.0",
                   "-S", "train.early_stopping_patience=1", "-S", "train.epochs=4", "-S", "train.freeze_epochs=2", cwd=tiny)
     assert res.returncode == 0, res.stderr
-    meta = json.loads((tiny/"models"/"model.json").read_text())
+    meta = json.loads((tiny/"models"/"trained"/"model.json").read_text())
     assert meta["params"]["train"]["mixup"] == 0.4 and 1 <= meta["epochs_run"] <= 4

@@ -1,0 +1,43 @@
+# The serving image: ONNX (+ OpenVINO) runtime, the library, a model — no torch, no build tools, non-root.
+#
+#   docker build -t dog-breed-serve .                                          # bakes in the 120-breed zero-shot model
+#   docker build -t dog-breed-serve --build-arg SERVING_DIR=models/serving .   # bakes in your exported model
+#   docker run -p 8000:8000 -v dog-breed-data:/data dog-breed-serve
+#
+# Runtime settings (env): PORT (default 8000; Cloud Run sets it), DOG_BREED_STORE_URL (default: SQLite in /data),
+# DOG_BREED_THREADS (inference threads). Health: GET /health (503 until the model is loaded and the store writable).
+ARG BASE_IMAGE=python:3.11-slim
+
+# --- build: wheels for the runtime, and the model (torch is needed only to build the zero-shot model) ---
+FROM ${BASE_IMAGE} AS build
+ARG SERVING_DIR=""
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY dog_breed_classifier ./dog_breed_classifier
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[serve,openvino]"
+COPY . ./
+RUN if [ -n "$SERVING_DIR" ]; then \
+        test -f "$SERVING_DIR/model_card.json" || { echo "no model_card.json in $SERVING_DIR: run dvc repro first"; exit 1; }; \
+        cp -r "$SERVING_DIR" /opt/model; \
+    else \
+        python -m venv /opt/build && \
+        /opt/build/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch torchvision && \
+        /opt/build/bin/pip install ".[train]" && \
+        /opt/build/bin/python -c "from dog_breed_classifier.export import zero_shot_serving_dir; zero_shot_serving_dir('/opt/model')"; \
+    fi
+
+# --- runtime ---
+FROM ${BASE_IMAGE}
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PORT=8000 \
+    DOG_BREED_STORE_URL=sqlite:////data/predictions.db
+RUN useradd --create-home --uid 10001 app && mkdir /data && chown app /data
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/model /opt/model
+USER app
+WORKDIR /home/app
+VOLUME ["/data"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '8000')}/health\", timeout=4)"]
+CMD ["sh", "-c", "exec dog-breed serve --host 0.0.0.0 --port \"${PORT}\" --model-dir /opt/model --no-access-log"]

@@ -1,0 +1,124 @@
+"""Calibrate the no-dog rule: the served model's `dog_probability` on real dog photos vs images without a dog.
+
+    python benchmarks/no_dog_rule.py [--dev ../shared/data/stanford_dogs_dev] [--model-dir DIR]
+
+Dogs: the 1 200 Stanford dev photos. Non-dogs: this machine has no photos of cats or cars, so the non-dog side is
+generated — flat colours, gradients, noise, textures, stripes, geometric scenes, text on paper, sky-and-ground
+landscapes, and the dev photos scrambled into 16×16 tiles (a photo's colours and textures with no dog shape).
+For each threshold it prints the share of dogs wrongly rejected and the share of non-dogs caught, and writes
+benchmarks/results/no_dog_rule.json. Default model: the 120-breed zero-shot model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from dog_breed_classifier.images import decode_image, model_input
+from dog_breed_classifier.inference import Predictor
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def synthetic_non_dogs(rng: np.random.Generator, n_each: int = 20) -> dict[str, list[Image.Image]]:
+    "Images that contain no dog, by kind."
+    size = (320, 256)
+    def flat(): return Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 256, 3)))
+    def gradient():
+        a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        t = np.linspace(0, 1, size[0])[None, :, None]
+        return Image.fromarray(np.broadcast_to(a + (b - a) * t, (size[1], size[0], 3)).astype(np.uint8))
+    def noise(): return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    def texture():
+        small = rng.integers(0, 256, (size[1] // 16, size[0] // 16, 3), dtype=np.uint8)
+        return Image.fromarray(small).resize(size, Image.BICUBIC).filter(ImageFilter.GaussianBlur(2))
+    def stripes():
+        period = int(rng.integers(6, 40))
+        x = (np.arange(size[0]) // period) % 2
+        c1, c2 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        return Image.fromarray(np.broadcast_to(np.where(x[None, :, None], c1, c2), (size[1], size[0], 3)).astype(np.uint8))
+    def shapes():
+        im = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 256, 3))); d = ImageDraw.Draw(im)
+        for _ in range(int(rng.integers(3, 12))):
+            x0, y0 = rng.integers(0, size[0] - 20), rng.integers(0, size[1] - 20)
+            box = [int(x0), int(y0), int(x0 + rng.integers(20, 160)), int(y0 + rng.integers(20, 160))]
+            col = tuple(int(v) for v in rng.integers(0, 256, 3))
+            (d.ellipse if rng.random() < 0.5 else d.rectangle)(box, fill=col)
+        return im
+    def text():
+        im = Image.new("RGB", size, (245, 242, 235)); d = ImageDraw.Draw(im)
+        for row in range(12):
+            d.text((10, 10 + row * 20), " ".join("".join(chr(int(c)) for c in rng.integers(97, 123, int(rng.integers(2, 9))))
+                                                 for _ in range(8)), fill=(20, 20, 20))
+        return im
+    def landscape():
+        arr = np.zeros((size[1], size[0], 3), np.float32)
+        horizon = int(rng.integers(80, 180))
+        sky, ground = np.array([120, 170, 235]) * rng.uniform(0.7, 1.1), np.array([70, 120, 50]) * rng.uniform(0.6, 1.3)
+        arr[:horizon] = sky; arr[horizon:] = ground
+        arr += rng.normal(0, 8, arr.shape)
+        return Image.fromarray(arr.clip(0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1))
+    kinds = dict(flat=flat, gradient=gradient, noise=noise, texture=texture, stripes=stripes, shapes=shapes,
+                 text=text, landscape=landscape)
+    return {k: [f() for _ in range(n_each)] for k, f in kinds.items()}
+
+
+def scrambled(img: Image.Image, rng: np.random.Generator, tile: int = 16) -> Image.Image:
+    "The photo cut into tiles and shuffled: its colours and textures, no dog shape."
+    arr = np.asarray(img.resize((224, 224)))
+    tiles = [arr[y:y + tile, x:x + tile] for y in range(0, 224, tile) for x in range(0, 224, tile)]
+    order = rng.permutation(len(tiles)); n = 224 // tile
+    rows = [np.concatenate([tiles[order[r * n + c]] for c in range(n)], axis=1) for r in range(n)]
+    return Image.fromarray(np.concatenate(rows, axis=0))
+
+
+def dog_probabilities(predictor: Predictor, images: list) -> np.ndarray:
+    batch = np.stack([model_input(im if isinstance(im, Image.Image) else decode_image(im).image,
+                                  predictor.size, predictor.mean, predictor.std) for im in images])
+    return predictor.run(batch)[2]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dev", type=Path, default=REPO.parent/"shared"/"data"/"stanford_dogs_dev")
+    ap.add_argument("--model-dir", type=Path, help="a serving folder (default: the zero-shot model, built if needed)")
+    args = ap.parse_args()
+    images = args.dev.resolve()/"Images"
+    if not images.is_dir(): raise SystemExit(f"no Stanford photos at {images}")
+    if args.model_dir: model_dir = args.model_dir
+    else:
+        from dog_breed_classifier.export import zero_shot_serving_dir
+        from dog_breed_classifier.inference import zero_shot_cache_dir
+        model_dir = zero_shot_serving_dir(zero_shot_cache_dir())
+    predictor = Predictor.from_dir(model_dir)
+    rng = np.random.default_rng(0)
+    dogs = sorted(images.glob("*/*.jpg"))
+    p_dog = dog_probabilities(predictor, dogs)
+    non = synthetic_non_dogs(rng)
+    non["scrambled_dev_photo"] = [scrambled(decode_image(f).image, rng) for f in rng.choice(dogs, 160, replace=False)]
+    p_non = {k: dog_probabilities(predictor, v) for k, v in non.items()}
+    all_non = np.concatenate(list(p_non.values()))
+    thresholds = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5]
+    print(f"{predictor}\n{len(dogs)} dog photos, {len(all_non)} non-dog images "
+          f"({', '.join(f'{k} {len(v)}' for k, v in non.items())})\n")
+    print(f"{'threshold':>9}  {'dogs rejected':>13}  {'non-dogs caught':>15}  " + "  ".join(f"{k[:10]:>10}" for k in p_non))
+    rows = []
+    for t in thresholds:
+        row = dict(threshold=t, dogs_rejected=float((p_dog < t).mean()), non_dogs_caught=float((all_non < t).mean()),
+                   by_kind={k: float((v < t).mean()) for k, v in p_non.items()})
+        rows.append(row)
+        print(f"{t:>9}  {row['dogs_rejected']:>13.1%}  {row['non_dogs_caught']:>15.1%}  "
+              + "  ".join(f"{v:>10.0%}" for v in row["by_kind"].values()))
+    print(f"\nP(dog) on dogs: median {np.median(p_dog):.3f}, 1st percentile {np.percentile(p_dog, 1):.3f}; "
+          f"on non-dogs: median {np.median(all_non):.3f}, 99th percentile {np.percentile(all_non, 99):.3f}")
+    out = REPO/"benchmarks"/"results"/"no_dog_rule.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(dict(model_version=predictor.model_version, dogs=len(dogs), non_dogs=len(all_non), rows=rows), indent=1))
+    print(f"→ {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Inference speed and top-1 of every way to run the 120-breed model, on the same real dev photos, in one run.
+
+    python benchmarks/serving_speed.py [--dev ../shared/data/stanford_dogs_dev] [--per-breed 2] [--seconds 3]
+
+Model-only throughput (images already decoded and normalised) for torch eager at batch 1 and 32, ONNX Runtime
+fp32, OpenVINO fp32 and ONNX Runtime static int8 (QDQ, calibrated on 64 train photos) at batch 1 and 16; then
+end to end (file bytes → answer) for fastai's `learn.predict` and the `Predictor`. Ratios are against torch
+eager at batch 1, measured in the same run (these machines are noisy). Top-1 of each on the same photos.
+Stanford Dogs is drawn from ImageNet: top-1 here is optimistic. Writes benchmarks/results/serving_speed.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dog_breed_classifier.core import breed_vocab
+from dog_breed_classifier.export import quantize_int8, serving_model, write_serving_dir
+from dog_breed_classifier.images import decode_image, model_input
+from dog_breed_classifier.inference import Predictor, available_backends, load_backend
+from dog_breed_classifier.model import create_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def throughput(fn, batch: np.ndarray, bs: int, seconds: float) -> float:
+    "Images per second of `fn` on chunks of `bs`, for about `seconds`."
+    fn(batch[:bs])
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        i = (n // bs * bs) % (len(batch) - bs + 1)
+        fn(batch[i:i + bs]); n += bs
+    return n / (time.perf_counter() - t)
+
+
+def top1(fn, batch: np.ndarray, targets: np.ndarray, bs: int = 16) -> float:
+    preds = np.concatenate([np.asarray(fn(batch[i:i + bs])).argmax(1) for i in range(0, len(batch), bs)])
+    return float((preds == targets).mean())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dev", type=Path, default=REPO.parent/"shared"/"data"/"stanford_dogs_dev")
+    ap.add_argument("--train", type=Path, default=REPO.parent/"shared"/"data"/"stanford_dogs_train")
+    ap.add_argument("--per-breed", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    args = ap.parse_args()
+    dev = args.dev.resolve()/"Images"
+    if not dev.is_dir(): raise SystemExit(f"no Stanford photos at {dev}")
+    torch.set_num_threads(torch.get_num_threads())
+    vocab = breed_vocab()
+    model = create_model(classes="all").eval()
+    index = {c: i for i, c in enumerate(model.classes)}
+    files = [f for folder in sorted(dev.iterdir()) for f in sorted(folder.glob("*.jpg"))[:args.per_breed]]
+    targets = np.array([index[vocab.lookup(f.parent.name).name] for f in files])
+    norm = ((0.5,) * 3, (0.5,) * 3)
+    batch = np.stack([model_input(decode_image(f).image, 224, *norm) for f in files])
+    rows = {}
+
+    @torch.no_grad()
+    def torch_eager(x): return model(torch.from_numpy(x)).numpy()
+    rows["torch eager bs1"] = (throughput(torch_eager, batch, 1, args.seconds), top1(torch_eager, batch, targets))
+    rows["torch eager bs32"] = (throughput(torch_eager, batch, 32, args.seconds), rows["torch eager bs1"][1])
+
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        meta = dict(arch="tf_efficientnet_lite0", classes=model.classes, mean=[0.5] * 3, std=[0.5] * 3, input_size=224,
+                    pretrained="package", zero_shot=True, data={"source": "imagenet"})
+        write_serving_dir(d/"fp32", serving_model(model), meta, pretrained="package")
+        calib_files = sorted((args.train.resolve()/"Images").glob("*/*.jpg"))[::94][:64]
+        calib = np.stack([model_input(decode_image(f).image, 224, *norm) for f in calib_files]) if calib_files else batch[:64]
+        quantize_int8(d/"fp32"/"model.onnx", d/"model.int8.onnx", calib)
+        backends = {"onnxruntime fp32": load_backend(d/"fp32"/"model.onnx", "onnxruntime"),
+                    "onnxruntime int8": load_backend(d/"model.int8.onnx", "onnxruntime")}
+        if "openvino" in available_backends(): backends["openvino fp32"] = load_backend(d/"fp32"/"model.onnx", "openvino")
+        for name, be in backends.items():
+            def run(x, be=be): return be(x)[0]
+            acc = top1(run, batch, targets)
+            for bs in (1, 16): rows[f"{name} bs{bs}"] = (throughput(run, batch, bs, args.seconds), acc)
+
+        # end to end: bytes in, answer out
+        contents = [f.read_bytes() for f in files]
+        predictor = Predictor.from_dir(d/"fp32")
+        t = time.perf_counter(); answers = []
+        for c in contents: answers += predictor.predict([c], top_k=1)
+        e2e = len(contents) / (time.perf_counter() - t)
+        rows[f"Predictor end to end bs1 ({predictor.backend.name})"] = (
+            e2e, float(np.mean([a["top_k"][0]["breed"] == model.classes[y] for a, y in zip(answers, targets)])))
+
+    # fastai learn.predict, one image at a time (its documented way to predict)
+    from fastai.vision.all import CategoryBlock, DataBlock, ImageBlock, Learner
+
+    from dog_breed_classifier.augment import AlbumentationsTransform, eval_transforms
+    tfm = AlbumentationsTransform(eval_transforms(224), eval_transforms(224))
+    dls = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=model.classes)), get_y=lambda f: vocab.lookup(f.parent.name).name,
+                    item_tfms=[tfm]).dataloaders(files[:8], bs=8, num_workers=0)
+    from fastai.vision.all import Normalize
+    dls.after_batch.add(Normalize.from_stats([0.5] * 3, [0.5] * 3))
+    learn = Learner(dls, model)
+    n = min(len(files), 60)
+    learn.predict(files[0])
+    t = time.perf_counter()
+    with learn.no_bar(), learn.no_logging(): preds = [learn.predict(f)[0] for f in files[:n]]
+    rows["fastai learn.predict bs1"] = (n / (time.perf_counter() - t),
+                                        float(np.mean([p == model.classes[y] for p, y in zip(preds, targets[:n])])))
+
+    base = rows["torch eager bs1"][0]
+    print(f"{len(files)} Stanford dev photos ({args.per_breed} per breed), {torch.get_num_threads()} torch threads; "
+          f"ratios vs torch eager bs1 (optimistic top-1: ImageNet-derived photos)\n")
+    print(f"{'runtime':45} {'img/s':>7} {'× torch':>8} {'top-1':>6}")
+    for k, (ips, acc) in rows.items(): print(f"{k:45} {ips:7.1f} {ips / base:8.2f} {acc:6.3f}")
+    out = REPO/"benchmarks"/"results"/"serving_speed.json"; out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({k: dict(images_per_second=round(v[0], 1), ratio_vs_torch_bs1=round(v[0] / base, 2), top1=v[1])
+                               for k, v in rows.items()}, indent=1))
+    print(f"→ {out}")
+
+
+if __name__ == "__main__":
+    main()

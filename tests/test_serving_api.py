@@ -1,0 +1,256 @@
+"""Serving for real: `dog-breed serve` started as a uvicorn process on 127.0.0.1, driven over HTTP.
+
+Happy path, every error code, /metrics moving, one store row per acknowledged prediction, /health 503 with a
+corrupt model, model selection out of the box, `dog-breed predict`, and Predictor/evaluation parity."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SHARED_DATA, dog_breed_command, jpeg_bytes, photo, run_cli
+
+DEV = SHARED_DATA/"stanford_dogs_dev"/"Images"
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    "A DOG_BREED_CACHE holding the zero-shot serving model, built once for the session."
+    from dog_breed_classifier.export import zero_shot_serving_dir
+    cache = tmp_path_factory.mktemp("cache")
+    zero_shot_serving_dir(cache/"zero_shot")
+    return cache
+
+
+@pytest.fixture(scope="session")
+def zero_shot_dir(cache_dir) -> Path:
+    return cache_dir/"zero_shot"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    "`dog-breed serve` in a subprocess on a free loopback port."
+    def __init__(self, *args, cwd: Path, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cwd/f"server-{self.port}.log"
+        full_env = {**os.environ, "DO_NOT_TRACK": "1", **(env or {})}
+        full_env.pop("DOG_BREED_STORE_URL", None)
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([*dog_breed_command(), "serve", "--port", str(self.port), "--no-access-log", *map(str, args)],
+                                         cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.proc.poll() is not None: raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                httpx.get(self.url + "/health", timeout=2); return
+            except httpx.TransportError: time.sleep(0.3)
+        self.stop(); raise AssertionError(f"server did not start:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self):
+        self.proc.terminate()
+        try: self.proc.wait(20)
+        except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, zero_shot_dir):
+    d = tmp_path_factory.mktemp("serve")
+    s = Server("--model-dir", zero_shot_dir, "--store-url", f"sqlite:///{d}/predictions.db", "--archive", d/"uploads",
+               "--max-upload-mb", "1", cwd=d)
+    s.db, s.dir = d/"predictions.db", d
+    yield s
+    s.stop()
+
+
+def rows(db: Path) -> int:
+    with sqlite3.connect(db) as c: return c.execute("select count(*) from predictions").fetchone()[0]
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO(); img.save(buf, "PNG"); return buf.getvalue()
+
+
+def dog_photo() -> tuple[bytes, str | None]:
+    "A real dog photo and its breed when this machine has the Stanford photos, else a generated one."
+    if DEV.is_dir():
+        f = sorted(DEV.glob("*-golden_retriever/*.jpg"))[0]
+        return f.read_bytes(), "golden_retriever"
+    return jpeg_bytes(photo("golden_retriever", 3, (320, 256))), None
+
+
+def test_predict_answers_logs_and_archives(server):
+    content, breed = dog_photo()
+    before = rows(server.db)
+    r = httpx.post(server.url + "/predict", files={"file": ("../../etc/passwd", content, "image/jpeg")}, timeout=30)
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert {"prediction_id", "breed", "confidence", "top_k", "is_dog", "image_stats", "model_version", "latency_ms"} <= set(a)
+    assert len(a["top_k"]) == 5 and a["top_k"] == sorted(a["top_k"], key=lambda t: -t["probability"])
+    assert set(a["image_stats"]) == {"mean", "std", "median", "min", "max", "entropy", "edge_density"}
+    if breed: assert a["is_dog"] and a["breed"] == breed and a["confidence"] > 0.5
+    assert rows(server.db) == before + 1
+    with sqlite3.connect(server.db) as c:
+        stored = c.execute("select breed, model_version, archived_as, bytes, length(embedding) from predictions where id = ?",
+                           (a["prediction_id"],)).fetchone()
+    assert stored[:2] == (a["breed"], a["model_version"]) and stored[3] == len(content) and stored[4] == 1280 * 2
+    archived = server.dir/"uploads"/stored[2]
+    assert archived.read_bytes() == content and re.fullmatch(r"\d{4}/\d\d/\d\d/[0-9a-f]{32}\.jpg", stored[2])   # a generated name
+    assert not (server.dir/"etc").exists()
+
+
+def test_not_a_dog_is_said_so(server):
+    r = httpx.post(server.url + "/predict", files={"file": ("sky.png", png_bytes(Image.new("RGB", (320, 240), (90, 140, 220))), "image/png")})
+    assert r.status_code == 200 and r.json()["is_dog"] is False and r.json()["breed"] is None
+
+
+def test_every_client_mistake_is_a_4xx_and_nothing_is_logged(server):
+    good = jpeg_bytes(photo("pug", 1, (200, 200)))
+    bomb = io.BytesIO(); Image.new("1", (9000, 9000)).save(bomb, "PNG")   # 81 Mpx in a few kB: over the 40 Mpx cap
+    cases = [
+        ("missing file field", dict(data={"other": "x"}), 422, "bad_request"),
+        ("plain text", dict(files={"file": ("a.jpg", b"just some text", "image/jpeg")}), 415, "not_an_image"),
+        ("html", dict(files={"file": ("a.jpg", b"<!DOCTYPE html><html></html>", "image/jpeg")}), 415, "not_an_image"),
+        ("empty", dict(files={"file": ("a.jpg", b"", "image/jpeg")}), 422, "empty_file"),
+        ("truncated JPEG", dict(files={"file": ("a.jpg", good[:400], "image/jpeg")}), 422, "truncated"),
+        ("TIFF", dict(files={"file": ("a.tif", _tiff(), "image/tiff")}), 415, "unsupported_format"),
+        ("too small", dict(files={"file": ("a.png", png_bytes(Image.new("RGB", (10, 10))), "image/png")}), 422, "too_small"),
+        ("decompression bomb", dict(files={"file": ("a.png", bomb.getvalue(), "image/png")}), 422, "too_large"),
+        ("over 1 MB", dict(files={"file": ("a.jpg", good + os.urandom(1_100_000), "image/jpeg")}), 413, "too_large_upload"),
+    ]
+    before = rows(server.db)
+    for name, kw, status, reason in cases:
+        r = httpx.post(server.url + "/predict", timeout=30, **kw)
+        assert (r.status_code, r.json()["reason"]) == (status, reason), (name, r.status_code, r.text)
+        assert r.json()["detail"] and "Traceback" not in r.text
+    assert rows(server.db) == before
+    assert httpx.get(server.url + "/health").status_code == 200   # still up
+
+
+def _tiff() -> bytes:
+    buf = io.BytesIO(); Image.new("RGB", (64, 64), (1, 2, 3)).save(buf, "TIFF"); return buf.getvalue()
+
+
+def test_batch_answers_each_file_in_order(server):
+    files = [("files", ("a.jpg", jpeg_bytes(photo("pug", 2, (200, 180))), "image/jpeg")),
+             ("files", ("b.jpg", b"junk", "image/jpeg")),
+             ("files", ("c.png", png_bytes(photo("beagle", 2, (200, 180))), "image/png"))]
+    before = rows(server.db)
+    r = httpx.post(server.url + "/predict/batch", files=files, timeout=30)
+    assert r.status_code == 200
+    answers = r.json()["predictions"]
+    assert ["error" in a for a in answers] == [False, True, False] and answers[1]["error"]["status"] == 415
+    assert rows(server.db) == before + 2
+
+
+def test_concurrent_requests_each_get_a_row_and_metrics_move(server):
+    def counter(text, name, **labels):
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        m = re.search(rf"^{name}\{{{re.escape(want)}\}} ([0-9.e+]+)$", text, re.M)
+        return float(m.group(1)) if m else 0.0
+    metrics_before = httpx.get(server.url + "/metrics").text
+    before = rows(server.db)
+    photos = [jpeg_bytes(photo(b, i, (240, 200))) for i, b in enumerate(["pug", "beagle", "chow", "papillon"] * 10)]
+    with httpx.Client(timeout=60) as client, cf.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda c: client.post(server.url + "/predict", files={"file": ("p.jpg", c, "image/jpeg")}).status_code, photos))
+    assert codes == [200] * len(photos)
+    assert rows(server.db) == before + len(photos)
+    text = httpx.get(server.url + "/metrics").text
+    key = dict(route="/predict", method="POST", status="200")
+    assert counter(text, "dogbreed_requests_total", **key) - counter(metrics_before, "dogbreed_requests_total", **key) == len(photos)
+    for name in ("dogbreed_request_latency_seconds_bucket", "dogbreed_upload_bytes_bucket", "dogbreed_predictions_total",
+                 "dogbreed_model_info", "dogbreed_errors_total"):
+        assert name in text
+
+
+def test_model_card_and_health(server, zero_shot_dir):
+    card = httpx.get(server.url + "/model").json()
+    assert card["model_version"] == json.loads((zero_shot_dir/"model_card.json").read_text())["model_version"]
+    assert card["runtime"]["backend"] in ("openvino", "onnxruntime") and card["caveat"]
+    h = httpx.get(server.url + "/health").json()
+    assert h["status"] == "ok" and h["store_writable"] and h["model_version"] == card["model_version"]
+
+
+def test_corrupt_model_dir_starts_and_health_is_503(tmp_path, zero_shot_dir):
+    broken = tmp_path/"broken"; shutil.copytree(zero_shot_dir, broken)
+    (broken/"model.onnx").write_bytes(b"\x08\x07 not a protobuf")
+    s = Server("--model-dir", broken, "--store-url", f"sqlite:///{tmp_path}/p.db", cwd=tmp_path)
+    try:
+        r = httpx.get(s.url + "/health")
+        assert r.status_code == 503 and "not a loadable ONNX model" in r.json()["model_error"]
+        r = httpx.post(s.url + "/predict", files={"file": ("a.jpg", jpeg_bytes(photo()), "image/jpeg")})
+        assert r.status_code == 503 and r.json()["reason"] == "model_not_loaded"
+    finally: s.stop()
+    assert "not a loadable ONNX model" in s.log.read_text()   # and said so at start-up
+
+
+def test_out_of_the_box_a_sample_trained_project_serves_the_zero_shot_model(tmp_path, cache_dir, zero_shot_dir):
+    serving = tmp_path/"models"/"serving"; shutil.copytree(zero_shot_dir, serving)
+    card = json.loads((serving/"model_card.json").read_text())
+    card["training"]["data"] = {"source": "sample"}; card["model_version"] = "trained-on-sample"
+    (serving/"model_card.json").write_text(json.dumps(card))
+    (tmp_path/"params.yaml").write_text("")
+    s = Server("--store-url", f"sqlite:///{tmp_path}/p.db", cwd=tmp_path, env={"DOG_BREED_CACHE": str(cache_dir)})
+    try:
+        h = httpx.get(s.url + "/health").json()
+        assert "synthetic sample" in h["model_selection"] and h["model_version"] != "trained-on-sample"
+        assert "synthetic sample" in httpx.get(s.url + "/model").json()["selection_reason"]
+    finally: s.stop()
+    assert "synthetic sample" in s.log.read_text()
+
+
+def test_cli_predict(tmp_path, zero_shot_dir):
+    Image.new("RGB", (300, 200), (200, 200, 200)).save(tmp_path/"wall.png")
+    (tmp_path/"dog.jpg").write_bytes(dog_photo()[0])
+    res = run_cli("predict", "--json", "--model-dir", zero_shot_dir, "dog.jpg", "wall.png", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    answers = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [a["file"] for a in answers] == ["dog.jpg", "wall.png"] and answers[0]["is_dog"] and not answers[1]["is_dog"]
+    table = run_cli("predict", "--model-dir", zero_shot_dir, "dog.jpg", "missing.jpg", cwd=tmp_path)
+    assert table.returncode == 1 and "missing.jpg: file not found" in table.stderr and table.stdout.startswith("dog.jpg\t")
+
+
+def test_predictor_agrees_with_evaluation(zero_shot_dir):
+    "The serving path (ONNX, no torch) picks the breed the evaluate stage (torch) picks, photo by photo."
+    from dog_breed_classifier.evaluate import predict_probs
+    from dog_breed_classifier.inference import Predictor
+    from dog_breed_classifier.model import create_model
+    if DEV.is_dir(): files = [f for folder in sorted(DEV.iterdir())[::4] for f in sorted(folder.glob("*.jpg"))[:2]]
+    else:
+        files = []
+        for i, b in enumerate(["pug", "beagle", "chow", "papillon", "komondor", "basenji"]):
+            p = Path(os.environ.get("TMPDIR", "/tmp"))/f"parity-{os.getpid()}-{i}.jpg"; p.write_bytes(jpeg_bytes(photo(b, i, (333, 250)))); files.append(p)
+    predictor = Predictor.from_dir(zero_shot_dir, backend="onnxruntime")
+    torch_top1 = predict_probs(create_model(classes="all"), files).argmax(1)
+    onnx = predictor.predict(files, top_k=1)
+    assert [predictor.classes[i] for i in torch_top1] == [a["top_k"][0]["breed"] for a in onnx]
+
+
+def test_openvino_and_onnxruntime_agree(zero_shot_dir):
+    from dog_breed_classifier.inference import Predictor, available_backends
+    if "openvino" not in available_backends(): pytest.skip("openvino is not installed")
+    photos = [photo(b, 5, (256, 256)) for b in ["pug", "beagle", "chow"]]
+    a = Predictor.from_dir(zero_shot_dir, backend="openvino").predict(photos)
+    b = Predictor.from_dir(zero_shot_dir, backend="onnxruntime").predict(photos)
+    for x, y in zip(a, b):
+        assert [t["breed"] for t in x["top_k"][:3]] == [t["breed"] for t in y["top_k"][:3]]
+        assert abs(x["dog_probability"] - y["dog_probability"]) < 1e-3
+    assert np.isclose(a[0]["top_k"][0]["probability"], b[0]["top_k"][0]["probability"], atol=1e-3)
