@@ -93,14 +93,12 @@ def main():
             e2e, float(np.mean([a["top_k"][0]["breed"] == model.classes[y] for a, y in zip(answers, targets)])))
 
     # fastai learn.predict, one image at a time (its documented way to predict)
-    from fastai.vision.all import CategoryBlock, DataBlock, ImageBlock, Learner
+    from fastai.vision.all import CategoryBlock, DataBlock, ImageBlock, Learner, Normalize
 
     from dog_breed_classifier.augment import AlbumentationsTransform, eval_transforms
     tfm = AlbumentationsTransform(eval_transforms(224), eval_transforms(224))
-    dls = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=model.classes)), get_y=lambda f: vocab.lookup(f.parent.name).name,
-                    item_tfms=[tfm]).dataloaders(files[:8], bs=8, num_workers=0)
-    from fastai.vision.all import Normalize
-    dls.after_batch.add(Normalize.from_stats([0.5] * 3, [0.5] * 3))
+    dls = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=model.classes, sort=False)), get_y=lambda f: vocab.lookup(f.parent.name).name,
+                    item_tfms=[tfm], batch_tfms=[Normalize.from_stats([0.5] * 3, [0.5] * 3)]).dataloaders(files[:8], bs=8, num_workers=0)
     learn = Learner(dls, model)
     n = min(len(files), 60)
     learn.predict(files[0])

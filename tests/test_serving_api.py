@@ -13,6 +13,8 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SHARED_DATA, dog_breed_command, jpeg_bytes, photo, run_cli
+from conftest import REPO, SHARED_DATA, dog_breed_command, jpeg_bytes, photo, run_cli
 
 DEV = SHARED_DATA/"stanford_dogs_dev"/"Images"
 
@@ -254,3 +256,42 @@ def test_openvino_and_onnxruntime_agree(zero_shot_dir):
         assert [t["breed"] for t in x["top_k"][:3]] == [t["breed"] for t in y["top_k"][:3]]
         assert abs(x["dog_probability"] - y["dog_probability"]) < 1e-3
     assert np.isclose(a[0]["top_k"][0]["probability"], b[0]["top_k"][0]["probability"], atol=1e-3)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/PID/maps (Linux)")
+def test_first_start_builds_the_zero_shot_model_without_loading_torch_into_the_server(tmp_path):
+    cache = tmp_path/"empty-cache"
+    s = Server("--store-url", f"sqlite:///{tmp_path}/p.db", cwd=tmp_path, env={"DOG_BREED_CACHE": str(cache)})
+    try:
+        h = httpx.get(s.url + "/health").json()
+        assert h["status"] == "ok" and "zero-shot" in h["model_selection"] and (cache/"zero_shot"/"model.onnx").is_file()
+        maps = Path(f"/proc/{s.proc.pid}/maps").read_text()
+        assert "libtorch" not in maps and ("onnxruntime" in maps or "openvino" in maps)
+    finally: s.stop()
+    assert "building the zero-shot model once" in s.log.read_text()
+
+
+def test_load_test_script_runs_locust_bounded_and_every_success_is_logged(tmp_path, cache_dir):
+    "benchmarks/load_test.py for real, small: a server, locust headless, the log checked."
+    env = {**os.environ, "DOG_BREED_CACHE": str(cache_dir)}
+    res = subprocess.run([sys.executable, str(REPO/"benchmarks"/"load_test.py"), "--requests", "30", "--users", "4",
+                          "--max-seconds", "90", "--results", str(tmp_path)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    summary = json.loads((tmp_path/"load_test.json").read_text())
+    assert summary["requests"] == 30 and summary["failures"] == 0 and summary["rows_stored"] == 30, res.stdout[-2000:] + res.stderr[-3000:]
+    assert summary["sqlite_integrity"] == "ok"
+
+
+def test_first_inferences_from_several_threads_do_not_hang(zero_shot_dir):
+    "OpenVINO deadlocked now and then when fresh threads ran their first inferences at once (as a new server does)."
+    from dog_breed_classifier.inference import Predictor, available_backends
+    def predict_at_once(predictor) -> int:
+        done = []
+        threads = [threading.Thread(target=lambda i=i: done.append(predictor.predict([photo("pug", i, (200, 200))])), daemon=True)
+                   for i in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join(30)
+        return len(done)
+    for backend in available_backends():
+        for _ in range(4):
+            assert predict_at_once(Predictor.from_dir(zero_shot_dir, backend=backend)) == 4, f"{backend}: first inferences hung"

@@ -1,0 +1,107 @@
+"""API throughput and latency vs the raw Predictor on the same photos, at concurrency 1, 4 and 16, in one run.
+
+    python benchmarks/api_throughput.py [--requests 200] [--photos DIR] [--model-dir DIR] [--backend auto|openvino|onnxruntime]
+
+Starts `dog-breed serve` on 127.0.0.1 (the zero-shot model unless --model-dir; a fresh SQLite log), sends
+--requests uploads per concurrency level from that many client threads, and reports req/s and p50/p95/p99; then
+calls `Predictor.predict` in-process on the same bytes from the same number of threads. The ratio API/raw is
+what HTTP, multipart parsing, image statistics, the SQLite commit and metrics cost. Also the server's RSS.
+Writes benchmarks/results/api_throughput.json.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import io
+import json
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).parent))
+from serving_process import running_server  # noqa: E402
+
+from dog_breed_classifier.data import draw_sample_dog  # noqa: E402
+from dog_breed_classifier.inference import Predictor  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def photos(folder: Path | None) -> list[bytes]:
+    dev = folder or REPO.parent/"shared"/"data"/"stanford_dogs_dev"/"Images"
+    files = sorted(Path(dev).rglob("*.jpg"))[::10][:120] if Path(dev).is_dir() else []
+    if files: return [f.read_bytes() for f in files]
+    out = []
+    for i in range(60):
+        buf = io.BytesIO(); draw_sample_dog("pug", np.random.default_rng(i), (400, 320)).save(buf, "JPEG"); out.append(buf.getvalue())
+    return out
+
+
+def timed(fn, items, concurrency: int) -> tuple[float, np.ndarray]:
+    "(items/s, per-item latencies in ms) of fn over items from `concurrency` threads."
+    def one(x):
+        t = time.perf_counter(); fn(x); return (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    with cf.ThreadPoolExecutor(concurrency) as pool: lat = np.array(list(pool.map(one, items)))
+    return len(items) / (time.perf_counter() - t), lat
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--photos", type=Path)
+    ap.add_argument("--model-dir", type=Path)
+    ap.add_argument("--backend", default="auto", choices=["auto", "openvino", "onnxruntime"])
+    args = ap.parse_args()
+    data = photos(args.photos)
+    items = [data[i % len(data)] for i in range(args.requests)]
+    results = {}
+    with tempfile.TemporaryDirectory() as d:
+        extra = (["--model-dir", str(args.model_dir)] if args.model_dir else []) + ["--backend", args.backend]
+        with running_server(Path(d), *extra) as (url, proc):
+            server = psutil.Process(proc.pid)
+            card = httpx.get(url + "/model").json()
+            rss_idle = server.memory_info().rss
+            client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=32))
+            def post(b):
+                r = client.post(url + "/predict", files={"file": ("p.jpg", b, "image/jpeg")})
+                if r.status_code != 200: raise RuntimeError(r.text)
+            post(items[0])
+            for c in (1, 4, 16):
+                rps, lat = timed(post, items, c)
+                results[f"api c={c}"] = dict(per_s=rps, p50_ms=np.percentile(lat, 50), p95_ms=np.percentile(lat, 95), p99_ms=np.percentile(lat, 99))
+            rss_loaded = server.memory_info().rss
+            with sqlite3.connect(Path(d)/"predictions.db") as db: rows = db.execute("select count(*) from predictions").fetchone()[0]
+        from dog_breed_classifier.cli import serving_model_dir
+        predictor = Predictor.from_dir(args.model_dir or serving_model_dir(None, quiet=True)[0], backend=args.backend)
+        assert predictor.model_version == card["model_version"]
+        predictor.predict([items[0]])
+        for c in (1, 4, 16):
+            ips, lat = timed(lambda b: predictor.predict([b]), items, c)
+            results[f"raw Predictor c={c}"] = dict(per_s=ips, p50_ms=np.percentile(lat, 50), p95_ms=np.percentile(lat, 95), p99_ms=np.percentile(lat, 99))
+    print(f"{card['model_version']} on {card['runtime']['backend']} ({card['runtime']['file']}); {len(data)} distinct photos, "
+          f"{args.requests} requests per level\n")
+    print(f"{'':22} {'/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}   API/raw")
+    for c in (1, 4, 16):
+        for kind in ("api", "raw Predictor"):
+            r = results[f"{kind} c={c}"]
+            ratio = results[f"api c={c}"]["per_s"] / results[f"raw Predictor c={c}"]["per_s"]
+            print(f"{kind + f' c={c}':22} {r['per_s']:7.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['p99_ms']:8.1f}"
+                  + (f"   {ratio:.0%}" if kind == "api" else ""))
+    print(f"\nrows logged {rows} (requests sent {3 * args.requests + 1}); server RSS idle {rss_idle / 2**20:.0f} MB, "
+          f"after load {rss_loaded / 2**20:.0f} MB")
+    out = REPO/"benchmarks"/"results"/"api_throughput.json"; out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(dict(model_version=card["model_version"], runtime=card["runtime"], rows_logged=rows,
+                                   requests_sent=3 * args.requests + 1, rss_idle_mb=rss_idle / 2**20, rss_loaded_mb=rss_loaded / 2**20,
+                                   levels={k: {m: round(float(v), 2) for m, v in r.items()} for k, r in results.items()}), indent=1))
+    print(f"→ {out}")
+
+
+if __name__ == "__main__":
+    main()
