@@ -34,7 +34,7 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PORT=8000 \
 RUN useradd --create-home --uid 10001 app && mkdir /data && chown app /data
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/model /opt/model
-USER app
+USER 10001
 WORKDIR /home/app
 VOLUME ["/data"]
 EXPOSE 8000
