@@ -295,3 +295,12 @@ def test_first_inferences_from_several_threads_do_not_hang(zero_shot_dir):
     for backend in available_backends():
         for _ in range(4):
             assert predict_at_once(Predictor.from_dir(zero_shot_dir, backend=backend)) == 4, f"{backend}: first inferences hung"
+
+
+def test_when_the_zero_shot_model_cannot_be_built_the_server_starts_and_says_why(tmp_path):
+    (tmp_path/"not-a-folder").write_text("a file where the cache folder should be")
+    s = Server("--store-url", f"sqlite:///{tmp_path}/p.db", cwd=tmp_path, env={"DOG_BREED_CACHE": str(tmp_path/"not-a-folder")})
+    try:
+        r = httpx.get(s.url + "/health")
+        assert r.status_code == 503 and "building the zero-shot model failed" in r.json()["model_error"]
+    finally: s.stop()
