@@ -1,0 +1,77 @@
+"""What the drift statistics cost per photo, next to what decoding the photo costs, measured in the same run.
+
+    python benchmarks/image_stats_speed.py [--dev ../shared/data/stanford_dogs_dev] [--photos 300]
+
+For each photo (the Stanford dev photos when present, else generated 500×375 photos): decode
+(`images.decode_image`), then `images.image_stats` on the decoded image, each timed best-of-3 per photo. Prints
+µs/photo for both, the ratio, and the share each group of statistics takes; writes
+benchmarks/results/image_stats.json.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dog_breed_classifier import images
+from dog_breed_classifier.images import decode_image, image_stats
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def best_of(fn, repeat: int = 3) -> float:
+    "Fastest of `repeat` calls, in microseconds."
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+    return min(times) * 1e6
+
+
+def photo_bytes(dev: Path, n: int) -> list[bytes]:
+    paths = sorted(p for p in dev.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n] if dev.is_dir() else []
+    if paths: return [p.read_bytes() for p in paths]
+    rng, out = np.random.default_rng(0), []
+    for _ in range(n):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dev", type=Path, default=REPO.parent/"shared"/"data"/"stanford_dogs_dev")
+    ap.add_argument("--photos", type=int, default=300)
+    args = ap.parse_args()
+    photos = photo_bytes(args.dev, args.photos)
+    decode_us, stats_us, parts = [], [], {"histogram": [], "detail": [], "colour": []}
+    for data in photos:
+        decode_us.append(best_of(lambda: decode_image(data)))
+        img = decode_image(data).image
+        stats_us.append(best_of(lambda: image_stats(img)))
+        small = img.copy(); small.thumbnail((images.STATS_SIZE, images.STATS_SIZE), Image.BILINEAR, reducing_gap=2.0)
+        grey = small.convert("L"); g, rgb = np.asarray(grey), np.asarray(small)
+        parts["histogram"].append(best_of(lambda: images._grey_histogram_stats(grey)))
+        parts["detail"].append(best_of(lambda: images._detail_stats(g)))
+        parts["colour"].append(best_of(lambda: images._colour_stats(rgb)))
+    result = dict(photos=len(photos), source=str(args.dev) if args.dev.is_dir() else "generated 500x375 JPEGs",
+                  decode_us_median=statistics.median(decode_us), image_stats_us_median=statistics.median(stats_us),
+                  stats_over_decode=statistics.median(stats_us) / statistics.median(decode_us),
+                  parts_us_median={k: statistics.median(v) for k, v in parts.items()})
+    print(f"{len(photos)} photos ({result['source']})")
+    print(f"decode_image      {result['decode_us_median']:8.0f} µs/photo (median)")
+    print(f"image_stats       {result['image_stats_us_median']:8.0f} µs/photo (median) = "
+          f"{result['stats_over_decode']:.2f} × decoding")
+    for k, v in result["parts_us_median"].items(): print(f"  {k:15s} {v:8.0f} µs (on the {images.STATS_SIZE}-px copy)")
+    out = REPO/"benchmarks"/"results"/"image_stats.json"
+    out.parent.mkdir(exist_ok=True); out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
