@@ -15,55 +15,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
+from dog_breed_classifier.drift import synthetic_non_dogs
 from dog_breed_classifier.images import decode_image, model_input
 from dog_breed_classifier.inference import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def synthetic_non_dogs(rng: np.random.Generator, n_each: int = 20) -> dict[str, list[Image.Image]]:
-    "Images that contain no dog, by kind."
-    size = (320, 256)
-    def flat(): return Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 256, 3)))
-    def gradient():
-        a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-        t = np.linspace(0, 1, size[0])[None, :, None]
-        return Image.fromarray(np.broadcast_to(a + (b - a) * t, (size[1], size[0], 3)).astype(np.uint8))
-    def noise(): return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-    def texture():
-        small = rng.integers(0, 256, (size[1] // 16, size[0] // 16, 3), dtype=np.uint8)
-        return Image.fromarray(small).resize(size, Image.BICUBIC).filter(ImageFilter.GaussianBlur(2))
-    def stripes():
-        period = int(rng.integers(6, 40))
-        x = (np.arange(size[0]) // period) % 2
-        c1, c2 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-        return Image.fromarray(np.broadcast_to(np.where(x[None, :, None], c1, c2), (size[1], size[0], 3)).astype(np.uint8))
-    def shapes():
-        im = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 256, 3))); d = ImageDraw.Draw(im)
-        for _ in range(int(rng.integers(3, 12))):
-            x0, y0 = rng.integers(0, size[0] - 20), rng.integers(0, size[1] - 20)
-            box = [int(x0), int(y0), int(x0 + rng.integers(20, 160)), int(y0 + rng.integers(20, 160))]
-            col = tuple(int(v) for v in rng.integers(0, 256, 3))
-            (d.ellipse if rng.random() < 0.5 else d.rectangle)(box, fill=col)
-        return im
-    def text():
-        im = Image.new("RGB", size, (245, 242, 235)); d = ImageDraw.Draw(im)
-        for row in range(12):
-            d.text((10, 10 + row * 20), " ".join("".join(chr(int(c)) for c in rng.integers(97, 123, int(rng.integers(2, 9))))
-                                                 for _ in range(8)), fill=(20, 20, 20))
-        return im
-    def landscape():
-        arr = np.zeros((size[1], size[0], 3), np.float32)
-        horizon = int(rng.integers(80, 180))
-        sky, ground = np.array([120, 170, 235]) * rng.uniform(0.7, 1.1), np.array([70, 120, 50]) * rng.uniform(0.6, 1.3)
-        arr[:horizon] = sky; arr[horizon:] = ground
-        arr += rng.normal(0, 8, arr.shape)
-        return Image.fromarray(arr.clip(0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1))
-    kinds = dict(flat=flat, gradient=gradient, noise=noise, texture=texture, stripes=stripes, shapes=shapes,
-                 text=text, landscape=landscape)
-    return {k: [f() for _ in range(n_each)] for k, f in kinds.items()}
 
 
 def scrambled(img: Image.Image, rng: np.random.Generator, tile: int = 16) -> Image.Image:

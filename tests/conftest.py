@@ -48,3 +48,18 @@ def jpeg_bytes(img: Image.Image, **kw) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "JPEG", **kw)
     return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    "A DOG_BREED_CACHE holding the zero-shot serving model, built once for the session."
+    from dog_breed_classifier.export import zero_shot_serving_dir
+    cache = tmp_path_factory.mktemp("cache")
+    zero_shot_serving_dir(cache/"zero_shot")
+    return cache
+
+
+@pytest.fixture(scope="session")
+def zero_shot_dir(cache_dir) -> Path:
+    "The 120-breed zero-shot serving folder (no drift reference: it was trained on no data of ours)."
+    return cache_dir/"zero_shot"

@@ -99,6 +99,30 @@ def test_push_and_pull_through_the_default_local_remote(clone):
     assert digest(clone/"data"/"processed") == before
 
 
+def test_export_writes_the_drift_reference_and_the_optional_drift_stage_reports(clone):
+    card = json.loads((clone/"models"/"serving"/"model_card.json").read_text())
+    assert card["drift_reference"]["rows"] == 60 and card["drift_reference"]["embeddings"] == [60, 1280]   # valid + test photos
+    from dog_breed_classifier.inference import Predictor
+    from dog_breed_classifier.monitoring import PredictionStore
+    labels = pd.read_csv(clone/"data"/"processed"/"labels.csv", keep_default_na=False)
+    served = Predictor.from_dir(clone/"models"/"serving")
+    store = PredictionStore(f"sqlite:///{clone}/predictions.db")   # where `dog-breed serve` logs from the project folder
+    train_photos = [clone/"data"/"processed"/p for p in labels[(labels.split == "train") & (labels.variant == "")].path[:70]]
+    for answer in served.predict(train_photos, embeddings=True): store.add(answer)
+    assert "drift" not in sh("dvc", "status", cwd=clone).stdout or "frozen" in sh("dvc", "status", cwd=clone).stdout
+    sh("dvc", "unfreeze", "drift", cwd=clone)
+    try:
+        res = sh("dvc", "repro", "drift", cwd=clone)
+        assert "Running stage 'drift'" in res.stdout
+        summary = json.loads((clone/"reports"/"drift.json").read_text())
+        assert summary["reference"]["rows"] == 60 and summary["current"]["rows"] == 70
+        assert summary["current"]["model_version"] == card["model_version"] and summary["status"] in ("drift", "no_drift")
+        assert (clone/"reports"/"drift.html").stat().st_size > 10_000
+        assert "drift_share" in sh("dvc", "metrics", "show", "--json", cwd=clone).stdout
+    finally:
+        sh("git", "checkout", "dvc.yaml", "dvc.lock", cwd=clone)
+
+
 def test_exp_run_with_a_folder_source(clone, tmp_path):
     photos = tmp_path/"my photos"
     for breed in ["Beagle", "n02099601-golden_retriever"]:

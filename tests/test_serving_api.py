@@ -28,20 +28,6 @@ from conftest import REPO, SHARED_DATA, dog_breed_command, jpeg_bytes, photo, ru
 DEV = SHARED_DATA/"stanford_dogs_dev"/"Images"
 
 
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    "A DOG_BREED_CACHE holding the zero-shot serving model, built once for the session."
-    from dog_breed_classifier.export import zero_shot_serving_dir
-    cache = tmp_path_factory.mktemp("cache")
-    zero_shot_serving_dir(cache/"zero_shot")
-    return cache
-
-
-@pytest.fixture(scope="session")
-def zero_shot_dir(cache_dir) -> Path:
-    return cache_dir/"zero_shot"
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,0 +1,87 @@
+"""What a drift check costs, by part, at production sizes: 10 000 reference rows × 1 000 current rows.
+
+    python benchmarks/drift_speed.py [--reference-rows 10000] [--current-rows 1000]
+
+The rows are generated (14 statistics, 120 breeds, 1 280-d float16 embeddings; the current side shifted a little)
+because timing does not depend on what the numbers are. Each part is timed in this one process:
+- `drift_decision` (the verdict the API's gauges use: two `DriftedColumnsCount`),
+- `drift_summary` (+ every column's `ValueDrift`, the JSON of GET /drift),
+- `drift_report` with HTML (+ `DataDriftPreset` and `EmbeddingsDrift`, GET /drift?format=html),
+and `current_from_store` reading 1 000 rows from a SQLite store. Prints seconds and ratios to the decision; writes
+benchmarks/results/drift_speed.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dog_breed_classifier.core import DriftSettings
+from dog_breed_classifier.drift import (PREDICTION_COLUMNS, STAT_COLUMNS, DriftData, current_from_store, drift_decision,
+                                        drift_report, drift_summary)
+from dog_breed_classifier.images import IMAGE_STAT_NAMES
+from dog_breed_classifier.monitoring import PredictionStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rows(n: int, rng: np.random.Generator, shift: float = 0.0) -> DriftData:
+    "`n` generated rows: statistics around photo-like values, breeds, confidences, embeddings."
+    centre = np.array([115, 60, 112, 2, 253, 7.5, 0.08, 140, 190, 600, 40, 1.33, 500, 375], dtype=float)
+    stats = centre * (1 + shift) + rng.normal(0, 0.15, (n, len(centre))) * centre
+    frame = pd.DataFrame(stats, columns=STAT_COLUMNS)
+    frame["breed"] = rng.choice([f"breed_{i}" for i in range(120)], n)
+    frame["confidence"] = rng.beta(5, 1.5, n)
+    frame["is_dog"] = np.where(rng.random(n) < 0.97, "dog", "no dog")
+    emb = (rng.normal(shift, 1, (n, 1280))).astype(np.float16).astype(np.float32)
+    return DriftData(frame[[*STAT_COLUMNS, *PREDICTION_COLUMNS]], emb, "generated")
+
+
+def timed(fn):
+    t0 = time.perf_counter(); out = fn(); return time.perf_counter() - t0, out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reference-rows", type=int, default=10_000)
+    ap.add_argument("--current-rows", type=int, default=1_000)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    s = DriftSettings(reference_rows=args.reference_rows)
+    reference, current = rows(args.reference_rows, rng), rows(args.current_rows, rng, shift=0.05)
+    timed(lambda: drift_decision(reference.sample(200), current.sample(100), s))   # imports Evidently, warms up
+    fresh = DriftData(reference.frame, reference.embeddings, "generated")      # PCA not fitted yet
+    first, _ = timed(lambda: drift_decision(fresh, current, s))
+    decision, verdict = timed(lambda: drift_decision(fresh, current, s))
+    summary, _ = timed(lambda: drift_summary(fresh, current, s))
+    with tempfile.TemporaryDirectory() as d:
+        report, _ = timed(lambda: drift_report(fresh, current, s, html=Path(d)/"drift.html"))
+        html_mb = (Path(d)/"drift.html").stat().st_size / 1e6
+        store = PredictionStore(f"sqlite:///{d}/p.db")
+        for i in range(args.current_rows):
+            row = current.frame.iloc[i]
+            store.add(dict(model_version="bench", breed=row.breed, confidence=float(row.confidence),
+                           top_k=[dict(breed=row.breed, probability=float(row.confidence))], is_dog=row.is_dog == "dog",
+                           dog_probability=0.9, latency_ms=1.0, width=500, height=375,
+                           image_stats={n: float(row[f"stat_{n}"]) for n in IMAGE_STAT_NAMES}, embedding=current.embeddings[i]))
+        read, _ = timed(lambda: current_from_store(store, args.current_rows))
+    result = dict(reference_rows=args.reference_rows, current_rows=args.current_rows,
+                  decision_first_s=first, decision_s=decision, summary_s=summary, report_html_s=report, html_mb=html_mb,
+                  store_read_s=read, verdict=verdict["status"])
+    print(f"{args.reference_rows:,} reference × {args.current_rows:,} current rows (generated)")
+    print(f"drift_decision, first (fits the PCA) {first:6.2f} s")
+    print(f"drift_decision                       {decision:6.2f} s   1.0×")
+    print(f"drift_summary (JSON of GET /drift)   {summary:6.2f} s  {summary / decision:4.1f}×")
+    print(f"drift_report with HTML ({html_mb:.1f} MB)     {report:6.2f} s  {report / decision:4.1f}×")
+    print(f"current_from_store, {args.current_rows} rows        {read:6.2f} s  {read / decision:4.1f}×")
+    out = REPO/"benchmarks"/"results"/"drift_speed.json"
+    out.parent.mkdir(exist_ok=True); out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
