@@ -22,8 +22,15 @@ import numpy as np
 import pandas as pd
 
 from dog_breed_classifier.core import DriftSettings
-from dog_breed_classifier.drift import (PREDICTION_COLUMNS, STAT_COLUMNS, DriftData, current_from_store, drift_decision,
-                                        drift_report, drift_summary)
+from dog_breed_classifier.drift import (
+    PREDICTION_COLUMNS,
+    STAT_COLUMNS,
+    DriftData,
+    current_from_store,
+    drift_decision,
+    drift_report,
+    drift_summary,
+)
 from dog_breed_classifier.images import IMAGE_STAT_NAMES
 from dog_breed_classifier.monitoring import PredictionStore
 

@@ -52,14 +52,14 @@ def main():
     photos = photo_bytes(args.dev, args.photos)
     decode_us, stats_us, parts = [], [], {"histogram": [], "detail": [], "colour": []}
     for data in photos:
-        decode_us.append(best_of(lambda: decode_image(data)))
+        decode_us.append(best_of(lambda data=data: decode_image(data)))
         img = decode_image(data).image
-        stats_us.append(best_of(lambda: image_stats(img)))
+        stats_us.append(best_of(lambda img=img: image_stats(img)))
         small = img.copy(); small.thumbnail((images.STATS_SIZE, images.STATS_SIZE), Image.BILINEAR, reducing_gap=2.0)
         grey = small.convert("L"); g, rgb = np.asarray(grey), np.asarray(small)
-        parts["histogram"].append(best_of(lambda: images._grey_histogram_stats(grey)))
-        parts["detail"].append(best_of(lambda: images._detail_stats(g)))
-        parts["colour"].append(best_of(lambda: images._colour_stats(rgb)))
+        parts["histogram"].append(best_of(lambda grey=grey: images._grey_histogram_stats(grey)))
+        parts["detail"].append(best_of(lambda g=g: images._detail_stats(g)))
+        parts["colour"].append(best_of(lambda rgb=rgb: images._colour_stats(rgb)))
     result = dict(photos=len(photos), source=str(args.dev) if args.dev.is_dir() else "generated 500x375 JPEGs",
                   decode_us_median=statistics.median(decode_us), image_stats_us_median=statistics.median(stats_us),
                   stats_over_decode=statistics.median(stats_us) / statistics.median(decode_us),

@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from test_serving_api import Server
 
 from conftest import REPO, jpeg_bytes, photo, run_cli
-from test_serving_api import Server
 
 BREEDS = ["pug", "beagle", "golden_retriever", "border_collie"]
 
@@ -43,7 +42,8 @@ def fill_store(db: Path, zero_shot_dir: Path, images: list[Image.Image]):
     from dog_breed_classifier.inference import Predictor
     from dog_breed_classifier.monitoring import PredictionStore
     store = PredictionStore(f"sqlite:///{db}")
-    for answer in Predictor.from_dir(zero_shot_dir).predict(images, embeddings=True): store.add(answer, source="batch")
+    uploads = [jpeg_bytes(im, quality=92) for im in images]   # as users send them: JPEG files, like the reference's
+    for answer in Predictor.from_dir(zero_shot_dir).predict(uploads, embeddings=True): store.add(answer, source="batch")
 
 
 def drift_cli(tmp: Path, db: Path, *args):
