@@ -93,7 +93,9 @@ def test_predict_answers_logs_and_archives(server):
     a = r.json()
     assert {"prediction_id", "breed", "confidence", "top_k", "is_dog", "image_stats", "model_version", "latency_ms"} <= set(a)
     assert len(a["top_k"]) == 5 and a["top_k"] == sorted(a["top_k"], key=lambda t: -t["probability"])
-    assert set(a["image_stats"]) == {"mean", "std", "median", "min", "max", "entropy", "edge_density"}
+    from dog_breed_classifier.images import IMAGE_STAT_NAMES
+    assert list(a["image_stats"]) == list(IMAGE_STAT_NAMES) and len(IMAGE_STAT_NAMES) == 14
+    assert (a["image_stats"]["width"], a["image_stats"]["height"]) == (a["width"], a["height"])   # the photo as sent
     if breed: assert a["is_dog"] and a["breed"] == breed and a["confidence"] > 0.5
     assert rows(server.db) == before + 1
     with sqlite3.connect(server.db) as c:
