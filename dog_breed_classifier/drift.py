@@ -27,10 +27,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")   # Evidently reports usage to its ma
 
 # %% auto #0
 __all__ = ['STAT_COLUMNS', 'PREDICTION_COLUMNS', 'NO_DOG', 'REFERENCE_FILE', 'REFERENCE_EMBEDDINGS_FILE', 'NON_DOG_KINDS',
-           'SHIFTS', 'DriftError', 'DriftData', 'prediction_columns', 'drift_data_from_answers', 'current_from_store',
-           'reference_from_photos', 'write_reference', 'read_reference', 'load_reference', 'drift_decision',
-           'drift_summary', 'drift_report', 'DriftMonitor', 'synthetic_non_dog', 'synthetic_non_dogs', 'shifted_pool',
-           'simulate_detection', 'detection_rates', 'quiet_threshold']
+           'SHIFTS', 'THRESHOLD_STEPS', 'DriftError', 'DriftData', 'prediction_columns', 'drift_data_from_answers',
+           'current_from_store', 'reference_from_photos', 'write_reference', 'read_reference', 'load_reference',
+           'drift_decision', 'drift_summary', 'drift_report', 'DriftMonitor', 'synthetic_non_dog', 'synthetic_non_dogs',
+           'shifted_pool', 'simulate_detection', 'detection_rates', 'quiet_threshold']
 
 # %% ../nbs/09_drift.ipynb #b55bc93d
 STAT_COLUMNS = [f"stat_{n}" for n in IMAGE_STAT_NAMES]
@@ -464,8 +464,10 @@ def detection_rates(batches: pd.DataFrame, drift_share: float, embedding_share: 
     return batches.assign(flagged=flagged).pivot_table(index="shift", columns="n", values="flagged", aggfunc="mean")
 
 # %% ../nbs/09_drift.ipynb #05a92f32
+THRESHOLD_STEPS = tuple(round(0.05 * i, 2) for i in range(1, 21))   # 0.05, 0.10, … 1.00
+
 def quiet_threshold(clean: pd.DataFrame, column: str, budget: float, strict: bool,
-                    candidates=tuple(np.round(np.arange(0.05, 1.0001, 0.05), 2))) -> float:
+                    candidates: tuple = THRESHOLD_STEPS) -> float:
     "The lowest candidate at which `column` of clean batches flags at most `budget` of them at every batch size."
     for t in candidates:
         flagged = clean[column] > t if strict else clean[column] >= t
