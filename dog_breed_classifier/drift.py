@@ -210,7 +210,10 @@ def _compare(reference: DriftData, current: DriftData, s: DriftSettings) -> _Com
     if not reference.has_predictions: notes.append("prediction drift not computed: the reference has no predictions")
     ref, cur = reference.frame[columns].reset_index(drop=True), current.frame[columns].reset_index(drop=True)
     components = []
-    if reference.has_embeddings and current.has_embeddings:
+    if reference.has_embeddings and current.has_embeddings and reference.embeddings.shape[1] != current.embeddings.shape[1]:
+        notes.append(f"embedding drift not computed: the reference's embeddings have {reference.embeddings.shape[1]} "
+                     f"dimensions, the current ones {current.embeddings.shape[1]} (a reference from another model)")
+    elif reference.has_embeddings and current.has_embeddings:
         ref_pc, cur_pc = _components(reference, current, s.embedding_components)
         ref, cur, components = pd.concat([ref, ref_pc], axis=1), pd.concat([cur, cur_pc], axis=1), list(ref_pc.columns)
     elif not reference.has_embeddings: notes.append("embedding drift not computed: the reference has no embeddings")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
@@ -159,3 +160,18 @@ def test_a_store_from_before_the_new_statistics_is_upgraded_in_place(tmp_path, z
         assert c.execute("select count(*) from predictions").fetchone()[0] == 4
         assert c.execute("select stat_sharpness from predictions where id = 'old1'").fetchone()[0] is None
         assert c.execute("select count(stat_sharpness) from predictions").fetchone()[0] == 3
+
+
+def test_a_reference_from_another_model_compares_what_it_can_and_says_so():
+    "Embeddings of another width (another architecture) are not compared; statistics and predictions still are."
+    import pandas as pd
+
+    from dog_breed_classifier.drift import PREDICTION_COLUMNS, STAT_COLUMNS, DriftData, drift_decision
+    rng = np.random.default_rng(0)
+    def rows(n, width):
+        frame = pd.DataFrame(rng.normal(100, 10, (n, len(STAT_COLUMNS))), columns=STAT_COLUMNS)
+        frame["breed"], frame["confidence"], frame["is_dog"] = rng.choice(["pug", "beagle"], n), rng.random(n), "dog"
+        return DriftData(frame[[*STAT_COLUMNS, *PREDICTION_COLUMNS]], rng.normal(size=(n, width)).astype(np.float32), "generated")
+    decision = drift_decision(rows(200, 1280), rows(100, 1024))
+    assert decision["status"] == "no_drift" and decision["embedding_drift_score"] is None
+    assert any("1280" in n and "1024" in n for n in decision["notes"]), decision["notes"]
