@@ -26,11 +26,12 @@ from .images import IMAGE_STAT_NAMES, SUPPORTED_FORMATS, ImageDecodeError
 os.environ.setdefault("DO_NOT_TRACK", "1")   # Evidently reports usage to its makers unless this is set before import
 
 # %% auto #0
-__all__ = ['STAT_COLUMNS', 'PREDICTION_COLUMNS', 'NO_DOG', 'REFERENCE_FILE', 'REFERENCE_EMBEDDINGS_FILE', 'NON_DOG_KINDS',
-           'SHIFTS', 'THRESHOLD_STEPS', 'DriftError', 'DriftData', 'prediction_columns', 'drift_data_from_answers',
-           'current_from_store', 'reference_from_photos', 'write_reference', 'read_reference', 'load_reference',
-           'drift_decision', 'drift_summary', 'drift_report', 'DriftMonitor', 'synthetic_non_dog', 'synthetic_non_dogs',
-           'shifted_pool', 'simulate_detection', 'detection_rates', 'quiet_threshold']
+__all__ = ['STAT_COLUMNS', 'PREDICTION_COLUMNS', 'NO_DOG', 'REFERENCE_FILE', 'REFERENCE_EMBEDDINGS_FILE', 'NOT_ENOUGH_DATA',
+           'NON_DOG_KINDS', 'SHIFTS', 'THRESHOLD_STEPS', 'DriftError', 'DriftData', 'prediction_columns',
+           'drift_data_from_answers', 'current_from_store', 'reference_from_photos', 'write_reference',
+           'read_reference', 'load_reference', 'drift_decision', 'drift_summary', 'drift_report', 'DriftMonitor',
+           'synthetic_non_dog', 'synthetic_non_dogs', 'shifted_pool', 'simulate_detection', 'detection_rates',
+           'quiet_threshold']
 
 # %% ../nbs/09_drift.ipynb #b55bc93d
 STAT_COLUMNS = [f"stat_{n}" for n in IMAGE_STAT_NAMES]
@@ -102,8 +103,8 @@ def current_from_store(store, window: int = 500, since: dt.datetime | None = Non
 
 # %% ../nbs/09_drift.ipynb #62e5896f
 def _photo_files(folder: Path) -> list[Path]:
-    exts = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts and p.is_file())
+    from dog_breed_classifier.data import IMAGE_SUFFIXES   # the suffixes prepare reads
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 def reference_from_photos(predictor, photos: list, stats: pd.DataFrame | None = None, source: str = "photos",
                           batch_size: int = 32, progress: bool = True) -> DriftData:
@@ -241,14 +242,18 @@ def _status(reference: DriftData, current: DriftData, s: DriftSettings) -> str |
     if len(current) < s.min_rows or len(reference) < s.min_rows: return "not_enough_data"
     return None
 
+NOT_ENOUGH_DATA = dict(status="not_enough_data", drift_detected=None, drift_share=None, embedding_drift_score=None)
+
 def drift_decision(reference: DriftData, current: DriftData, settings: DriftSettings | None = None) -> dict:
     "Whether `current` drifted from `reference`: shares of drifted columns and embedding components, and the verdict."
+    s = settings or DriftSettings()
+    if _status(reference, current, s): return dict(NOT_ENOUGH_DATA)
+    return _decide(_compare(reference, current, s), s)
+
+def _decide(c: _Comparison, s: DriftSettings) -> dict:
+    "The verdict on one comparison: two `DriftedColumnsCount` (columns, embedding components)."
     from evidently import Report
     from evidently.metrics import DriftedColumnsCount
-    s = settings or DriftSettings()
-    if _status(reference, current, s):
-        return dict(status="not_enough_data", drift_detected=None, drift_share=None, embedding_drift_score=None)
-    c = _compare(reference, current, s)
     metrics = [DriftedColumnsCount(columns=c.columns, drift_share=s.drift_share, **_methods(s))]
     if c.components: metrics.append(DriftedColumnsCount(columns=c.components, **_methods(s)))
     with _quiet(): values = [m["value"] for m in Report(metrics, include_tests=False).run(c.current, c.reference).dict()["metrics"]]
@@ -293,13 +298,17 @@ def _summary(reference: DriftData, current: DriftData, s: DriftSettings, decisio
     out["seconds"] = round(time.perf_counter() - t0, 3)
     return out
 
+def _summarise(reference: DriftData, current: DriftData, s: DriftSettings) -> tuple[dict, _Comparison | None]:
+    "The summary, and the comparison it was computed on (None when there was not enough data to compare)."
+    t0 = time.perf_counter()
+    reference = reference.sample(s.reference_rows)
+    if _status(reference, current, s): return _summary(reference, current, s, dict(NOT_ENOUGH_DATA), t0), None
+    c = _compare(reference, current, s)
+    return _summary(reference, current, s, _decide(c, s), t0, _column_scores(c, s)), c
+
 def drift_summary(reference: DriftData, current: DriftData, settings: DriftSettings | None = None) -> dict:
     "The JSON summary: the decision, every column's score, the drifted columns, sizes, window and thresholds."
-    s, t0 = settings or DriftSettings(), time.perf_counter()
-    reference = reference.sample(s.reference_rows)
-    decision = drift_decision(reference, current, s)
-    scores = None if decision["status"] == "not_enough_data" else _column_scores(_compare(reference, current, s), s)
-    return _summary(reference, current, s, decision, t0, scores)
+    return _summarise(reference, current, settings or DriftSettings())[0]
 
 def drift_report(reference: DriftData, current: DriftData, settings: DriftSettings | None = None,
                  html: str | Path | None = None) -> dict:
@@ -309,18 +318,16 @@ def drift_report(reference: DriftData, current: DriftData, settings: DriftSettin
     from evidently.metrics.embeddings import RatioDriftMethod
     from evidently.presets import DataDriftPreset
     s = settings or DriftSettings()
-    summary = drift_summary(reference, current, s)
+    summary, c = _summarise(reference, current, s)
     if html is None: return summary
     html = Path(html); html.parent.mkdir(parents=True, exist_ok=True)
     tmp = html.with_name(f".{html.name}.tmp-{os.getpid()}")
     try:
-        if summary["status"] == "not_enough_data":
+        if c is None:
             import html as html_text
             tmp.write_text(f"<!doctype html><title>Drift: not enough data</title><h1>Drift: not enough data</h1>"
                            f"<p>{html_text.escape(summary['message'])}</p>")
         else:
-            reference = reference.sample(s.reference_rows)
-            c = _compare(reference, current, s)
             metrics = [DataDriftPreset(columns=c.columns, drift_share=s.drift_share, **_methods(s))]
             if c.components:
                 metrics.append(EmbeddingsDrift(embeddings_name="embedding", drift_method=RatioDriftMethod(
