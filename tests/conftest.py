@@ -1,13 +1,16 @@
-"""Shared fixtures: a throwaway project folder, the `dog-breed` command, and photo makers."""
+"""Shared fixtures: a throwaway project folder, the `dog-breed` command, photo makers, and a real server process."""
 from __future__ import annotations
 
 import io
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -63,3 +66,34 @@ def cache_dir(tmp_path_factory) -> Path:
 def zero_shot_dir(cache_dir) -> Path:
     "The 120-breed zero-shot serving folder (no drift reference: it was trained on no data of ours)."
     return cache_dir/"zero_shot"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    "`dog-breed serve` in a subprocess on a free loopback port."
+    def __init__(self, *args, cwd: Path, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cwd/f"server-{self.port}.log"
+        full_env = {**os.environ, "DO_NOT_TRACK": "1", **(env or {})}
+        full_env.pop("DOG_BREED_STORE_URL", None)
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([*dog_breed_command(), "serve", "--port", str(self.port), "--no-access-log", *map(str, args)],
+                                         cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.proc.poll() is not None: raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                httpx.get(self.url + "/health", timeout=2); return
+            except httpx.TransportError: time.sleep(0.3)
+        self.stop(); raise AssertionError(f"server did not start:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self):
+        self.proc.terminate()
+        try: self.proc.wait(20)
+        except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
-from test_serving_api import Server
 
-from conftest import REPO, jpeg_bytes, photo, run_cli
+from conftest import REPO, Server, jpeg_bytes, photo, run_cli
 
 BREEDS = ["pug", "beagle", "golden_retriever", "border_collie"]
 
