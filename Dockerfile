@@ -6,6 +6,7 @@
 #
 # Runtime settings (env): PORT (default 8000; Cloud Run sets it), DOG_BREED_STORE_URL (default: SQLite in /data),
 # DOG_BREED_THREADS (inference threads). Health: GET /health (503 until the model is loaded and the store writable).
+# The Gradio demo is at /ui (/ redirects there).
 ARG BASE_IMAGE=python:3.11-slim
 
 # --- build: wheels for the runtime, and the model (torch is needed only to build the zero-shot model) ---
@@ -25,7 +26,8 @@ RUN if [ -n "$SERVING_DIR" ]; then \
         /opt/build/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch torchvision && \
         /opt/build/bin/pip install ".[train]" && \
         /opt/build/bin/python -c "from dog_breed_classifier.export import zero_shot_serving_dir; zero_shot_serving_dir('/opt/model')"; \
-    fi
+    fi && \
+    rm -f /opt/model/model.safetensors   # torch weights: no torch here, so the demo's heatmaps use occlusion on ONNX
 
 # --- runtime ---
 FROM ${BASE_IMAGE}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -69,13 +70,19 @@ def browser():
         b.close()
 
 
-def upload_and_wait(page, path: Path, timeout_ms: int = 60_000):
-    "Upload `path` into the demo's photo input and wait until the headline shows a new logged prediction."
-    before = page.inner_text("#headline")
+def prediction_id(headline: str) -> str | None:
+    "The id of the logged prediction a headline shows (None before the first answer)."
+    m = re.search(r"logged as ([0-9a-f]{32})", headline)
+    return m.group(1) if m else None
+
+
+def upload_and_wait(page, path: Path, timeout_ms: int = 60_000) -> str:
+    "Upload `path` into the demo's photo input, wait until the headline shows a new logged prediction; its id."
+    before = prediction_id(page.inner_text("#headline"))
     page.set_input_files("#photo input[type=file]", str(path))
-    page.wait_for_function("b => { const h = document.querySelector('#headline'); "
-                           "return h && h.innerText.includes('logged as') && h.innerText !== b; }", arg=before, timeout=timeout_ms)
-    page.wait_for_selector("#top5 [data-testid=status-tracker].hide", state="attached", timeout=timeout_ms)
+    page.wait_for_function("b => { const m = (document.querySelector('#headline') || {innerText: ''}).innerText.match(/logged as ([0-9a-f]{32})/); "
+                           "return m !== null && m[1] !== b; }", arg=before, timeout=timeout_ms)
+    return prediction_id(page.inner_text("#headline"))
 
 
 def test_browser_upload_shows_top5_heatmap_and_logs(server, browser, tmp_path):
@@ -88,7 +95,7 @@ def test_browser_upload_shows_top5_heatmap_and_logs(server, browser, tmp_path):
     assert page.url.endswith("/ui/")
     page.wait_for_selector("#photo input[type=file]", state="attached", timeout=60_000)
 
-    upload_and_wait(page, drawing)
+    pid = upload_and_wait(page, drawing)
     rows = page.locator("#top5 [data-testid$='-confidence-set']")
     assert rows.count() == 5
     names = [rows.nth(i).get_attribute("data-testid").removesuffix("-confidence-set") for i in range(5)]
@@ -96,7 +103,8 @@ def test_browser_upload_shows_top5_heatmap_and_logs(server, browser, tmp_path):
     headline = page.inner_text("#headline")
     assert "No dog found" in headline, headline   # a model of photos finds no dog in a drawing, and says so
     assert "Closest breeds" in page.inner_text("#top5")
-    assert ui_rows(server.db) == [("ui", None, 0)]   # logged once, as a UI prediction
+    assert ui_rows(server.db) == [("ui", None, 0)]   # logged once, as a UI prediction, under the id the page shows
+    with sqlite3.connect(server.db) as c: assert c.execute("select id from predictions where source = 'ui'").fetchall() == [(pid,)]
 
     page.check("#show-why input[type=checkbox]")   # explains the photo already shown: no new prediction
     page.wait_for_selector("#heatmap img", timeout=60_000)
