@@ -9,4 +9,4 @@ from dog_breed_classifier.app import space_demo
 demo = space_demo()
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(max_file_size="10mb")   # the API's upload limit

@@ -131,7 +131,8 @@ def create_demo(predictor: Predictor | None, # the model (None: every prediction
         if not show_why or shown is None: return gr.Image(value=None, visible=False), f"Heatmap off ({method})"
         return why(*shown)
 
-    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+    # Gradio keeps uploads in its cache folder: delete them after 10 minutes (the store has what monitoring needs)
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(600, 600)) as demo:
         gr.Markdown(f"# {title}\nA photo of a dog in, its breed out — one of the 120 Stanford Dogs breeds. "
                     f"Every photo is logged for monitoring (see `/drift` on the API).")
         shown = gr.State(None)
@@ -239,5 +240,5 @@ from dog_breed_classifier.app import space_demo
 demo = space_demo()
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(max_file_size="10mb")   # the API's upload limit
 '''

@@ -20,7 +20,8 @@ import pytest
 
 from conftest import REPO, SHARED_DATA, Server, free_port, photo, run_cli
 
-CHROMIUM = os.environ.get("DOG_BREED_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = (os.environ.get("DOG_BREED_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+            or shutil.which("google-chrome"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]   # the closed network refuses Chromium's own calls
 SCREENSHOTS = REPO/"reports"/"ui"
@@ -45,6 +46,8 @@ def test_demo_is_mounted_beside_the_rest_routes(server):
     page = httpx.get(server.url + "/ui/")
     assert page.status_code == 200 and "Which dog breed is this?" in page.text
     config = httpx.get(server.url + "/ui/config").json()   # the page's assets and queue live under the mount path
+    assets = re.findall(r'(?:src|href)="\./(assets/[^"]+)"', page.text)
+    assert assets and all(httpx.get(f"{server.url}/ui/{a}").status_code == 200 for a in assets), assets
     assert config["root"].rstrip("/").endswith("/ui"), config["root"]
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
     paths = httpx.get(server.url + "/openapi.json").json()["paths"]
