@@ -116,7 +116,8 @@ def create_demo(predictor: Predictor | None, # the model (None: every prediction
         if photo is None:   # the photo was cleared
             return "", gr.Label(value=None, label="Top 5 breeds"), gr.Image(value=None, visible=False), "", None
         try: answer = record(Path(photo).read_bytes(), "ui")
-        except ApiError as e: raise gr.Error(e.detail, title="This photo cannot be read") from None
+        except ApiError as e:   # the API's sentence; 4xx: the photo, 5xx: the server
+            raise gr.Error(e.detail, title="This photo cannot be used" if e.status < 500 else "Try again shortly") from None
         except OSError as e: raise gr.Error(f"the upload could not be read ({e.strerror}); try again") from None
         except Exception:
             log.exception("the demo failed on a photo")

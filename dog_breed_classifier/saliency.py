@@ -110,7 +110,9 @@ def torch_serving_model(predictor: Predictor):
     with _torch_lock:
         if key not in _torch_models:
             from dog_breed_classifier.export import load_serving_model
-            _torch_models[key] = load_serving_model(key)
+            model = load_serving_model(key)
+            for p in model.parameters(): p.requires_grad_(False)   # gradients are wanted for the feature map only
+            _torch_models[key] = model
         return _torch_models[key]
 
 def grad_cam_saliency(predictor: Predictor, image: Image.Image, # an RGB photo
