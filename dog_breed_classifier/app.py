@@ -162,7 +162,8 @@ def create_demo(predictor: Predictor | None, # the model (None: every prediction
                 photo = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None,
                                  label="A photo of a dog", elem_id="photo")
                 show_why = gr.Checkbox(value=False, label="Show why (heatmap: costs a few model runs)", elem_id="show-why")
-                gr.Examples(examples=[[str(p)] for p in examples], inputs=[photo], elem_id="examples", label="Examples the library draws (the model knows photos: in drawings it rightly finds no dog — try a real photo)")
+                gr.Examples(examples=[[str(p)] for p in examples], inputs=[photo], elem_id="examples",
+                            label="Drawings the library makes (a model of photos rightly finds no dog in them: try a real photo)")
             with gr.Column():
                 headline = gr.Markdown(elem_id="headline")
                 top5 = gr.Label(num_top_classes=5, label="Top 5 breeds", elem_id="top5")
