@@ -64,7 +64,7 @@ class OnnxRuntimeBackend:
         opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
         try: self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e: raise ModelLoadError(f"{path} is not a loadable ONNX model ({str(e).splitlines()[0][:200]}); export it again") from None
-        self.version = ort.__version__
+        self.version, self.threads = ort.__version__, threads
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(self.session.run(list(OUTPUTS), {"image": batch}))
 
@@ -80,6 +80,7 @@ class OpenVINOBackend:
         except Exception as e: raise ModelLoadError(f"{path} is not a loadable ONNX model ({str(e).splitlines()[0][:200]}); export it again") from None
         self.outputs = [self.compiled.output(n) for n in OUTPUTS]
         self.request, self.lock, self.version = self.compiled.create_infer_request(), threading.Lock(), ov.__version__
+        self.threads = threads
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         # Concurrent first inferences from several threads deadlocked now and then (1 start in 3 here), and with
         # the latency hint one inference already uses every core: so requests take turns on one infer request.

@@ -1,7 +1,8 @@
 """Serving for real: `dog-breed serve` started as a uvicorn process on 127.0.0.1, driven over HTTP.
 
-Happy path, every error code, /metrics moving, one store row per acknowledged prediction, /health 503 with a
-corrupt model, model selection out of the box, `dog-breed predict`, and Predictor/evaluation parity."""
+Happy path, every error code, /metrics moving (and carrying the process, checked by promtool), one store row per
+acknowledged prediction, /health 503 with a corrupt model, model selection out of the box, `dog-breed predict`, and
+Predictor/evaluation parity."""
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -136,6 +137,19 @@ def test_concurrent_requests_each_get_a_row_and_metrics_move(server):
     for name in ("dogbreed_request_latency_seconds_bucket", "dogbreed_upload_bytes_bucket", "dogbreed_predictions_total",
                  "dogbreed_model_info", "dogbreed_errors_total"):
         assert name in text
+
+
+def test_metrics_carry_the_process_and_pass_promtool(server):
+    httpx.post(server.url + "/predict", files={"file": ("p.jpg", jpeg_bytes(photo("pug", 1, (240, 200))), "image/jpeg")})
+    text = httpx.get(server.url + "/metrics").text
+    value = lambda name: float(re.search(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M).group(1))
+    assert 50e6 < value("process_resident_memory_bytes") < 8e9 and value("process_cpu_seconds_total") > 0
+    assert value("process_open_fds") > 0 and value("dogbreed_process_threads") >= value("dogbreed_runtime_threads") >= 1
+    assert value("python_gc_objects_collected_total") >= 0 and 'python_info{implementation="CPython"' in text
+    promtool = shutil.which("promtool")
+    if promtool is None: pytest.skip("promtool is not installed (apt-get install prometheus; .ci/run does)")
+    res = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert res.returncode == 0 and not res.stdout.strip() and not res.stderr.strip(), res.stdout + res.stderr
 
 
 def test_model_card_and_health(server, zero_shot_dir):
