@@ -155,7 +155,7 @@ def _read_stats_file(path: Path) -> DriftData:
     emb_file = path.with_name(REFERENCE_EMBEDDINGS_FILE)
     embeddings = None
     if path.name == REFERENCE_FILE and emb_file.is_file():
-        embeddings = np.load(emb_file).astype(np.float32)
+        embeddings = np.load(emb_file, allow_pickle=False).astype(np.float32)
         if len(embeddings) != len(frame):
             raise DriftError(f"{emb_file}: {len(embeddings)} embeddings for {len(frame)} rows of {path.name}; export again")
     return DriftData(frame, embeddings, str(path))
