@@ -243,9 +243,11 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
         return content
 
     @app.post("/predict", summary="Predict the breed in one photo")
-    async def predict(file: Annotated[UploadFile, File(description="a JPEG, PNG, WebP, BMP or GIF photo")]):
+    async def predict(request: Request, file: Annotated[UploadFile, File(description="a JPEG, PNG, WebP, BMP or GIF photo")]):
         t = time.perf_counter()
         try:
+            if len((await request.form()).getlist("file")) > 1:   # FastAPI would quietly use one of them
+                raise ApiError(422, "bad_request", "send one photo in the `file` field; several photos go to /predict/batch")
             content = await read_upload(file)
             answer = await run_in_threadpool(predict_and_log, content, "api")
         except ApiError as e: return error(e)
