@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, GCCollector, Histogram, Info,
                                PlatformCollector, ProcessCollector, generate_latest)
@@ -35,8 +36,8 @@ from .monitoring import ImageArchive, PredictionStore, StoreError, new_predictio
 log = logging.getLogger("dog_breed_classifier.api")
 
 # %% auto #0
-__all__ = ['log', 'DRIFT_STATUSES', 'ALLOWED_FORMATS', 'UI_PATH', 'process_threads', 'ApiMetrics', 'ApiError',
-           'decode_error_answer', 'PredictionRecorder', 'mount_demo', 'create_app']
+__all__ = ['log', 'DRIFT_STATUSES', 'ALLOWED_FORMATS', 'ERROR_STATUSES', 'UI_PATH', 'process_threads', 'ApiMetrics', 'ApiError',
+           'ErrorAnswer', 'error_responses', 'decode_error_answer', 'PredictionRecorder', 'mount_demo', 'create_app']
 
 # %% ../nbs/10_api.ipynb #4c121483
 DRIFT_STATUSES = ("no_drift", "drift", "not_enough_data", "no_reference")
@@ -105,6 +106,19 @@ class ApiError(Exception):
     "An error answer: HTTP status, a reason code and a sentence for the client."
     def __init__(self, status: int, reason: str, detail: str):
         super().__init__(detail); self.status, self.reason, self.detail = status, reason, detail
+
+class ErrorAnswer(BaseModel):
+    "The body of every error answer, as the OpenAPI schema documents it (schema fuzzing checks each one against it)."
+    detail: str   # a sentence for the person: what is wrong and what to do about it
+    reason: str   # a short code for programs: not_an_image, too_large_upload, store_unavailable, …
+
+ERROR_STATUSES = {400: "the body is not valid multipart/form-data", 409: "the server is set up so that this cannot be answered (said why)",
+                  413: "the upload is over the size limit", 415: "not a photo, or a format that is not accepted",
+                  422: "the request or the photo cannot be used (said why)", 503: "not ready: no model, or the log is unavailable"}
+
+def error_responses(*statuses: int) -> dict:
+    "The OpenAPI `responses` for these error statuses: every one answers an `ErrorAnswer`."
+    return {s: {"model": ErrorAnswer, "description": ERROR_STATUSES[s]} for s in statuses}
 
 def decode_error_answer(e: ImageDecodeError) -> ApiError:
     "The HTTP answer for a photo the decoder refused."
@@ -236,13 +250,24 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
         return error(ApiError(422, "bad_request", f"the request lacks or mangles {', '.join(missing) or 'a field'}: "
                                                   f"send the photo as multipart/form-data in the field 'file' (or 'files' for /predict/batch)"))
 
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        "FastAPI's own refusals (a body that is not multipart, an unknown path or method) in the same shape as ours."
+        reason = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        detail = str(exc.detail)
+        if exc.status_code == 400: detail += " Send the photo as multipart/form-data in the field 'file' (or 'files' for /predict/batch)."
+        response = error(ApiError(exc.status_code, reason, detail))
+        for k, v in (exc.headers or {}).items(): response.headers[k] = v   # e.g. Allow on a 405
+        return response
+
     async def read_upload(upload: UploadFile) -> bytes:
         content = await upload.read(max_upload_bytes + 1)
         if len(content) > max_upload_bytes:
             raise ApiError(413, "too_large_upload", f"the upload is larger than the limit of {max_upload_bytes:,} bytes; send a smaller photo")
         return content
 
-    @app.post("/predict", summary="Predict the breed in one photo")
+    @app.post("/predict", summary="Predict the breed in one photo", responses=error_responses(400, 413, 415, 422, 503))
     async def predict(request: Request, file: Annotated[UploadFile, File(description="a JPEG, PNG, WebP, BMP or GIF photo")]):
         t = time.perf_counter()
         try:
@@ -254,7 +279,7 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
         answer["latency_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return answer
 
-    @app.post("/predict/batch", summary="Predict the breeds in several photos")
+    @app.post("/predict/batch", summary="Predict the breeds in several photos", responses=error_responses(400, 413, 422, 503))
     async def predict_batch(files: Annotated[list[UploadFile], File(description="several photos (32 at most by default)")]):
         if len(files) > max_batch_files:
             return error(ApiError(413, "too_many_files", f"{len(files)} files; send at most {max_batch_files} per request"))
@@ -277,18 +302,23 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
                     store_writable=writable, version=dog_breed_classifier.__version__)
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/model", summary="The model card of the served model")
+    @app.get("/model", summary="The model card of the served model", responses=error_responses(503))
     async def model():
         if predictor is None: return error(ApiError(503, "model_not_loaded", f"no model is loaded ({load_error})"))
         return {**predictor.card, "selection_reason": predictor.selection_reason,
                 "runtime": {"backend": predictor.backend.name, "version": predictor.backend.version,
                             "file": predictor.model_file.name}}
 
-    @app.get("/drift", summary="Drift of recent predictions against the model's reference")
+    @app.get("/drift", summary="Drift of recent predictions against the model's reference",
+             responses={200: {"content": {"application/json": {}, "text/html": {}}}, **error_responses(409, 422, 503)})
     async def drift(window: Annotated[int | None, Query(ge=1, le=10_000_000, description="the last N predictions (default: drift.window)")] = None,
-                    since: Annotated[dt.datetime | None, Query(description="only predictions since this ISO 8601 time (UTC if no zone)")] = None,
+                    since: Annotated[str | None, Query(description="only predictions since this ISO 8601 time (UTC if no zone)",
+                                                       json_schema_extra={"format": "date-time"})] = None,
                     format: Annotated[Literal["json", "html"], Query(description="json: the summary; html: Evidently's report")] = "json"):
-        if since is not None and since.tzinfo is None: since = since.replace(tzinfo=dt.timezone.utc)
+        if since is not None:   # ISO 8601 only: a bare number would otherwise pass as seconds since 1970
+            try: since = dt.datetime.fromisoformat(since)
+            except ValueError: return error(ApiError(422, "bad_query", f"bad query parameter: since ({since!r} is not an ISO 8601 time, e.g. 2026-11-27T08:00)"))
+            if since.tzinfo is None: since = since.replace(tzinfo=dt.timezone.utc)
         with tempfile.TemporaryDirectory() as d:
             report = Path(d)/"drift.html" if format == "html" else None
             try: answer = await run_in_threadpool(monitor.summary, window, since, report)
