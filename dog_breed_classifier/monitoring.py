@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -68,6 +69,12 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cur.execute("PRAGMA journal_mode=WAL"); cur.execute("PRAGMA synchronous=FULL"); cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
+def _lost_a_creation_race(e: Exception) -> bool:
+    "True for the errors of two processes creating the log's tables at once (N replicas starting on an empty database)."
+    text = str(e).lower()
+    return isinstance(e, (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError)) and any(
+        s in text for s in ("already exists", "duplicate key", "database is locked"))
+
 class PredictionStore:
     "Durable prediction log on SQLAlchemy Core (SQLite WAL by default, any SQLAlchemy URL)."
     def __init__(self, url: str | None = None):
@@ -80,9 +87,12 @@ class PredictionStore:
             path = self.engine.url.database
             if path and path != ":memory:": Path(path).parent.mkdir(parents=True, exist_ok=True)
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        try: METADATA.create_all(self.engine); self._add_missing_columns()
-        except sa.exc.SQLAlchemyError as e:
-            raise StoreError(f"cannot open the prediction store {self._safe_url()} ({str(e).splitlines()[0][:200]})") from None
+        for attempt in range(6):
+            try: METADATA.create_all(self.engine); self._add_missing_columns(); break
+            except sa.exc.SQLAlchemyError as e:
+                if attempt < 5 and _lost_a_creation_race(e):   # another process is creating the same tables right now:
+                    time.sleep(0.1 * (attempt + 1)); continue    # once it commits, they exist and this one finds them
+                raise StoreError(f"cannot open the prediction store {self._safe_url()} ({str(e).splitlines()[0][:200]})") from None
 
     def _add_missing_columns(self):
         "Bring a store written by an older version up to date: add the (nullable) columns it lacks; nothing is rewritten."

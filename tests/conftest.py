@@ -1,13 +1,18 @@
-"""Shared fixtures: a throwaway project folder, the `dog-breed` command, photo makers, and a real server process."""
+"""Shared fixtures: a throwaway project folder, the `dog-breed` command, photo makers, a real server process, and a
+real PostgreSQL server."""
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
+import pwd
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -97,3 +102,49 @@ class Server:
         self.proc.terminate()
         try: self.proc.wait(20)
         except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
+
+
+def postgres_bin() -> Path | None:
+    "The folder of PostgreSQL's server programs (Debian keeps them out of PATH, under /usr/lib/postgresql/N/bin)."
+    for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+                    reverse=True):
+        if (d/"initdb").exists(): return d
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL on 127.0.0.1 for the test session: a throwaway cluster (trust auth, loopback only) started
+    with the Debian package's programs, as the `postgres` user when the tests run as root; skips without them."""
+    bin_dir = postgres_bin()
+    if bin_dir is None: pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run installs it)")
+    if importlib.util.find_spec("psycopg") is None: pytest.skip("psycopg is not installed (pip install -e '.[postgres]')")
+    as_user = []
+    if os.geteuid() == 0:   # initdb refuses to run as root
+        try: pwd.getpwnam("postgres")
+        except KeyError: pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    home = Path(tempfile.mkdtemp(prefix="dog-breed-pg-"))
+    if as_user: shutil.chown(home, "postgres", "postgres")
+    port = free_port()
+    def pg(*args):
+        res = subprocess.run([*as_user, *map(str, args)], capture_output=True, text=True, timeout=120)
+        if res.returncode: raise RuntimeError(f"{args[0]} failed: {res.stdout}{res.stderr}")
+    pg(bin_dir/"initdb", "-D", home/"data", "-U", "dogbreed", "--auth=trust", "-E", "UTF8")
+    pg(bin_dir/"pg_ctl", "-D", home/"data", "-l", home/"server.log", "-w", "-t", "60",
+       "-o", f"-h 127.0.0.1 -p {port} -k {home} -c max_connections=200", "start")
+    try: yield f"postgresql+psycopg://dogbreed@127.0.0.1:{port}"
+    finally:
+        pg(bin_dir/"pg_ctl", "-D", home/"data", "-m", "fast", "-w", "stop")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def new_postgres_database(server_url: str) -> str:
+    "A fresh, empty database on `server_url`; its URL."
+    import sqlalchemy as sa
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(f"{server_url}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn: conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    return f"{server_url}/{name}"

@@ -1,0 +1,100 @@
+"""The prediction log on both backends it supports, for real: SQLite (the default) and PostgreSQL (a throwaway
+server started by the `postgres_server` fixture). The same tests run on each; then two `dog-breed serve` processes
+write to one PostgreSQL at once and every acknowledged prediction has its row."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+
+import httpx
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from conftest import Server, jpeg_bytes, new_postgres_database, photo
+from dog_breed_classifier.images import IMAGE_STAT_NAMES
+from dog_breed_classifier.monitoring import PredictionStore, StoreError
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite": return f"sqlite:///{tmp_path}/predictions.db"
+    return new_postgres_database(request.getfixturevalue("postgres_server"))
+
+
+def answer(i: int, version: str = "m-1") -> dict:
+    "A prediction as `Predictor.predict` returns it."
+    rng = np.random.default_rng(i)
+    return dict(model_version=version, breed="pug", display_name="Pug", confidence=0.9, is_dog=True, dog_probability=0.97,
+                top_k=[dict(breed="pug", probability=0.9)], latency_ms=12.5, width=320, height=240, format="JPEG", notes=[],
+                image_stats={n: float(rng.uniform(0, 1)) for n in IMAGE_STAT_NAMES},
+                embedding=rng.normal(size=64).astype(np.float16))
+
+
+def test_round_trip(store_url):
+    store = PredictionStore(store_url)
+    assert store.writable()
+    ids = [store.add(answer(i, "m-1" if i < 6 else "m-2"), content=b"x" * i) for i in range(10)]
+    assert store.count() == 10
+    recent = store.recent()
+    assert list(recent.id) == ids[::-1]                           # newest first
+    assert recent.embedding.iloc[0].dtype == np.float32 and recent.embedding.iloc[0].shape == (64,)
+    np.testing.assert_allclose(recent.embedding.iloc[-1], answer(0)["embedding"].astype(np.float32))
+    assert len(store.recent(limit=3)) == 3 and set(store.recent(model_version="m-2").id) == set(ids[6:])
+    assert len(store.recent(since=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1))) == 0
+    assert PredictionStore(store_url).count() == 10              # durable: a new connection sees every row
+
+
+def test_concurrent_writers_lose_nothing(store_url):
+    store = PredictionStore(store_url)
+    with cf.ThreadPoolExecutor(8) as pool: ids = list(pool.map(lambda i: store.add(answer(i)), range(400)))
+    assert store.count() == 400 and set(store.recent().id) == set(ids)
+
+
+def test_an_older_store_gets_its_missing_columns(store_url):
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:   # a log written by an early version: fewer columns
+        conn.exec_driver_sql("CREATE TABLE predictions (id VARCHAR(32) PRIMARY KEY, created_at TIMESTAMP WITH TIME ZONE NOT NULL, "
+                             "model_version VARCHAR(80) NOT NULL, breed VARCHAR(64))")
+        conn.exec_driver_sql("INSERT INTO predictions (id, created_at, model_version, breed) "
+                             "VALUES ('old1', '2026-01-01 00:00:00+00', 'm-0', 'beagle')")
+    engine.dispose()
+    store = PredictionStore(store_url)
+    store.add(answer(1))
+    assert store.count() == 2 and "old1" in set(store.recent().id)
+
+
+def test_an_unreachable_store_is_a_clear_error_without_the_password(postgres_server):
+    url = postgres_server.replace("dogbreed@", "dogbreed:hunter2@").rsplit(":", 1)[0] + ":1/nowhere"
+    with pytest.raises(StoreError) as e: PredictionStore(url)
+    assert "cannot open the prediction store" in str(e.value) and "hunter2" not in str(e.value) and "***" in str(e.value)
+
+
+def test_two_servers_share_one_postgresql_and_lose_nothing(postgres_server, zero_shot_dir, tmp_path):
+    url = new_postgres_database(postgres_server)
+    PredictionStore(url)   # the schema, once: both servers then find it
+    servers = [Server("--model-dir", zero_shot_dir, "--store-url", url, "--no-ui", cwd=tmp_path) for _ in range(2)]
+    photos = [jpeg_bytes(photo(b, i, (240, 200))) for i, b in enumerate(["pug", "beagle", "chow", "papillon"] * 5)]
+    try:
+        with httpx.Client(timeout=60) as client, cf.ThreadPoolExecutor(8) as pool:
+            def post(i):
+                r = client.post(servers[i % 2].url + "/predict", files={"file": ("p.jpg", photos[i % len(photos)], "image/jpeg")})
+                return r.status_code, r.json().get("prediction_id")
+            results = list(pool.map(post, range(400)))
+    finally:
+        for s in servers: s.stop()
+    assert [code for code, _ in results] == [200] * 400
+    store = PredictionStore(url)
+    assert store.count() == 400 and set(store.recent().id) == {pid for _, pid in results}
+
+
+def _open_store(url: str) -> str:
+    try: PredictionStore(url); return "ok"
+    except Exception as e: return repr(e)[:300]
+
+
+def test_servers_starting_together_on_an_empty_database_all_open_it(store_url):
+    "Several processes creating the tables at the same moment (a deployment of N replicas): every one opens the log."
+    import multiprocessing as mp
+    with mp.get_context("spawn").Pool(6) as pool: outcomes = pool.map(_open_store, [store_url] * 6)
+    assert outcomes == ["ok"] * 6, outcomes
