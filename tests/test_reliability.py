@@ -168,7 +168,7 @@ def test_bad_input_corpus_gets_its_defined_answers_and_no_5xx(server):
     cases = corpus()
     assert len(cases) >= 40
     proc = psutil.Process(server.proc.pid)
-    rows_before = rows(server.db)
+    rows_before, rss_before = rows(server.db), proc.memory_info().rss
     first = send_corpus(server.url, cases)                    # pass 1 also warms every decoder up
     wrong = [(name, status, reason, want) for (name, status, reason, _), (_, _, want) in zip(first, cases)
              if (status, reason if status != 200 else None) != want]
@@ -186,7 +186,7 @@ def test_bad_input_corpus_gets_its_defined_answers_and_no_5xx(server):
     REPORTS.mkdir(parents=True, exist_ok=True)
     (REPORTS/"corpus.json").write_text(json.dumps(dict(
         cases=len(cases), passes=5, server_errors=0, predictions=answered, refusals=len(cases) - answered,
-        rss_after_first_pass_mb=round(rss_after_first / 2**20, 1), rss_after_five_passes_mb=round(rss_after_five / 2**20, 1),
+        rss_before_mb=round(rss_before / 2**20, 1), rss_after_first_pass_mb=round(rss_after_first / 2**20, 1), rss_after_five_passes_mb=round(rss_after_five / 2**20, 1),
         rss_growth_mb=round(growth_mb, 1)), indent=1))
     assert growth_mb < 40, f"RSS grew {growth_mb:.0f} MB over four more passes of the corpus"
 
@@ -253,7 +253,7 @@ def test_kill_9_mid_load_loses_no_acknowledged_prediction(tmp_path, zero_shot_di
     (REPORTS/"kill9.json").write_text(json.dumps(figures, indent=1))
     print(figures)
     assert integrity == "ok"
-    assert len(acknowledged) >= 100 and failed                    # it really died mid-load
+    assert len(acknowledged) >= 50 and failed                     # it really died mid-load
     assert acknowledged <= stored, f"{len(acknowledged - stored)} acknowledged predictions have no row"
 
 
@@ -273,3 +273,33 @@ def test_schema_fuzzing_finds_no_server_error_and_every_answer_fits_the_schema(s
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
     assert generated and int(generated.group(1)) >= 100
     assert httpx.get(server.url + "/health").status_code == 200
+
+
+def _break(folder: Path, case: str):
+    card = folder/"model_card.json"
+    if case == "missing model.onnx": (folder/"model.onnx").unlink()
+    elif case == "truncated model.onnx": data = (folder/"model.onnx").read_bytes(); (folder/"model.onnx").write_bytes(data[:len(data) // 2])
+    elif case == "corrupt model_card.json": card.write_text("{not json")
+    elif case == "missing model_card.json": card.unlink()
+    elif case == "card without classes": c = json.loads(card.read_text()); del c["classes"]; card.write_text(json.dumps(c))
+
+
+@pytest.mark.parametrize("case, says", [
+    ("missing model.onnx", "model.onnx is missing; export the model again"),
+    ("truncated model.onnx", "is not a loadable ONNX model"),
+    ("corrupt model_card.json", "model_card.json is not valid JSON"),
+    ("missing model_card.json", "has no model_card.json; export a model"),
+    ("card without classes", "lacks classes; it was not written by `dog-breed export`"),
+])
+def test_a_broken_serving_folder_is_said_at_start_up_and_health_is_503(tmp_path, zero_shot_dir, case, says):
+    broken = tmp_path/"model"; shutil.copytree(zero_shot_dir, broken)
+    _break(broken, case)
+    s = Server("--model-dir", broken, "--store-url", f"sqlite:///{tmp_path}/p.db", "--no-ui", cwd=tmp_path)
+    try:
+        health = httpx.get(s.url + "/health")
+        assert health.status_code == 503 and says in health.json()["model_error"], health.text
+        r = httpx.post(s.url + "/predict", **upload(GOOD), timeout=30)
+        assert (r.status_code, r.json()["reason"]) == (503, "model_not_loaded")
+    finally:
+        s.stop()
+    assert says in s.log.read_text() and "Traceback" not in s.log.read_text()

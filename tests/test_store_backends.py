@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+import json
 
 import httpx
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from conftest import Server, jpeg_bytes, new_postgres_database, photo
+from conftest import REPO, Server, jpeg_bytes, new_postgres_database, photo
 from dog_breed_classifier.images import IMAGE_STAT_NAMES
 from dog_breed_classifier.monitoring import PredictionStore, StoreError
+
+REPORTS = REPO/"reports"/"reliability"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -83,9 +86,14 @@ def test_two_servers_share_one_postgresql_and_lose_nothing(postgres_server, zero
             results = list(pool.map(post, range(400)))
     finally:
         for s in servers: s.stop()
-    assert [code for code, _ in results] == [200] * 400
     store = PredictionStore(url)
-    assert store.count() == 400 and set(store.recent().id) == {pid for _, pid in results}
+    stored, acknowledged = set(store.recent().id), {pid for code, pid in results if code == 200}
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    (REPORTS/"postgresql_two_writers.json").write_text(json.dumps(dict(
+        servers=2, requests=len(results), acknowledged=len(acknowledged), rows=store.count(),
+        acknowledged_missing=len(acknowledged - stored)), indent=1))
+    assert [code for code, _ in results] == [200] * 400
+    assert store.count() == 400 and stored == acknowledged
 
 
 def _open_store(url: str) -> str:
