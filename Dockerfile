@@ -12,22 +12,30 @@ ARG BASE_IMAGE=python:3.11-slim
 # --- build: wheels for the runtime, and the model (torch is needed only to build the zero-shot model) ---
 FROM ${BASE_IMAGE} AS build
 ARG SERVING_DIR=""
+# pip's settings, for a mirror (--build-arg PIP_INDEX_URL=…) or an air-gapped build from a wheelhouse mounted into the
+# RUN steps (buildah/podman: --volume "$PWD/wheels:/wheels:ro" --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheels)
+ARG PIP_INDEX_URL
+ARG PIP_NO_INDEX
+ARG PIP_FIND_LINKS
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY dog_breed_classifier ./dog_breed_classifier
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[serve,openvino]"
+# the packages' own test suites (~140 MB: pandas, scipy, scikit-learn, pyarrow…) are not needed to serve
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install ".[serve,openvino]" && \
+    find /opt/venv/lib -depth -type d -name tests -path "*/site-packages/*" -exec rm -rf {} +
 COPY . ./
 RUN if [ -n "$SERVING_DIR" ]; then \
         test -f "$SERVING_DIR/model_card.json" || { echo "no model_card.json in $SERVING_DIR: run dvc repro first"; exit 1; }; \
         cp -r "$SERVING_DIR" /opt/model; \
     else \
-        python -m venv /opt/build && \
+        python3 -m venv /opt/build && \
         /opt/build/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch torchvision && \
         /opt/build/bin/pip install ".[train]" && \
         /opt/build/bin/python -c "from dog_breed_classifier.export import zero_shot_serving_dir; zero_shot_serving_dir('/opt/model')"; \
     fi && \
-    rm -f /opt/model/model.safetensors   # torch weights: no torch here, so the demo's heatmaps use occlusion on ONNX
+    rm -f /opt/model/model.safetensors && \
+    chmod -R a+rX /opt/model   # torch weights gone (no torch here: the demo's heatmaps use occlusion on ONNX); readable by the app user
 
 # --- runtime ---
 FROM ${BASE_IMAGE}

@@ -1,0 +1,152 @@
+"""The container images, built and started for real, offline: buildah builds the Dockerfiles from a Debian base image
+that debootstrap makes, pip inside reads a wheelhouse made here (deploy/offline_images.py). The serving image is
+started on a free loopback port and must answer /health, /predict, /metrics and /ui as the user it declares.
+
+Needs Debian's buildah and debootstrap, and root (`.ci/run` installs them; elsewhere these tests skip). The base image
+and the wheels are kept between runs under ~/.cache/dog_breed_classifier/containers (DOG_BREED_IMAGE_CACHE); the
+images built here are removed afterwards. The pipeline image (torch: several GB, many minutes) is built, and
+`dvc repro` run inside it, only with DOG_BREED_TEST_PIPELINE_IMAGE=1."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import httpx
+import pytest
+
+from conftest import REPO, jpeg_bytes, photo
+
+sys.path.insert(0, str(REPO/"deploy"))
+import offline_images as images  # noqa: E402  (a script, not a package: deploy/ is put on the path above)
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(bool(images.missing_tools()), reason=f"needs {', '.join(images.missing_tools())} "
+                                 "(apt-get install buildah debootstrap; .ci/run installs them)"),
+              pytest.mark.skipif(os.geteuid() != 0, reason="debootstrap and buildah's chroot isolation need root")]
+
+SERVING_TAG = "localhost/dog-breed-serve:test"
+PIPELINE_TAG = "localhost/dog-breed-train:test"
+# the serving image's size budget: ONNX Runtime + OpenVINO, the API, Gradio, Evidently (with pandas, pyarrow,
+# scipy, plotly, statsmodels) come to ~1.4 GB; torch, build tools or a pip cache sneaking in would break it
+SERVING_SIZE_BUDGET = 1.8e9
+
+
+@pytest.fixture(scope="module")
+def store() -> images.ImageStore:
+    cache = images.default_cache()
+    cache.mkdir(parents=True, exist_ok=True)
+    store = images.ImageStore(cache)
+    images.make_base_image(store)
+    return store
+
+
+@pytest.fixture(scope="module")
+def serving_image(store, zero_shot_dir, tmp_path_factory):
+    "The serving image with the zero-shot model baked in (its torch weights too, which the build must drop)."
+    wheels = images.make_wheelhouse(store.cache, [f"{REPO}[serve,openvino]"])
+    context = images.serving_context(tmp_path_factory.mktemp("serving")/"context", zero_shot_dir)
+    log = context.parent/"build.log"
+    seconds = images.build_image(store, context/"Dockerfile", context, SERVING_TAG, wheels,
+                                 build_args={"SERVING_DIR": "models/serving"}, log=log)
+    print(f"\nserving image built in {seconds:.0f} s, {store.size(SERVING_TAG)/1e6:.0f} MB")
+    yield SERVING_TAG
+    store.remove_image(SERVING_TAG)
+
+
+@pytest.fixture(scope="module")
+def container(store, serving_image, tmp_path_factory):
+    log = tmp_path_factory.mktemp("run")/"container.log"
+    with images.start_container(store, serving_image, log=log) as box:
+        print(f"healthy {time.monotonic() - box.started_at:.1f} s after the start")
+        yield box
+    # stopped (SIGTERM to its processes) and removed, having logged no traceback
+    with pytest.raises(httpx.TransportError): httpx.get(box.url + "/health", timeout=2)
+    assert box.name not in store("containers", "--format", "{{.ContainerName}}").split()
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+def test_serving_image_declares_how_to_run_it(store, serving_image):
+    config = store.config(serving_image)
+    assert config["User"] == "10001"                                     # not root
+    assert "8000/tcp" in config["ExposedPorts"] and "/data" in config["Volumes"]
+    assert "dog-breed serve --host 0.0.0.0" in " ".join(config["Cmd"])
+    env = dict(e.split("=", 1) for e in config["Env"])
+    assert env["PORT"] == "8000" and env["DOG_BREED_STORE_URL"] == "sqlite:////data/predictions.db"
+    assert "/health" in " ".join(config["Healthcheck"]["Test"])          # kept: built in Docker format
+    size = store.size(serving_image)
+    assert size < SERVING_SIZE_BUDGET, f"the serving image grew to {size/1e9:.2f} GB"
+
+
+def test_serving_container_answers_health_predict_metrics_and_ui(container, zero_shot_dir):
+    health = httpx.get(container.url + "/health").json()
+    assert health["status"] == "ok" and health["model_loaded"] and health["store_writable"]
+    answer = httpx.post(container.url + "/predict", files={"file": ("dog.jpg", jpeg_bytes(photo("pug")), "image/jpeg")},
+                        timeout=60)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    classes = json.loads((zero_shot_dir/"model_card.json").read_text())["classes"]
+    assert len(body["top_k"]) == 5 and all(k["breed"] in classes for k in body["top_k"]) and body["prediction_id"]
+    refused = httpx.post(container.url + "/predict", files={"file": ("notes.txt", b"not a photo", "text/plain")})
+    assert refused.status_code == 415 and refused.json()["reason"] == "not_an_image"
+    metrics = httpx.get(container.url + "/metrics").text
+    assert "dogbreed_predictions_total" in metrics
+    assert httpx.get(container.url + "/ui/", follow_redirects=True).status_code == 200   # the Gradio demo
+    assert httpx.get(container.url + "/model").json()["model_version"] == health["model_version"]
+
+
+def test_serving_container_runs_as_its_user_logs_to_the_volume_and_passes_its_healthcheck(store, container):
+    who = container.run("id", "-u")
+    assert who.returncode == 0 and who.stdout.strip() == "10001", who.stderr
+    count = container.run("python", "-c", "import sqlite3; "
+                          "print(sqlite3.connect('/data/predictions.db').execute('select count(*) from predictions').fetchone()[0])")
+    assert count.returncode == 0 and int(count.stdout) >= 1, count.stderr   # the /predict above, in the /data volume
+    check = store.config(SERVING_TAG)["Healthcheck"]["Test"]
+    assert check[0] == "CMD"
+    res = container.run("env", f"PORT={container.url.rsplit(':', 1)[1]}", *check[1:])   # the image's own HEALTHCHECK
+    assert res.returncode == 0, res.stderr
+
+
+def test_serving_image_has_no_torch_build_tools_or_caches(container):
+    probe = container.run("python", "-c", "import importlib.util as u, os, shutil; print(u.find_spec('torch') is None, "
+                          "shutil.which('gcc') is None, os.path.exists('/root/.cache/pip'), sorted(os.listdir('/opt/model')))")
+    assert probe.returncode == 0, probe.stderr
+    no_torch, no_gcc, pip_cache, model_files = probe.stdout.strip().split(" ", 3)
+    assert (no_torch, no_gcc, pip_cache) == ("True", "True", "False")
+    assert "model.safetensors" not in model_files and "model.onnx" in model_files
+
+
+DRIFT_IN_THE_IMAGE = """
+import numpy as np, pandas as pd
+from dog_breed_classifier.drift import STAT_COLUMNS, DriftData, drift_decision
+rng = np.random.default_rng(0)
+def data(mean): return DriftData(pd.DataFrame(rng.normal(mean, 1, (200, len(STAT_COLUMNS))), columns=STAT_COLUMNS), None, str(mean))
+print(drift_decision(data(0), data(0))["status"], drift_decision(data(0), data(3))["status"])
+"""
+
+
+def test_serving_image_detects_drift_with_evidently(container):
+    "Evidently and its scientific stack work in the slimmed image (its packages' test folders are removed)."
+    res = container.run("python", "-c", DRIFT_IN_THE_IMAGE)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.split() == ["no_drift", "drift"]
+
+
+@pytest.mark.skipif(os.environ.get("DOG_BREED_TEST_PIPELINE_IMAGE") != "1",
+                    reason="the pipeline image has torch (several GB): set DOG_BREED_TEST_PIPELINE_IMAGE=1")
+def test_pipeline_image_runs_dvc_repro_on_the_sample(store, tmp_path):
+    wheels = images.make_wheelhouse(store.cache, [f"{REPO}[pipeline]", "torch", "torchvision"])
+    seconds = images.build_image(store, REPO/"Dockerfile.train", REPO, PIPELINE_TAG, wheels, log=tmp_path/"build.log")
+    print(f"\npipeline image built in {seconds:.0f} s, {store.size(PIPELINE_TAG)/1e9:.1f} GB")
+    try:
+        clone = images.fresh_clone(tmp_path/"repo")
+        res = images.run_in_image(store, PIPELINE_TAG, ["dvc", "repro"], mounts={clone: "/work"}, workdir="/work",
+                                  log=tmp_path/"repro.log")
+        output = (tmp_path/"repro.log").read_text()
+        assert res.returncode == 0, output[-3000:]
+        for stage in ("sample", "prepare", "train", "evaluate", "export"): assert f"Running stage '{stage}'" in output
+        card = json.loads((clone/"models/serving/model_card.json").read_text())
+        assert card["training"]["data"]["source"] == "sample" and (clone/"models/serving/model.onnx").is_file()
+    finally:
+        store.remove_image(PIPELINE_TAG)
