@@ -44,8 +44,8 @@ BASE_PACKAGES = ["python3", "python3-venv", "ca-certificates"]
 # the parts of a Debian root filesystem no container needs: package archives and lists, documentation, translations
 BASE_TRIM = ["var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale",
              "usr/share/info"]
-# what the serving build context holds: the .dockerignore's list
-SERVING_CONTEXT = ["pyproject.toml", "README.md", "Dockerfile", ".dockerignore", "dog_breed_classifier"]
+# what a build context holds: the files the .dockerignore lets through (models/serving aside)
+BUILD_CONTEXT = ["pyproject.toml", "README.md", "Dockerfile", "Dockerfile.train", ".dockerignore", "dog_breed_classifier"]
 
 
 class ImageBuildError(RuntimeError):
@@ -141,19 +141,22 @@ def make_base_image(store: ImageStore, mirror: str | None = None, progress=print
     return BASE_TAG
 
 
-def make_wheelhouse(cache: Path, requirements: list[str], progress=print) -> Path:
-    """A folder of wheels for `requirements` and what they need, made by this machine's pip (its index and
-    settings); reused while the requirements and pyproject.toml are unchanged. The project's own wheel is left out:
-    the Dockerfiles build it from their context."""
-    key = hashlib.sha256("\n".join([*requirements, (REPO/"pyproject.toml").read_text()]).encode()).hexdigest()[:16]
+def make_wheelhouse(cache: Path, extras: str, also: tuple[str, ...] = (), progress=print) -> Path:
+    """A folder of wheels for the project's `extras` (and the requirements in `also`) and what they need, made by
+    this machine's pip (its index and settings); reused while they and pyproject.toml are unchanged. The project's own
+    wheel is left out: the Dockerfiles build it from their context. pip builds from a copy of the project, so no
+    build/ folder lands in the working tree."""
+    key = hashlib.sha256("\n".join([extras, *also, (REPO/"pyproject.toml").read_text()]).encode()).hexdigest()[:16]
     wheels = cache/"wheels"/key
     if (wheels/".complete").exists(): return wheels
     progress(f"filling the wheelhouse {wheels} with pip (once per pyproject.toml)…")
     partial = wheels.with_name(key + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     build_requires = ["setuptools>=77", "wheel"]   # pyproject.toml's build-system, for the image's `pip install .`
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(partial), *requirements,
-                          *build_requires], capture_output=True, text=True, cwd=cache)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        project = copy_project(Path(tmp)/"project")
+        res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(partial),
+                              f"{project}[{extras}]", *also, *build_requires], capture_output=True, text=True, cwd=tmp)
     if res.returncode != 0:
         raise ImageBuildError(f"pip wheel failed (exit {res.returncode}):\n{_tail(res.stdout + res.stderr)}")
     for own in partial.glob("dog_breed_classifier-*.whl"): own.unlink()
@@ -163,15 +166,21 @@ def make_wheelhouse(cache: Path, requirements: list[str], progress=print) -> Pat
     return wheels
 
 
-def serving_context(folder: Path, serving_dir: Path | None) -> Path:
-    """The serving image's build context: what the .dockerignore lets through, and `serving_dir` (an exported
-    model) as models/serving. A folder of its own, so a build never reads or writes the working tree's models."""
+def copy_project(folder: Path) -> Path:
+    "What the .dockerignore lets through to a build (pyproject.toml, README.md, the package, the Dockerfiles)."
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    for name in SERVING_CONTEXT:
+    for name in BUILD_CONTEXT:
         src = REPO/name
         if src.is_dir(): shutil.copytree(src, folder/name, ignore=shutil.ignore_patterns("__pycache__"))
         else: shutil.copy2(src, folder/name)
+    return folder
+
+
+def serving_context(folder: Path, serving_dir: Path | None) -> Path:
+    """The serving image's build context: the project's files a build may read, and `serving_dir` (an exported
+    model) as models/serving. A folder of its own, so a build never reads or writes the working tree's models."""
+    copy_project(folder)
     if serving_dir is not None:
         if not (Path(serving_dir)/"model_card.json").is_file():
             raise ImageBuildError(f"{serving_dir} has no model_card.json: export a model first (dvc repro, or dog-breed export)")
@@ -342,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                     from dog_breed_classifier.export import zero_shot_serving_dir
                     print("exporting the zero-shot model (torch runs here, not in the image)…")
                     serving_dir = zero_shot_serving_dir(Path(tmp)/"zero_shot")
-                wheels = make_wheelhouse(args.cache, [f"{REPO}[serve,openvino]"])
+                wheels = make_wheelhouse(args.cache, "serve,openvino")
                 context = serving_context(Path(tmp)/"context", serving_dir)
                 print(f"building {tag}…")
                 seconds = build_image(store, context/"Dockerfile", context, tag, wheels, build_args={"SERVING_DIR": "models/serving"},
@@ -354,11 +363,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"/predict: {answer['top_k'][0]}")
         else:
             tag = args.tag or "localhost/dog-breed-train:offline"
-            wheels = make_wheelhouse(args.cache, [f"{REPO}[pipeline]", "torch", "torchvision"])
+            wheels = make_wheelhouse(args.cache, "pipeline", ("torch", "torchvision"))
             print(f"building {tag} (torch: several GB, many minutes)…")
-            seconds = build_image(store, REPO/"Dockerfile.train", REPO, tag, wheels, log=args.cache/"pipeline-build.log")
-            print(f"built {tag} in {seconds:.0f} s, {store.size(tag)/1e6:.0f} MB")
             with tempfile.TemporaryDirectory(dir=args.cache) as tmp:
+                context = copy_project(Path(tmp)/"context")
+                seconds = build_image(store, context/"Dockerfile.train", context, tag, wheels, log=args.cache/"pipeline-build.log")
+                print(f"built {tag} in {seconds:.0f} s, {store.size(tag)/1e6:.0f} MB")
                 clone = fresh_clone(Path(tmp)/"repo")
                 print(f"dvc repro inside {tag}, on a fresh clone mounted at /work…")
                 log = args.cache/"pipeline-repro.log"

@@ -45,7 +45,7 @@ def store() -> images.ImageStore:
 @pytest.fixture(scope="module")
 def serving_image(store, zero_shot_dir, tmp_path_factory):
     "The serving image with the zero-shot model baked in (its torch weights too, which the build must drop)."
-    wheels = images.make_wheelhouse(store.cache, [f"{REPO}[serve,openvino]"])
+    wheels = images.make_wheelhouse(store.cache, "serve,openvino")
     context = images.serving_context(tmp_path_factory.mktemp("serving")/"context", zero_shot_dir)
     log = context.parent/"build.log"
     seconds = images.build_image(store, context/"Dockerfile", context, SERVING_TAG, wheels,
@@ -136,8 +136,9 @@ def test_serving_image_detects_drift_with_evidently(container):
 @pytest.mark.skipif(os.environ.get("DOG_BREED_TEST_PIPELINE_IMAGE") != "1",
                     reason="the pipeline image has torch (several GB): set DOG_BREED_TEST_PIPELINE_IMAGE=1")
 def test_pipeline_image_runs_dvc_repro_on_the_sample(store, tmp_path):
-    wheels = images.make_wheelhouse(store.cache, [f"{REPO}[pipeline]", "torch", "torchvision"])
-    seconds = images.build_image(store, REPO/"Dockerfile.train", REPO, PIPELINE_TAG, wheels, log=tmp_path/"build.log")
+    wheels = images.make_wheelhouse(store.cache, "pipeline", ("torch", "torchvision"))
+    context = images.copy_project(tmp_path/"context")
+    seconds = images.build_image(store, context/"Dockerfile.train", context, PIPELINE_TAG, wheels, log=tmp_path/"build.log")
     print(f"\npipeline image built in {seconds:.0f} s, {store.size(PIPELINE_TAG)/1e9:.1f} GB")
     try:
         clone = images.fresh_clone(tmp_path/"repo")
