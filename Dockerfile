@@ -1,11 +1,13 @@
-# The serving image: ONNX (+ OpenVINO) runtime, the library, a model — no torch, no build tools, non-root.
+# The serving image: ONNX (+ OpenVINO) runtime, the library, a model, the PostgreSQL driver — no torch, no build tools,
+# non-root.
 #
 #   docker build -t dog-breed-serve .                                          # bakes in the 120-breed zero-shot model
 #   docker build -t dog-breed-serve --build-arg SERVING_DIR=models/serving .   # bakes in your exported model
 #   docker run -p 8000:8000 -v dog-breed-data:/data dog-breed-serve
 #
 # Runtime settings (env): PORT (default 8000; Cloud Run sets it), DOG_BREED_STORE_URL (default: SQLite in /data),
-# DOG_BREED_THREADS (inference threads). Health: GET /health (503 until the model is loaded and the store writable).
+# DOG_BREED_THREADS (inference threads). The model is read from /opt/model: mount another exported model there to
+# serve it without a rebuild. Health: GET /health (503 until the model is loaded and the store writable).
 # The Gradio demo is at /ui (/ redirects there).
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -23,7 +25,7 @@ COPY pyproject.toml README.md ./
 COPY dog_breed_classifier ./dog_breed_classifier
 # the test suites of the big scientific packages are not needed to serve (only theirs: some packages, Evidently
 # among them, keep runtime code in a `tests` package)
-RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install ".[serve,openvino]" && \
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install ".[serve,openvino,postgres]" && \
     for package in numpy pandas pyarrow scipy sklearn statsmodels; do \
         find "/opt/venv/lib/python3.11/site-packages/$package" -depth -type d -name tests -exec rm -rf {} +; \
     done

@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                     from dog_breed_classifier.export import zero_shot_serving_dir
                     print("exporting the zero-shot model (torch runs here, not in the image)…")
                     serving_dir = zero_shot_serving_dir(Path(tmp)/"zero_shot")
-                wheels = make_wheelhouse(args.cache, "serve,openvino")
+                wheels = make_wheelhouse(args.cache, "serve,openvino,postgres")
                 context = serving_context(Path(tmp)/"context", serving_dir)
                 print(f"building {tag}…")
                 seconds = build_image(store, context/"Dockerfile", context, tag, wheels, build_args={"SERVING_DIR": "models/serving"},

@@ -45,7 +45,7 @@ def store() -> images.ImageStore:
 @pytest.fixture(scope="module")
 def serving_image(store, zero_shot_dir, tmp_path_factory):
     "The serving image with the zero-shot model baked in (its torch weights too, which the build must drop)."
-    wheels = images.make_wheelhouse(store.cache, "serve,openvino")
+    wheels = images.make_wheelhouse(store.cache, "serve,openvino,postgres")
     context = images.serving_context(tmp_path_factory.mktemp("serving")/"context", zero_shot_dir)
     log = context.parent/"build.log"
     seconds = images.build_image(store, context/"Dockerfile", context, SERVING_TAG, wheels,
@@ -115,6 +115,23 @@ def test_serving_image_has_no_torch_build_tools_or_caches(container):
     no_torch, no_gcc, pip_cache, model_files = probe.stdout.strip().split(" ", 3)
     assert (no_torch, no_gcc, pip_cache) == ("True", "True", "False")
     assert "model.safetensors" not in model_files and "model.onnx" in model_files
+
+
+def test_serving_container_logs_to_postgresql(store, serving_image, postgres_server, tmp_path):
+    "The Cloud Run recipe: several replicas share one PostgreSQL, named by DOG_BREED_STORE_URL."
+    import sqlalchemy as sa
+
+    from conftest import new_postgres_database
+    url = new_postgres_database(postgres_server)
+    with images.start_container(store, serving_image, env={"DOG_BREED_STORE_URL": url}, log=tmp_path/"run.log") as box:
+        answer = httpx.post(box.url + "/predict", files={"file": ("dog.jpg", jpeg_bytes(photo("beagle")), "image/jpeg")},
+                            timeout=60)
+        assert answer.status_code == 200, answer.text
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        ids = [row[0] for row in conn.exec_driver_sql("select id from predictions")]
+    engine.dispose()
+    assert ids == [answer.json()["prediction_id"]]
 
 
 DRIFT_IN_THE_IMAGE = """

@@ -28,4 +28,4 @@ def test_serving_image_has_no_torch_and_runs_as_non_root():
     text = (REPO/"Dockerfile").read_text()
     runtime = text.split("# --- runtime ---", 1)[1]
     assert "torch" not in runtime and "USER 10001" in runtime and "HEALTHCHECK" in runtime
-    assert 'pip install ".[serve,openvino]"' in text and "ARG BASE_IMAGE=" in text
+    assert 'pip install ".[serve,openvino,postgres]"' in text and "ARG BASE_IMAGE=" in text
