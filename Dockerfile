@@ -25,7 +25,8 @@ COPY pyproject.toml README.md ./
 COPY dog_breed_classifier ./dog_breed_classifier
 # the test suites of the big scientific packages are not needed to serve (only theirs: some packages, Evidently
 # among them, keep runtime code in a `tests` package)
-RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install ".[serve,openvino,postgres]" && \
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --upgrade pip && \
+    /opt/venv/bin/pip install ".[serve,openvino,postgres]" && \
     for package in numpy pandas pyarrow scipy sklearn statsmodels; do \
         find "/opt/venv/lib/python3.11/site-packages/$package" -depth -type d -name tests -exec rm -rf {} +; \
     done
@@ -35,6 +36,7 @@ RUN if [ -n "$SERVING_DIR" ]; then \
         cp -r "$SERVING_DIR" /opt/model; \
     else \
         python3 -m venv /opt/build && \
+        /opt/build/bin/pip install --upgrade pip && \
         /opt/build/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch torchvision && \
         /opt/build/bin/pip install ".[train]" && \
         /opt/build/bin/python -c "from dog_breed_classifier.export import zero_shot_serving_dir; zero_shot_serving_dir('/opt/model')"; \

@@ -50,7 +50,7 @@ def build(cache: Path, serving_dir: Path, work: Path) -> dict:
     store = images.ImageStore(cache)
     timings = {}
     t = time.perf_counter(); images.make_base_image(store); timings["base_s"] = time.perf_counter() - t
-    t = time.perf_counter(); wheels = images.make_wheelhouse(cache, "serve,openvino,postgres")
+    t = time.perf_counter(); wheels = images.make_wheelhouse(store, "serve,openvino,postgres")
     timings["wheelhouse_s"] = time.perf_counter() - t
     context = images.serving_context(work/"context", serving_dir)
     timings["build_s"] = images.build_image(store, context/"Dockerfile", context, TAG, wheels,

@@ -38,6 +38,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_TAG = "localhost/dog-breed-base:bookworm"
+PYTHON_LABEL = "org.dog-breed-classifier.python-version"
 SUITE = "bookworm"   # Debian 12: Python 3.11, the version the wheelhouse is made for (this machine's)
 # python3-venv gives each image's virtual environment its pip (ensurepip), so python3-pip is not needed
 BASE_PACKAGES = ["python3", "python3-venv", "ca-certificates"]
@@ -120,7 +121,9 @@ class ImageStore:
 
 def make_base_image(store: ImageStore, mirror: str | None = None, progress=print) -> str:
     "The Debian base image (`BASE_TAG`), made once with debootstrap from the apt mirror; later calls reuse it."
-    if store.has_image(BASE_TAG): return BASE_TAG
+    if store.has_image(BASE_TAG):
+        if base_python(store): return BASE_TAG
+        store.remove_image(BASE_TAG)   # made before the base carried its Python version: make it again
     if os.geteuid() != 0: raise ImageBuildError("debootstrap needs root: run this as root (or under sudo)")
     mirror = mirror or debian_mirror()
     progress(f"making the {SUITE} base image with debootstrap from {mirror} (about a minute)…")
@@ -134,31 +137,50 @@ def make_base_image(store: ImageStore, mirror: str | None = None, progress=print
             for child in (rootfs/part).glob("*"):
                 if child.is_dir() and not child.is_symlink(): shutil.rmtree(child)
                 else: child.unlink()
+        version = subprocess.run(["chroot", str(rootfs), "python3", "-c", "import platform; print(platform.python_version())"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
         context.mkdir()
         with tarfile.open(context/"rootfs.tar", "w") as tar: tar.add(rootfs, arcname=".")
-        (context/"Dockerfile").write_text('FROM scratch\nADD rootfs.tar /\nCMD ["python3"]\n')
+        (context/"Dockerfile").write_text(f'FROM scratch\nADD rootfs.tar /\nLABEL {PYTHON_LABEL}="{version}"\nCMD ["python3"]\n')
         store("build", "--isolation", "chroot", "--tag", BASE_TAG, str(context))
     return BASE_TAG
 
 
-def make_wheelhouse(cache: Path, extras: str, also: tuple[str, ...] = (), progress=print) -> Path:
-    """A folder of wheels for the project's `extras` (and the requirements in `also`) and what they need, made by
-    this machine's pip (its index and settings); reused while they and pyproject.toml are unchanged. The project's own
-    wheel is left out: the Dockerfiles build it from their context. pip builds from a copy of the project, so no
-    build/ folder lands in the working tree."""
-    key = hashlib.sha256("\n".join([extras, *also, (REPO/"pyproject.toml").read_text()]).encode()).hexdigest()[:16]
+def base_python(store: ImageStore) -> str | None:
+    "The Python version in the base image (its label), e.g. '3.11.2'."
+    labels = json.loads(store("inspect", "--type", "image", BASE_TAG))["OCIv1"]["config"].get("Labels") or {}
+    return labels.get(PYTHON_LABEL)
+
+
+def make_wheelhouse(store: ImageStore, extras: str, also: tuple[str, ...] = (), progress=print) -> Path:
+    """A folder of wheels for the project's `extras` (and the requirements in `also`) and what they need, for the
+    base image's Python, made by this machine's pip (its index and settings); reused while they and pyproject.toml are
+    unchanged. The project's own wheel is left out: the Dockerfiles build it from their context.
+
+    Two passes, because this machine's Python is not the image's (3.11.7 here, Debian 12's 3.11.2): `pip wheel`
+    builds the wheels of packages published only as source (antlr4-python3-runtime, under DVC), then `pip download
+    --python-version` adds, from those and the index, versions that the image's Python accepts (the newest soupsieve
+    wants ≥ 3.11.5). pip builds from a copy of the project, so no build/ folder lands in the working tree."""
+    python = base_python(store)
+    cache = store.cache
+    key = hashlib.sha256("\n".join([python, extras, *also, (REPO/"pyproject.toml").read_text()]).encode()).hexdigest()[:16]
     wheels = cache/"wheels"/key
     if (wheels/".complete").exists(): return wheels
     progress(f"filling the wheelhouse {wheels} with pip (once per pyproject.toml)…")
     partial = wheels.with_name(key + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    build_requires = ["setuptools>=77", "wheel"]   # pyproject.toml's build-system, for the image's `pip install .`
+    # pyproject.toml's build-system (the image's `pip install .`), and the current pip the Dockerfiles upgrade to
+    tooling = ["setuptools>=77", "wheel", "pip"]
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         project = copy_project(Path(tmp)/"project")
-        res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(partial),
-                              f"{project}[{extras}]", *also, *build_requires], capture_output=True, text=True, cwd=tmp)
-    if res.returncode != 0:
-        raise ImageBuildError(f"pip wheel failed (exit {res.returncode}):\n{_tail(res.stdout + res.stderr)}")
+        wanted = [f"{project}[{extras}]", *also, *tooling]
+        for command in (["wheel", "--wheel-dir", str(partial)],
+                        ["download", "--dest", str(partial), "--find-links", str(partial), "--python-version", python,
+                         "--only-binary=:all:"]):
+            res = subprocess.run([sys.executable, "-m", "pip", *command, "--quiet", *wanted], capture_output=True,
+                                 text=True, cwd=tmp)
+            if res.returncode != 0:
+                raise ImageBuildError(f"pip {command[0]} failed (exit {res.returncode}):\n{_tail(res.stdout + res.stderr)}")
     for own in partial.glob("dog_breed_classifier-*.whl"): own.unlink()
     shutil.rmtree(wheels, ignore_errors=True)
     partial.rename(wheels)
@@ -236,17 +258,19 @@ def wait_healthy(url: str, deadline: float, process: subprocess.Popen | None = N
 
 @contextlib.contextmanager
 def start_container(store: ImageStore, tag: str, *, port: int | None = None, env: dict | None = None,
-                    log: Path, timeout: float = 180) -> Iterator[RunningContainer]:
+                    log: Path, timeout: float = 180, reuse: str | None = None) -> Iterator[RunningContainer]:
     """Start `tag` as a container runtime would: its Cmd, User, Env and WorkingDir, on a free loopback port (PORT),
-    with a fresh /data volume; wait for /health; stop and remove it afterwards.
+    with a fresh /data volume; wait for /health; stop and remove it afterwards. `reuse`: the name of a container of
+    `tag` that is already unpacked (a second server in it; not removed here) — on vfs storage, unpacking copies the
+    whole image (~30 s for the serving image).
 
     `buildah run --isolation chroot`, not podman: podman's runtime (crun) must set resource limits, which sandboxes
     such as these machines' refuse ('setrlimit RLIMIT_NPROC: Operation not permitted'). chroot isolation shares the
     host's network, so the server is reached on 127.0.0.1."""
     config = store.config(tag)
     port = port or free_port()
-    name = f"dog-breed-{port}"
-    store("from", "--pull=never", "--name", name, tag)
+    name = reuse or f"dog-breed-{port}"
+    if not reuse: store("from", "--pull=never", "--name", name, tag)
     data = Path(tempfile.mkdtemp(prefix="dog-breed-data-", dir=store.cache))
     user = str(config.get("User") or "0").split(":")[0]
     if user.isdigit(): os.chown(data, int(user), -1)   # a named volume: owned by the image's user, like Docker's
@@ -264,7 +288,8 @@ def start_container(store: ImageStore, tag: str, *, port: int | None = None, env
         finally:
             _stop(process)
     finally:
-        with contextlib.suppress(ImageBuildError): store("rm", name)
+        if not reuse:
+            with contextlib.suppress(ImageBuildError): store("rm", name)
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -351,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                     from dog_breed_classifier.export import zero_shot_serving_dir
                     print("exporting the zero-shot model (torch runs here, not in the image)…")
                     serving_dir = zero_shot_serving_dir(Path(tmp)/"zero_shot")
-                wheels = make_wheelhouse(args.cache, "serve,openvino,postgres")
+                wheels = make_wheelhouse(store, "serve,openvino,postgres")
                 context = serving_context(Path(tmp)/"context", serving_dir)
                 print(f"building {tag}…")
                 seconds = build_image(store, context/"Dockerfile", context, tag, wheels, build_args={"SERVING_DIR": "models/serving"},
@@ -363,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"/predict: {answer['top_k'][0]}")
         else:
             tag = args.tag or "localhost/dog-breed-train:offline"
-            wheels = make_wheelhouse(args.cache, "pipeline", ("torch", "torchvision"))
+            wheels = make_wheelhouse(store, "pipeline", ("torch", "torchvision"))
             print(f"building {tag} (torch: several GB, many minutes)…")
             with tempfile.TemporaryDirectory(dir=args.cache) as tmp:
                 context = copy_project(Path(tmp)/"context")

@@ -45,7 +45,7 @@ def store() -> images.ImageStore:
 @pytest.fixture(scope="module")
 def serving_image(store, zero_shot_dir, tmp_path_factory):
     "The serving image with the zero-shot model baked in (its torch weights too, which the build must drop)."
-    wheels = images.make_wheelhouse(store.cache, "serve,openvino,postgres")
+    wheels = images.make_wheelhouse(store, "serve,openvino,postgres")
     context = images.serving_context(tmp_path_factory.mktemp("serving")/"context", zero_shot_dir)
     log = context.parent/"build.log"
     seconds = images.build_image(store, context/"Dockerfile", context, SERVING_TAG, wheels,
@@ -117,13 +117,14 @@ def test_serving_image_has_no_torch_build_tools_or_caches(container):
     assert "model.safetensors" not in model_files and "model.onnx" in model_files
 
 
-def test_serving_container_logs_to_postgresql(store, serving_image, postgres_server, tmp_path):
-    "The Cloud Run recipe: several replicas share one PostgreSQL, named by DOG_BREED_STORE_URL."
+def test_serving_container_logs_to_postgresql(store, serving_image, container, postgres_server, tmp_path):
+    "The Cloud Run recipe: several replicas share one PostgreSQL, named by DOG_BREED_STORE_URL (a second server)."
     import sqlalchemy as sa
 
     from conftest import new_postgres_database
     url = new_postgres_database(postgres_server)
-    with images.start_container(store, serving_image, env={"DOG_BREED_STORE_URL": url}, log=tmp_path/"run.log") as box:
+    with images.start_container(store, serving_image, env={"DOG_BREED_STORE_URL": url}, log=tmp_path/"run.log",
+                                reuse=container.name) as box:
         answer = httpx.post(box.url + "/predict", files={"file": ("dog.jpg", jpeg_bytes(photo("beagle")), "image/jpeg")},
                             timeout=60)
         assert answer.status_code == 200, answer.text
@@ -153,7 +154,7 @@ def test_serving_image_detects_drift_with_evidently(container):
 @pytest.mark.skipif(os.environ.get("DOG_BREED_TEST_PIPELINE_IMAGE") != "1",
                     reason="the pipeline image has torch (several GB): set DOG_BREED_TEST_PIPELINE_IMAGE=1")
 def test_pipeline_image_runs_dvc_repro_on_the_sample(store, tmp_path):
-    wheels = images.make_wheelhouse(store.cache, "pipeline", ("torch", "torchvision"))
+    wheels = images.make_wheelhouse(store, "pipeline", ("torch", "torchvision"))
     context = images.copy_project(tmp_path/"context")
     seconds = images.build_image(store, context/"Dockerfile.train", context, PIPELINE_TAG, wheels, log=tmp_path/"build.log")
     print(f"\npipeline image built in {seconds:.0f} s, {store.size(PIPELINE_TAG)/1e9:.1f} GB")
