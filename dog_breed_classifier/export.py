@@ -185,6 +185,7 @@ def save_torch_weights(serving: ServingModel, path: str | Path) -> Path:
     "Write `serving`'s weights to `path` as safetensors."
     from safetensors.torch import save_file
     save_file({k: v.detach().contiguous() for k, v in serving.state_dict().items()}, str(path))
+    Path(path).chmod(0o644)   # safetensors writes it owner-only; a server running as another user (a container) reads it
     return Path(path)
 
 def load_serving_model(model_dir: str | Path) -> ServingModel:

@@ -73,6 +73,12 @@ def zero_shot_dir(cache_dir) -> Path:
     return cache_dir/"zero_shot"
 
 
+def installed_tool(name: str) -> str | None:
+    "A command-line tool installed beside this Python (the `lint` extra's linters), else on PATH."
+    local = Path(sys.executable).parent/name
+    return str(local) if local.exists() else shutil.which(name)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

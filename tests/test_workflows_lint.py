@@ -8,25 +8,18 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, installed_tool
 
 WORKFLOWS = REPO/".github"/"workflows"
 
 
-def tool(name: str) -> str | None:
-    "The linter installed beside this Python (the `lint` extra), else on PATH."
-    local = Path(sys.executable).parent/name
-    return str(local) if local.exists() else shutil.which(name)
-
-
 def run_tool(name: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    exe = tool(name)
+    exe = installed_tool(name)
     if exe is None: pytest.skip(f"{name} is not installed (pip install -e '.[lint]')")
     return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd)
 
