@@ -405,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImageBuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    push = " ".join(store.command("push", tag, f"docker-archive:{tag.rsplit('/', 1)[-1].replace(':', '-')}.tar"))
+    print(f"the image stays in {args.cache}/storage; to carry it to a Docker engine or a registry:\n  {push}\n"
+          "  docker load -i <that file>    (or push to docker://REGISTRY/NAME:TAG)")
     return 0
 
 
