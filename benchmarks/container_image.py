@@ -50,11 +50,9 @@ def build(cache: Path, serving_dir: Path, work: Path) -> dict:
     store = images.ImageStore(cache)
     timings = {}
     t = time.perf_counter(); images.make_base_image(store); timings["base_s"] = time.perf_counter() - t
-    t = time.perf_counter(); wheels = images.make_wheelhouse(store, "serve,openvino,postgres")
+    t = time.perf_counter(); images.make_wheelhouse(store, images.SERVING_EXTRAS)
     timings["wheelhouse_s"] = time.perf_counter() - t
-    context = images.serving_context(work/"context", serving_dir)
-    timings["build_s"] = images.build_image(store, context/"Dockerfile", context, TAG, wheels,
-                                            build_args={"SERVING_DIR": "models/serving"}, log=work/"build.log")
+    timings["build_s"] = images.build_serving_image(store, serving_dir, TAG, work, log=work/"build.log")   # wheels: cached now
     timings["total_s"] = timings["base_s"] + timings["wheelhouse_s"] + timings["build_s"]
     return timings
 

@@ -38,6 +38,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_TAG = "localhost/dog-breed-base:bookworm"
+SERVING_EXTRAS = "serve,openvino,postgres"   # what the serving Dockerfile installs
 PYTHON_LABEL = "org.dog-breed-classifier.python-version"
 SUITE = "bookworm"   # Debian 12: Python 3.11, the version the wheelhouse is made for (this machine's)
 # python3-venv gives each image's virtual environment its pip (ensurepip), so python3-pip is not needed
@@ -121,9 +122,7 @@ class ImageStore:
 
 def make_base_image(store: ImageStore, mirror: str | None = None, progress=print) -> str:
     "The Debian base image (`BASE_TAG`), made once with debootstrap from the apt mirror; later calls reuse it."
-    if store.has_image(BASE_TAG):
-        if base_python(store): return BASE_TAG
-        store.remove_image(BASE_TAG)   # made before the base carried its Python version: make it again
+    if store.has_image(BASE_TAG): return BASE_TAG
     if os.geteuid() != 0: raise ImageBuildError("debootstrap needs root: run this as root (or under sudo)")
     mirror = mirror or debian_mirror()
     progress(f"making the {SUITE} base image with debootstrap from {mirror} (about a minute)…")
@@ -220,6 +219,20 @@ def build_image(store: ImageStore, dockerfile: Path, context: Path, tag: str, wh
           "--tag", tag, "--volume", f"{wheels}:/wheels:ro",
           *[a for k, v in args.items() for a in ("--build-arg", f"{k}={v}")], context, timeout=timeout, log=log)
     return time.perf_counter() - start
+
+
+def build_serving_image(store: ImageStore, serving_dir: Path, tag: str, work: Path, log: Path | None = None) -> float:
+    "The serving image with the exported model `serving_dir` baked in (SERVING_DIR), context in `work`; buildah's seconds."
+    wheels = make_wheelhouse(store, SERVING_EXTRAS)
+    context = serving_context(work/"context", serving_dir)
+    return build_image(store, context/"Dockerfile", context, tag, wheels, build_args={"SERVING_DIR": "models/serving"}, log=log)
+
+
+def build_pipeline_image(store: ImageStore, tag: str, work: Path, log: Path | None = None) -> float:
+    "The pipeline image (torch, fastai, DVC, papermill), context in `work`; buildah's seconds."
+    wheels = make_wheelhouse(store, "pipeline", ("torch", "torchvision"))
+    context = copy_project(work/"context")
+    return build_image(store, context/"Dockerfile.train", context, tag, wheels, log=log)
 
 
 def free_port() -> int:
@@ -376,11 +389,8 @@ def main(argv: list[str] | None = None) -> int:
                     from dog_breed_classifier.export import zero_shot_serving_dir
                     print("exporting the zero-shot model (torch runs here, not in the image)…")
                     serving_dir = zero_shot_serving_dir(Path(tmp)/"zero_shot")
-                wheels = make_wheelhouse(store, "serve,openvino,postgres")
-                context = serving_context(Path(tmp)/"context", serving_dir)
                 print(f"building {tag}…")
-                seconds = build_image(store, context/"Dockerfile", context, tag, wheels, build_args={"SERVING_DIR": "models/serving"},
-                                      log=args.cache/"serving-build.log")
+                seconds = build_serving_image(store, serving_dir, tag, Path(tmp), log=args.cache/"serving-build.log")
             print(f"built {tag} in {seconds:.0f} s, {store.size(tag)/1e6:.0f} MB")
             with start_container(store, tag, log=args.cache/"serving-run.log") as box:
                 print(f"{box.url}/health: healthy after {time.monotonic() - box.started_at:.1f} s")
@@ -388,11 +398,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"/predict: {answer['top_k'][0]}")
         else:
             tag = args.tag or "localhost/dog-breed-train:offline"
-            wheels = make_wheelhouse(store, "pipeline", ("torch", "torchvision"))
             print(f"building {tag} (torch: several GB, many minutes)…")
             with tempfile.TemporaryDirectory(dir=args.cache) as tmp:
-                context = copy_project(Path(tmp)/"context")
-                seconds = build_image(store, context/"Dockerfile.train", context, tag, wheels, log=args.cache/"pipeline-build.log")
+                seconds = build_pipeline_image(store, tag, Path(tmp), log=args.cache/"pipeline-build.log")
                 print(f"built {tag} in {seconds:.0f} s, {store.size(tag)/1e6:.0f} MB")
                 clone = fresh_clone(Path(tmp)/"repo")
                 print(f"dvc repro inside {tag}, on a fresh clone mounted at /work…")

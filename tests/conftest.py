@@ -23,6 +23,7 @@ from PIL import Image
 from dog_breed_classifier.data import draw_sample_dog
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO/"deploy"))   # deploy/offline_images.py: a script, imported by the tests as a module
 SHARED_DATA = REPO.parent/"shared"/"data"
 
 

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 import httpx
+import offline_images as images  # deploy/offline_images.py (conftest puts deploy/ on the path)
 import pytest
 
-from conftest import REPO, jpeg_bytes, photo
-
-sys.path.insert(0, str(REPO/"deploy"))
-import offline_images as images  # noqa: E402  (a script, not a package: deploy/ is put on the path above)
+from conftest import jpeg_bytes, photo
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(bool(images.missing_tools()), reason=f"needs {', '.join(images.missing_tools())} "
@@ -45,11 +42,8 @@ def store() -> images.ImageStore:
 @pytest.fixture(scope="module")
 def serving_image(store, zero_shot_dir, tmp_path_factory):
     "The serving image with the zero-shot model baked in (its torch weights too, which the build must drop)."
-    wheels = images.make_wheelhouse(store, "serve,openvino,postgres")
-    context = images.serving_context(tmp_path_factory.mktemp("serving")/"context", zero_shot_dir)
-    log = context.parent/"build.log"
-    seconds = images.build_image(store, context/"Dockerfile", context, SERVING_TAG, wheels,
-                                 build_args={"SERVING_DIR": "models/serving"}, log=log)
+    work = tmp_path_factory.mktemp("serving")
+    seconds = images.build_serving_image(store, zero_shot_dir, SERVING_TAG, work, log=work/"build.log")
     print(f"\nserving image built in {seconds:.0f} s, {store.size(SERVING_TAG)/1e6:.0f} MB")
     yield SERVING_TAG
     store.remove_image(SERVING_TAG)
@@ -155,9 +149,7 @@ def test_serving_image_detects_drift_with_evidently(container):
                     reason="the pipeline image has torch (several GB): set DOG_BREED_TEST_PIPELINE_IMAGE=1")
 def test_pipeline_image_runs_dvc_repro_and_its_model_serves_from_the_serving_image(store, tmp_path):
     "The whole container path: the pipeline image trains on the sample, the serving image bakes in that model."
-    wheels = images.make_wheelhouse(store, "pipeline", ("torch", "torchvision"))
-    context = images.copy_project(tmp_path/"context")
-    seconds = images.build_image(store, context/"Dockerfile.train", context, PIPELINE_TAG, wheels, log=tmp_path/"build.log")
+    seconds = images.build_pipeline_image(store, PIPELINE_TAG, tmp_path/"pipeline", log=tmp_path/"build.log")
     print(f"\npipeline image built in {seconds:.0f} s, {store.size(PIPELINE_TAG)/1e9:.1f} GB")
     try:
         clone = images.fresh_clone(tmp_path/"repo")
@@ -172,10 +164,8 @@ def test_pipeline_image_runs_dvc_repro_and_its_model_serves_from_the_serving_ima
         assert card["training"]["data"]["source"] == "sample" and (clone/"models/serving/model.onnx").is_file()
     finally:
         store.remove_image(PIPELINE_TAG)
-    serving_wheels = images.make_wheelhouse(store, "serve,openvino,postgres")
-    serving = images.serving_context(tmp_path/"serving", clone/"models/serving")
-    images.build_image(store, serving/"Dockerfile", serving, "localhost/dog-breed-serve:trained", serving_wheels,
-                       build_args={"SERVING_DIR": "models/serving"}, log=tmp_path/"serving-build.log")
+    images.build_serving_image(store, clone/"models/serving", "localhost/dog-breed-serve:trained", tmp_path/"serving",
+                               log=tmp_path/"serving-build.log")
     try:
         with images.start_container(store, "localhost/dog-breed-serve:trained", log=tmp_path/"run.log") as box:
             assert httpx.get(box.url + "/model").json()["model_version"] == card["model_version"]

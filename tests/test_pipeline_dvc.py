@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 import nbformat
+import offline_images as images  # deploy/offline_images.py (conftest puts deploy/ on the path)
 import pandas as pd
 import pytest
 
-from conftest import REPO, photo
+from conftest import photo
 
 pytestmark = pytest.mark.slow
 
@@ -31,16 +32,7 @@ def sh(*args, cwd, check=True, timeout=900) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory) -> Path:
     "The repository's committed and new (not ignored) files, in a fresh git repository."
-    dest = tmp_path_factory.mktemp("clone")/"repo"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for f in filter(None, files):
-        if (REPO/f).is_file():
-            (dest/f).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(REPO/f, dest/f)
-    sh("git", "init", "-q", cwd=dest)
-    sh("git", "add", "-A", cwd=dest)
-    sh("git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-qm", "clone", cwd=dest)
-    return dest
+    return images.fresh_clone(tmp_path_factory.mktemp("clone")/"repo")
 
 
 def digest(folder: Path) -> str:
