@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
+import shutil
 import difflib
 import os
 import re
 import typing
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -22,11 +25,12 @@ from typing import Literal
 import yaml
 
 # %% auto #0
-__all__ = ['PARAMS_FILE', 'STANFORD_IMAGENET_INDICES', 'DogBreedError', 'ParamsError', 'find_project_root', 'ProjectPaths',
-           'SampleSettings', 'DataSettings', 'AffineSettings', 'ColourSettings', 'OnlineSettings', 'AugmentSettings',
-           'ModelSettings', 'TrainSettings', 'ExportSettings', 'DriftSettings', 'Params', 'parse_override',
-           'load_params', 'Breed', 'build_breed_vocab', 'write_breed_vocab_file', 'read_breed_vocab_file',
-           'UnknownBreedsError', 'BreedVocab', 'breed_vocab']
+__all__ = ['PARAMS_FILE', 'SERVING_FILES', 'STANFORD_IMAGENET_INDICES', 'DogBreedError', 'ParamsError', 'find_project_root',
+           'ProjectPaths', 'ServingFiles', 'temporary_sibling', 'atomic_file', 'atomic_write', 'publish_atomically',
+           'atomic_folder', 'stable_seed', 'stanford_photos', 'SampleSettings', 'DataSettings', 'AffineSettings',
+           'ColourSettings', 'OnlineSettings', 'AugmentSettings', 'ModelSettings', 'TrainSettings', 'ExportSettings',
+           'DriftSettings', 'Params', 'parse_override', 'load_params', 'load_project', 'Breed', 'build_breed_vocab',
+           'write_breed_vocab_file', 'read_breed_vocab_file', 'UnknownBreedsError', 'BreedVocab', 'breed_vocab']
 
 # %% ../nbs/00_core.ipynb #06d1a6ab
 class DogBreedError(Exception):
@@ -72,6 +76,83 @@ class ProjectPaths:
         p = Path(p).expanduser()
         return p if p.is_absolute() else (self.root/p).resolve()
 
+# %% ../nbs/00_core.ipynb #552e3182
+@dataclass(frozen=True)
+class ServingFiles:
+    "The files of a serving folder, by what they are."
+    onnx: str = "model.onnx"                  # the fp32 graph: logits, embedding, P(dog)
+    int8: str = "model.int8.onnx"             # the int8 graph, when export kept it
+    card: str = "model_card.json"             # vocabulary, normalisation, metrics, provenance
+    torch: str = "model.safetensors"          # torch weights, for Grad-CAM heatmaps
+    reference: str = "drift_reference.csv"    # the drift reference: image statistics and predictions
+    reference_embeddings: str = "drift_reference_embeddings.npy"
+    def complete(self, folder: str | Path) -> bool:
+        "Whether `folder` holds a card, the ONNX graph and the torch weights (what the zero-shot build writes)."
+        return all((Path(folder)/f).is_file() for f in (self.card, self.onnx, self.torch))
+
+SERVING_FILES = ServingFiles()
+
+# %% ../nbs/00_core.ipynb #0b6dcf22
+def temporary_sibling(path: str | Path) -> Path:
+    "Where to write `path` before it is complete: `.<name>.tmp-<pid>` in the same folder."
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+# %% ../nbs/00_core.ipynb #2b1c571c
+@contextmanager
+def atomic_file(path: str | Path): # the file to write
+    "Yield a temporary path to write; on success it replaces `path`, on failure it is removed."
+    path = Path(path); tmp = temporary_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True); raise
+
+def atomic_write(path: str | Path, # the file to write
+                 content: str | bytes) -> Path:
+    "Write `content` (text or bytes) to `path` all at once, or not at all."
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(content) if isinstance(content, bytes) else tmp.write_text(content)
+    return Path(path)
+
+# %% ../nbs/00_core.ipynb #cad79120
+def publish_atomically(tmp: Path, # the finished folder
+                       dest: Path): # the folder it replaces
+    "Atomically replace `dest` by the finished folder `tmp`."
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    if dest.exists(): os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+@contextmanager
+def atomic_folder(dest: str | Path): # the folder to build
+    "Yield an empty temporary folder to fill; on success it replaces `dest`, on failure it is removed."
+    dest = Path(dest); tmp = temporary_sibling(dest)
+    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        publish_atomically(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
+
+# %% ../nbs/00_core.ipynb #0e062779
+def stable_seed(*parts) -> int:
+    "A 32-bit seed from `parts` (joined with `/`), the same in every process and on every machine."
+    return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+
+# %% ../nbs/00_core.ipynb #c231039b
+def stanford_photos(which: str = "stanford_dogs_dev", # the folder: stanford_dogs_dev (test photos) or stanford_dogs_train
+                    root: str | Path | None = None, # the project root (default: `find_project_root()`)
+                   ) -> Path | None: # the folder holding `Images/`, or None when there is none
+    "A local Stanford Dogs folder for real-photo examples and benchmarks, or None."
+    base = os.environ.get("DOG_BREED_PHOTOS")
+    if base: folder = Path(base).expanduser()/which
+    else:
+        try: folder = Path(root or find_project_root()).resolve().parent/"shared"/"data"/which
+        except DogBreedError: return None
+    return folder if (folder/"Images").is_dir() else None
+
 # %% ../nbs/00_core.ipynb #e25ac521
 def _ranged(default, lo=None, hi=None, doc=""):
     "A dataclass field whose value must lie in [lo, hi]."
@@ -85,6 +166,7 @@ class SampleSettings:
     image_size: int = _ranged(192, 64, 1024)
     seed: int = 0
 
+# %% ../nbs/00_core.ipynb #d8c6e832
 @dataclass
 class DataSettings:
     "Where the photos come from and how they are prepared (`data:` in params.yaml)."
@@ -102,6 +184,7 @@ class DataSettings:
     workers: int = _ranged(0, 0, 256)                 # processes for preparation; 0 = one per CPU core
     sample: SampleSettings = field(default_factory=SampleSettings)
 
+# %% ../nbs/00_core.ipynb #f0058dea
 @dataclass
 class AffineSettings:
     "Offline variant (a): geometry."
@@ -133,6 +216,7 @@ class AugmentSettings:
     colour: ColourSettings = field(default_factory=ColourSettings)
     online: OnlineSettings = field(default_factory=OnlineSettings)
 
+# %% ../nbs/00_core.ipynb #006c1352
 @dataclass
 class ModelSettings:
     "The network (`model:` in params.yaml)."
@@ -161,6 +245,7 @@ class TrainSettings:
     mixed_precision: bool = True              # CUDA only
     channels_last: bool = True                # CUDA only
 
+# %% ../nbs/00_core.ipynb #2d7aeebb
 @dataclass
 class ExportSettings:
     "The serving model written by `export` (`export:` in params.yaml)."
@@ -172,7 +257,7 @@ class ExportSettings:
 
 @dataclass
 class DriftSettings:
-    "Drift detection (`drift:` in params.yaml): what is compared, and what counts as drift (thresholds chosen in 09_drift)."
+    "Drift detection (`drift:` in params.yaml): what is compared, and what counts as drift (thresholds chosen in 08_drift)."
     window: int = _ranged(500, 1, 10_000_000)          # the current data: the last N predictions
     min_rows: int = _ranged(50, 2, 10_000_000)         # fewer current rows answer "not enough data", never an alarm
     reference_rows: int = _ranged(5000, 10, 10_000_000)  # at most this many reference rows (a fixed random sample)
@@ -185,6 +270,7 @@ class DriftSettings:
     embedding_share: float = _ranged(0.2, 0.0, 1.0)    # embedding drift when more than this share of components drifted
     refresh_seconds: int = _ranged(300, 0, 86_400)     # the API recomputes its drift gauges this often; 0 = only on GET /drift
 
+# %% ../nbs/00_core.ipynb #a4b61d9a
 @dataclass
 class Params:
     "Everything in params.yaml."
@@ -226,6 +312,7 @@ def _check_value(key: str, value, tp, meta: dict):
         raise ParamsError(f"params: {key} = {value!r} is out of range; use a value from {lo} to {hi}")
     return value
 
+# %% ../nbs/00_core.ipynb #a24d78b0
 def _build(cls, raw, prefix: str = ""):
     "Build dataclass `cls` from the mapping `raw`, checking every key."
     if raw is None: raw = {}
@@ -248,11 +335,18 @@ def _build(cls, raw, prefix: str = ""):
 
 # %% ../nbs/00_core.ipynb #c2a23451
 def _set_dotted(d: dict, key: str, value):
-    "Set `d['a']['b'] = value` for `key='a.b'`, creating mappings on the way."
+    "Set `d['a']['b'] = value` for `key='a.b'`, creating missing or empty (null) sections on the way."
     *parents, last = key.split(".")
-    for p in parents: d = d.setdefault(p, {}) if isinstance(d.get(p, {}), dict) else {}
+    for i, p in enumerate(parents):
+        if d.get(p) is None: d[p] = {}
+        if not isinstance(d[p], dict):
+            where = ".".join(parents[:i + 1])
+            raise ParamsError(f"params: {where} is {d[p]!r}, not a section, so {key} cannot be set; "
+                              f"make {where} a mapping in params.yaml (or remove it)")
+        d = d[p]
     d[last] = value
 
+# %% ../nbs/00_core.ipynb #db45b5fd
 def parse_override(text: str) -> tuple[str, object]:
     "`'data.source=stanford'` → `('data.source', 'stanford')`; the value is read as YAML (numbers, booleans, lists)."
     if "=" not in text: raise ParamsError(f"override {text!r} must look like key=value, e.g. data.source=stanford")
@@ -260,6 +354,7 @@ def parse_override(text: str) -> tuple[str, object]:
     try: return key.strip(), yaml.safe_load(value) if value.strip() else ""
     except yaml.YAMLError as e: raise ParamsError(f"override {text!r}: the value is not valid YAML ({e.problem})") from None
 
+# %% ../nbs/00_core.ipynb #18ecbb22
 def load_params(path: str | Path | None = None, # params.yaml (default: the project's)
                 overrides: list[str] | dict | None = None, # `key=value` strings or {dotted key: value}
                ) -> Params:
@@ -273,6 +368,14 @@ def load_params(path: str | Path | None = None, # params.yaml (default: the proj
         key, value = parse_override(item) if isinstance(item, str) else item
         _set_dotted(raw, key, value)
     return _build(Params, raw)
+
+# %% ../nbs/00_core.ipynb #b9a7415c
+def load_project(params_file: str | Path | None = None, # a settings file (default: the project's params.yaml)
+                 overrides: list[str] | dict | None = None, # `key=value` strings or {dotted key: value}
+                ) -> tuple[Params, Path]: # the settings and the project root (the settings file's folder)
+    "The project's settings with `overrides`, and its root: `params_file`'s folder, else `find_project_root()`."
+    root = Path(params_file).resolve().parent if params_file else find_project_root()
+    return load_params(params_file or root/PARAMS_FILE, overrides), root
 
 # %% ../nbs/00_core.ipynb #5d771e49
 STANFORD_IMAGENET_INDICES = tuple(i for i in range(151, 276) if i != 251 and not 269 <= i <= 272)

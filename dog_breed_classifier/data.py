@@ -30,16 +30,16 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
-from .core import (DataSettings, DogBreedError, Params, ProjectPaths, SampleSettings, breed_vocab,
-                                       find_project_root)
+from .core import (DataSettings, DogBreedError, Params, ProjectPaths, SampleSettings, atomic_file,
+                                       atomic_folder, breed_vocab, find_project_root, publish_atomically, stable_seed)
 from .images import IMAGE_STAT_NAMES, ImageDecodeError, decode_image, image_stats, resize_shorter_side
 
 # %% auto #0
 __all__ = ['COAT_COLOURS', 'USER_AGENT', 'STANFORD_DOGS_URL', 'KAGGLE_API', 'KAGGLE_COMPETITION', 'IMAGE_SUFFIXES',
-           'LABEL_COLUMNS', 'draw_sample_dog', 'make_sample_dataset', 'publish_atomically', 'download_file',
-           'extract_archive', 'download_stanford_dogs', 'kaggle_credentials', 'download_kaggle_competition',
-           'SourceItem', 'kaggle_items', 'stanford_items', 'folder_items', 'list_source', 'split_counts',
-           'stratified_split', 'PrepareReport', 'run_in_processes', 'prepare_dataset', 'load_report']
+           'LABEL_COLUMNS', 'draw_sample_dog', 'make_sample_dataset', 'download_file', 'extract_archive',
+           'download_stanford_dogs', 'kaggle_credentials', 'download_kaggle_competition', 'SourceItem', 'kaggle_items',
+           'stanford_items', 'folder_items', 'list_source', 'split_counts', 'stratified_split', 'PrepareReport',
+           'run_in_processes', 'prepare_dataset', 'load_report']
 
 # %% ../nbs/01_data.ipynb #21032206
 COAT_COLOURS = [(218, 165, 32), (139, 90, 43), (40, 38, 36), (238, 236, 228), (150, 150, 150),
@@ -106,45 +106,20 @@ def make_sample_dataset(out_dir: str | Path, # folder to write the Kaggle layout
         raise DogBreedError(f"{out_dir} exists and does not hold a sample dataset; the sample source draws into data.path, "
                             f"so point data.path at an empty folder (default data/raw/sample) or choose another data.source")
     breed_vocab().resolve(settings.breeds, "breed names in data.sample.breeds")
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True); (tmp/"train").mkdir(parents=True)
-    rows = []
-    jobs = [(b, i) for b in settings.breeds for i in range(settings.images_per_breed)]
-    for breed, i in tqdm(jobs, desc="drawing sample", disable=not progress):
-        rng = np.random.default_rng([settings.seed, int(hashlib.sha256(breed.encode()).hexdigest()[:8], 16), i])
-        size = (int(settings.image_size * rng.uniform(1.0, 1.4)), settings.image_size)
-        if rng.random() < 0.3: size = size[::-1]
-        image_id = hashlib.md5(f"{settings.seed}/{breed}/{i}".encode()).hexdigest()
-        draw_sample_dog(breed, rng, size).save(tmp/"train"/f"{image_id}.jpg", quality=90)
-        rows.append((image_id, breed))
-    pd.DataFrame(rows, columns=["id", "breed"]).to_csv(tmp/"labels.csv", index=False)
-    (tmp/"sample.json").write_text(json.dumps(manifest, indent=1))
-    publish_atomically(tmp, out_dir)
+    with atomic_folder(out_dir) as tmp:
+        (tmp/"train").mkdir()
+        rows = []
+        jobs = [(b, i) for b in settings.breeds for i in range(settings.images_per_breed)]
+        for breed, i in tqdm(jobs, desc="drawing sample", disable=not progress):
+            rng = np.random.default_rng([settings.seed, stable_seed(breed), i])
+            size = (int(settings.image_size * rng.uniform(1.0, 1.4)), settings.image_size)
+            if rng.random() < 0.3: size = size[::-1]
+            image_id = hashlib.md5(f"{settings.seed}/{breed}/{i}".encode()).hexdigest()
+            draw_sample_dog(breed, rng, size).save(tmp/"train"/f"{image_id}.jpg", quality=90)
+            rows.append((image_id, breed))
+        pd.DataFrame(rows, columns=["id", "breed"]).to_csv(tmp/"labels.csv", index=False)
+        (tmp/"sample.json").write_text(json.dumps(manifest, indent=1))
     return out_dir
-
-# %% ../nbs/01_data.ipynb #bd938820
-def publish_atomically(tmp: Path, dest: Path):
-    "Atomically replace `dest` by the finished folder `tmp`."
-    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-    if dest.exists(): os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
-
-def _clean_stale(dest: Path):
-    "Remove what killed runs left beside `dest`, restoring `dest` if a run died mid-swap."
-    if not dest.parent.exists(): return
-    olds = sorted(dest.parent.glob(f".{dest.name}.old-*"))
-    if not dest.exists() and olds: os.replace(olds[-1], dest); olds = olds[:-1]
-    for p in [*olds, *dest.parent.glob(f".{dest.name}.tmp-*")]:
-        pid = p.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)): continue  # another run's work
-        shutil.rmtree(p, ignore_errors=True)
-
-def _pid_alive(pid: int) -> bool:
-    if os.name == "nt": return True   # signal 0 would terminate the process on Windows: assume alive, leave its folder
-    try: os.kill(pid, 0); return True
-    except ProcessLookupError: return False
-    except PermissionError: return True
 
 # %% ../nbs/01_data.ipynb #735899c4
 USER_AGENT = "dog_breed_classifier (+https://github.com/dog-breed-classifier/dog_breed_classifier)"
@@ -181,6 +156,7 @@ def download_file(url: str, dest: str | Path, # where to save it (parents are cr
         part.unlink(missing_ok=True); raise
     return dest
 
+# %% ../nbs/01_data.ipynb #bff0facf
 def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     "Extract a .tar(.gz) or .zip into `dest`, refusing members that would land outside it."
     archive, dest = Path(archive), Path(dest); dest.mkdir(parents=True, exist_ok=True)
@@ -218,6 +194,7 @@ def download_stanford_dogs(dest: str | Path, annotations: bool = False, base_url
         for p in dest.parent.glob(f"{tmp.name}-*"): p.unlink(missing_ok=True)
     return dest
 
+# %% ../nbs/01_data.ipynb #ca6c3f77
 def kaggle_credentials() -> tuple[str, str]:
     "(username, key) from `KAGGLE_USERNAME`/`KAGGLE_KEY`, else `$KAGGLE_CONFIG_DIR` or `~/.kaggle/kaggle.json`."
     if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
@@ -228,6 +205,7 @@ def kaggle_credentials() -> tuple[str, str]:
         except (ValueError, KeyError): raise DogBreedError(f"{cfg} must be JSON with 'username' and 'key' (download it from your Kaggle account page)") from None
     raise DogBreedError("no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY, or put kaggle.json in ~/.kaggle/")
 
+# %% ../nbs/01_data.ipynb #68463ea1
 def download_kaggle_competition(dest: str | Path, competition: str = KAGGLE_COMPETITION, api: str | None = None,
                                 credentials: tuple[str, str] | None = None, progress: bool = True) -> Path:
     "Download and extract a Kaggle competition's files (e.g. `labels.csv` + `train/`) into `dest`."
@@ -267,6 +245,7 @@ def kaggle_items(path: Path) -> list[SourceItem]:
     labels = labels.dropna(subset=["id", "breed"])
     return [SourceItem(path/"train"/f"{i}.jpg", b) for i, b in zip(labels.id, labels.breed)]
 
+# %% ../nbs/01_data.ipynb #a5f1c550
 def _stanford_box(annotation: Path) -> tuple[int, int, int, int] | None:
     "The largest bounding box in a Stanford (PASCAL VOC) annotation file, or None."
     try: root = ET.parse(annotation).getroot()
@@ -292,6 +271,7 @@ def stanford_items(path: Path, crop_to_boxes: bool = False) -> list[SourceItem]:
             items.append(SourceItem(f, folder.name, box))
     return items
 
+# %% ../nbs/01_data.ipynb #2446c614
 def folder_items(path: Path) -> list[SourceItem]:
     "Any folder of `<breed>/**/<photo>`; breed folder names may be any of a breed's names."
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -350,8 +330,7 @@ def _prepare_one(job: _Job) -> dict:
         stats = image_stats(img, original_size=size_as_sent)
         out = Path(job.staging)/f"{sha[:16]}.jpg"
         if not out.exists():
-            tmp = out.with_name(f"{out.stem}.{os.getpid()}.part")
-            img.save(tmp, "JPEG", quality=93); os.replace(tmp, out)
+                with atomic_file(out) as tmp: img.save(tmp, "JPEG", quality=93)
         return dict(index=job.index, sha256=sha, width=img.width, height=img.height, notes=notes, stats=stats)
     except ImageDecodeError as e:
         return dict(index=job.index, reason=e.reason, message=str(e))
@@ -374,7 +353,7 @@ def stratified_split(df: pd.DataFrame, valid_pct: float, test_pct: float, seed: 
     split = pd.Series("train", index=df.index, dtype=object)
     for breed, g in df.groupby("breed"):
         order = g.sort_values("sha256").index.to_numpy()
-        rng = np.random.default_rng([seed, int(hashlib.sha256(breed.encode()).hexdigest()[:8], 16)])
+        rng = np.random.default_rng([seed, stable_seed(breed)])
         order = order[rng.permutation(len(order))]
         _, n_valid, n_test = split_counts(len(order), valid_pct, test_pct)
         split[order[:n_valid]] = "valid"
@@ -418,6 +397,44 @@ def _note_kind(note: str) -> str:
     if note.startswith("EXIF orientation"): return "EXIF orientation applied"
     return note
 
+# %% ../nbs/01_data.ipynb #76e45c78
+def _clean_stale(dest: Path):
+    "Remove what killed runs left beside `dest`, restoring `dest` if a run died mid-swap."
+    if not dest.parent.exists(): return
+    olds = sorted(dest.parent.glob(f".{dest.name}.old-*"))
+    if not dest.exists() and olds: os.replace(olds[-1], dest); olds = olds[:-1]
+    for p in [*olds, *dest.parent.glob(f".{dest.name}.tmp-*")]:
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)): continue  # another run's work
+        shutil.rmtree(p, ignore_errors=True)
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt": return True   # signal 0 would terminate the process on Windows: assume alive, leave its folder
+    try: os.kill(pid, 0); return True
+    except ProcessLookupError: return False
+    except PermissionError: return True
+
+def _labelled_rows(items: list, results: list, breeds: dict, rel: Callable) -> tuple[list[dict], list[dict]]:
+    "(rows, quarantine) from the workers' `results`: conflicting labels and duplicates set aside."
+    rows, quarantine = [], []
+    labels_of = {}   # sha256 → breeds it is labelled with; the same photo under two breeds can't be trusted
+    for it, r in zip(items, results):
+        if "sha256" in r: labels_of.setdefault(r["sha256"], set()).add(breeds[it.label].name)
+    first_of = {}
+    for it, r in zip(items, results):
+        if "reason" in r: quarantine.append(dict(path=rel(it.path), reason=r["reason"], message=r["message"])); continue
+        breed, sha = breeds[it.label].name, r["sha256"]
+        if len(labels_of[sha]) > 1:
+            quarantine.append(dict(path=rel(it.path), reason="conflicting_labels",
+                                   message=f"the same photo is labelled {' and '.join(sorted(labels_of[sha]))}"))
+            continue
+        if sha in first_of:
+            quarantine.append(dict(path=rel(it.path), reason="duplicate", message=f"same bytes as {first_of[sha]}")); continue
+        first_of[sha] = rel(it.path)
+        rows.append(dict(breed=breed, source=rel(it.path), sha256=sha, width=r["width"], height=r["height"],
+                         notes="; ".join(r["notes"]), **{f"stat_{k}": v for k, v in r["stats"].items()}))
+    return rows, quarantine
+
 # %% ../nbs/01_data.ipynb #e927dec1
 def prepare_dataset(params: Params, # settings (see `load_params`)
                     root: str | Path | None = None, # project root (default: found from the working directory)
@@ -434,31 +451,12 @@ def prepare_dataset(params: Params, # settings (see `load_params`)
     breeds = vocab.resolve([it.label for it in items], f"breed names in {source_dir}")
     _clean_stale(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    staging = tmp/".staging"; staging.mkdir(parents=True)
-    try:
+    with atomic_folder(out_dir) as tmp:
+        staging = tmp/".staging"; staging.mkdir()
         jobs = [_Job(i, str(it.path), it.box, s.image_size, s.min_side, s.max_pixels, str(staging)) for i, it in enumerate(items)]
         results = run_in_processes(jobs, _prepare_one, s.workers, progress, "checking photos")
-        rel = lambda p: os.path.relpath(p, source_dir)
-        rows, quarantine = [], []
-        results = sorted(results, key=lambda r: r["index"])
-        labels_of = {}   # sha256 → breeds it is labelled with; the same photo under two breeds can't be trusted
-        for it, r in zip(items, results):
-            if "sha256" in r: labels_of.setdefault(r["sha256"], set()).add(breeds[it.label].name)
-        first_of = {}
-        for it, r in zip(items, results):
-            if "reason" in r: quarantine.append(dict(path=rel(it.path), reason=r["reason"], message=r["message"])); continue
-            breed, sha = breeds[it.label].name, r["sha256"]
-            if len(labels_of[sha]) > 1:
-                quarantine.append(dict(path=rel(it.path), reason="conflicting_labels",
-                                       message=f"the same photo is labelled {' and '.join(sorted(labels_of[sha]))}"))
-                continue
-            if sha in first_of:
-                quarantine.append(dict(path=rel(it.path), reason="duplicate", message=f"same bytes as {first_of[sha]}")); continue
-            first_of[sha] = rel(it.path)
-            rows.append(dict(breed=breed, source=rel(it.path), sha256=sha, width=r["width"], height=r["height"],
-                             notes="; ".join(r["notes"]), **{f"stat_{k}": v for k, v in r["stats"].items()}))
+        rows, quarantine = _labelled_rows(items, sorted(results, key=lambda r: r["index"]), breeds,
+                                          lambda p: os.path.relpath(p, source_dir))
         if not rows:
             raise DogBreedError(f"none of the {len(items)} files under {source_dir} is a usable photo "
                                 f"(reasons: {pd.Series([q['reason'] for q in quarantine]).value_counts().to_dict()}); nothing was written")
@@ -472,9 +470,6 @@ def prepare_dataset(params: Params, # settings (see `load_params`)
         variants = expand(tmp, df[df.split == "train"], progress) if expand else None
         labels = pd.concat([df, variants], ignore_index=True) if variants is not None and len(variants) else df
         _write_outputs(tmp, labels, pd.DataFrame(quarantine, columns=["path", "reason", "message"]), s, items)
-        publish_atomically(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
     report = load_report(out_dir)
     report.seconds = time.perf_counter() - t0
     return report
@@ -507,6 +502,7 @@ def _write_outputs(tmp: Path, labels: pd.DataFrame, quarantine: pd.DataFrame, s:
                    variants=int((labels.variant != "").sum()), warnings=warnings)
     (tmp/"summary.json").write_text(json.dumps(summary, indent=1))
 
+# %% ../nbs/01_data.ipynb #013a4906
 def load_report(out_dir: str | Path) -> PrepareReport:
     "The `PrepareReport` of a prepared dataset folder."
     out_dir = Path(out_dir)

@@ -1,0 +1,140 @@
+"""The shape of the code, held: imports point down the notebook order, no import cycles, short functions and cells.
+
+Each library module is exported by one numbered notebook (`#| default_exp`); a module may import only modules of
+lower-numbered notebooks (`00` < `00a` < `01` …), so the notebooks read — and the docs teach — bottom up. Run
+`python tests/test_code_shape.py` to print the figures this test holds.
+"""
+import ast
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS, LIB = ROOT / "nbs", ROOT / "dog_breed_classifier"
+MAX_LINES = 60            # the longest library function and the longest exported cell
+MIN_EXAMPLE_SHARE = 0.70  # exported cells followed by an example or a test
+
+
+def _code_cells(nb_path):
+    return [c for c in json.loads(nb_path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def _directives(cell):
+    return {m.group(1) for m in re.finditer(r"^#\|\s*(\w+)", "".join(cell["source"]), re.M)}
+
+
+def notebook_of_module():
+    "`{module name: notebook order key}` from each notebook's `#| default_exp`."
+    out = {}
+    for nb in sorted(NBS.glob("[0-9]*.ipynb")):
+        for cell in _code_cells(nb):
+            m = re.search(r"^#\|\s*default_exp\s+(\S+)", "".join(cell["source"]), re.M)
+            if m: out[m.group(1)] = nb.stem.split("_")[0]
+    return out
+
+
+def library_imports():
+    "`{module: {imported library module: first line}}` over every import, module-level or inside a function."
+    edges = {}
+    for py in sorted(LIB.glob("*.py")):
+        if py.stem.startswith("_"): continue
+        found = edges.setdefault(py.stem, {})
+        for node in ast.walk(ast.parse(py.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                if node.level == 1: target = mod.split(".")[0]
+                elif mod.startswith("dog_breed_classifier."): target = mod.split(".")[1]
+                else: continue
+                found.setdefault(target, node.lineno)
+    return edges
+
+
+def import_cycles(edges):
+    "Every cycle in the module graph, each as a list of modules."
+    cycles, state = [], {}
+    def visit(mod, path):
+        state[mod] = "open"
+        for dep in edges.get(mod, {}):
+            if state.get(dep) == "open": cycles.append(path[path.index(dep):] + [dep])
+            elif dep not in state: visit(dep, path + [dep])
+        state[mod] = "done"
+    for mod in edges:
+        if mod not in state: visit(mod, [mod])
+    return cycles
+
+
+def upward_imports(edges, order):
+    "`module (notebook) → module (notebook)` for each import of a module whose notebook is numbered higher."
+    return [f"{m} ({order[m]}) → {d} ({order[d]}) line {line}" for m, deps in edges.items()
+            for d, line in deps.items() if d in order and m in order and order[d] > order[m]]
+
+
+def long_functions(limit=MAX_LINES):
+    "`module.function: lines` for each library function or method longer than `limit` lines."
+    out = []
+    for py in sorted(LIB.glob("*.py")):
+        if py.stem.startswith("_"): continue
+        for node in ast.walk(ast.parse(py.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > limit: out.append(f"{py.stem}.{node.name}: {n} lines")
+    return out
+
+
+def exported_cells():
+    "`(notebook, cell lines, followed by an example or test)` for each exported cell of the library notebooks."
+    out = []
+    for nb in sorted(NBS.glob("[0-9]*.ipynb")):
+        cells = _code_cells(nb)
+        for i, cell in enumerate(cells):
+            if "export" not in _directives(cell): continue
+            nxt = cells[i + 1] if i + 1 < len(cells) else None
+            followed = nxt is not None and not ({"export", "hide"} & _directives(nxt))
+            out.append((nb.name, len("".join(cell["source"]).splitlines()), followed))
+    return out
+
+
+def test_module_map_covers_the_library():
+    order, modules = notebook_of_module(), {p.stem for p in LIB.glob("*.py") if not p.stem.startswith("_")}
+    assert modules == set(order), f"modules without a notebook or notebooks without a module: {modules ^ set(order)}"
+
+
+def test_no_import_cycles():
+    assert import_cycles(library_imports()) == []
+
+
+def test_imports_point_down_the_notebook_order():
+    assert upward_imports(library_imports(), notebook_of_module()) == []
+
+
+def test_no_long_functions():
+    assert long_functions() == []
+
+
+def test_no_long_exported_cells():
+    assert [(nb, n) for nb, n, _ in exported_cells() if n > MAX_LINES] == []
+
+
+def test_exported_cells_are_followed_by_examples():
+    cells = exported_cells()
+    share = sum(f for *_, f in cells) / len(cells)
+    assert share >= MIN_EXAMPLE_SHARE, f"{share:.0%} of exported cells are followed by an example or a test"
+
+
+def test_the_checks_catch_what_they_should():
+    assert import_cycles({"a": {"b": 1}, "b": {"a": 2}, "c": {}}) == [["a", "b", "a"]]
+    assert upward_imports({"a": {"b": 3}}, {"a": "01", "b": "02"}) == ["a (01) → b (02) line 3"]
+    assert upward_imports({"b": {"a": 3}}, {"a": "00a", "b": "01"}) == []
+
+
+if __name__ == "__main__":
+    edges, order, cells = library_imports(), notebook_of_module(), exported_cells()
+    print("cycles:", import_cycles(edges))
+    print("upward imports:", *upward_imports(edges, order), sep="\n  ")
+    print("functions over 60 lines:", *long_functions(), sep="\n  ")
+    print("exported cells over 60 lines:", *[(nb, n) for nb, n, _ in cells if n > MAX_LINES], sep="\n  ")
+    print(f"exported cells followed by an example or test: {sum(f for *_, f in cells)}/{len(cells)} "
+          f"= {sum(f for *_, f in cells) / len(cells):.0%}")
+    per_nb = {}
+    for nb, _, f in cells: per_nb.setdefault(nb, []).append(f)
+    for nb, fs in per_nb.items(): print(f"  {nb}: {sum(fs)}/{len(fs)}")
