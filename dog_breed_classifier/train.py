@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -19,8 +18,9 @@ import pandas as pd
 import torch
 
 from .augment import fastai_item_transforms
-from .core import DogBreedError, Params, ProjectPaths, breed_vocab, find_project_root, load_params
-from .data import load_report, publish_atomically
+from .core import (DogBreedError, Params, ProjectPaths, atomic_folder, breed_vocab, find_project_root,
+                                       load_params)
+from .data import load_report
 from .model import create_learner, create_model, normalization
 
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated")  # fastai's import, not ours
@@ -37,7 +37,7 @@ from fastai.vision.data import ImageBlock  # noqa: E402
 
 # %% auto #0
 __all__ = ['training_classes', 'create_dataloaders', 'L2SP', 'KeepBest', 'FreezeBatchNorm', 'DataParallelTrainer',
-           'distributed_world', 'start_tracking', 'train', 'load_trained_model']
+           'distributed_world', 'start_tracking', 'load_trained_model', 'training_learner', 'train']
 
 # %% ../nbs/04_train.ipynb #b781c339
 def training_classes(processed: Path, classes: str) -> list[str]:
@@ -144,32 +144,51 @@ def start_tracking(params: Params, root: Path):
         run.config.update(params.to_dict(), allow_val_change=True)
     return run, params
 
-# %% ../nbs/04_train.ipynb #81214976
+# %% ../nbs/04_train.ipynb #cc231133
+def _history(learn, keep: KeepBest, zero_shot, t) -> pd.DataFrame:
+    "One row per epoch (epoch 0 = the zero-shot model), with the phase it belonged to."
+    names = learn.recorder.metric_names[2:-1]   # valid_loss, metrics…
+    rows = [dict(epoch=0, phase="zero-shot", **dict(zip(names, map(float, zero_shot))))]
+    for i, row in enumerate(keep.rows, 1):
+        rows.append(dict(epoch=i, phase="frozen" if i <= t.freeze_epochs else "unfrozen", **row))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/04_train.ipynb #e4f828ab
+def _write_model(out_dir: Path, model, meta: dict, history: pd.DataFrame):
+    "Write weights, model.json and history.csv atomically."
+    with atomic_folder(out_dir) as tmp:
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp/"model.pth")
+        (tmp/"model.json").write_text(json.dumps(meta, indent=1))
+        history.to_csv(tmp/"history.csv", index=False)
+
+def load_trained_model(models_dir: str | Path):
+    "The model saved by `train` in `models_dir`, in eval mode, and its model.json."
+    models_dir = Path(models_dir)
+    if not (models_dir/"model.json").is_file(): raise DogBreedError(f"{models_dir} holds no trained model; run `dog-breed train` (or `dvc repro`) first")
+    meta = json.loads((models_dir/"model.json").read_text())
+    model = create_model(meta["arch"], meta["classes"], "none")
+    model.load_state_dict(torch.load(models_dir/"model.pth", map_location="cpu", weights_only=True))
+    model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(meta["mean"]), "std": tuple(meta["std"])}
+    return model.eval(), meta
+
+# %% ../nbs/04_train.ipynb #8af038ab
 def _fit_phase(learn, epochs: int, lr, frozen: bool):
     if epochs <= 0: return
     learn.freeze() if frozen else learn.unfreeze()
     try: learn.fit_one_cycle(epochs, lr)
     except CancelFitException: pass
 
-def train(params: Params, # settings (see `load_params`)
-          root: str | Path | None = None, # project root (default: found from the working directory)
-          out_dir: str | Path | None = None, # default: models/trained/ under the root
-          progress: bool = True) -> dict:
-    "Fine-tune `params.model` on the prepared data; write the best weights, model.json and the history to `out_dir`."
-    t0 = time.perf_counter()
-    paths = ProjectPaths(Path(root).resolve() if root else find_project_root())
-    out_dir = Path(out_dir).resolve() if out_dir else paths.trained
-    if params.train.freeze_epochs > params.train.epochs:
-        raise DogBreedError(f"train.freeze_epochs ({params.train.freeze_epochs}) cannot exceed train.epochs ({params.train.epochs})")
-    report = load_report(paths.processed)
-    rank, world = distributed_world()
-    run, params = start_tracking(params, paths.root) if rank == 0 else (None, params)   # a sweep may change params
+def training_learner(params: Params, # settings (see `load_params`)
+                     processed: Path, # the prepared data folder
+                     classes: list[str], # the breeds to predict
+                     progress: bool = True, # show fastai's progress bars (rank 0 only)
+                    ):
+    "The fastai `Learner` of the recipe in `params`: model, data, L2-SP and the optional callbacks; its normalisation."
     m, t = params.model, params.train
-    set_seed(t.seed, reproducible=True)
-    classes = training_classes(paths.processed, m.classes)
+    rank, world = distributed_world()
     model = create_model(m.arch, classes, m.pretrained)
     mean, std = normalization(model)
-    dls = create_dataloaders(paths.processed, classes, params, mean, std)
+    dls = create_dataloaders(processed, classes, params, mean, std)
     from fastai.callback.mixup import MixUp
     from fastai.callback.tracker import EarlyStoppingCallback
     cbs = [L2SP(t.l2sp)] + ([MixUp(t.mixup)] if t.mixup else []) + ([FreezeBatchNorm()] if t.freeze_bn else [])
@@ -188,21 +207,14 @@ def train(params: Params, # settings (see `load_params`)
         learn.add_cb(DataParallelTrainer(sync_bn=torch.cuda.is_available(), cpu=not torch.cuda.is_available()))
         print(f"rank {rank} of {world} ({torch.distributed.get_backend()}): training on 1/{world} of the "
               f"{len(learn.dls.train_ds)} training photos each epoch", flush=True)
-    zero_shot = learn.validate()
-    keep = KeepBest(best=float(zero_shot[0]))
-    learn.add_cb(keep)
-    if run is not None:   # added after the zero-shot validation, which W&B's callback would count as a step
-        from fastai.callback.wandb import WandbCallback
-        run.summary["zero_shot_valid_loss"] = float(zero_shot[0])
-        learn.add_cb(WandbCallback(log_preds=False, log_model=False, seed=t.seed))
-    n_train = int((report.labels.split == "train").sum())
-    fit_t0 = time.perf_counter()
-    _fit_phase(learn, t.freeze_epochs, t.lr, frozen=True)
-    _fit_phase(learn, t.epochs - t.freeze_epochs, slice(t.lr * t.body_lr_ratio, t.lr), frozen=False)
-    fit_seconds = time.perf_counter() - fit_t0
-    keep.restore()
-    history = _history(learn, keep, zero_shot, t)
-    meta = dict(arch=m.arch, classes=classes, mean=list(mean), std=list(std), input_size=params.augment.online.size,
+    return learn, mean, std
+
+# %% ../nbs/04_train.ipynb #66a1e5c9
+def _run_description(params: Params, classes, mean, std, keep: KeepBest, zero_shot, report, fit_seconds: float,
+                     device, run) -> dict:
+    "What model.json says of a run: the model, where it started and ended, its data, recipe and speed."
+    m, n_train = params.model, int((report.labels.split == "train").sum())
+    return dict(arch=m.arch, classes=classes, mean=list(mean), std=list(std), input_size=params.augment.online.size,
                 pretrained=m.pretrained, zero_shot=keep.best_epoch == 0, best_epoch=keep.best_epoch,
                 best_valid_loss=keep.best, zero_shot_valid_loss=float(zero_shot[0]), epochs_run=keep.epochs_seen,
                 data=dict(source=report.summary["source"], path=report.summary["source_path"], train_photos=n_train,
@@ -210,43 +222,42 @@ def train(params: Params, # settings (see `load_params`)
                 params=dict(model=params.to_dict()["model"], train=params.to_dict()["train"]),
                 train_seconds=round(fit_seconds, 1),
                 train_images_per_second=round(n_train * keep.epochs_seen / fit_seconds, 2) if keep.epochs_seen else None,
-                device=str(dls.device), processes=world, wandb_run=getattr(run, "id", None))
+                device=str(device), processes=distributed_world()[1], wandb_run=getattr(run, "id", None))
+
+def train(params: Params, # settings (see `load_params`)
+          root: str | Path | None = None, # project root (default: found from the working directory)
+          out_dir: str | Path | None = None, # default: models/trained/ under the root
+          progress: bool = True) -> dict:
+    "Fine-tune `params.model` on the prepared data; write the best weights, model.json and the history to `out_dir`."
+    t0 = time.perf_counter()
+    paths = ProjectPaths(Path(root).resolve() if root else find_project_root())
+    out_dir = Path(out_dir).resolve() if out_dir else paths.trained
+    if params.train.freeze_epochs > params.train.epochs:
+        raise DogBreedError(f"train.freeze_epochs ({params.train.freeze_epochs}) cannot exceed train.epochs ({params.train.epochs})")
+    report = load_report(paths.processed)
+    rank, _ = distributed_world()
+    run, params = start_tracking(params, paths.root) if rank == 0 else (None, params)   # a sweep may change params
+    t = params.train
+    set_seed(t.seed, reproducible=True)
+    classes = training_classes(paths.processed, params.model.classes)
+    learn, mean, std = training_learner(params, paths.processed, classes, progress)
+    zero_shot = learn.validate()
+    keep = KeepBest(best=float(zero_shot[0]))
+    learn.add_cb(keep)
+    if run is not None:   # added after the zero-shot validation, which W&B's callback would count as a step
+        from fastai.callback.wandb import WandbCallback
+        run.summary["zero_shot_valid_loss"] = float(zero_shot[0])
+        learn.add_cb(WandbCallback(log_preds=False, log_model=False, seed=t.seed))
+    fit_t0 = time.perf_counter()
+    _fit_phase(learn, t.freeze_epochs, t.lr, frozen=True)
+    _fit_phase(learn, t.epochs - t.freeze_epochs, slice(t.lr * t.body_lr_ratio, t.lr), frozen=False)
+    keep.restore()
+    meta = _run_description(params, classes, mean, std, keep, zero_shot, report, time.perf_counter() - fit_t0, learn.dls.device, run)
     if rank > 0: return meta
-    _write_model(out_dir, learn.model, meta, history)
+    _write_model(out_dir, learn.model, meta, _history(learn, keep, zero_shot, t))
     if run is not None:
         import wandb
         artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata={k: meta[k] for k in ("arch", "best_valid_loss", "zero_shot")})
         artifact.add_dir(str(out_dir)); run.log_artifact(artifact); run.finish()
     meta["seconds"] = round(time.perf_counter() - t0, 1)
     return meta
-
-# %% ../nbs/04_train.ipynb #cc231133
-def _history(learn, keep: KeepBest, zero_shot, t) -> pd.DataFrame:
-    "One row per epoch (epoch 0 = the zero-shot model), with the phase it belonged to."
-    names = learn.recorder.metric_names[2:-1]   # valid_loss, metrics…
-    rows = [dict(epoch=0, phase="zero-shot", **dict(zip(names, map(float, zero_shot))))]
-    for i, row in enumerate(keep.rows, 1):
-        rows.append(dict(epoch=i, phase="frozen" if i <= t.freeze_epochs else "unfrozen", **row))
-    return pd.DataFrame(rows)
-
-def _write_model(out_dir: Path, model, meta: dict, history: pd.DataFrame):
-    "Write weights, model.json and history.csv atomically."
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    try:
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp/"model.pth")
-        (tmp/"model.json").write_text(json.dumps(meta, indent=1))
-        history.to_csv(tmp/"history.csv", index=False)
-        publish_atomically(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
-
-def load_trained_model(models_dir: str | Path):
-    "The model saved by `train` in `models_dir`, in eval mode, and its model.json."
-    models_dir = Path(models_dir)
-    if not (models_dir/"model.json").is_file(): raise DogBreedError(f"{models_dir} holds no trained model; run `dog-breed train` (or `dvc repro`) first")
-    meta = json.loads((models_dir/"model.json").read_text())
-    model = create_model(meta["arch"], meta["classes"], "none")
-    model.load_state_dict(torch.load(models_dir/"model.pth", map_location="cpu", weights_only=True))
-    model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(meta["mean"]), "std": tuple(meta["std"])}
-    return model.eval(), meta
