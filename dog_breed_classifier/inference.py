@@ -7,35 +7,37 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/inference.html
 # %% ../nbs/06_inference.ipynb #2bc45f38
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from fastcore.basics import patch
 
-from .core import DogBreedError, find_project_root
+from .core import SERVING_FILES, DogBreedError, find_project_root
 from .images import EVAL_CROP_FRACTION, DecodedImage, decode_image, image_stats, model_input
 
 # %% auto #0
-__all__ = ['CARD_FILE', 'ONNX_FILE', 'OUTPUTS', 'ModelLoadError', 'read_model_card', 'default_threads', 'OnnxRuntimeBackend',
-           'OpenVINOBackend', 'available_backends', 'load_backend', 'softmax', 'Predictor', 'zero_shot_cache_dir',
-           'ModelChoice', 'choose_model_dir']
+__all__ = ['OUTPUTS', 'ModelLoadError', 'read_model_card', 'default_threads', 'OnnxRuntimeBackend', 'OpenVINOBackend',
+           'available_backends', 'load_backend', 'softmax', 'Predictor', 'zero_shot_cache_dir', 'ModelChoice',
+           'choose_model_dir', 'serving_model_dir']
 
 # %% ../nbs/06_inference.ipynb #093bb350
 class ModelLoadError(DogBreedError):
     "The serving folder is missing, incomplete or corrupt."
 
-CARD_FILE, ONNX_FILE = "model_card.json", "model.onnx"
-
 def read_model_card(model_dir: str | Path) -> dict:
     "The model card of the serving folder `model_dir`, checked for the keys serving relies on."
     model_dir = Path(model_dir)
-    f = model_dir/CARD_FILE
+    f = model_dir/SERVING_FILES.card
     if not f.is_file():
-        raise ModelLoadError(f"{model_dir} has no {CARD_FILE}; export a model with `dog-breed export` (or `dvc repro`), "
+        raise ModelLoadError(f"{model_dir} has no {SERVING_FILES.card}; export a model with `dog-breed export` (or `dvc repro`), "
                              f"or leave --model-dir out to serve the zero-shot model")
     try: card = json.loads(f.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ModelLoadError(f"{f} is not valid JSON ({e}); export the model again") from None
@@ -53,6 +55,7 @@ def default_threads() -> int:
     try: return max(1, len(os.sched_getaffinity(0)))
     except AttributeError: return max(1, os.cpu_count() or 1)
 
+# %% ../nbs/06_inference.ipynb #771a5667
 OUTPUTS = ("logits", "embedding", "dog_probability")
 
 class OnnxRuntimeBackend:
@@ -68,6 +71,7 @@ class OnnxRuntimeBackend:
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(self.session.run(list(OUTPUTS), {"image": batch}))
 
+# %% ../nbs/06_inference.ipynb #e392a725
 class OpenVINOBackend:
     "OpenVINO on the CPU (latency hint: one inference uses every core), one inference at a time."
     name = "openvino"
@@ -88,6 +92,7 @@ class OpenVINOBackend:
             res = self.request.infer({0: batch})
             return tuple(np.array(res[o]) for o in self.outputs)
 
+# %% ../nbs/06_inference.ipynb #ea7573bd
 def available_backends() -> list[str]:
     "Inference backends importable here, fastest first."
     import importlib.util
@@ -105,13 +110,20 @@ def load_backend(path: Path, backend: str = "auto", threads: int | None = None):
 
 # %% ../nbs/06_inference.ipynb #f49ff5db
 def softmax(x: np.ndarray) -> np.ndarray:
+    "Row-wise softmax, computed stably in the dtype given."
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
+# %% ../nbs/06_inference.ipynb #5f4418d6
 class Predictor:
     "Breed predictions from a serving folder (model.onnx + model_card.json)."
-    def __init__(self, model_dir: str | Path, backend: str = "auto", threads: int | None = None,
-                 max_pixels: int = 40_000_000, batch_size: int = 16, selection_reason: str = "", prefer_int8: bool = True):
+    def __init__(self, model_dir: str | Path, # a serving folder written by `export`
+                 backend: str = "auto", # auto (the fastest installed) | openvino | onnxruntime
+                 threads: int | None = None, # CPU threads per inference (default: `default_threads()`)
+                 max_pixels: int = 40_000_000, # larger photos are refused before decoding
+                 batch_size: int = 16, # photos per runtime call
+                 selection_reason: str = "", # why this model is served (shown by /health and /model)
+                 prefer_int8: bool = True): # run the int8 graph when export kept one
         self.model_dir = Path(model_dir)
         self.card = read_model_card(self.model_dir)
         self.classes = list(self.card["classes"])
@@ -130,57 +142,80 @@ class Predictor:
         self.backend = load_backend(self.model_file, "onnxruntime" if int8 and backend == "auto" else backend, threads)
 
     @classmethod
-    def from_dir(cls, path: str | Path, **kwargs) -> Predictor:
+    def from_dir(cls, path: str | Path, # a serving folder, or a project's `models/` holding `serving/`
+                 **kwargs) -> Predictor:
         "A Predictor for the serving folder `path` (or a project's `models/` holding `serving/`)."
         path = Path(path)
-        if not (path/CARD_FILE).exists() and (path/"serving"/CARD_FILE).exists(): path = path/"serving"
+        if not (path/SERVING_FILES.card).exists() and (path/"serving"/SERVING_FILES.card).exists(): path = path/"serving"
         return cls(path, **kwargs)
-
-    def decode(self, source, name: str | None = None) -> DecodedImage:
-        "Decode one photo the way evaluation does (JPEGs decoded at reduced scale when they are large)."
-        return decode_image(source, max_pixels=self.max_pixels, draft_size=self.resize_to, name=name)
-
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        "(probabilities, embeddings, P(dog)) for a batch of model inputs, in chunks of `batch_size`."
-        outs = [self.backend(batch[i:i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
-        logits, emb, dog = (np.concatenate([o[k] for o in outs]) for k in range(3))
-        return softmax(logits.astype(np.float32)), emb, dog
-
-    def predict_decoded(self, images: list[DecodedImage], top_k: int = 5, embeddings: bool = False) -> list[dict]:
-        "One answer per already-decoded image (see `predict`)."
-        if not images: return []
-        t = time.perf_counter()
-        batch = np.stack([model_input(d.image, self.size, self.mean, self.std) for d in images])
-        probs, emb, dog = self.run(batch)
-        latency_ms = (time.perf_counter() - t) * 1000 / len(images)
-        out = []
-        for d, p, e, g in zip(images, probs, emb, dog):
-            order = np.argsort(-p)[:top_k]
-            is_dog = bool(g >= self.no_dog_threshold)
-            answer = dict(breed=self.classes[order[0]] if is_dog else None,
-                          display_name=self.display_names[order[0]] if is_dog else None,
-                          confidence=round(float(p[order[0]]), 6) if is_dog else None,
-                          top_k=[dict(breed=self.classes[i], probability=round(float(p[i]), 6)) for i in order],
-                          is_dog=is_dog, dog_probability=round(float(g), 6),
-                          image_stats={k: round(v, 4) for k, v in image_stats(d.image, d.size_as_sent).items()},
-                          width=d.original_size[0], height=d.original_size[1], format=d.format, notes=list(d.notes),
-                          model_version=self.model_version, latency_ms=round(latency_ms, 2))
-            if embeddings: answer["embedding"] = e.astype(np.float16)
-            out.append(answer)
-        return out
-
-    def predict(self, images: list, top_k: int = 5, embeddings: bool = False) -> list[dict]:
-        "One dict per photo (path, bytes or PIL image): breed, confidence, top_k, is_dog, image_stats, model_version, latency_ms, …"
-        t = time.perf_counter()
-        decoded = [self.decode(im) for im in images]
-        answers = self.predict_decoded(decoded, top_k, embeddings)
-        per = (time.perf_counter() - t) * 1000 / max(1, len(images))
-        for a in answers: a["latency_ms"] = round(per, 2)   # decode + inference, per photo
-        return answers
 
     def __repr__(self):
         return (f"Predictor({self.model_version}, {len(self.classes)} breeds, {self.backend.name} {self.backend.version}, "
                 f"{self.model_file})")
+
+# %% ../nbs/06_inference.ipynb #ca05ed3e
+@patch
+def decode(self: Predictor, source, # a path, the file's bytes or a PIL image
+           name: str | None = None, # what to call it in error messages
+          ) -> DecodedImage:
+    "Decode one photo the way evaluation does (JPEGs decoded at reduced scale when they are large)."
+    return decode_image(source, max_pixels=self.max_pixels, draft_size=self.resize_to, name=name)
+
+# %% ../nbs/06_inference.ipynb #d6a049d5
+@patch
+def run(self: Predictor, batch: np.ndarray, # model inputs: (n, 3, size, size), normalised
+       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "(probabilities, embeddings, P(dog)) for a batch of model inputs, in chunks of `batch_size`."
+    outs = [self.backend(batch[i:i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
+    logits, emb, dog = (np.concatenate([o[k] for o in outs]) for k in range(3))
+    return softmax(logits.astype(np.float32)), emb, dog
+
+# %% ../nbs/06_inference.ipynb #c2a24a2e
+@patch
+def _answer(self: Predictor, d: DecodedImage, p: np.ndarray, g: float, top_k: int, latency_ms: float) -> dict:
+    "The answer for one decoded photo from its probabilities `p` and P(dog) `g`."
+    order = np.argsort(-p)[:top_k]
+    is_dog = bool(g >= self.no_dog_threshold)
+    return dict(breed=self.classes[order[0]] if is_dog else None,
+                display_name=self.display_names[order[0]] if is_dog else None,
+                confidence=round(float(p[order[0]]), 6) if is_dog else None,
+                top_k=[dict(breed=self.classes[i], probability=round(float(p[i]), 6)) for i in order],
+                is_dog=is_dog, dog_probability=round(float(g), 6),
+                image_stats={k: round(v, 4) for k, v in image_stats(d.image, d.size_as_sent).items()},
+                width=d.original_size[0], height=d.original_size[1], format=d.format, notes=list(d.notes),
+                model_version=self.model_version, latency_ms=round(latency_ms, 2))
+
+@patch
+def predict_decoded(self: Predictor, images: list[DecodedImage], # photos from `Predictor.decode`
+                    top_k: int = 5, # breeds per answer
+                    embeddings: bool = False, # add each photo's embedding (float16), as the prediction log keeps it
+                   ) -> list[dict]:
+    "One answer per already-decoded image (see `predict`)."
+    if not images: return []
+    t = time.perf_counter()
+    batch = np.stack([model_input(d.image, self.size, self.mean, self.std) for d in images])
+    probs, emb, dog = self.run(batch)
+    latency_ms = (time.perf_counter() - t) * 1000 / len(images)
+    out = []
+    for d, p, e, g in zip(images, probs, emb, dog):
+        answer = self._answer(d, p, g, top_k, latency_ms)
+        if embeddings: answer["embedding"] = e.astype(np.float16)
+        out.append(answer)
+    return out
+
+# %% ../nbs/06_inference.ipynb #97ebeaf9
+@patch
+def predict(self: Predictor, images: list, # photos: paths, bytes or PIL images
+            top_k: int = 5, # breeds per answer
+            embeddings: bool = False, # add each photo's embedding
+           ) -> list[dict]:
+    "One dict per photo (path, bytes or PIL image): breed, confidence, top_k, is_dog, image_stats, model_version, latency_ms, …"
+    t = time.perf_counter()
+    decoded = [self.decode(im) for im in images]
+    answers = self.predict_decoded(decoded, top_k, embeddings)
+    per = (time.perf_counter() - t) * 1000 / max(1, len(images))
+    for a in answers: a["latency_ms"] = round(per, 2)   # decode + inference, per photo
+    return answers
 
 # %% ../nbs/06_inference.ipynb #5a9b9f42
 def zero_shot_cache_dir() -> Path:
@@ -188,6 +223,7 @@ def zero_shot_cache_dir() -> Path:
     base = Path(os.environ.get("DOG_BREED_CACHE") or Path.home()/".cache"/"dog_breed_classifier").expanduser()
     return base/"zero_shot"
 
+# %% ../nbs/06_inference.ipynb #c2fd6ed4
 @dataclass
 class ModelChoice:
     "The serving folder to load (None: the zero-shot model must be built) and why."
@@ -201,12 +237,31 @@ def choose_model_dir(model_dir: str | Path | None = None, root: str | Path | Non
     try: root = Path(root) if root else find_project_root()
     except DogBreedError: root = None
     cached = zero_shot_cache_dir()
-    cached = cached if (cached/CARD_FILE).is_file() else None
-    if root is None or not (root/"models"/"serving"/CARD_FILE).is_file():
+    cached = cached if (cached/SERVING_FILES.card).is_file() else None
+    if root is None or not (root/"models"/"serving"/SERVING_FILES.card).is_file():
         return ModelChoice(cached, "no exported model in this project: serving the 120-breed zero-shot model")
-    try: card = json.loads((root/"models"/"serving"/CARD_FILE).read_text())
+    try: card = json.loads((root/"models"/"serving"/SERVING_FILES.card).read_text())
     except (OSError, ValueError): card = {}   # unreadable: choose it anyway, so loading it says what is wrong
     if card.get("training", {}).get("data", {}).get("source") == "sample":
         return ModelChoice(cached, "the project's model was trained on the synthetic sample (cartoon dogs): "
                                    "serving the 120-breed zero-shot model instead; pass --model-dir models/serving to serve it anyway")
     return ModelChoice(root/"models"/"serving", f"the project's exported model ({root/'models'/'serving'})")
+
+# %% ../nbs/06_inference.ipynb #d081e9c9
+def serving_model_dir(model_dir: str | None, # --model-dir, if given
+                      quiet: bool = False, # say nothing while building
+                     ) -> tuple[Path, str]: # the folder, and why it was chosen
+    "The serving folder to use and why, building the zero-shot model once when it is the choice."
+    choice = choose_model_dir(model_dir)
+    if choice.model_dir is not None: return choice.model_dir, choice.reason
+    missing = [m for m in ("torch", "timm", "onnx") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DogBreedError(f"the zero-shot model is not built yet, and building it needs the training extra ({', '.join(missing)} "
+                            f"missing): pip install 'dog_breed_classifier[train]' once, or pass --model-dir")
+    out = zero_shot_cache_dir()
+    if not quiet: print(f"building the zero-shot model once into {out} …", file=sys.stderr)
+    code = "import sys; from dog_breed_classifier.export import zero_shot_serving_dir; zero_shot_serving_dir(sys.argv[1])"
+    res = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise DogBreedError(f"building the zero-shot model failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
+    return out, choice.reason
