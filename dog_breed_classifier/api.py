@@ -19,25 +19,32 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, File, Query, Request, UploadFile
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, FastAPI, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastcore.basics import patch
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, GCCollector, Histogram, Info,
                                PlatformCollector, ProcessCollector, generate_latest)
 
 import dog_breed_classifier
+from .answers import ApiError, PredictionRecorder
 from .core import DogBreedError, DriftSettings
 from .drift import DriftMonitor
-from .images import ImageDecodeError
 from .inference import Predictor
-from .monitoring import ImageArchive, PredictionStore, StoreError, new_prediction_id
+from .monitoring import ImageArchive, PredictionStore, StoreError
 
 log = logging.getLogger("dog_breed_classifier.api")
 
 # %% auto #0
-__all__ = ['log', 'DRIFT_STATUSES', 'ALLOWED_FORMATS', 'ERROR_STATUSES', 'UI_PATH', 'process_threads', 'ApiMetrics', 'ApiError',
-           'ErrorAnswer', 'error_responses', 'decode_error_answer', 'PredictionRecorder', 'mount_demo', 'create_app']
+__all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'UI_PATH', 'process_threads', 'ApiMetrics', 'ErrorAnswer',
+           'error_responses', 'error_response', 'add_error_handlers', 'UploadLimits', 'add_request_metrics', 'Service',
+           'prediction_routes', 'status_routes', 'drift_routes', 'mount_demo', 'load_predictor',
+           'drift_gauges_lifespan', 'create_app']
 
 # %% ../nbs/11_api.ipynb #4c121483
 DRIFT_STATUSES = ("no_drift", "drift", "not_enough_data", "no_reference")
@@ -47,9 +54,10 @@ def process_threads() -> int:
     try: return len(os.listdir("/proc/self/task"))
     except OSError: return threading.active_count()
 
+# %% ../nbs/11_api.ipynb #dee0c592
 class ApiMetrics:
     "The Prometheus metrics of one app instance."
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None): # default: a new registry of its own
         self.registry = r = registry or CollectorRegistry()
         self.requests = Counter("dogbreed_requests_total", "HTTP requests by route and status", ["route", "method", "status"], registry=r)
         self.errors = Counter("dogbreed_errors_total", "Requests answered with an error, by kind", ["kind"], registry=r)
@@ -75,38 +83,38 @@ class ApiMetrics:
         Gauge("dogbreed_process_threads", "Threads of the server process (the model runtime's pools included)",
               registry=r).set_function(process_threads)
         self.runtime_threads = Gauge("dogbreed_runtime_threads", "Threads the model runtime computes one inference with", registry=r)
+    def text(self) -> str: return generate_latest(self.registry).decode()
 
-    def observe_model(self, predictor: Predictor):
-        "Record the loaded model: its identity and the runtime's threads."
-        self.model_loaded.set(1)
-        self.model_info.info(dict(version=predictor.model_version, arch=predictor.card.get("arch", ""),
-                                  backend=predictor.backend.name, breeds=str(len(predictor.classes)),
-                                  zero_shot=str(bool(predictor.card.get("zero_shot")))))
-        self.runtime_threads.set(getattr(predictor.backend, "threads", math.nan))
+# %% ../nbs/11_api.ipynb #122e9b7d
+@patch
+def observe_model(self: ApiMetrics, predictor: Predictor):
+    "Record the loaded model: its identity and the runtime's threads."
+    self.model_loaded.set(1)
+    self.model_info.info(dict(version=predictor.model_version, arch=predictor.card.get("arch", ""),
+                              backend=predictor.backend.name, breeds=str(len(predictor.classes)),
+                              zero_shot=str(bool(predictor.card.get("zero_shot")))))
+    self.runtime_threads.set(getattr(predictor.backend, "threads", math.nan))
 
-    def observe_drift(self, answer: dict):
-        "Set the drift gauges from a `DriftMonitor` answer."
-        value = lambda v: math.nan if v is None else float(v)
-        self.drift_share.set(value(answer.get("drift_share")))
-        self.embedding_drift_score.set(value(answer.get("embedding_drift_score")))
-        self.drift_detected.set(value(answer.get("drift_detected")))
-        self.drift_window_rows.set(value((answer.get("current") or {}).get("rows")))
-        self.drift_checked.set(time.time())
-        for status in DRIFT_STATUSES: self.drift_status.labels(status).set(1 if answer["status"] == status else 0)
+@patch
+def observe_prediction(self: ApiMetrics, answer: dict, size: int):
+    "Count one answered prediction: its upload size, its breed (or no_dog) and its confidence."
+    self.upload_bytes.observe(size)
+    self.breeds.labels(answer["breed"] or "no_dog").inc()
+    if answer["is_dog"]: self.confidence.observe(answer["confidence"])
 
-    def observe_prediction(self, answer: dict, size: int):
-        self.upload_bytes.observe(size)
-        self.breeds.labels(answer["breed"] or "no_dog").inc()
-        if answer["is_dog"]: self.confidence.observe(answer["confidence"])
+# %% ../nbs/11_api.ipynb #a3d8f5f8
+@patch
+def observe_drift(self: ApiMetrics, answer: dict):
+    "Set the drift gauges from a `DriftMonitor` answer."
+    value = lambda v: math.nan if v is None else float(v)
+    self.drift_share.set(value(answer.get("drift_share")))
+    self.embedding_drift_score.set(value(answer.get("embedding_drift_score")))
+    self.drift_detected.set(value(answer.get("drift_detected")))
+    self.drift_window_rows.set(value((answer.get("current") or {}).get("rows")))
+    self.drift_checked.set(time.time())
+    for status in DRIFT_STATUSES: self.drift_status.labels(status).set(1 if answer["status"] == status else 0)
 
 # %% ../nbs/11_api.ipynb #98b07a03
-ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF")
-
-class ApiError(Exception):
-    "An error answer: HTTP status, a reason code and a sentence for the client."
-    def __init__(self, status: int, reason: str, detail: str):
-        super().__init__(detail); self.status, self.reason, self.detail = status, reason, detail
-
 class ErrorAnswer(BaseModel):
     "The body of every error answer, as the OpenAPI schema documents it (schema fuzzing checks each one against it)."
     detail: str   # a sentence for the person: what is wrong and what to do about it
@@ -120,41 +128,169 @@ def error_responses(*statuses: int) -> dict:
     "The OpenAPI `responses` for these error statuses: every one answers an `ErrorAnswer`."
     return {s: {"model": ErrorAnswer, "description": ERROR_STATUSES[s]} for s in statuses}
 
-def decode_error_answer(e: ImageDecodeError) -> ApiError:
-    "The HTTP answer for a photo the decoder refused."
-    if e.reason in ("not_an_image", "unsupported_format"):
-        return ApiError(415, e.reason, f"{str(e).rstrip('.')}; send a JPEG, PNG, WebP, BMP or GIF photo")
-    return ApiError(422, e.reason, str(e))
+def error_response(e: ApiError, metrics: ApiMetrics) -> JSONResponse:
+    "The JSON answer for `e`, counted by its reason."
+    metrics.errors.labels(e.reason).inc()
+    return JSONResponse({"detail": e.detail, "reason": e.reason}, status_code=e.status)
 
-# %% ../nbs/11_api.ipynb #22b82bcc
-class PredictionRecorder:
-    "Decode, predict, archive and commit one photo; the answer is returned only once its row is committed."
-    def __init__(self, predictor: Predictor | None, store: PredictionStore, archive: ImageArchive | None = None,
-                 metrics: ApiMetrics | None = None, load_error: str | None = None):
-        self.predictor, self.store, self.archive, self.metrics = predictor, store, archive, metrics
-        self.load_error = load_error or ("no model given" if predictor is None else None)
+# %% ../nbs/11_api.ipynb #25464b5c
+def add_error_handlers(app: FastAPI, metrics: ApiMetrics):
+    "Answer FastAPI's validation errors and HTTP refusals in the API's own error shape."
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        query = [f"{e['loc'][1]} ({e.get('msg', 'invalid')})" for e in exc.errors() if e.get("loc", [None])[0] == "query"]
+        if query: return error_response(ApiError(422, "bad_query", f"bad query parameter: {'; '.join(query)}"), metrics)
+        missing = [".".join(map(str, e.get("loc", [])[1:])) for e in exc.errors()]
+        return error_response(ApiError(422, "bad_request", f"the request lacks or mangles {', '.join(missing) or 'a field'}: "
+                                                           f"send the photo as multipart/form-data in the field 'file' (or 'files' for /predict/batch)"), metrics)
 
-    def __call__(self, content: bytes, source: str) -> dict:
-        "The answer for the photo `content` (its bytes as sent), logged with `source`; raises `ApiError`."
-        predictor, archive = self.predictor, self.archive
-        if predictor is None: raise ApiError(503, "model_not_loaded", f"no model is loaded ({self.load_error}); see /health")
-        try: decoded = predictor.decode(content, name="the upload")
-        except ImageDecodeError as e: raise decode_error_answer(e) from None
-        if decoded.format not in ALLOWED_FORMATS:
-            raise ApiError(415, "unsupported_format", f"{decoded.format} images are not accepted; send a JPEG, PNG, WebP, BMP or GIF photo")
-        answer = predictor.predict_decoded([decoded], embeddings=True)[0]
-        pid = new_prediction_id()
-        archived = None
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        "FastAPI's own refusals (a body that is not multipart, an unknown path or method) in the same shape as ours."
+        reason = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        detail = str(exc.detail)
+        if exc.status_code == 400: detail += " Send the photo as multipart/form-data in the field 'file' (or 'files' for /predict/batch)."
+        response = error_response(ApiError(exc.status_code, reason, detail), metrics)
+        for k, v in (exc.headers or {}).items(): response.headers[k] = v   # e.g. Allow on a 405
+        return response
+
+# %% ../nbs/11_api.ipynb #053fe975
+@dataclass
+class UploadLimits:
+    "What the API accepts (`dog-breed serve --max-upload-mb`, `--max-batch-files`)."
+    max_upload_bytes: int = 10 * 1024 * 1024   # per photo
+    max_batch_files: int = 32                 # per /predict/batch request
+
+    def declared_too_large(self, request: Request) -> ApiError | None:
+        "The 413 for a POST whose Content-Length is over the limit (multipart overhead allowed), else None."
+        length = request.headers.get("content-length")
+        files = self.max_batch_files if request.url.path.endswith("/batch") else 1
+        if request.method == "POST" and length and length.isdigit() and int(length) > self.max_upload_bytes * max(1, files) + 65536:
+            return ApiError(413, "too_large_upload", f"the upload is {int(length):,} bytes; the limit is {self.max_upload_bytes:,} bytes per photo")
+        return None
+
+    async def read(self, upload: UploadFile) -> bytes:
+        "The upload's bytes, or a 413 as soon as it passes the limit."
+        content = await upload.read(self.max_upload_bytes + 1)
+        if len(content) > self.max_upload_bytes:
+            raise ApiError(413, "too_large_upload", f"the upload is larger than the limit of {self.max_upload_bytes:,} bytes; send a smaller photo")
+        return content
+
+# %% ../nbs/11_api.ipynb #54aeb71c
+def add_request_metrics(app: FastAPI, metrics: ApiMetrics, limits: UploadLimits):
+    "Count every request by route template and status, time it, and refuse declared oversize bodies first."
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        t = time.perf_counter()
+        refused = limits.declared_too_large(request)
+        response = error_response(refused, metrics) if refused else await call_next(request)
+        route = request.scope.get("route")
+        label = route.path if route is not None else "other"
+        metrics.requests.labels(label, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(label).observe(time.perf_counter() - t)
+        return response
+
+# %% ../nbs/11_api.ipynb #f07846a7
+@dataclass
+class Service:
+    "What the routes of one app share."
+    predictor: Predictor | None
+    store: PredictionStore
+    record: PredictionRecorder
+    monitor: DriftMonitor
+    metrics: ApiMetrics
+    limits: UploadLimits = field(default_factory=UploadLimits)
+    @property
+    def load_error(self) -> str | None: return self.record.load_error
+
+# %% ../nbs/11_api.ipynb #e6485aae
+def prediction_routes(s: Service) -> APIRouter:
+    "`POST /predict` and `POST /predict/batch`: every answer recorded before it is returned."
+    router = APIRouter()
+    @router.post("/predict", summary="Predict the breed in one photo", responses=error_responses(400, 413, 415, 422, 503))
+    async def predict(request: Request, file: Annotated[UploadFile, File(description="a JPEG, PNG, WebP, BMP or GIF photo")]):
+        t = time.perf_counter()
         try:
-            if archive is not None: archived = archive.put(content, pid, decoded.format)
-            self.store.add(answer, source=source, prediction_id=pid, content=content, archived_as=archived)
-        except (StoreError, OSError) as e:
-            log.error("prediction %s not recorded: %s", pid, e)
-            if archived: archive.remove(archived)   # no archived photo without its row
-            raise ApiError(503, "store_unavailable", "the prediction could not be recorded; try again shortly") from None
-        answer.pop("embedding")
-        if self.metrics is not None: self.metrics.observe_prediction(answer, len(content))
-        return {"prediction_id": pid, **answer}
+            if len((await request.form()).getlist("file")) > 1:   # FastAPI would quietly use one of them
+                raise ApiError(422, "bad_request", "send one photo in the `file` field; several photos go to /predict/batch")
+            content = await s.limits.read(file)
+            answer = await run_in_threadpool(s.record, content, "api")
+        except ApiError as e: return error_response(e, s.metrics)
+        answer["latency_ms"] = round((time.perf_counter() - t) * 1000, 2)
+        return answer
+
+    @router.post("/predict/batch", summary="Predict the breeds in several photos", responses=error_responses(400, 413, 422, 503))
+    async def predict_batch(files: Annotated[list[UploadFile], File(description="several photos (32 at most by default)")]):
+        if len(files) > s.limits.max_batch_files:
+            return error_response(ApiError(413, "too_many_files", f"{len(files)} files; send at most {s.limits.max_batch_files} per request"), s.metrics)
+        out = []
+        for i, f in enumerate(files):
+            try: out.append(await run_in_threadpool(s.record, await s.limits.read(f), "batch"))
+            except ApiError as e:
+                if e.status == 503: return error_response(e, s.metrics)
+                s.metrics.errors.labels(e.reason).inc()
+                out.append({"index": i, "error": {"status": e.status, "reason": e.reason, "detail": e.detail}})
+        return {"predictions": out}
+    return router
+
+# %% ../nbs/11_api.ipynb #b0f303ee
+def status_routes(s: Service) -> APIRouter:
+    "`GET /health` (model loaded and store writable, else 503), `GET /model` (the card) and `GET /metrics`."
+    router = APIRouter()
+    @router.get("/health", summary="Is the model loaded and the store writable?")
+    async def health():
+        writable = await run_in_threadpool(s.store.writable)
+        p = s.predictor
+        ok = p is not None and writable
+        body = dict(status="ok" if ok else "unavailable", model_loaded=p is not None,
+                    model_version=p.model_version if p else None, model_selection=(p.selection_reason if p else None),
+                    model_error=s.load_error, store_writable=writable, version=dog_breed_classifier.__version__)
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @router.get("/model", summary="The model card of the served model", responses=error_responses(503))
+    async def model():
+        p = s.predictor
+        if p is None: return error_response(ApiError(503, "model_not_loaded", f"no model is loaded ({s.load_error})"), s.metrics)
+        return {**p.card, "selection_reason": p.selection_reason,
+                "runtime": {"backend": p.backend.name, "version": p.backend.version, "file": p.model_file.name}}
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def prometheus_metrics():
+        return PlainTextResponse(generate_latest(s.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return router
+
+# %% ../nbs/11_api.ipynb #74b896a8
+def _parse_since(since: str | None) -> dt.datetime | None:
+    "`since` as an aware datetime (UTC when it names no zone); a 422 when it is not ISO 8601."
+    if since is None: return None
+    try: when = dt.datetime.fromisoformat(since)
+    except ValueError: raise ApiError(422, "bad_query", f"bad query parameter: since ({since!r} is not an ISO 8601 time, e.g. 2026-11-27T08:00)") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+def drift_routes(s: Service) -> APIRouter:
+    "`GET /drift`: recent predictions against the model's reference, as JSON or Evidently's HTML report."
+    router = APIRouter()
+    @router.get("/drift", summary="Drift of recent predictions against the model's reference",
+                responses={200: {"content": {"application/json": {}, "text/html": {}}}, **error_responses(409, 422, 503)})
+    async def drift(window: Annotated[int | None, Query(ge=1, le=10_000_000, description="the last N predictions (default: drift.window)")] = None,
+                    since: Annotated[str | None, Query(description="only predictions since this ISO 8601 time (UTC if no zone)",
+                                                       json_schema_extra={"format": "date-time"})] = None,
+                    format: Annotated[Literal["json", "html"], Query(description="json: the summary; html: Evidently's report")] = "json"):
+        with tempfile.TemporaryDirectory() as d:
+            report = Path(d)/"drift.html" if format == "html" else None
+            try: answer = await run_in_threadpool(s.monitor.summary, window, _parse_since(since), report)
+            except ApiError as e: return error_response(e, s.metrics)
+            except StoreError as e:
+                log.error("drift: %s", e)
+                return error_response(ApiError(503, "store_unavailable", "the prediction log cannot be read right now; try again shortly"), s.metrics)
+            except DogBreedError as e:   # e.g. a reference that does not fit: the operator's to fix, said plainly
+                return error_response(ApiError(409, "drift_unavailable", str(e)), s.metrics)
+            s.metrics.observe_drift(answer)
+            if format == "json": return answer
+            if answer["status"] == "no_reference":
+                return HTMLResponse(f"<!doctype html><title>Drift: no reference</title><h1>Drift: no reference</h1><p>{html.escape(answer['message'])}</p>")
+            return HTMLResponse(report.read_text())
+    return router
 
 # %% ../nbs/11_api.ipynb #5d1e21c1
 UI_PATH = "/ui"
@@ -164,182 +300,79 @@ def mount_demo(app: FastAPI, record: PredictionRecorder, max_upload_bytes: int):
     import importlib.util
     if importlib.util.find_spec("gradio") is None:
         log.warning("gradio is not installed: no demo at %s (pip install 'dog_breed_classifier[ui]')", UI_PATH); return None
+    # imported here: the demo module imports gradio (≈1 s, optional), which an API without the demo never needs
     import gradio as gr
     from dog_breed_classifier.app import create_demo
     demo = create_demo(record.predictor, record=record)
     gr.mount_gradio_app(app, demo, path=UI_PATH, max_file_size=max_upload_bytes)
     return demo
 
-# %% ../nbs/11_api.ipynb #fc6910fa
-def create_app(predictor: Predictor | None = None, # the model; None with `model_dir` loads it (and a failure → 503s)
-               store: PredictionStore | None = None, # the prediction log (default: `default_store_url()`)
-               *, model_dir: str | Path | None = None, selection_reason: str = "", archive_url: str | None = None,
-               max_upload_bytes: int = 10 * 1024 * 1024, max_batch_files: int = 32, cors_origins: list[str] | None = None,
-               backend: str = "auto", model_error: str | None = None,
-               drift_reference: str | Path | None = None, # drift reference (default: the model's own, see `drift`)
-               drift_settings: DriftSettings | None = None,
-               ui: bool = True, # mount the Gradio demo at /ui (needs the `ui` extra; skipped with a warning without it)
-               ) -> FastAPI:
-    "The dog-breed FastAPI app (`model_error`: why there is no model, when the caller already knows)."
-    load_error = model_error
-    if predictor is None and model_dir is not None:
-        try: predictor = Predictor.from_dir(model_dir, backend=backend, selection_reason=selection_reason)
-        except DogBreedError as e:
-            load_error = str(e); log.error("model not loaded: %s", e)
-    if predictor is not None and selection_reason: predictor.selection_reason = selection_reason
-    store = store or PredictionStore()
-    archive = ImageArchive(archive_url) if archive_url else None
-    metrics = ApiMetrics()
-    predict_and_log = PredictionRecorder(predictor, store, archive, metrics, load_error)
-    load_error = predict_and_log.load_error
-    if predictor is not None:
-        metrics.observe_model(predictor)
-        log.info("serving %s (%s)", predictor, predictor.selection_reason or "model given")
+# %% ../nbs/11_api.ipynb #63d80236
+def load_predictor(model_dir: str | Path | None, # a serving folder
+                   backend: str = "auto", selection_reason: str = "",
+                  ) -> tuple[Predictor | None, str | None]:
+    "(the Predictor, None), or (None, why it could not be loaded) — logged, never raised."
+    if model_dir is None: return None, None
+    try: return Predictor.from_dir(model_dir, backend=backend, selection_reason=selection_reason), None
+    except DogBreedError as e:
+        log.error("model not loaded: %s", e); return None, str(e)
 
-    drift_settings = drift_settings or DriftSettings()
-    monitor = DriftMonitor(store, drift_reference, model_dir=predictor.model_dir if predictor else None,
-                           predictor=predictor, settings=drift_settings)
-
-    def refresh_drift(stop: threading.Event):
-        "Recompute the drift gauges every `drift_settings.refresh_seconds` until `stop` is set."
+def drift_gauges_lifespan(monitor: DriftMonitor, metrics: ApiMetrics, settings: DriftSettings):
+    "A FastAPI lifespan that recomputes the drift gauges every `settings.refresh_seconds` (0: never) while the app runs."
+    def refresh(stop: threading.Event):
         while True:
             try: metrics.observe_drift(monitor.decision())
             except Exception as e: log.warning("drift check failed: %s: %s", type(e).__name__, e)
-            if stop.wait(drift_settings.refresh_seconds): return
+            if stop.wait(settings.refresh_seconds): return
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         stop = threading.Event()
-        if drift_settings.refresh_seconds > 0:
-            threading.Thread(target=refresh_drift, args=(stop,), name="drift-gauges", daemon=True).start()
+        if settings.refresh_seconds > 0: threading.Thread(target=refresh, args=(stop,), name="drift-gauges", daemon=True).start()
         yield
         stop.set()
+    return lifespan
 
-    app = FastAPI(title="Dog breed classifier", version=dog_breed_classifier.__version__, lifespan=lifespan,
+# %% ../nbs/11_api.ipynb #fc6910fa
+def create_app(predictor: Predictor | None = None, # the model; None with `model_dir` loads it (and a failure → 503s)
+               store: PredictionStore | None = None, # the prediction log (default: `default_store_url()`)
+               *, model_dir: str | Path | None = None, # a serving folder to load when no `predictor` is given
+               selection_reason: str = "", # why this model is served (shown by /health and /model)
+               archive_url: str | None = None, # keep uploaded photos here (a folder or an fsspec URL); default: not kept
+               max_upload_bytes: int = 10 * 1024 * 1024, # per photo
+               max_batch_files: int = 32, # per /predict/batch request
+               cors_origins: list[str] | None = None, # browser origins allowed to call the API (default: none)
+               backend: str = "auto", # auto | openvino | onnxruntime
+               model_error: str | None = None, # why there is no model, when the caller already knows
+               drift_reference: str | Path | None = None, # drift reference (default: the model's own, see `drift`)
+               drift_settings: DriftSettings | None = None, # what drift compares (default: params.yaml's defaults)
+               ui: bool = True, # mount the Gradio demo at /ui (needs the `ui` extra; skipped with a warning without it)
+               ) -> FastAPI:
+    "The dog-breed FastAPI app: a `Service` and its routers, error handlers, request metrics and the demo."
+    if predictor is None: predictor, load_error = load_predictor(model_dir, backend, selection_reason)
+    else: load_error = None
+    if predictor is not None and selection_reason: predictor.selection_reason = selection_reason
+    store, metrics, drift_settings = store or PredictionStore(), ApiMetrics(), drift_settings or DriftSettings()
+    record = PredictionRecorder(predictor, store, ImageArchive(archive_url) if archive_url else None, metrics, load_error or model_error)
+    if predictor is not None:
+        metrics.observe_model(predictor); log.info("serving %s (%s)", predictor, predictor.selection_reason or "model given")
+    monitor = DriftMonitor(store, drift_reference, model_dir=predictor.model_dir if predictor else None,
+                           predictor=predictor, settings=drift_settings)
+    s = Service(predictor, store, record, monitor, metrics, UploadLimits(max_upload_bytes, max_batch_files))
+    app = FastAPI(title="Dog breed classifier", version=dog_breed_classifier.__version__,
+                  lifespan=drift_gauges_lifespan(monitor, metrics, drift_settings),
                   description="Which of 120 dog breeds is in this photo? Every prediction is logged for monitoring.")
-    app.state.predictor, app.state.store, app.state.metrics, app.state.load_error = predictor, store, metrics, load_error
+    app.state.service = s
+    app.state.predictor, app.state.store, app.state.metrics, app.state.load_error = predictor, store, metrics, s.load_error
     app.state.drift = monitor
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
-
-    def error(e: ApiError) -> JSONResponse:
-        metrics.errors.labels(e.reason).inc()
-        return JSONResponse({"detail": e.detail, "reason": e.reason}, status_code=e.status)
-
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        t = time.perf_counter()
-        length = request.headers.get("content-length")
-        if request.method == "POST" and length and length.isdigit() and int(length) > max_upload_bytes * max(1, max_batch_files if request.url.path.endswith("/batch") else 1) + 65536:
-            response = error(ApiError(413, "too_large_upload", f"the upload is {int(length):,} bytes; the limit is {max_upload_bytes:,} bytes per photo"))
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        label = route.path if route is not None else "other"
-        metrics.requests.labels(label, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(label).observe(time.perf_counter() - t)
-        return response
-
-    from fastapi.exceptions import RequestValidationError
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError):
-        query = [f"{e['loc'][1]} ({e.get('msg', 'invalid')})" for e in exc.errors() if e.get("loc", [None])[0] == "query"]
-        if query: return error(ApiError(422, "bad_query", f"bad query parameter: {'; '.join(query)}"))
-        missing = [".".join(map(str, e.get("loc", [])[1:])) for e in exc.errors()]
-        return error(ApiError(422, "bad_request", f"the request lacks or mangles {', '.join(missing) or 'a field'}: "
-                                                  f"send the photo as multipart/form-data in the field 'file' (or 'files' for /predict/batch)"))
-
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        "FastAPI's own refusals (a body that is not multipart, an unknown path or method) in the same shape as ours."
-        reason = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        detail = str(exc.detail)
-        if exc.status_code == 400: detail += " Send the photo as multipart/form-data in the field 'file' (or 'files' for /predict/batch)."
-        response = error(ApiError(exc.status_code, reason, detail))
-        for k, v in (exc.headers or {}).items(): response.headers[k] = v   # e.g. Allow on a 405
-        return response
-
-    async def read_upload(upload: UploadFile) -> bytes:
-        content = await upload.read(max_upload_bytes + 1)
-        if len(content) > max_upload_bytes:
-            raise ApiError(413, "too_large_upload", f"the upload is larger than the limit of {max_upload_bytes:,} bytes; send a smaller photo")
-        return content
-
-    @app.post("/predict", summary="Predict the breed in one photo", responses=error_responses(400, 413, 415, 422, 503))
-    async def predict(request: Request, file: Annotated[UploadFile, File(description="a JPEG, PNG, WebP, BMP or GIF photo")]):
-        t = time.perf_counter()
-        try:
-            if len((await request.form()).getlist("file")) > 1:   # FastAPI would quietly use one of them
-                raise ApiError(422, "bad_request", "send one photo in the `file` field; several photos go to /predict/batch")
-            content = await read_upload(file)
-            answer = await run_in_threadpool(predict_and_log, content, "api")
-        except ApiError as e: return error(e)
-        answer["latency_ms"] = round((time.perf_counter() - t) * 1000, 2)
-        return answer
-
-    @app.post("/predict/batch", summary="Predict the breeds in several photos", responses=error_responses(400, 413, 422, 503))
-    async def predict_batch(files: Annotated[list[UploadFile], File(description="several photos (32 at most by default)")]):
-        if len(files) > max_batch_files:
-            return error(ApiError(413, "too_many_files", f"{len(files)} files; send at most {max_batch_files} per request"))
-        out = []
-        for i, f in enumerate(files):
-            try: out.append(await run_in_threadpool(predict_and_log, await read_upload(f), "batch"))
-            except ApiError as e:
-                if e.status == 503: return error(e)
-                metrics.errors.labels(e.reason).inc()
-                out.append({"index": i, "error": {"status": e.status, "reason": e.reason, "detail": e.detail}})
-        return {"predictions": out}
-
-    @app.get("/health", summary="Is the model loaded and the store writable?")
-    async def health():
-        writable = await run_in_threadpool(store.writable)
-        ok = predictor is not None and writable
-        body = dict(status="ok" if ok else "unavailable", model_loaded=predictor is not None,
-                    model_version=predictor.model_version if predictor else None,
-                    model_selection=(predictor.selection_reason if predictor else None), model_error=load_error,
-                    store_writable=writable, version=dog_breed_classifier.__version__)
-        return JSONResponse(body, status_code=200 if ok else 503)
-
-    @app.get("/model", summary="The model card of the served model", responses=error_responses(503))
-    async def model():
-        if predictor is None: return error(ApiError(503, "model_not_loaded", f"no model is loaded ({load_error})"))
-        return {**predictor.card, "selection_reason": predictor.selection_reason,
-                "runtime": {"backend": predictor.backend.name, "version": predictor.backend.version,
-                            "file": predictor.model_file.name}}
-
-    @app.get("/drift", summary="Drift of recent predictions against the model's reference",
-             responses={200: {"content": {"application/json": {}, "text/html": {}}}, **error_responses(409, 422, 503)})
-    async def drift(window: Annotated[int | None, Query(ge=1, le=10_000_000, description="the last N predictions (default: drift.window)")] = None,
-                    since: Annotated[str | None, Query(description="only predictions since this ISO 8601 time (UTC if no zone)",
-                                                       json_schema_extra={"format": "date-time"})] = None,
-                    format: Annotated[Literal["json", "html"], Query(description="json: the summary; html: Evidently's report")] = "json"):
-        if since is not None:   # ISO 8601 only: a bare number would otherwise pass as seconds since 1970
-            try: since = dt.datetime.fromisoformat(since)
-            except ValueError: return error(ApiError(422, "bad_query", f"bad query parameter: since ({since!r} is not an ISO 8601 time, e.g. 2026-11-27T08:00)"))
-            if since.tzinfo is None: since = since.replace(tzinfo=dt.timezone.utc)
-        with tempfile.TemporaryDirectory() as d:
-            report = Path(d)/"drift.html" if format == "html" else None
-            try: answer = await run_in_threadpool(monitor.summary, window, since, report)
-            except StoreError as e:
-                log.error("drift: %s", e)
-                return error(ApiError(503, "store_unavailable", "the prediction log cannot be read right now; try again shortly"))
-            except DogBreedError as e:   # e.g. a reference that does not fit: the operator's to fix, said plainly
-                return error(ApiError(409, "drift_unavailable", str(e)))
-            metrics.observe_drift(answer)
-            if format == "json": return answer
-            if answer["status"] == "no_reference":
-                return HTMLResponse(f"<!doctype html><title>Drift: no reference</title><h1>Drift: no reference</h1><p>{html.escape(answer['message'])}</p>")
-            return HTMLResponse(report.read_text())
-
-    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-    async def prometheus_metrics():
-        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    app.state.ui = mount_demo(app, predict_and_log, max_upload_bytes) if ui else None
+    add_request_metrics(app, metrics, s.limits)
+    add_error_handlers(app, metrics)
+    for router in (prediction_routes(s), status_routes(s), drift_routes(s)): app.include_router(router)
+    app.state.ui = mount_demo(app, record, max_upload_bytes) if ui else None
     @app.get("/", include_in_schema=False)
     async def home():   # people who open the server's address get the demo (or, without it, the API's docs)
         return RedirectResponse("/ui/" if app.state.ui is not None else "/docs")
-
     return app

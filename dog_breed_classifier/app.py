@@ -7,10 +7,8 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/app.html.md"""
 # %% ../nbs/10_app.ipynb #c387a586
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -18,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import ApiError, PredictionRecorder
-from .core import DogBreedError
-from .inference import Predictor
-from .monitoring import PredictionStore
+from .answers import ApiError, PredictionRecorder, model_card_markdown
+from .core import SERVING_FILES, DogBreedError
+from .data import draw_sample_dog
+from .drift import synthetic_non_dog
+from .inference import Predictor, serving_model_dir
+from .monitoring import PredictionStore, default_store_url
 from .saliency import explain, saliency_method
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # Gradio reports usage to its makers unless told not to
@@ -30,9 +30,7 @@ import gradio as gr  # noqa: E402
 log = logging.getLogger("dog_breed_classifier.app")
 
 # %% auto #0
-__all__ = ['log', 'IMAGENET_OVERLAP', 'SPACE_FRONT_MATTER', 'SPACE_README', 'SPACE_APP', 'headline_markdown', 'top_breeds',
-           'model_card_markdown', 'example_photos', 'uploaded_photo', 'as_upload', 'create_demo', 'space_requirements',
-           'build_space', 'space_demo']
+__all__ = ['log', 'headline_markdown', 'top_breeds', 'example_photos', 'uploaded_photo', 'as_upload', 'create_demo', 'space_demo']
 
 # %% ../nbs/10_app.ipynb #35675511
 def headline_markdown(answer: dict) -> str:
@@ -49,42 +47,9 @@ def top_breeds(answer: dict, predictor: Predictor) -> dict[str, float]:
     names = dict(zip(predictor.classes, predictor.display_names))
     return {names.get(t["breed"], t["breed"]): t["probability"] for t in answer["top_k"]}
 
-# %% ../nbs/10_app.ipynb #4197fb7c
-IMAGENET_OVERLAP = ("The model starts from ImageNet weights, and ImageNet contains the Stanford Dogs photos (the Kaggle "
-                    "competition's are drawn from them too): accuracy measured on those photos is optimistic. Expect less "
-                    "on your own photos.")
-
-def _percent(x) -> str: return "—" if x is None else f"{x:.1%}"
-
-def model_card_markdown(card: dict, selection_reason: str = "") -> str:
-    "The model card as Markdown: version, training data, test metrics beside zero-shot, caveats, the no-dog rule."
-    data = card.get("training", {}).get("data", {})
-    lines = [f"**Model** `{card['model_version']}` — {card['arch']}, {len(card['classes'])} breeds, "
-             f"exported {card.get('created', '?')[:10]} by dog_breed_classifier {card.get('library_version', '?')}"]
-    if selection_reason: lines.append(f"**Why this model** {selection_reason}")
-    if card.get("zero_shot"): lines.append(f"**Training** none (zero-shot): {data.get('note', '')}")
-    else:
-        size = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in data.items() if k in ("train_photos", "breeds"))
-        lines.append(f"**Trained on** the `{data.get('source', '?')}` data ({size or 'size not recorded'})")
-    m = card.get("metrics") or {}
-    if "model" in m:
-        z = m.get("zero_shot") or {}
-        lines.append(f"**Test photos** {m['model'].get('photos', '?')}: top-1 {_percent(m['model'].get('top1'))}, "
-                     f"top-5 {_percent(m['model'].get('top5'))} (the untrained ImageNet head: top-1 {_percent(z.get('top1'))})")
-    elif "dev_top1" in m: lines.append(f"**Measured** top-1 {_percent(m['dev_top1'])} — {m.get('note', '')}")
-    else: lines.append("**Measured** no test metrics in the card (run the evaluate stage before export)")
-    rule = card.get("no_dog_rule")
-    lines.append(f"**No-dog rule** below {rule['threshold']:.0%} P(dog) — the ImageNet head's share of dog classes — the answer is "
-                 f"\"no dog found\"" if rule else "**No-dog rule** none: this model always names a breed")
-    caveats = [c for c in dict.fromkeys([card.get("caveat"), m.get("caveat")]) if c]
-    if not any("ImageNet" in c for c in caveats): caveats.append(IMAGENET_OVERLAP)
-    return "\n\n".join(lines + [f"> ⚠ {c}" for c in caveats])
-
 # %% ../nbs/10_app.ipynb #ef9ff0cc
 def example_photos(folder: str | Path) -> list[Path]:
     "Write the demo's example images into `folder` (two drawn dogs, one dogless landscape); their paths."
-    from dog_breed_classifier.data import draw_sample_dog
-    from dog_breed_classifier.drift import synthetic_non_dog
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
     drawings = {"drawn_beagle.jpg": draw_sample_dog("beagle", rng, (384, 320)),
@@ -112,17 +77,8 @@ def as_upload(path: str | Path) -> dict:
     return {"path": shutil.copy(path, folder/Path(path).name), "orig_name": Path(path).name}
 
 # %% ../nbs/10_app.ipynb #40f14215
-def create_demo(predictor: Predictor | None, # the model (None: every prediction answers that no model is loaded)
-                store: PredictionStore | None = None, # the prediction log (default: `default_store_url()`)
-                *, record: PredictionRecorder | None = None, # the API's recorder, to share its log and metrics
-                saliency: str = "auto", # auto | grad-cam | occlusion (see `saliency.explain`)
-                examples_dir: str | Path | None = None, # where to write the example images (default: a temporary folder)
-                title: str = "Which dog breed is this?") -> gr.Blocks:
-    "The Gradio Blocks demo around `predictor`; every prediction goes through `record` into the store."
-    record = record or PredictionRecorder(predictor, store or PredictionStore())
-    method = saliency_method(predictor, saliency) if predictor is not None else saliency
-    examples = example_photos(examples_dir or Path(tempfile.gettempdir())/"dog_breed_classifier_examples")
-
+def _demo_events(predictor: Predictor | None, record: PredictionRecorder, method: str):
+    "The demo's two event handlers: `identify` (a new photo) and `toggle_why` (the heatmap switch)."
     def why(photo: str, breed: str) -> tuple:
         try: s = explain(predictor, Path(photo).read_bytes(), breed, method)
         except (DogBreedError, OSError) as e: return gr.Image(value=None, visible=False), f"No heatmap: {e}"
@@ -151,7 +107,20 @@ def create_demo(predictor: Predictor | None, # the model (None: every prediction
     def toggle_why(shown: tuple | None, show_why: bool):
         if not show_why or shown is None: return gr.Image(value=None, visible=False), f"Heatmap off ({method})"
         return why(*shown)
+    return identify, toggle_why
 
+# %% ../nbs/10_app.ipynb #76e640fc
+def create_demo(predictor: Predictor | None, # the model (None: every prediction answers that no model is loaded)
+                store: PredictionStore | None = None, # the prediction log (default: `default_store_url()`)
+                *, record: PredictionRecorder | None = None, # the API's recorder, to share its log and metrics
+                saliency: str = "auto", # auto | grad-cam | occlusion (see `saliency.explain`)
+                examples_dir: str | Path | None = None, # where to write the example images (default: a temporary folder)
+                title: str = "Which dog breed is this?") -> gr.Blocks:
+    "The Gradio Blocks demo around `predictor`; every prediction goes through `record` into the store."
+    record = record or PredictionRecorder(predictor, store or PredictionStore())
+    method = saliency_method(predictor, saliency) if predictor is not None else saliency
+    examples = example_photos(examples_dir or Path(tempfile.gettempdir())/"dog_breed_classifier_examples")
+    identify, toggle_why = _demo_events(predictor, record, method)
     # Gradio keeps uploads in its cache folder: delete them after 10 minutes (the store has what monitoring needs)
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(600, 600)) as demo:
         gr.Markdown(f"# {title}\nA photo of a dog in, its breed out — one of the 120 Stanford Dogs breeds. "
@@ -177,91 +146,14 @@ def create_demo(predictor: Predictor | None, # the model (None: every prediction
         show_why.change(toggle_why, [shown, show_why], [heatmap, cost], concurrency_limit=4)
     return demo
 
-# %% ../nbs/10_app.ipynb #28939c82
-SPACE_FRONT_MATTER = """---
-title: Dog breed classifier
-emoji: 🐕
-colorFrom: yellow
-colorTo: red
-sdk: gradio
-sdk_version: {gradio_version}
-python_version: "3.11"
-app_file: app.py
-pinned: false
-license: apache-2.0
-short_description: Which of 120 dog breeds is in this photo?
----
-"""
-
-SPACE_README = """
-# Dog breed classifier
-
-Upload, snap or paste a photo: the model names the dog's breed — one of the 120 Stanford Dogs breeds — with its
-top-5, says so when there is no dog, and shows where it looked. Model `{model_version}` ({arch}).
-
-{card}
-
-Built with [dog_breed_classifier](https://github.com/dog-breed-classifier/dog_breed_classifier): the model files are
-in `model/` (Git LFS); predictions are logged to `predictions.db` in the Space's disk (gone when it restarts,
-unless `DOG_BREED_STORE_URL` points at a database).
-"""
-
-def space_requirements() -> list[str]:
-    "The Space's pip requirements: the library's own and its `serve` + `ui` extras (no torch)."
-    wanted = {"serve", "ui"}
-    reqs = []
-    for r in importlib.metadata.requires("dog_breed_classifier") or []:
-        spec, _, marker = r.partition(";")
-        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)", marker)
-        if "dog_breed_classifier" in spec or (extra and extra.group(1) not in wanted): continue
-        reqs.append(spec.strip())
-    return sorted(set(reqs), key=str.lower)
-
-def build_space(out_dir: str | Path, # the Space folder to write (created; must be empty or absent)
-                model_dir: str | Path, # the serving folder to ship
-                torch_weights: bool = False) -> Path:
-    "Assemble a Hugging Face Space in `out_dir`: app.py, README.md, requirements.txt, the library and the model."
-    import dog_breed_classifier
-    from dog_breed_classifier.export import TORCH_WEIGHTS_FILE
-    from dog_breed_classifier.inference import read_model_card
-    out_dir, model_dir = Path(out_dir), Path(model_dir)
-    card = read_model_card(model_dir)
-    if out_dir.exists() and any(out_dir.iterdir()): raise DogBreedError(f"{out_dir} is not empty; give a new folder for the Space")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    package = Path(dog_breed_classifier.__file__).parent
-    shutil.copytree(package, out_dir/"dog_breed_classifier", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    skip = () if torch_weights else (TORCH_WEIGHTS_FILE,)
-    shutil.copytree(model_dir, out_dir/"model", ignore=shutil.ignore_patterns(*skip, ".*"))
-    (out_dir/"app.py").write_text(SPACE_APP)
-    (out_dir/"requirements.txt").write_text("\n".join(space_requirements()) + "\n")
-    (out_dir/".gitattributes").write_text("".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in ("*.onnx", "*.npy", "*.safetensors")))
-    readme = SPACE_FRONT_MATTER.format(gradio_version=gr.__version__) + SPACE_README.format(
-        model_version=card["model_version"], arch=card["arch"], card=model_card_markdown(card))
-    (out_dir/"README.md").write_text(readme)
-    return out_dir
-
-def space_demo(model_dir: str | Path | None = None) -> gr.Blocks:
+# %% ../nbs/10_app.ipynb #96d45bcf
+def space_demo(model_dir: str | Path | None = None, # a serving folder (default: see above)
+              ) -> gr.Blocks:
     "The demo as a Space runs it: the model from `model_dir`, `DOG_BREED_MODEL_DIR`, `./model`, or `serve`'s choice."
-    from dog_breed_classifier.cli import serving_model_dir
-    from dog_breed_classifier.monitoring import default_store_url
     here = Path(sys.argv[0]).resolve().parent if sys.argv and sys.argv[0] else Path.cwd()
-    given = model_dir or os.environ.get("DOG_BREED_MODEL_DIR") or (here/"model" if (here/"model"/"model_card.json").is_file() else None)
+    beside = here/"model" if (here/"model"/SERVING_FILES.card).is_file() else None
+    given = model_dir or os.environ.get("DOG_BREED_MODEL_DIR") or beside
     path, reason = serving_model_dir(str(given) if given else None)
     predictor = Predictor.from_dir(path, selection_reason=reason)
     log.info("demo serving %s (%s)", predictor, reason)
     return create_demo(predictor, PredictionStore(default_store_url()))
-
-# %% ../nbs/10_app.ipynb #0a6e471c
-SPACE_APP = '''"""Hugging Face Space entry point: the dog-breed Gradio demo, standalone.
-
-The model comes from DOG_BREED_MODEL_DIR, else ./model (a serving folder: model.onnx + model_card.json), else what
-`dog-breed serve` would choose. Predictions are logged to DOG_BREED_STORE_URL, else ./predictions.db.
-Run it locally with `python app.py`; `dog-breed space OUT` assembles a Space around it.
-"""
-from dog_breed_classifier.app import space_demo
-
-demo = space_demo()
-
-if __name__ == "__main__":
-    demo.launch(max_file_size="10mb")   # the API's upload limit
-'''

@@ -8,6 +8,9 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/delivery.html.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +18,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import DogBreedError
+import dog_breed_classifier
+from .answers import model_card_markdown
+from .core import SERVING_FILES, DogBreedError
+from .data import load_report
+from .images import model_input
+from .inference import Predictor, read_model_card
 
 # %% auto #0
-__all__ = ['SPLITS', 'Check', 'checks_markdown', 'DataReport', 'data_report', 'ModelFigures', 'ModelCheck', 'card_accuracy',
-           'check_model']
+__all__ = ['SPLITS', 'SPACE_FRONT_MATTER', 'SPACE_README', 'SPACE_APP', 'Check', 'checks_markdown', 'DataReport', 'data_report',
+           'ModelFigures', 'ModelCheck', 'card_accuracy', 'check_model', 'space_requirements', 'build_space']
 
 # %% ../nbs/12_delivery.ipynb #a5754460
 @dataclass
@@ -76,7 +84,6 @@ def data_report(data_dir: str | Path, # a folder `prepare` wrote (data/processed
                 max_imbalance: float = 3.0, # largest / smallest breed, in training photos
                ) -> DataReport:
     "Validate a prepared dataset: quarantine share, class balance, every breed in every split, no photo in two splits."
-    from dog_breed_classifier.data import load_report   # the data module needs no torch either; imported when used
     rep = load_report(data_dir)
     originals = rep.labels[rep.labels.variant == ""]
     counts = (originals.groupby(["breed", "split"]).size().unstack(fill_value=0)
@@ -176,6 +183,37 @@ def _images_per_second(predictors: list, batches: list[np.ndarray], rounds: int)
     n = sum(len(b) for b in batches)
     return [n / float(np.median(s)) for s in seconds]
 
+# %% ../nbs/12_delivery.ipynb #4018c3eb
+def _integrity_check(model_dir: Path, card: dict) -> Check:
+    "Is model.onnx the file the card describes (its SHA-256)?"
+    expected = (card.get("files") or {}).get("onnx_sha256")
+    actual = _sha256(model_dir/(card.get("files") or {}).get("onnx", SERVING_FILES.onnx))
+    return Check("integrity", expected == actual,
+                 f"model.onnx matches the card's SHA-256 ({actual[:12]})" if expected == actual else
+                 f"model.onnx has SHA-256 {actual[:12]}, the card says {str(expected)[:12]}: a damaged download "
+                 "or a card from another model; fetch the artifact again")
+
+def _card_check(cand: ModelFigures, source: str, tolerance: float) -> Check:
+    "Does the candidate reproduce its card's top-1 on photos of the card's source?"
+    if cand.card_top1 is None:
+        return Check("accuracy vs its card", False, "the model card has no test metrics (metrics.model.top1): "
+                     "export it with `dog-breed export` after `dog-breed evaluate`")
+    if cand.card_source != source:
+        return Check("accuracy vs its card", True, f"top-1 {cand.top1:.3f} here; the card's {cand.card_top1:.3f} "
+                     f"was measured on {cand.card_source} photos, these are {source}: shown, not compared")
+    ok = cand.top1 >= cand.card_top1 - tolerance
+    return Check("accuracy vs its card", ok, f"top-1 {cand.top1:.3f} here vs {cand.card_top1:.3f} on the card "
+                 f"(at most {tolerance:g} lower)" + ("" if ok else ": the artifact does not reproduce its own figures"))
+
+def _baseline_checks(cand: ModelFigures, base: ModelFigures, tolerance: float, max_slowdown: float) -> list[Check]:
+    "Accuracy and speed of the candidate against the served model, on the same photos in the same run."
+    slowdown = base.images_per_second / cand.images_per_second
+    return [Check("accuracy vs the served model", cand.top1 >= base.top1 - tolerance,
+                  f"top-1 {cand.top1:.3f} vs {base.top1:.3f} (`{base.model_version}`, same photos; at most {tolerance:g} lower)"),
+            Check("speed vs the served model", slowdown <= max_slowdown,
+                  f"{cand.images_per_second:.1f} vs {base.images_per_second:.1f} images/s in the same run: "
+                  f"{slowdown:.2f}× the served model's time (at most {max_slowdown:g}×)")]
+
 # %% ../nbs/12_delivery.ipynb #647cdbf0
 def check_model(model_dir: str | Path, # the candidate serving folder (model.onnx + model_card.json)
                 data_dir: str | Path, # a prepared dataset folder (data/processed) holding the test photos
@@ -185,21 +223,12 @@ def check_model(model_dir: str | Path, # the candidate serving folder (model.onn
                 max_slowdown: float = 1.5, # the candidate may be at most this many times slower than the baseline
                 batch_size: int = 16, rounds: int = 3, backend: str = "auto") -> ModelCheck:
     "Check a serving folder before it is served: file integrity, accuracy against its card and the served model, speed."
-    from dog_breed_classifier.data import load_report
-    from dog_breed_classifier.images import model_input
-    from dog_breed_classifier.inference import Predictor, read_model_card
     model_dir, data_dir = Path(model_dir), Path(data_dir)
     card = read_model_card(model_dir)
     rep = load_report(data_dir)
     photos = rep.labels[(rep.labels.split == split) & (rep.labels.variant == "")]
     if photos.empty: raise DogBreedError(f"{data_dir} has no {split} photos to check the model on")
-    checks = []
-    expected = (card.get("files") or {}).get("onnx_sha256")
-    actual = _sha256(model_dir/(card.get("files") or {}).get("onnx", "model.onnx"))
-    checks.append(Check("integrity", expected == actual,
-                        f"model.onnx matches the card's SHA-256 ({actual[:12]})" if expected == actual else
-                        f"model.onnx has SHA-256 {actual[:12]}, the card says {str(expected)[:12]}: a damaged download "
-                        "or a card from another model; fetch the artifact again"))
+    checks = [_integrity_check(model_dir, card)]
     predictors = [Predictor(model_dir, backend=backend)] + ([Predictor(baseline_dir, backend=backend)] if baseline_dir else [])
     p0 = predictors[0]
     images = [p0.decode(data_dir/path).image for path in photos.path]
@@ -212,25 +241,84 @@ def check_model(model_dir: str | Path, # the candidate serving folder (model.onn
                                [np.stack([model_input(im, p.size, p.mean, p.std) for im in images[i:i + batch_size]])
                                 for i in range(0, len(images), batch_size)], list(photos.breed))
         figures.append(ModelFigures(Path(p.model_dir), p.model_version, top1, top5, speed, *card_accuracy(p.card)))
-    cand = figures[0]
-    source = rep.summary["source"]
-    if cand.card_top1 is None:
-        checks.append(Check("accuracy vs its card", False, "the model card has no test metrics (metrics.model.top1): "
-                            "export it with `dog-breed export` after `dog-breed evaluate`"))
-    elif cand.card_source != source:
-        checks.append(Check("accuracy vs its card", True, f"top-1 {cand.top1:.3f} here; the card's {cand.card_top1:.3f} "
-                            f"was measured on {cand.card_source} photos, these are {source}: shown, not compared"))
-    else:
-        ok = cand.top1 >= cand.card_top1 - tolerance
-        checks.append(Check("accuracy vs its card", ok, f"top-1 {cand.top1:.3f} here vs {cand.card_top1:.3f} on the card "
-                            f"(at most {tolerance:g} lower)" + ("" if ok else ": the artifact does not reproduce its own figures")))
-    base = figures[1] if baseline_dir else None
-    if base:
-        ok = cand.top1 >= base.top1 - tolerance
-        checks.append(Check("accuracy vs the served model", ok, f"top-1 {cand.top1:.3f} vs {base.top1:.3f} "
-                            f"(`{base.model_version}`, same photos; at most {tolerance:g} lower)"))
-        slowdown = base.images_per_second / cand.images_per_second
-        checks.append(Check("speed vs the served model", slowdown <= max_slowdown,
-                            f"{cand.images_per_second:.1f} vs {base.images_per_second:.1f} images/s in the same run: "
-                            f"{slowdown:.2f}× the served model's time (at most {max_slowdown:g}×)"))
+    cand, base, source = figures[0], (figures[1] if baseline_dir else None), rep.summary["source"]
+    checks.append(_card_check(cand, source, tolerance))
+    if base: checks += _baseline_checks(cand, base, tolerance, max_slowdown)
     return ModelCheck(cand, base, len(photos), source, split, checks)
+
+# %% ../nbs/12_delivery.ipynb #c36b3b4d
+SPACE_FRONT_MATTER = """---
+title: Dog breed classifier
+emoji: 🐕
+colorFrom: yellow
+colorTo: red
+sdk: gradio
+sdk_version: {gradio_version}
+python_version: "3.11"
+app_file: app.py
+pinned: false
+license: apache-2.0
+short_description: Which of 120 dog breeds is in this photo?
+---
+"""
+
+SPACE_README = """
+# Dog breed classifier
+
+Upload, snap or paste a photo: the model names the dog's breed — one of the 120 Stanford Dogs breeds — with its
+top-5, says so when there is no dog, and shows where it looked. Model `{model_version}` ({arch}).
+
+{card}
+
+Built with [dog_breed_classifier](https://github.com/dog-breed-classifier/dog_breed_classifier): the model files are
+in `model/` (Git LFS); predictions are logged to `predictions.db` in the Space's disk (gone when it restarts,
+unless `DOG_BREED_STORE_URL` points at a database).
+"""
+
+def space_requirements() -> list[str]:
+    "The Space's pip requirements: the library's own and its `serve` + `ui` extras (no torch)."
+    wanted = {"serve", "ui"}
+    reqs = []
+    for r in importlib.metadata.requires("dog_breed_classifier") or []:
+        spec, _, marker = r.partition(";")
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)", marker)
+        if "dog_breed_classifier" in spec or (extra and extra.group(1) not in wanted): continue
+        reqs.append(spec.strip())
+    return sorted(set(reqs), key=str.lower)
+
+# %% ../nbs/12_delivery.ipynb #0f91672f
+SPACE_APP = '''"""Hugging Face Space entry point: the dog-breed Gradio demo, standalone.
+
+The model comes from DOG_BREED_MODEL_DIR, else ./model (a serving folder: model.onnx + model_card.json), else what
+`dog-breed serve` would choose. Predictions are logged to DOG_BREED_STORE_URL, else ./predictions.db.
+Run it locally with `python app.py`; `dog-breed space OUT` assembles a Space around it.
+"""
+from dog_breed_classifier.app import space_demo
+
+demo = space_demo()
+
+if __name__ == "__main__":
+    demo.launch(max_file_size="10mb")   # the API's upload limit
+'''
+
+# %% ../nbs/12_delivery.ipynb #02d92f05
+def build_space(out_dir: str | Path, # the Space folder to write (created; must be empty or absent)
+                model_dir: str | Path, # the serving folder to ship
+                torch_weights: bool = False, # ship the torch weights too (Grad-CAM in the Space needs torch installed there)
+               ) -> Path:
+    "Assemble a Hugging Face Space in `out_dir`: app.py, README.md, requirements.txt, the library and the model."
+    out_dir, model_dir = Path(out_dir), Path(model_dir)
+    card = read_model_card(model_dir)
+    if out_dir.exists() and any(out_dir.iterdir()): raise DogBreedError(f"{out_dir} is not empty; give a new folder for the Space")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    package = Path(dog_breed_classifier.__file__).parent
+    shutil.copytree(package, out_dir/"dog_breed_classifier", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    skip = () if torch_weights else (SERVING_FILES.torch,)
+    shutil.copytree(model_dir, out_dir/"model", ignore=shutil.ignore_patterns(*skip, ".*"))
+    (out_dir/"app.py").write_text(SPACE_APP)
+    (out_dir/"requirements.txt").write_text("\n".join(space_requirements()) + "\n")
+    (out_dir/".gitattributes").write_text("".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in ("*.onnx", "*.npy", "*.safetensors")))
+    readme = SPACE_FRONT_MATTER.format(gradio_version=importlib.metadata.version("gradio")) + SPACE_README.format(
+        model_version=card["model_version"], arch=card["arch"], card=model_card_markdown(card))
+    (out_dir/"README.md").write_text(readme)
+    return out_dir

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -20,24 +21,97 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
-from .core import DogBreedError, DriftSettings
+from .core import SERVING_FILES, DogBreedError, DriftSettings, atomic_file
+from .data import IMAGE_SUFFIXES
 from .images import IMAGE_STAT_NAMES, SUPPORTED_FORMATS, ImageDecodeError
 
 os.environ.setdefault("DO_NOT_TRACK", "1")   # Evidently reports usage to its makers unless this is set before import
 
 # %% auto #0
-__all__ = ['STAT_COLUMNS', 'PREDICTION_COLUMNS', 'NO_DOG', 'REFERENCE_FILE', 'REFERENCE_EMBEDDINGS_FILE', 'NOT_ENOUGH_DATA',
-           'NON_DOG_KINDS', 'SHIFTS', 'THRESHOLD_STEPS', 'DriftError', 'DriftData', 'prediction_columns',
-           'drift_data_from_answers', 'current_from_store', 'reference_from_photos', 'write_reference',
-           'read_reference', 'load_reference', 'drift_decision', 'drift_summary', 'drift_report', 'DriftMonitor',
-           'synthetic_non_dog', 'synthetic_non_dogs', 'shifted_pool', 'simulate_detection', 'detection_rates',
+__all__ = ['NON_DOG_KINDS', 'SHIFTS', 'STAT_COLUMNS', 'PREDICTION_COLUMNS', 'NO_DOG', 'REFERENCE_FILE',
+           'REFERENCE_EMBEDDINGS_FILE', 'NOT_ENOUGH_DATA', 'THRESHOLD_STEPS', 'synthetic_non_dog', 'synthetic_non_dogs',
+           'DriftError', 'DriftData', 'prediction_columns', 'drift_data_from_answers', 'current_from_store',
+           'reference_from_photos', 'write_reference', 'read_reference', 'load_reference', 'drift_decision',
+           'drift_summary', 'drift_report', 'DriftMonitor', 'shifted_pool', 'simulate_detection', 'detection_rates',
            'quiet_threshold']
 
-# %% ../nbs/08_drift.ipynb #b55bc93d
+# %% ../nbs/08_drift.ipynb #597b7955
+NON_DOG_KINDS = ("flat", "gradient", "noise", "texture", "stripes", "shapes", "text", "landscape")
+
+def synthetic_non_dog(rng: np.random.Generator, size: tuple[int, int] = (320, 256), kind: str | None = None) -> Image.Image:
+    "One generated image with no dog in it, of `kind` (default: a random one of `NON_DOG_KINDS`)."
+    kind = kind or NON_DOG_KINDS[int(rng.integers(len(NON_DOG_KINDS)))]
+    w, h = size
+    colour = lambda: tuple(int(v) for v in rng.integers(0, 256, 3))
+    if kind == "flat": return Image.new("RGB", size, colour())
+    if kind == "gradient":
+        a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        return Image.fromarray(np.broadcast_to(a + (b - a) * np.linspace(0, 1, w)[None, :, None], (h, w, 3)).astype(np.uint8))
+    if kind == "noise": return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    if kind == "texture":
+        small = rng.integers(0, 256, (max(1, h // 16), max(1, w // 16), 3), dtype=np.uint8)
+        return Image.fromarray(small).resize(size, Image.BICUBIC).filter(ImageFilter.GaussianBlur(2))
+    if kind == "stripes":
+        x = (np.arange(w) // int(rng.integers(6, 40))) % 2
+        return Image.fromarray(np.broadcast_to(np.where(x[None, :, None], colour(), colour()), (h, w, 3)).astype(np.uint8))
+    if kind == "shapes":
+        im = Image.new("RGB", size, colour()); d = ImageDraw.Draw(im)
+        for _ in range(int(rng.integers(3, 12))):
+            x0, y0 = int(rng.integers(0, max(1, w - 20))), int(rng.integers(0, max(1, h - 20)))
+            box = [x0, y0, x0 + int(rng.integers(20, 160)), y0 + int(rng.integers(20, 160))]
+            (d.ellipse if rng.random() < 0.5 else d.rectangle)(box, fill=colour())
+        return im
+    if kind == "text":
+        im = Image.new("RGB", size, (245, 242, 235)); d = ImageDraw.Draw(im)
+        for row in range(h // 20):
+            words = (("".join(chr(int(c)) for c in rng.integers(97, 123, int(rng.integers(2, 9))))) for _ in range(w // 40))
+            d.text((10, 10 + row * 20), " ".join(words), fill=(20, 20, 20))
+        return im
+    if kind == "landscape":
+        arr = np.zeros((h, w, 3), np.float32)
+        horizon = int(h * rng.uniform(0.3, 0.7))
+        arr[:horizon] = np.array([120, 170, 235]) * rng.uniform(0.7, 1.1)
+        arr[horizon:] = np.array([70, 120, 50]) * rng.uniform(0.6, 1.3)
+        arr += rng.normal(0, 8, arr.shape)
+        return Image.fromarray(arr.clip(0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1))
+    raise ValueError(f"unknown non-dog kind {kind!r}; one of {', '.join(NON_DOG_KINDS)}")
+
+# %% ../nbs/08_drift.ipynb #e20280b1
+def synthetic_non_dogs(rng: np.random.Generator, n_each: int = 20, size: tuple[int, int] = (320, 256)) -> dict[str, list[Image.Image]]:
+    "`n_each` generated non-dog images of every kind."
+    return {k: [synthetic_non_dog(rng, size, k) for _ in range(n_each)] for k in NON_DOG_KINDS}
+
+# %% ../nbs/08_drift.ipynb #c2999754
+def _jpeg(img: Image.Image, quality: int) -> Image.Image:
+    import io
+    buf = io.BytesIO(); img.save(buf, "JPEG", quality=quality); buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+def _zoom(img: Image.Image, keep: float = 0.55) -> Image.Image:
+    w, h = img.size
+    cw, ch = max(1, round(w * keep)), max(1, round(h * keep))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return img.crop((left, top, left + cw, top + ch)).resize((w, h), Image.BICUBIC)
+
+def _noise(img: Image.Image, rng: np.random.Generator, sigma: float = 20.0) -> Image.Image:
+    arr = np.asarray(img, dtype=np.float32) + rng.normal(0, sigma, (img.height, img.width, 3)).astype(np.float32)
+    return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+
+SHIFTS = {
+    "darker": lambda img, rng: Image.eval(img, lambda v: int(v * 0.6)),
+    "blur": lambda img, rng: img.filter(ImageFilter.GaussianBlur(0.015 * min(img.size))),
+    "noise": lambda img, rng: _noise(img, rng),
+    "grayscale": lambda img, rng: img.convert("L").convert("RGB"),
+    "jpeg": lambda img, rng: _jpeg(img, 10),
+    "zoom": lambda img, rng: _zoom(img),
+    "non_dog": lambda img, rng: synthetic_non_dog(rng, img.size) if rng.random() < 0.3 else img,
+}
+
+# %% ../nbs/08_drift.ipynb #b5d11502
 STAT_COLUMNS = [f"stat_{n}" for n in IMAGE_STAT_NAMES]
 PREDICTION_COLUMNS = ["breed", "confidence", "is_dog"]
 NO_DOG = "(no dog)"
-REFERENCE_FILE, REFERENCE_EMBEDDINGS_FILE = "drift_reference.csv", "drift_reference_embeddings.npy"
+REFERENCE_FILE, REFERENCE_EMBEDDINGS_FILE = SERVING_FILES.reference, SERVING_FILES.reference_embeddings
 
 class DriftError(DogBreedError):
     "Drift cannot be computed as asked: no reference, an unreadable reference, nothing to compare."
@@ -68,6 +142,7 @@ class DriftData:
         return DriftData(self.frame.iloc[idx].reset_index(drop=True),
                          None if self.embeddings is None else self.embeddings[idx], f"{self.source} (random {n})", self.window)
 
+# %% ../nbs/08_drift.ipynb #2eb819f1
 def prediction_columns(is_dog, breed, top_k) -> dict:
     "The prediction columns for one answer: breed (or NO_DOG), top-1 probability, 'dog'/'no dog'."
     top = json.loads(top_k) if isinstance(top_k, str) else top_k
@@ -101,9 +176,9 @@ def current_from_store(store, window: int = 500, since: dt.datetime | None = Non
     return DriftData(frame.reset_index(drop=True), np.stack(rows.embedding.tolist()) if has_emb else None,
                      f"prediction store {store._safe_url()}", info)
 
-# %% ../nbs/08_drift.ipynb #62e5896f
+# %% ../nbs/08_drift.ipynb #9ab0ded4
 def _photo_files(folder: Path) -> list[Path]:
-    from dog_breed_classifier.data import IMAGE_SUFFIXES   # the suffixes prepare reads
+    "The image files under `folder`, at any depth, with the suffixes prepare reads."
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 def reference_from_photos(predictor, photos: list, stats: pd.DataFrame | None = None, source: str = "photos",
@@ -122,23 +197,21 @@ def reference_from_photos(predictor, photos: list, stats: pd.DataFrame | None = 
     if stats is not None: data.frame[STAT_COLUMNS] = stats.iloc[kept][STAT_COLUMNS].to_numpy()
     return data
 
+# %% ../nbs/08_drift.ipynb #aeb9ab7a
 def write_reference(data: DriftData, model_dir: str | Path) -> dict:
     "Write `data` as the drift reference of the serving folder `model_dir`; returns the model card's entry for it."
     model_dir = Path(model_dir)
-    tmp_csv, tmp_npy = model_dir/f".{REFERENCE_FILE}.tmp", model_dir/f".{REFERENCE_EMBEDDINGS_FILE}.tmp"
-    try:
-        data.frame.to_csv(tmp_csv, index=False, float_format="%.6g")
-        files = dict(table=REFERENCE_FILE)
-        if data.has_embeddings:
-            with open(tmp_npy, "wb") as f: np.save(f, data.embeddings.astype(np.float16))
-            os.replace(tmp_npy, model_dir/REFERENCE_EMBEDDINGS_FILE); files["embeddings"] = REFERENCE_EMBEDDINGS_FILE
-        else: (model_dir/REFERENCE_EMBEDDINGS_FILE).unlink(missing_ok=True)
-        os.replace(tmp_csv, model_dir/REFERENCE_FILE)   # last: the table is what marks a complete reference
-    finally:
-        tmp_csv.unlink(missing_ok=True); tmp_npy.unlink(missing_ok=True)
+    files = dict(table=REFERENCE_FILE)
+    if data.has_embeddings:
+        with atomic_file(model_dir/REFERENCE_EMBEDDINGS_FILE) as tmp, open(tmp, "wb") as f: np.save(f, data.embeddings.astype(np.float16))
+        files["embeddings"] = REFERENCE_EMBEDDINGS_FILE
+    else: (model_dir/REFERENCE_EMBEDDINGS_FILE).unlink(missing_ok=True)
+    with atomic_file(model_dir/REFERENCE_FILE) as tmp:   # last: the table is what marks a complete reference
+        data.frame.to_csv(tmp, index=False, float_format="%.6g")
     return dict(rows=len(data), source=data.source, files=files, predictions=data.has_predictions,
                 embeddings=None if data.embeddings is None else list(data.embeddings.shape))
 
+# %% ../nbs/08_drift.ipynb #49ec6c32
 def _read_stats_file(path: Path) -> DriftData:
     "A CSV with the image statistics, named `stat_mean`… or `mean`… (prepare's reference_stats.csv)."
     try: df = pd.read_csv(path)
@@ -181,7 +254,7 @@ def load_reference(reference: str | Path | None, model_dir: str | Path | None, p
                      f"photos or a statistics file (--reference DIR_OR_STATS_FILE, serve --drift-reference), or export "
                      f"a trained model (dvc repro)")
 
-# %% ../nbs/08_drift.ipynb #ed1dc8c8
+# %% ../nbs/08_drift.ipynb #b5e97673
 def _components(reference: DriftData, current: DriftData, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     "The embeddings of both as the top `k` principal components of the reference embeddings."
     if k not in reference._pca:
@@ -193,6 +266,7 @@ def _components(reference: DriftData, current: DriftData, k: int) -> tuple[pd.Da
     return (pd.DataFrame(pca.transform(reference.embeddings), columns=names),
             pd.DataFrame(pca.transform(current.embeddings), columns=names))
 
+# %% ../nbs/08_drift.ipynb #db81c7fc
 @dataclass
 class _Comparison:
     "Both sides as Evidently datasets, and which columns play which part."
@@ -269,6 +343,7 @@ def _finite(x) -> float | None:
     "`x` rounded, or None when it is not a finite number (JSON has no NaN; a constant column can give one)."
     return round(float(x), 5) if x is not None and np.isfinite(float(x)) else None
 
+# %% ../nbs/08_drift.ipynb #a4c4cd1d
 def _column_scores(c: _Comparison, s: DriftSettings) -> dict:
     "Each statistic/prediction column's drift score, method, threshold and verdict (Evidently `ValueDrift`)."
     from evidently import Report
@@ -281,8 +356,9 @@ def _column_scores(c: _Comparison, s: DriftSettings) -> dict:
     return {col: dict(score=_finite(m["value"]), method=method(col)[0], threshold=method(col)[1], drifted=v)
             for col, m, v in zip(c.columns, snap["metrics"], verdicts)}
 
-def _summary(reference: DriftData, current: DriftData, s: DriftSettings, decision: dict, t0: float,
-             scores: dict | None = None) -> dict:
+def _summary_fields(reference: DriftData, current: DriftData, s: DriftSettings, decision: dict, t0: float,
+                    scores: dict | None = None) -> dict:
+    "The summary's fields: the decision, sizes, window, thresholds, and each column's score when computed."
     out = dict(decision, computed_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                reference=dict(rows=len(reference), source=reference.source),
                current=dict(rows=len(current), source=current.source, **current.window),
@@ -298,18 +374,19 @@ def _summary(reference: DriftData, current: DriftData, s: DriftSettings, decisio
     out["seconds"] = round(time.perf_counter() - t0, 3)
     return out
 
-def _summarise(reference: DriftData, current: DriftData, s: DriftSettings) -> tuple[dict, _Comparison | None]:
+def _summary_and_comparison(reference: DriftData, current: DriftData, s: DriftSettings) -> tuple[dict, _Comparison | None]:
     "The summary, and the comparison it was computed on (None when there was not enough data to compare)."
     t0 = time.perf_counter()
     reference = reference.sample(s.reference_rows)
-    if _status(reference, current, s): return _summary(reference, current, s, dict(NOT_ENOUGH_DATA), t0), None
+    if _status(reference, current, s): return _summary_fields(reference, current, s, dict(NOT_ENOUGH_DATA), t0), None
     c = _compare(reference, current, s)
-    return _summary(reference, current, s, _decide(c, s), t0, _column_scores(c, s)), c
+    return _summary_fields(reference, current, s, _decide(c, s), t0, _column_scores(c, s)), c
 
 def drift_summary(reference: DriftData, current: DriftData, settings: DriftSettings | None = None) -> dict:
     "The JSON summary: the decision, every column's score, the drifted columns, sizes, window and thresholds."
-    return _summarise(reference, current, settings or DriftSettings())[0]
+    return _summary_and_comparison(reference, current, settings or DriftSettings())[0]
 
+# %% ../nbs/08_drift.ipynb #b353c7d7
 def drift_report(reference: DriftData, current: DriftData, settings: DriftSettings | None = None,
                  html: str | Path | None = None) -> dict:
     "`drift_summary`, and Evidently's full HTML report written (atomically) to `html`."
@@ -318,11 +395,10 @@ def drift_report(reference: DriftData, current: DriftData, settings: DriftSettin
     from evidently.metrics.embeddings import RatioDriftMethod
     from evidently.presets import DataDriftPreset
     s = settings or DriftSettings()
-    summary, c = _summarise(reference, current, s)
+    summary, c = _summary_and_comparison(reference, current, s)
     if html is None: return summary
     html = Path(html); html.parent.mkdir(parents=True, exist_ok=True)
-    tmp = html.with_name(f".{html.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_file(html) as tmp:
         if c is None:
             import html as html_text
             tmp.write_text(f"<!doctype html><title>Drift: not enough data</title><h1>Drift: not enough data</h1>"
@@ -334,8 +410,6 @@ def drift_report(reference: DriftData, current: DriftData, settings: DriftSettin
                     component_stattest=s.numerical_method, component_stattest_threshold=s.numerical_threshold,
                     threshold=s.embedding_share)))
             with _quiet(): Report(metrics).run(c.current, c.reference).save_html(str(tmp))
-        os.replace(tmp, html)
-    finally: tmp.unlink(missing_ok=True)
     summary["report"] = str(html)
     return summary
 
@@ -344,7 +418,6 @@ class DriftMonitor:
     "Drift of a prediction store's recent rows against a reference, for a server: lazy reference, one computation at a time."
     def __init__(self, store, reference: str | Path | DriftData | None = None, model_dir: str | Path | None = None,
                  predictor=None, settings: DriftSettings | None = None):
-        import threading
         self.store, self.model_dir, self.predictor = store, model_dir, predictor
         self.model_version = predictor.model_version if predictor is not None else None   # the window: this model's predictions
         self.settings = settings or DriftSettings()
@@ -377,76 +450,6 @@ class DriftMonitor:
     def summary(self, window: int | None = None, since: dt.datetime | None = None, html: str | Path | None = None) -> dict:
         "`drift_summary` of the window (and the HTML report, when `html` is a path)."
         return self._run(lambda r, c: drift_report(r, c, self.settings, html), window, since)
-
-# %% ../nbs/08_drift.ipynb #b87830df
-NON_DOG_KINDS = ("flat", "gradient", "noise", "texture", "stripes", "shapes", "text", "landscape")
-
-def synthetic_non_dog(rng: np.random.Generator, size: tuple[int, int] = (320, 256), kind: str | None = None) -> Image.Image:
-    "One generated image with no dog in it, of `kind` (default: a random one of `NON_DOG_KINDS`)."
-    kind = kind or NON_DOG_KINDS[int(rng.integers(len(NON_DOG_KINDS)))]
-    w, h = size
-    colour = lambda: tuple(int(v) for v in rng.integers(0, 256, 3))
-    if kind == "flat": return Image.new("RGB", size, colour())
-    if kind == "gradient":
-        a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-        return Image.fromarray(np.broadcast_to(a + (b - a) * np.linspace(0, 1, w)[None, :, None], (h, w, 3)).astype(np.uint8))
-    if kind == "noise": return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-    if kind == "texture":
-        small = rng.integers(0, 256, (max(1, h // 16), max(1, w // 16), 3), dtype=np.uint8)
-        return Image.fromarray(small).resize(size, Image.BICUBIC).filter(ImageFilter.GaussianBlur(2))
-    if kind == "stripes":
-        x = (np.arange(w) // int(rng.integers(6, 40))) % 2
-        return Image.fromarray(np.broadcast_to(np.where(x[None, :, None], colour(), colour()), (h, w, 3)).astype(np.uint8))
-    if kind == "shapes":
-        im = Image.new("RGB", size, colour()); d = ImageDraw.Draw(im)
-        for _ in range(int(rng.integers(3, 12))):
-            x0, y0 = int(rng.integers(0, max(1, w - 20))), int(rng.integers(0, max(1, h - 20)))
-            box = [x0, y0, x0 + int(rng.integers(20, 160)), y0 + int(rng.integers(20, 160))]
-            (d.ellipse if rng.random() < 0.5 else d.rectangle)(box, fill=colour())
-        return im
-    if kind == "text":
-        im = Image.new("RGB", size, (245, 242, 235)); d = ImageDraw.Draw(im)
-        for row in range(h // 20):
-            words = (("".join(chr(int(c)) for c in rng.integers(97, 123, int(rng.integers(2, 9))))) for _ in range(w // 40))
-            d.text((10, 10 + row * 20), " ".join(words), fill=(20, 20, 20))
-        return im
-    if kind == "landscape":
-        arr = np.zeros((h, w, 3), np.float32)
-        horizon = int(h * rng.uniform(0.3, 0.7))
-        arr[:horizon] = np.array([120, 170, 235]) * rng.uniform(0.7, 1.1)
-        arr[horizon:] = np.array([70, 120, 50]) * rng.uniform(0.6, 1.3)
-        arr += rng.normal(0, 8, arr.shape)
-        return Image.fromarray(arr.clip(0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1))
-    raise ValueError(f"unknown non-dog kind {kind!r}; one of {', '.join(NON_DOG_KINDS)}")
-
-def synthetic_non_dogs(rng: np.random.Generator, n_each: int = 20, size: tuple[int, int] = (320, 256)) -> dict[str, list[Image.Image]]:
-    "`n_each` generated non-dog images of every kind."
-    return {k: [synthetic_non_dog(rng, size, k) for _ in range(n_each)] for k in NON_DOG_KINDS}
-
-def _jpeg(img: Image.Image, quality: int) -> Image.Image:
-    import io
-    buf = io.BytesIO(); img.save(buf, "JPEG", quality=quality); buf.seek(0)
-    return Image.open(buf).convert("RGB")
-
-def _zoom(img: Image.Image, keep: float = 0.55) -> Image.Image:
-    w, h = img.size
-    cw, ch = max(1, round(w * keep)), max(1, round(h * keep))
-    left, top = (w - cw) // 2, (h - ch) // 2
-    return img.crop((left, top, left + cw, top + ch)).resize((w, h), Image.BICUBIC)
-
-def _noise(img: Image.Image, rng: np.random.Generator, sigma: float = 20.0) -> Image.Image:
-    arr = np.asarray(img, dtype=np.float32) + rng.normal(0, sigma, (img.height, img.width, 3)).astype(np.float32)
-    return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
-
-SHIFTS = {
-    "darker": lambda img, rng: Image.eval(img, lambda v: int(v * 0.6)),
-    "blur": lambda img, rng: img.filter(ImageFilter.GaussianBlur(0.015 * min(img.size))),
-    "noise": lambda img, rng: _noise(img, rng),
-    "grayscale": lambda img, rng: img.convert("L").convert("RGB"),
-    "jpeg": lambda img, rng: _jpeg(img, 10),
-    "zoom": lambda img, rng: _zoom(img),
-    "non_dog": lambda img, rng: synthetic_non_dog(rng, img.size) if rng.random() < 0.3 else img,
-}
 
 # %% ../nbs/08_drift.ipynb #f6d446c3
 def shifted_pool(predictor, images: list[Image.Image], shift: str, seed: int = 0) -> DriftData:

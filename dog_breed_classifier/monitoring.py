@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
+from fastcore.basics import patch
 
-from .core import DogBreedError
+from .core import DogBreedError, atomic_file
 from .images import IMAGE_STAT_NAMES
 
 log = logging.getLogger("dog_breed_classifier.monitoring")
@@ -64,6 +65,7 @@ def default_store_url(root: str | Path | None = None) -> str:
     if env: return env
     return f"sqlite:///{(Path(root or '.')/'predictions.db').resolve()}"
 
+# %% ../nbs/07_monitoring.ipynb #9233f774
 def _sqlite_pragmas(dbapi_connection, _record):
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL"); cur.execute("PRAGMA synchronous=FULL"); cur.execute("PRAGMA busy_timeout=30000")
@@ -77,7 +79,7 @@ def _lost_a_creation_race(e: Exception) -> bool:
 
 class PredictionStore:
     "Durable prediction log on SQLAlchemy Core (SQLite WAL by default, any SQLAlchemy URL)."
-    def __init__(self, url: str | None = None):
+    def __init__(self, url: str | None = None): # a SQLAlchemy URL (default: `default_store_url()`)
         self.url = url or default_store_url()
         try: self.engine = sa.create_engine(self.url, pool_pre_ping=True)
         except (sa.exc.ArgumentError, ImportError, ModuleNotFoundError) as e:
@@ -109,54 +111,69 @@ class PredictionStore:
         try: return sa.engine.make_url(self.url).render_as_string(hide_password=True)
         except Exception: return "<unparseable URL>"
 
-    def add(self, prediction: dict, *, source: str = "api", prediction_id: str | None = None, content: bytes | None = None,
-            archived_as: str | None = None) -> str:
-        "Commit one prediction (a `Predictor` answer) and return its id; raises `StoreError` if it was not stored."
-        pid = prediction_id or new_prediction_id()
-        emb = prediction.get("embedding")
-        row = dict(id=pid, created_at=dt.datetime.now(dt.timezone.utc), model_version=prediction["model_version"],
-                   breed=prediction["breed"], confidence=prediction["confidence"], top_k=json.dumps(prediction["top_k"]),
-                   is_dog=prediction["is_dog"], dog_probability=prediction["dog_probability"],
-                   latency_ms=prediction["latency_ms"], width=prediction["width"], height=prediction["height"],
-                   bytes=len(content) if content is not None else None,
-                   content_sha256=hashlib.sha256(content).hexdigest() if content is not None else None,
-                   embedding=None if emb is None else np.asarray(emb, dtype="<f2").tobytes(),
-                   source=source, archived_as=archived_as,
-                   **{f"stat_{n}": float(prediction["image_stats"][n]) for n in IMAGE_STAT_NAMES})
-        try:
-            with self.engine.begin() as conn: conn.execute(PREDICTIONS.insert().values(**row))
-        except sa.exc.SQLAlchemyError as e:
-            raise StoreError(f"prediction not recorded: {str(e).splitlines()[0][:200]}") from None
-        return pid
-
-    def count(self) -> int:
-        with self.engine.connect() as conn: return conn.execute(sa.select(sa.func.count()).select_from(PREDICTIONS)).scalar_one()
-
-    def writable(self) -> bool:
-        "True if a write transaction can be opened and rolled back right now."
-        try:
-            with self.engine.connect() as conn:
-                tx = conn.begin(); conn.execute(HEALTH.delete().where(HEALTH.c.id == -1)); tx.rollback()
-            return True
-        except sa.exc.SQLAlchemyError: return False
-
-    def recent(self, limit: int | None = None, since: dt.datetime | None = None, model_version: str | None = None):
-        "The latest predictions (newest first; optionally only since `since`, only by `model_version`) as a DataFrame; `embedding` decoded to float32 arrays."
-        import pandas as pd
-        q = sa.select(PREDICTIONS).order_by(PREDICTIONS.c.created_at.desc())
-        if since is not None:   # rows are stored in UTC; SQLite compares the text, so the bound must be UTC too
-            since = since.astimezone(dt.timezone.utc) if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
-            q = q.where(PREDICTIONS.c.created_at >= since)
-        if model_version is not None: q = q.where(PREDICTIONS.c.model_version == model_version)
-        if limit: q = q.limit(limit)
-        try:
-            with self.engine.connect() as conn: df = pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in PREDICTIONS.c])
-        except sa.exc.SQLAlchemyError as e:
-            raise StoreError(f"cannot read the prediction store {self._safe_url()} ({str(e).splitlines()[0][:200]})") from None
-        df["embedding"] = [None if b is None else np.frombuffer(b, dtype="<f2").astype(np.float32) for b in df.embedding]
-        return df
-
     def __repr__(self): return f"PredictionStore({self._safe_url()})"
+
+# %% ../nbs/07_monitoring.ipynb #eef6670c
+@patch
+def add(self: PredictionStore, prediction: dict, # a `Predictor` answer (with its `embedding` when there is one)
+        *, source: str = "api", # api | batch | ui | cli
+        prediction_id: str | None = None, # the id to store it under (default: a new one)
+        content: bytes | None = None, # the photo's bytes: their size and SHA-256 are kept, not the bytes
+        archived_as: str | None = None, # where `ImageArchive` kept the photo, if it did
+       ) -> str:
+    "Commit one prediction (a `Predictor` answer) and return its id; raises `StoreError` if it was not stored."
+    pid = prediction_id or new_prediction_id()
+    emb = prediction.get("embedding")
+    row = dict(id=pid, created_at=dt.datetime.now(dt.timezone.utc), model_version=prediction["model_version"],
+               breed=prediction["breed"], confidence=prediction["confidence"], top_k=json.dumps(prediction["top_k"]),
+               is_dog=prediction["is_dog"], dog_probability=prediction["dog_probability"],
+               latency_ms=prediction["latency_ms"], width=prediction["width"], height=prediction["height"],
+               bytes=len(content) if content is not None else None,
+               content_sha256=hashlib.sha256(content).hexdigest() if content is not None else None,
+               embedding=None if emb is None else np.asarray(emb, dtype="<f2").tobytes(),
+               source=source, archived_as=archived_as,
+               **{f"stat_{n}": float(prediction["image_stats"][n]) for n in IMAGE_STAT_NAMES})
+    try:
+        with self.engine.begin() as conn: conn.execute(PREDICTIONS.insert().values(**row))
+    except sa.exc.SQLAlchemyError as e:
+        raise StoreError(f"prediction not recorded: {str(e).splitlines()[0][:200]}") from None
+    return pid
+
+@patch
+def count(self: PredictionStore) -> int:
+    "How many predictions the store holds."
+    with self.engine.connect() as conn: return conn.execute(sa.select(sa.func.count()).select_from(PREDICTIONS)).scalar_one()
+
+# %% ../nbs/07_monitoring.ipynb #47eca432
+@patch
+def writable(self: PredictionStore) -> bool:
+    "True if a write transaction can be opened and rolled back right now."
+    try:
+        with self.engine.connect() as conn:
+            tx = conn.begin(); conn.execute(HEALTH.delete().where(HEALTH.c.id == -1)); tx.rollback()
+        return True
+    except sa.exc.SQLAlchemyError: return False
+
+# %% ../nbs/07_monitoring.ipynb #9369716b
+@patch
+def recent(self: PredictionStore, limit: int | None = None, # at most this many, newest first
+           since: dt.datetime | None = None, # only predictions at or after this time (naive: UTC)
+           model_version: str | None = None, # only this model's predictions
+          ):
+    "The latest predictions (newest first) as a DataFrame; `embedding` decoded to float32 arrays."
+    import pandas as pd
+    q = sa.select(PREDICTIONS).order_by(PREDICTIONS.c.created_at.desc())
+    if since is not None:   # rows are stored in UTC; SQLite compares the text, so the bound must be UTC too
+        since = since.astimezone(dt.timezone.utc) if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
+        q = q.where(PREDICTIONS.c.created_at >= since)
+    if model_version is not None: q = q.where(PREDICTIONS.c.model_version == model_version)
+    if limit: q = q.limit(limit)
+    try:
+        with self.engine.connect() as conn: df = pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in PREDICTIONS.c])
+    except sa.exc.SQLAlchemyError as e:
+        raise StoreError(f"cannot read the prediction store {self._safe_url()} ({str(e).splitlines()[0][:200]})") from None
+    df["embedding"] = [None if b is None else np.frombuffer(b, dtype="<f2").astype(np.float32) for b in df.embedding]
+    return df
 
 # %% ../nbs/07_monitoring.ipynb #b5eb4993
 class ImageArchive:
@@ -175,9 +192,7 @@ class ImageArchive:
         path = f"{self.base}/{name}"
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         if self.local:   # write beside, then rename: a reader never sees half a file
-            tmp = f"{path}.tmp-{os.getpid()}"
-            with open(tmp, "wb") as f: f.write(content); f.flush(); os.fsync(f.fileno())
-            os.replace(tmp, path)
+            with atomic_file(path) as tmp, open(tmp, "wb") as f: f.write(content); f.flush(); os.fsync(f.fileno())
         else:
             with self.fs.open(path, "wb") as f: f.write(content)
         return name
