@@ -11,8 +11,6 @@ import datetime
 import hashlib
 import json
 import logging
-import os
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -23,18 +21,20 @@ import torch
 from torch import nn
 
 import dog_breed_classifier
-from .core import DogBreedError, ExportSettings, Params, ProjectPaths, breed_vocab, find_project_root
-from .data import load_report, publish_atomically
+from .core import (SERVING_FILES, DogBreedError, ExportSettings, Params, ProjectPaths, atomic_file,
+                                       atomic_folder, breed_vocab, find_project_root)
+from .data import draw_sample_dog, load_report
+from .drift import reference_from_photos, write_reference
 from .evaluate import caveat
 from .images import EVAL_CROP_FRACTION, IMAGE_STAT_NAMES, decode_image, model_input
+from .inference import Predictor
 from .model import DEFAULT_ARCH, create_model, imagenet_model, normalization
 from .train import load_trained_model
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'DOG_IMAGENET_CLASSES', 'OUTPUT_NAMES', 'TORCH_WEIGHTS_FILE', 'ZERO_SHOT_DATA', 'ServingModel',
-           'serving_model', 'export_onnx', 'onnx_session', 'check_parity', 'quantize_int8', 'compare_runtimes',
-           'file_sha256', 'model_card', 'save_torch_weights', 'load_serving_model', 'write_serving_dir', 'export',
-           'zero_shot_serving_dir']
+__all__ = ['DEFAULTS', 'DOG_IMAGENET_CLASSES', 'OUTPUT_NAMES', 'ZERO_SHOT_DATA', 'ServingModel', 'serving_model', 'export_onnx',
+           'onnx_session', 'check_parity', 'quantize_int8', 'compare_runtimes', 'file_sha256', 'model_card',
+           'save_torch_weights', 'load_serving_model', 'write_serving_dir', 'zero_shot_serving_dir', 'export']
 
 # %% ../nbs/09_export.ipynb #fc29f144
 DEFAULTS = ExportSettings()            # params.yaml's `export:` defaults, for callers without a Params
@@ -62,16 +62,12 @@ def serving_model(model: nn.Module, arch: str = DEFAULT_ARCH, pretrained: str = 
 def export_onnx(serving: ServingModel, path: str | Path, input_size: int = 224, opset: int = 17) -> Path:
     "Write `serving` as ONNX to `path` (input `image`: N×3×size×size float32; outputs `OUTPUT_NAMES`; dynamic N)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     names = ["image", *OUTPUT_NAMES]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)   # the TorchScript exporter is "legacy" but needs no onnxscript
-            torch.onnx.export(serving.eval(), torch.zeros(1, 3, input_size, input_size), str(tmp), input_names=["image"],
-                              output_names=OUTPUT_NAMES, dynamic_axes={n: {0: "batch"} for n in names},
-                              opset_version=opset, dynamo=False)
-        os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
+    with atomic_file(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # the TorchScript exporter is "legacy" but needs no onnxscript
+        torch.onnx.export(serving.eval(), torch.zeros(1, 3, input_size, input_size), str(tmp), input_names=["image"],
+                          output_names=OUTPUT_NAMES, dynamic_axes={n: {0: "batch"} for n in names},
+                          opset_version=opset, dynamo=False)
     return path
 
 def onnx_session(path: str | Path, threads: int = 0):
@@ -104,15 +100,13 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: np.n
             b = next(self.it, None)
             return None if b is None else {"image": b}
     out_path = Path(out_path)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))   # ORT's "consider pre-processing" nags
-    try:
+    with atomic_file(out_path) as tmp:
         quantize_static(str(fp32_path), str(tmp), _Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        os.replace(tmp, out_path)
-    finally: tmp.unlink(missing_ok=True)
     return out_path
 
+# %% ../nbs/09_export.ipynb #2abc4e2e
 def _images_per_second(sess, batch: np.ndarray, rounds: int) -> list[float]:
     out = []
     for _ in range(rounds):
@@ -141,6 +135,7 @@ def compare_runtimes(fp32_path: str | Path, int8_path: str | Path, test_batch: n
 
 # %% ../nbs/09_export.ipynb #3df4d358
 def file_sha256(path: str | Path) -> str:
+    "The SHA-256 of the file at `path`, read in 1 MB blocks."
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
@@ -162,7 +157,7 @@ def model_card(meta: dict, onnx_path: Path, parity: dict, int8: dict | None = No
         "input": {"size": meta["input_size"], "resize_shorter_side": round(meta["input_size"] / EVAL_CROP_FRACTION),
                   "crop": "centre", "interpolation": "bilinear", "mean": list(meta["mean"]), "std": list(meta["std"]),
                   "layout": "NCHW float32, RGB scaled to [0, 1] then normalised"},
-        "files": {"onnx": onnx_path.name, "onnx_sha256": sha, "int8": "model.int8.onnx" if int8 and int8["kept"] else None},
+        "files": {"onnx": onnx_path.name, "onnx_sha256": sha, "int8": SERVING_FILES.int8 if int8 and int8["kept"] else None},
         "outputs": OUTPUT_NAMES,
         "zero_shot": bool(meta.get("zero_shot")),
         "training": {"data": meta["data"], "pretrained": pretrained, "best_epoch": meta.get("best_epoch"),
@@ -179,8 +174,6 @@ def model_card(meta: dict, onnx_path: Path, parity: dict, int8: dict | None = No
     }
 
 # %% ../nbs/09_export.ipynb #6f968b33
-TORCH_WEIGHTS_FILE = "model.safetensors"
-
 def save_torch_weights(serving: ServingModel, path: str | Path) -> Path:
     "Write `serving`'s weights to `path` as safetensors."
     from safetensors.torch import save_file
@@ -192,8 +185,8 @@ def load_serving_model(model_dir: str | Path) -> ServingModel:
     "The torch `ServingModel` of a serving folder (its card + safetensors weights), in eval mode."
     from safetensors.torch import load_file
     model_dir = Path(model_dir)
-    card = json.loads((model_dir/"model_card.json").read_text())
-    weights = model_dir/(card["files"].get("torch") or TORCH_WEIGHTS_FILE)
+    card = json.loads((model_dir/SERVING_FILES.card).read_text())
+    weights = model_dir/(card["files"].get("torch") or SERVING_FILES.torch)
     if not weights.is_file():
         raise DogBreedError(f"{weights} is missing: this serving folder has no torch weights (exported by an older version, "
                             f"or left out to save space); export the model again to explain it with gradients")
@@ -207,61 +200,92 @@ def load_serving_model(model_dir: str | Path) -> ServingModel:
 
 # %% ../nbs/09_export.ipynb #377a7bb3
 def _photo_batch(files: list[Path], size: int, mean, std) -> np.ndarray:
+    "Model inputs for `files`, decoded and cropped as serving does."
     if not files: return np.zeros((0, 3, size, size), np.float32)
     return np.stack([model_input(decode_image(f).image, size, mean, std) for f in files])
 
-def write_serving_dir(out_dir: Path, serving: ServingModel, meta: dict, *, pretrained: str, opset: int = 17,
-                      calibration: list[Path] = (), test: list[tuple[Path, str]] = (), int8: bool = False,
-                      max_int8_top1_drop: float = DEFAULTS.max_int8_top1_drop,
-                      no_dog_threshold: float = DEFAULTS.no_dog_threshold, metrics: dict | None = None,
-                      min_test_photos: int = 100, reference_photos: list[Path] = (), reference_stats=None,
-                      reference_source: str = "") -> dict:
-    "Export `serving` (described by train's `meta`) into `out_dir`: model.onnx (+ int8 if it wins), model_card.json, torch weights, drift reference."
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    try:
-        size, mean, std = meta["input_size"], meta["mean"], meta["std"]
-        onnx_path = export_onnx(serving, tmp/"model.onnx", size, opset)
-        save_torch_weights(serving, tmp/TORCH_WEIGHTS_FILE)
+def _probe_images(rng) -> list:
+    "Drawn dogs for the parity check when no photos are given (the zero-shot build)."
+    return [draw_sample_dog(b, rng, (288, 256)) for b in ["pug", "beagle", "chow", "papillon"]]
+
+def _int8_decision(onnx_path: Path, out_dir: Path, meta: dict, calibration: list[Path], test: list[tuple[Path, str]],
+                   max_top1_drop: float, min_test_photos: int) -> dict:
+    "Quantise, measure against fp32 on the test photos, keep `model.int8.onnx` in `out_dir` only if it earns it."
+    size, mean, std = meta["input_size"], meta["mean"], meta["std"]
+    if len(test) < min_test_photos:   # it could not be kept: do not spend the time
+        return dict(kept=False, test_photos=len(test), reason=f"too few test photos ({len(test)} < "
+                    f"{min_test_photos}) to show int8 is as accurate; not tried")
+    index = {c: i for i, c in enumerate(meta["classes"])}
+    unknown = sorted({b for _, b in test} - set(index))
+    if unknown: raise DogBreedError(f"the test photos include breeds the model was not trained on ({', '.join(unknown[:5])}); "
+                                    f"the data changed since training: run `dog-breed train` (or `dvc repro`) again")
+    calib = _photo_batch(list(calibration), size, mean, std)
+    targets = np.array([index[b] for _, b in test], dtype=int)
+    int8_path = quantize_int8(onnx_path, out_dir/SERVING_FILES.int8, calib)
+    report = compare_runtimes(onnx_path, int8_path, _photo_batch([f for f, _ in test], size, mean, std), targets, calib[:16],
+                              max_top1_drop=max_top1_drop, min_test_photos=min_test_photos)
+    if not report["kept"]: int8_path.unlink()
+    return report
+
+# %% ../nbs/09_export.ipynb #2d638a04
+def _add_drift_reference(folder: Path, card: dict, photos: list[Path], stats: pd.DataFrame | None, source: str) -> dict:
+    "Describe `photos` with the model in `folder`, write them as its drift reference, and note it in the card."
+    ref = reference_from_photos(Predictor.from_dir(folder), list(photos), stats=stats,
+                                source=source or f"{len(photos)} photos", progress=False)
+    card["drift_reference"] = write_reference(ref, folder)
+    return card
+
+def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced whole, atomically)
+                      serving: ServingModel, # the model with its three outputs
+                      meta: dict, # train's model.json: arch, classes, normalisation, input size, data
+                      *, pretrained: str, # the weights it started from (package | hub | none | a file)
+                      opset: int = 17, # ONNX opset
+                      calibration: list[Path] = (), # validation photos: parity batch and int8 calibration
+                      test: list[tuple[Path, str]] = (), # (photo, breed) pairs that decide whether int8 is kept
+                      int8: bool = False, # try an int8 model
+                      max_int8_top1_drop: float = DEFAULTS.max_int8_top1_drop, # int8 may lose at most this much top-1
+                      no_dog_threshold: float = DEFAULTS.no_dog_threshold, # P(dog) below this answers no dog
+                      metrics: dict | None = None, # evaluate's test metrics, carried into the card
+                      min_test_photos: int = 100, # fewer test photos cannot justify int8
+                      reference_photos: list[Path] = (), # held-out photos for the drift reference (none: no reference)
+                      reference_stats=None, # their statistics as prepare measured them
+                      reference_source: str = "") -> dict: # the reference's description, in words
+    "Export `serving` into `out_dir`: model.onnx (+ int8 if it wins), model_card.json, torch weights, drift reference."
+    size, mean, std = meta["input_size"], meta["mean"], meta["std"]
+    with atomic_folder(Path(out_dir)) as tmp:
+        onnx_path = export_onnx(serving, tmp/SERVING_FILES.onnx, size, opset)
+        save_torch_weights(serving, tmp/SERVING_FILES.torch)
         batch = (_photo_batch(list(calibration[:8]), size, mean, std) if calibration else
                  np.stack([model_input(s, size, mean, std) for s in _probe_images(np.random.default_rng(0))]))
         parity = check_parity(serving, onnx_path, batch)
-        int8_report = None
-        if int8 and calibration and len(test) < min_test_photos:   # it could not be kept: do not spend the time
-            int8_report = dict(kept=False, test_photos=len(test), reason=f"too few test photos ({len(test)} < "
-                               f"{min_test_photos}) to show int8 is as accurate; not tried")
-        elif int8 and calibration:
-            calib = _photo_batch(list(calibration), size, mean, std)
-            index = {c: i for i, c in enumerate(meta["classes"])}
-            unknown = sorted({b for _, b in test} - set(index))
-            if unknown: raise DogBreedError(f"the test photos include breeds the model was not trained on ({', '.join(unknown[:5])}); "
-                                            f"the data changed since training: run `dog-breed train` (or `dvc repro`) again")
-            test_batch = _photo_batch([f for f, _ in test], size, mean, std)
-            targets = np.array([index[b] for _, b in test], dtype=int)
-            int8_path = quantize_int8(onnx_path, tmp/"model.int8.onnx", calib)
-            int8_report = compare_runtimes(onnx_path, int8_path, test_batch, targets, calib[:16],
-                                           max_top1_drop=max_int8_top1_drop, min_test_photos=min_test_photos)
-            if not int8_report["kept"]: int8_path.unlink()
+        int8_report = (_int8_decision(onnx_path, tmp, meta, calibration, test, max_int8_top1_drop, min_test_photos)
+                       if int8 and calibration else None)
         card = model_card(meta, onnx_path, parity, int8_report, metrics, no_dog_threshold, pretrained)
-        card["files"]["torch"] = TORCH_WEIGHTS_FILE
-        (tmp/"model_card.json").write_text(json.dumps(card, indent=1))
-        if len(reference_photos):   # the drift reference: what this very model makes of held-out training photos
-            from dog_breed_classifier.drift import reference_from_photos, write_reference
-            from dog_breed_classifier.inference import Predictor
-            ref = reference_from_photos(Predictor.from_dir(tmp), list(reference_photos), stats=reference_stats,
-                                        source=reference_source or f"{len(reference_photos)} photos", progress=False)
-            card["drift_reference"] = write_reference(ref, tmp)
-            (tmp/"model_card.json").write_text(json.dumps(card, indent=1))
-        publish_atomically(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
+        card["files"]["torch"] = SERVING_FILES.torch
+        (tmp/SERVING_FILES.card).write_text(json.dumps(card, indent=1))
+        if len(reference_photos):
+            card = _add_drift_reference(tmp, card, reference_photos, reference_stats, reference_source)
+            (tmp/SERVING_FILES.card).write_text(json.dumps(card, indent=1))
     return card
 
-def _probe_images(rng) -> list:
-    from dog_breed_classifier.data import draw_sample_dog
-    return [draw_sample_dog(b, rng, (288, 256)) for b in ["pug", "beagle", "chow", "papillon"]]
+# %% ../nbs/09_export.ipynb #dbb3086d
+ZERO_SHOT_DATA = {"source": "imagenet", "note": "no fine-tuning: the breed head is the ImageNet classifier's rows "
+                                               "for the 120 breeds (packaged tf_efficientnet_lite0 weights)"}
 
+def zero_shot_serving_dir(out_dir: str | Path, no_dog_threshold: float = DEFAULTS.no_dog_threshold) -> Path:
+    "Build the 120-breed zero-shot serving model (ONNX + card) in `out_dir` unless it is already there."
+    out_dir = Path(out_dir)
+    if SERVING_FILES.complete(out_dir): return out_dir
+    model = create_model(DEFAULT_ARCH, "all", "package")
+    mean, std = normalization(model)
+    meta = dict(arch=DEFAULT_ARCH, classes=model.classes, mean=list(mean), std=list(std), input_size=224,
+                pretrained="package", zero_shot=True, data=ZERO_SHOT_DATA)
+    metrics = {"note": "measured by benchmarks/zero_shot_accuracy.py on 1 200 Stanford Dogs dev photos",
+               "dev_top1": 0.852, "caveat": caveat("stanford")[0]}
+    write_serving_dir(out_dir, serving_model(model), meta, pretrained="package", no_dog_threshold=no_dog_threshold, metrics=metrics)
+    return out_dir
+
+# %% ../nbs/09_export.ipynb #f7bfbade
 def export(params: Params, root: str | Path | None = None, out_dir: str | Path | None = None) -> dict:
     "Export the model in models/trained/ to models/serving/ (ONNX + model card); returns the card."
     paths = ProjectPaths(Path(root).resolve() if root else find_project_root())
@@ -287,20 +311,3 @@ def export(params: Params, root: str | Path | None = None, out_dir: str | Path |
                              reference_photos=[paths.processed/p for p in held_out.path], reference_stats=stats,
                              reference_source=f"{len(held_out)} held-out (validation and test) photos of the training data "
                                               f"({params.data.source}), statistics as measured by prepare")
-
-# %% ../nbs/09_export.ipynb #dbb3086d
-ZERO_SHOT_DATA = {"source": "imagenet", "note": "no fine-tuning: the breed head is the ImageNet classifier's rows "
-                                               "for the 120 breeds (packaged tf_efficientnet_lite0 weights)"}
-
-def zero_shot_serving_dir(out_dir: str | Path, no_dog_threshold: float = DEFAULTS.no_dog_threshold) -> Path:
-    "Build the 120-breed zero-shot serving model (ONNX + card) in `out_dir` unless it is already there."
-    out_dir = Path(out_dir)
-    if all((out_dir/f).is_file() for f in ("model_card.json", "model.onnx", TORCH_WEIGHTS_FILE)): return out_dir
-    model = create_model(DEFAULT_ARCH, "all", "package")
-    mean, std = normalization(model)
-    meta = dict(arch=DEFAULT_ARCH, classes=model.classes, mean=list(mean), std=list(std), input_size=224,
-                pretrained="package", zero_shot=True, data=ZERO_SHOT_DATA)
-    metrics = {"note": "measured by benchmarks/zero_shot_accuracy.py on 1 200 Stanford Dogs dev photos",
-               "dev_top1": 0.852, "caveat": caveat("stanford")[0]}
-    write_serving_dir(out_dir, serving_model(model), meta, pretrained="package", no_dog_threshold=no_dog_threshold, metrics=metrics)
-    return out_dir
