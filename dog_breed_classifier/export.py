@@ -106,7 +106,7 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: np.n
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     return out_path
 
-# %% ../nbs/09_export.ipynb #2abc4e2e
+# %% ../nbs/09_export.ipynb #18b3a5d4
 def _images_per_second(sess, batch: np.ndarray, rounds: int) -> list[float]:
     out = []
     for _ in range(rounds):
@@ -227,7 +227,7 @@ def _int8_decision(onnx_path: Path, out_dir: Path, meta: dict, calibration: list
     if not report["kept"]: int8_path.unlink()
     return report
 
-# %% ../nbs/09_export.ipynb #2d638a04
+# %% ../nbs/09_export.ipynb #9fb21430
 def _add_drift_reference(folder: Path, card: dict, photos: list[Path], stats: pd.DataFrame | None, source: str) -> dict:
     "Describe `photos` with the model in `folder`, write them as its drift reference, and note it in the card."
     ref = reference_from_photos(Predictor.from_dir(folder), list(photos), stats=stats,
@@ -285,7 +285,7 @@ def zero_shot_serving_dir(out_dir: str | Path, no_dog_threshold: float = DEFAULT
     write_serving_dir(out_dir, serving_model(model), meta, pretrained="package", no_dog_threshold=no_dog_threshold, metrics=metrics)
     return out_dir
 
-# %% ../nbs/09_export.ipynb #f7bfbade
+# %% ../nbs/09_export.ipynb #df4a3df1
 def export(params: Params, root: str | Path | None = None, out_dir: str | Path | None = None) -> dict:
     "Export the model in models/trained/ to models/serving/ (ONNX + model card); returns the card."
     paths = ProjectPaths(Path(root).resolve() if root else find_project_root())

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .core import DogBreedError
+from .core import SERVING_FILES, DogBreedError
 from .images import center_crop, model_input
 from .inference import Predictor
 
@@ -101,7 +101,7 @@ def grad_cam_unavailable(predictor: Predictor) -> str | None:
     if missing: return f"Grad-CAM needs {', '.join(missing)} (pip install 'dog_breed_classifier[train]')"
     weights = predictor.card["files"].get("torch")
     if not weights or not (predictor.model_dir/weights).is_file():
-        return f"the serving folder {predictor.model_dir} has no torch weights (model.safetensors); export the model again"
+        return f"the serving folder {predictor.model_dir} has no torch weights ({SERVING_FILES.torch}); export the model again"
     return None
 
 def torch_serving_model(predictor: Predictor):
@@ -109,7 +109,7 @@ def torch_serving_model(predictor: Predictor):
     key = predictor.model_dir.resolve()
     with _torch_lock:
         if key not in _torch_models:
-            from dog_breed_classifier.export import load_serving_model
+            from dog_breed_classifier.export import load_serving_model   # torch: optional where the model is served
             model = load_serving_model(key)
             for p in model.parameters(): p.requires_grad_(False)   # gradients are wanted for the feature map only
             _torch_models[key] = model
