@@ -8,50 +8,48 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/cli.html.md"""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import logging
 import os
 import sys
 from pathlib import Path
 
 import dog_breed_classifier
-from .core import PARAMS_FILE, DogBreedError, breed_vocab, find_project_root, load_params
+from .core import PARAMS_FILE, SERVING_FILES, DogBreedError, DriftSettings, atomic_write, breed_vocab, load_project
+from .data import make_sample_dataset
+from .drift import REFERENCE_FILE, current_from_store, drift_report, load_reference
+from .images import ImageDecodeError
+from .inference import Predictor, choose_model_dir, read_model_card, serving_model_dir
 
 # %% auto #0
-__all__ = ['cmd_prepare', 'cmd_sample', 'cmd_train', 'cmd_evaluate', 'cmd_breeds', 'cmd_export', 'serving_model_dir', 'cmd_serve',
-           'cmd_predict', 'cmd_space', 'cmd_drift', 'cmd_data_report', 'cmd_check_model', 'build_parser', 'main']
-
-# %% ../nbs/13_cli.ipynb #f74e825c
-def _add_params_args(p: argparse.ArgumentParser):
-    p.add_argument("--params", metavar="FILE", help=f"settings file (default: the project's {PARAMS_FILE})")
-    p.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. -S data.source=stanford -S data.path=~/dogs (repeatable)")
-
-def _load(args):
-    "Params and project root for `args`."
-    root = Path(args.params).resolve().parent if args.params else find_project_root()
-    return load_params(args.params or root/PARAMS_FILE, args.overrides), root
+__all__ = ['PARAMS_ARGS', 'QUIET', 'MODEL_DIR', 'BACKEND', 'PIPELINE_COMMANDS', 'SERVING_COMMANDS', 'MONITORING_COMMANDS',
+           'COMMANDS', 'cmd_prepare', 'cmd_sample', 'cmd_train', 'cmd_evaluate', 'cmd_export', 'cmd_breeds',
+           'cmd_serve', 'cmd_predict', 'cmd_space', 'cmd_drift', 'cmd_data_report', 'cmd_check_model', 'arg',
+           'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #e0f74419
 def cmd_prepare(args) -> int:
     "Validate, convert, split and store the photos of data.source into data/processed."
-    from dog_breed_classifier.augment import prepare   # imported here so `dog-breed --help` stays instant
-    params, root = _load(args)
+    from dog_breed_classifier.augment import prepare   # albumentations: the prepare extra, and seconds to import
+    params, root = load_project(args.params, args.overrides)
     report = prepare(params, root, out_dir=args.out, progress=not args.quiet)
     print(report)
     return 0
 
 def cmd_sample(args) -> int:
     "Draw the synthetic sample dataset (Kaggle layout) into --out (default: data.path)."
-    from dog_breed_classifier.data import make_sample_dataset
-    params, root = _load(args)
+    params, root = load_project(args.params, args.overrides)
     out = Path(args.out) if args.out else root/params.data.path
     make_sample_dataset(out, params.data.sample, progress=not args.quiet)
     print(f"sample dataset: {len(params.data.sample.breeds)} breeds × {params.data.sample.images_per_breed} images in {out}")
     return 0
 
+# %% ../nbs/13_cli.ipynb #49060489
 def cmd_train(args) -> int:
     "Fine-tune the model on data/processed (params: model, train); write models/trained/."
-    from dog_breed_classifier.train import train
-    params, root = _load(args)
+    from dog_breed_classifier.train import train   # torch and fastai: the train extra
+    params, root = load_project(args.params, args.overrides)
     meta = train(params, root, progress=not args.quiet)
     if int(os.environ.get("RANK", 0)) > 0: return 0   # one summary, from the process that wrote models/trained/
     kept = "the zero-shot weights (no epoch beat them)" if meta["zero_shot"] else f"epoch {meta['best_epoch']}"
@@ -62,8 +60,8 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     "Score the trained model and the zero-shot model on the test photos; write reports/."
-    from dog_breed_classifier.evaluate import evaluate
-    params, root = _load(args)
+    from dog_breed_classifier.evaluate import evaluate   # torch: the train extra
+    params, root = load_project(args.params, args.overrides)
     m = evaluate(params, root, progress=not args.quiet)
     for name in ("model", "zero_shot"):
         s = m[name]
@@ -71,6 +69,18 @@ def cmd_evaluate(args) -> int:
     print(m["caveat"])
     return 0
 
+def cmd_export(args) -> int:
+    "Export models/trained/ to models/serving/: ONNX (+ int8 when it wins) and model_card.json."
+    from dog_breed_classifier.export import export   # torch: the train extra
+    params, root = load_project(args.params, args.overrides)
+    card = export(params, root)
+    int8 = card["int8"]
+    print(f"exported {card['model_version']} ({len(card['classes'])} breeds) → {root/'models'/'serving'}; "
+          f"parity max logit diff {card['parity']['max_abs_logit_diff']:.1e}; int8: "
+          + ("not tried" if int8 is None else f"{'kept' if int8['kept'] else 'dropped'} ({int8['reason']})"))
+    return 0
+
+# %% ../nbs/13_cli.ipynb #84cef132
 def cmd_breeds(args) -> int:
     "List the 120 breeds: Kaggle name, display name, WordNet synset, ImageNet index."
     rows = [(b.name, b.display_name, b.synset, str(b.imagenet_index)) for b in breed_vocab()]
@@ -82,41 +92,9 @@ def cmd_breeds(args) -> int:
     return 0
 
 # %% ../nbs/13_cli.ipynb #3c17e214
-def cmd_export(args) -> int:
-    "Export models/trained/ to models/serving/: ONNX (+ int8 when it wins) and model_card.json."
-    from dog_breed_classifier.export import export
-    params, root = _load(args)
-    card = export(params, root)
-    int8 = card["int8"]
-    print(f"exported {card['model_version']} ({len(card['classes'])} breeds) → {root/'models'/'serving'}; "
-          f"parity max logit diff {card['parity']['max_abs_logit_diff']:.1e}; int8: "
-          + ("not tried" if int8 is None else f"{'kept' if int8['kept'] else 'dropped'} ({int8['reason']})"))
-    return 0
-
-def serving_model_dir(model_dir: str | None, quiet: bool = False) -> tuple[Path, str]:
-    "The serving folder to use and why, building the zero-shot model once when it is the choice."
-    import importlib.util
-    import subprocess
-    from dog_breed_classifier.inference import choose_model_dir, zero_shot_cache_dir
-    choice = choose_model_dir(model_dir)
-    if choice.model_dir is not None: return choice.model_dir, choice.reason
-    missing = [m for m in ("torch", "timm", "onnx") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise DogBreedError(f"the zero-shot model is not built yet, and building it needs the training extra ({', '.join(missing)} "
-                            f"missing): pip install 'dog_breed_classifier[train]' once, or pass --model-dir")
-    out = zero_shot_cache_dir()
-    if not quiet: print(f"building the zero-shot model once into {out} …", file=sys.stderr)
-    # in a child process: torch (≈1 GB resident) must not stay in the memory of the server that follows
-    code = "import sys; from dog_breed_classifier.export import zero_shot_serving_dir; zero_shot_serving_dir(sys.argv[1])"
-    res = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise DogBreedError(f"building the zero-shot model failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
-    return out, choice.reason
-
 def cmd_serve(args) -> int:
     "Serve the API (and /metrics) with uvicorn."
-    import logging
-    import uvicorn
+    import uvicorn   # the serve extra (FastAPI, SQLAlchemy, Prometheus, Gradio): not needed to train
     from dog_breed_classifier.api import create_app
     from dog_breed_classifier.monitoring import PredictionStore, default_store_url
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -126,8 +104,7 @@ def cmd_serve(args) -> int:
         model_dir, reason, model_error = None, "", str(e)
         logging.getLogger("dog_breed_classifier.api").error("no model: %s", e)
     store = PredictionStore(args.store_url or default_store_url())
-    from dog_breed_classifier.core import DriftSettings
-    try: drift_settings = load_params(find_project_root()/PARAMS_FILE).drift
+    try: drift_settings = load_project()[0].drift
     except DogBreedError: drift_settings = DriftSettings()
     if args.drift_refresh is not None: drift_settings.refresh_seconds = max(0, args.drift_refresh)
     app = create_app(store=store, model_dir=model_dir, selection_reason=reason, archive_url=args.archive, model_error=model_error,
@@ -138,11 +115,9 @@ def cmd_serve(args) -> int:
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.no_access_log)
     return 0
 
+# %% ../nbs/13_cli.ipynb #781df438
 def cmd_predict(args) -> int:
     "Predict the breeds of image files (a table, or one JSON object per image with --json)."
-    import json
-    from dog_breed_classifier.images import ImageDecodeError
-    from dog_breed_classifier.inference import Predictor
     model_dir, reason = serving_model_dir(args.model_dir, quiet=args.json)
     predictor = Predictor.from_dir(model_dir, backend=args.backend, selection_reason=reason)
     if not args.json: print(f"model: {predictor.model_version} — {reason}", file=sys.stderr)
@@ -158,7 +133,7 @@ def cmd_predict(args) -> int:
 
 def cmd_space(args) -> int:
     "Assemble a Hugging Face Space (app.py, README, requirements without torch, the library, the model) in a new folder."
-    from dog_breed_classifier.app import build_space
+    from dog_breed_classifier.delivery import build_space   # the serve extra (the model card in words)
     model_dir, reason = serving_model_dir(args.model_dir)
     out = build_space(args.out, model_dir, torch_weights=args.torch_weights)
     print(f"Space assembled in {out} with {model_dir} ({reason}).\n"
@@ -170,8 +145,7 @@ def cmd_space(args) -> int:
 # %% ../nbs/13_cli.ipynb #3774148b
 def _drift_settings(args):
     "params.yaml's `drift:` (with -S overrides) when there is a project, else the defaults; --window on top."
-    from dog_breed_classifier.core import DriftSettings
-    try: settings = _load(args)[0].drift
+    try: settings = load_project(args.params, args.overrides)[0].drift
     except DogBreedError:
         if args.params or args.overrides: raise
         settings = DriftSettings()   # outside a project (a server host, a container): the built-in defaults
@@ -181,17 +155,15 @@ def _drift_settings(args):
     return settings
 
 def _since(text: str | None):
-    import datetime as dt
     if text is None: return None
     try: t = dt.datetime.fromisoformat(text)
     except ValueError: raise DogBreedError(f"--since {text!r} is not an ISO 8601 time (e.g. 2026-11-27T08:00, UTC unless a zone is given)") from None
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
+# %% ../nbs/13_cli.ipynb #20f8451f
 def cmd_drift(args) -> int:
     "Compare recent predictions with the served model's reference; exit 1 when drift is detected."
-    import json
-    from sqlalchemy.engine import make_url
-    from dog_breed_classifier.drift import REFERENCE_FILE, current_from_store, drift_report, load_reference
+    from sqlalchemy.engine import make_url   # the serve extra, like the prediction store it reads
     from dog_breed_classifier.monitoring import PredictionStore, default_store_url
     settings, since = _drift_settings(args), _since(args.since)
     url = args.store_url or default_store_url()
@@ -203,23 +175,20 @@ def cmd_drift(args) -> int:
     store = PredictionStore(url)
     reference, model_dir, predictor = args.reference, None, None
     if reference is None:   # the served model's own reference (the zero-shot model has none: load_reference says what to do)
-        from dog_breed_classifier.inference import choose_model_dir
         model_dir = choose_model_dir(args.model_dir).model_dir
     elif Path(reference).is_dir() and not (Path(reference)/REFERENCE_FILE).is_file():   # photos: the served model describes them
-        from dog_breed_classifier.inference import Predictor
         model_dir, _ = serving_model_dir(args.model_dir, quiet=args.quiet)
         predictor = Predictor.from_dir(model_dir)
     ref = load_reference(reference, model_dir, predictor, progress=not args.quiet)
     version = None   # the served model's predictions only, when we know which model that is
-    if model_dir is not None and (Path(model_dir)/"model_card.json").is_file():
-        from dog_breed_classifier.inference import read_model_card
+    if model_dir is not None and (Path(model_dir)/SERVING_FILES.card).is_file():
         version = read_model_card(model_dir)["model_version"]
     current = current_from_store(store, settings.window, since, version)
     out = Path(args.out)
     summary = drift_report(ref, current, settings, html=out)
     json_out = Path(args.json) if args.json else out.with_suffix(".json")
     json_out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = json_out.with_name(f".{json_out.name}.tmp"); tmp.write_text(json.dumps(summary, indent=2) + "\n"); os.replace(tmp, json_out)
+    atomic_write(json_out, json.dumps(summary, indent=2) + "\n")
     if summary["status"] == "not_enough_data": print(f"drift: {summary['message']}")
     else:
         emb = summary["embedding_drift_score"]
@@ -231,113 +200,118 @@ def cmd_drift(args) -> int:
     print(f"  {len(current)} predictions vs {len(ref)} reference rows ({ref.source}); report {out}, summary {json_out}")
     return 1 if summary["drift_detected"] and not args.no_fail else 0
 
-# %% ../nbs/13_cli.ipynb #3d97dc44
+# %% ../nbs/13_cli.ipynb #50bbb1cc
 def _write_report(text: str, out: str | None):
     "Print the report and, with --out, write it whole (a temporary file renamed into place)."
     print(text, end="")
     if out:
         out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp"); tmp.write_text(text); os.replace(tmp, out)
+        atomic_write(out, text)
 
 def cmd_data_report(args) -> int:
     "Validate a prepared dataset (quarantine share, class balance, splits, leakage); exit 1 when a check fails."
-    from dog_breed_classifier.delivery import data_report
+    from dog_breed_classifier.delivery import data_report   # the serve extra (delivery reads the prediction answers' module)
     report = data_report(args.data, max_quarantine_share=args.max_quarantine_share, max_imbalance=args.max_imbalance)
     _write_report(report.markdown(), args.out)
     return 0 if report.ok else 1
 
 def cmd_check_model(args) -> int:
     "Check a serving folder before serving it: integrity, accuracy vs its card and the served model, speed; exit 1 on a regression."
-    from dog_breed_classifier.delivery import check_model
+    from dog_breed_classifier.delivery import check_model   # the serve extra
     for flag, d in [("MODEL_DIR", args.model_dir), ("--baseline", args.baseline)]:
-        if d and not (Path(d)/"model_card.json").is_file():
+        if d and not (Path(d)/SERVING_FILES.card).is_file():
             raise DogBreedError(f"{flag} {d} is not a serving folder (no model_card.json): give the folder `dog-breed export` wrote")
     check = check_model(args.model_dir, args.data, split=args.split, baseline_dir=args.baseline, tolerance=args.tolerance,
                         max_slowdown=args.max_slowdown)
     _write_report(check.markdown(), args.out)
     return 0 if check.ok else 1
 
-# %% ../nbs/13_cli.ipynb #72ada858
+# %% ../nbs/13_cli.ipynb #0c87b0fc
+def arg(*flags, **options) -> tuple: return flags, options
+
+PARAMS_ARGS = [arg("--params", metavar="FILE", help=f"settings file (default: the project's {PARAMS_FILE})"),
+               arg("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. -S data.source=stanford -S data.path=~/dogs (repeatable)")]
+QUIET = [arg("-q", "--quiet", action="store_true", help="no progress bars")]
+MODEL_DIR = arg("--model-dir", metavar="DIR", help="a serving folder (default: the project's, or the zero-shot model)")
+BACKEND = arg("--backend", default="auto", choices=["auto", "openvino", "onnxruntime"])
+
+PIPELINE_COMMANDS = {
+    "prepare": (cmd_prepare, [*PARAMS_ARGS, arg("--out", metavar="DIR", help="output folder (default: data/processed)"), *QUIET]),
+    "sample": (cmd_sample, [*PARAMS_ARGS, arg("--out", metavar="DIR", help="output folder (default: data.path)"), *QUIET]),
+    "train": (cmd_train, [*PARAMS_ARGS, *QUIET]),
+    "evaluate": (cmd_evaluate, [*PARAMS_ARGS, *QUIET]),
+    "export": (cmd_export, [*PARAMS_ARGS, *QUIET]),
+}
+
+# %% ../nbs/13_cli.ipynb #f1e8e59b
+SERVING_COMMANDS = {
+    "serve": (cmd_serve, [
+        arg("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)"),
+        arg("--port", type=int, default=8000), MODEL_DIR,
+        arg("--store-url", metavar="URL", help="SQLAlchemy URL of the prediction log (default: $DOG_BREED_STORE_URL or sqlite:///predictions.db)"),
+        arg("--archive", metavar="DIR_OR_URL", help="also keep uploaded photos here (a folder, gs://…, s3://…)"), BACKEND,
+        arg("--max-upload-mb", type=float, default=10.0, help="larger uploads get 413 (default 10)"),
+        arg("--cors-origin", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN (repeatable; default: none)"),
+        arg("--no-access-log", action="store_true", help="no per-request log lines"),
+        arg("--drift-reference", metavar="DIR_OR_STATS_FILE", help="what /drift compares with (default: the model's own reference)"),
+        arg("--drift-refresh", type=int, metavar="SECONDS", help="recompute the drift gauges this often; 0 = only on GET /drift "
+                                                                  "(default: drift.refresh_seconds)"),
+        arg("--no-ui", action="store_true", help="do not mount the Gradio demo at /ui")]),
+    "space": (cmd_space, [
+        arg("out", metavar="OUT", help="the Space folder to create (new or empty)"),
+        arg("--model-dir", metavar="DIR", help="the serving folder to ship (default: as `serve` chooses)"),
+        arg("--torch-weights", action="store_true", help="ship model.safetensors too (Grad-CAM heatmaps if the Space installs torch)")]),
+    "predict": (cmd_predict, [
+        arg("images", nargs="+", metavar="IMAGE"),
+        arg("--json", action="store_true", help="one JSON object per image, the API's fields"), MODEL_DIR,
+        arg("--top-k", type=int, default=5), BACKEND]),
+}
+
+# %% ../nbs/13_cli.ipynb #07135dd8
+MONITORING_COMMANDS = {
+    "drift": (cmd_drift, [
+        *PARAMS_ARGS,
+        arg("--store-url", metavar="URL", help="the prediction log (default: $DOG_BREED_STORE_URL or sqlite:///predictions.db)"),
+        arg("--reference", metavar="DIR_OR_STATS_FILE", help="a folder of typical photos, a statistics CSV or a model folder "
+                                                            "(default: the served model's own reference)"),
+        arg("--model-dir", metavar="DIR", help="the served model's folder (default: as `serve` chooses)"),
+        arg("--window", type=int, metavar="N", help="the last N predictions (default: drift.window)"),
+        arg("--since", metavar="TIME", help="only predictions since this ISO 8601 time"),
+        arg("--out", default="reports/drift.html", metavar="HTML", help="Evidently's report (default: reports/drift.html)"),
+        arg("--json", metavar="FILE", help="the summary (default: --out with .json)"),
+        arg("--no-fail", action="store_true", help="exit 0 even when drift is detected (batch reports)"), *QUIET]),
+    "data-report": (cmd_data_report, [
+        arg("--data", default="data/processed", metavar="DIR", help="a prepared dataset (default: data/processed)"),
+        arg("--max-quarantine-share", type=float, default=0.05, metavar="F", help="quarantined / found photos, at most (default: 0.05)"),
+        arg("--max-imbalance", type=float, default=3.0, metavar="X", help="largest / smallest breed in train, at most (default: 3)"),
+        arg("--out", metavar="FILE.md", help="also write the report here")]),
+    "check-model": (cmd_check_model, [
+        arg("model_dir", metavar="MODEL_DIR", help="the candidate serving folder (model.onnx + model_card.json)"),
+        arg("--baseline", metavar="DIR", help="the serving folder served now, to compare with (e.g. models/serving)"),
+        arg("--data", default="data/processed", metavar="DIR", help="a prepared dataset with the test photos (default: data/processed)"),
+        arg("--split", default="test", choices=["train", "valid", "test"], help="whose photos to score (default: test)"),
+        arg("--tolerance", type=float, default=0.05, metavar="F", help="how much lower top-1 may be (default: 0.05)"),
+        arg("--max-slowdown", type=float, default=1.5, metavar="X", help="how many times slower than the baseline, at most (default: 1.5)"),
+        arg("--out", metavar="FILE.md", help="also write the report here")]),
+    "breeds": (cmd_breeds, [arg("--csv", action="store_true", help="print CSV")]),
+}
+
+# %% ../nbs/13_cli.ipynb #018c1fdb
+COMMANDS = {**PIPELINE_COMMANDS, **SERVING_COMMANDS, **MONITORING_COMMANDS}
+
 def build_parser() -> argparse.ArgumentParser:
-    "The `dog-breed` argument parser."
+    "The `dog-breed` argument parser, built from `COMMANDS`."
     parser = argparse.ArgumentParser(prog="dog-breed", description="Dog breed classifier: data, training, serving and monitoring.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {dog_breed_classifier.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    p = sub.add_parser("prepare", help=cmd_prepare.__doc__, description=cmd_prepare.__doc__)
-    _add_params_args(p)
-    p.add_argument("--out", metavar="DIR", help="output folder (default: data/processed)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_prepare)
-    p = sub.add_parser("sample", help=cmd_sample.__doc__, description=cmd_sample.__doc__)
-    _add_params_args(p)
-    p.add_argument("--out", metavar="DIR", help="output folder (default: data.path)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_sample)
-    for name, func in [("train", cmd_train), ("evaluate", cmd_evaluate), ("export", cmd_export)]:
+    for name, (func, arguments) in COMMANDS.items():
         p = sub.add_parser(name, help=func.__doc__, description=func.__doc__)
-        _add_params_args(p)
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        for flags, options in arguments: p.add_argument(*flags, **options)
         p.set_defaults(func=func)
-    p = sub.add_parser("serve", help=cmd_serve.__doc__, description=cmd_serve.__doc__)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model-dir", metavar="DIR", help="a serving folder (default: the project's, or the zero-shot model)")
-    p.add_argument("--store-url", metavar="URL", help="SQLAlchemy URL of the prediction log (default: $DOG_BREED_STORE_URL or sqlite:///predictions.db)")
-    p.add_argument("--archive", metavar="DIR_OR_URL", help="also keep uploaded photos here (a folder, gs://…, s3://…)")
-    p.add_argument("--backend", default="auto", choices=["auto", "openvino", "onnxruntime"])
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="larger uploads get 413 (default 10)")
-    p.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN (repeatable; default: none)")
-    p.add_argument("--no-access-log", action="store_true", help="no per-request log lines")
-    p.add_argument("--drift-reference", metavar="DIR_OR_STATS_FILE", help="what /drift compares with (default: the model's own reference)")
-    p.add_argument("--drift-refresh", type=int, metavar="SECONDS", help="recompute the drift gauges this often; 0 = only on GET /drift "
-                                                                         "(default: drift.refresh_seconds)")
-    p.add_argument("--no-ui", action="store_true", help="do not mount the Gradio demo at /ui")
-    p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("space", help=cmd_space.__doc__, description=cmd_space.__doc__)
-    p.add_argument("out", metavar="OUT", help="the Space folder to create (new or empty)")
-    p.add_argument("--model-dir", metavar="DIR", help="the serving folder to ship (default: as `serve` chooses)")
-    p.add_argument("--torch-weights", action="store_true", help="ship model.safetensors too (Grad-CAM heatmaps if the Space installs torch)")
-    p.set_defaults(func=cmd_space)
-    p = sub.add_parser("predict", help=cmd_predict.__doc__, description=cmd_predict.__doc__)
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--json", action="store_true", help="one JSON object per image, the API's fields")
-    p.add_argument("--model-dir", metavar="DIR", help="a serving folder (default: the project's, or the zero-shot model)")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--backend", default="auto", choices=["auto", "openvino", "onnxruntime"])
-    p.set_defaults(func=cmd_predict)
-    p = sub.add_parser("drift", help=cmd_drift.__doc__, description=cmd_drift.__doc__)
-    _add_params_args(p)
-    p.add_argument("--store-url", metavar="URL", help="the prediction log (default: $DOG_BREED_STORE_URL or sqlite:///predictions.db)")
-    p.add_argument("--reference", metavar="DIR_OR_STATS_FILE", help="a folder of typical photos, a statistics CSV or a model folder "
-                                                                  "(default: the served model's own reference)")
-    p.add_argument("--model-dir", metavar="DIR", help="the served model's folder (default: as `serve` chooses)")
-    p.add_argument("--window", type=int, metavar="N", help="the last N predictions (default: drift.window)")
-    p.add_argument("--since", metavar="TIME", help="only predictions since this ISO 8601 time")
-    p.add_argument("--out", default="reports/drift.html", metavar="HTML", help="Evidently's report (default: reports/drift.html)")
-    p.add_argument("--json", metavar="FILE", help="the summary (default: --out with .json)")
-    p.add_argument("--no-fail", action="store_true", help="exit 0 even when drift is detected (batch reports)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_drift)
-    p = sub.add_parser("data-report", help=cmd_data_report.__doc__, description=cmd_data_report.__doc__)
-    p.add_argument("--data", default="data/processed", metavar="DIR", help="a prepared dataset (default: data/processed)")
-    p.add_argument("--max-quarantine-share", type=float, default=0.05, metavar="F", help="quarantined / found photos, at most (default: 0.05)")
-    p.add_argument("--max-imbalance", type=float, default=3.0, metavar="X", help="largest / smallest breed in train, at most (default: 3)")
-    p.add_argument("--out", metavar="FILE.md", help="also write the report here")
-    p.set_defaults(func=cmd_data_report)
-    p = sub.add_parser("check-model", help=cmd_check_model.__doc__, description=cmd_check_model.__doc__)
-    p.add_argument("model_dir", metavar="MODEL_DIR", help="the candidate serving folder (model.onnx + model_card.json)")
-    p.add_argument("--baseline", metavar="DIR", help="the serving folder served now, to compare with (e.g. models/serving)")
-    p.add_argument("--data", default="data/processed", metavar="DIR", help="a prepared dataset with the test photos (default: data/processed)")
-    p.add_argument("--split", default="test", choices=["train", "valid", "test"], help="whose photos to score (default: test)")
-    p.add_argument("--tolerance", type=float, default=0.05, metavar="F", help="how much lower top-1 may be (default: 0.05)")
-    p.add_argument("--max-slowdown", type=float, default=1.5, metavar="X", help="how many times slower than the baseline, at most (default: 1.5)")
-    p.add_argument("--out", metavar="FILE.md", help="also write the report here")
-    p.set_defaults(func=cmd_check_model)
-    p = sub.add_parser("breeds", help=cmd_breeds.__doc__, description=cmd_breeds.__doc__)
-    p.add_argument("--csv", action="store_true", help="print CSV")
-    p.set_defaults(func=cmd_breeds)
     return parser
 
+# %% ../nbs/13_cli.ipynb #f40ba5f0
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `dog-breed` console script."
     args = build_parser().parse_args(argv)
