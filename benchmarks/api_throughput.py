@@ -10,10 +10,8 @@ Writes benchmarks/results/api_throughput.json.
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import io
-import json
 import sqlite3
 import sys
 import tempfile
@@ -27,14 +25,15 @@ import psutil
 sys.path.insert(0, str(Path(__file__).parent))
 from serving_process import running_server  # noqa: E402
 
+from benchmark_io import REPO, argument_parser, write_results
+from dog_breed_classifier.core import stanford_photos
 from dog_breed_classifier.data import draw_sample_dog  # noqa: E402
 from dog_breed_classifier.inference import Predictor  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def photos(folder: Path | None) -> list[bytes]:
-    dev = folder or REPO.parent/"shared"/"data"/"stanford_dogs_dev"/"Images"
+    found = stanford_photos(root=REPO)
+    dev = folder or (found/"Images" if found else Path("nowhere"))
     files = sorted(Path(dev).rglob("*.jpg"))[::10][:120] if Path(dev).is_dir() else []
     if files: return [f.read_bytes() for f in files]
     out = []
@@ -53,7 +52,7 @@ def timed(fn, items, concurrency: int) -> tuple[float, np.ndarray]:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argument_parser(__doc__)
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--photos", type=Path)
     ap.add_argument("--model-dir", type=Path)
@@ -96,11 +95,9 @@ def main():
                   + (f"   {ratio:.0%}" if kind == "api" else ""))
     print(f"\nrows logged {rows} (requests sent {3 * args.requests + 1}); server RSS idle {rss_idle / 2**20:.0f} MB, "
           f"after load {rss_loaded / 2**20:.0f} MB")
-    out = REPO/"benchmarks"/"results"/"api_throughput.json"; out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(model_version=card["model_version"], runtime=card["runtime"], rows_logged=rows,
-                                   requests_sent=3 * args.requests + 1, rss_idle_mb=rss_idle / 2**20, rss_loaded_mb=rss_loaded / 2**20,
-                                   levels={k: {m: round(float(v), 2) for m, v in r.items()} for k, r in results.items()}), indent=1))
-    print(f"→ {out}")
+    write_results("api_throughput", dict(model_version=card["model_version"], runtime=card["runtime"], rows_logged=rows,
+                                         requests_sent=3 * args.requests + 1, rss_idle_mb=rss_idle / 2**20, rss_loaded_mb=rss_loaded / 2**20,
+                                         levels={k: {m: round(float(v), 2) for m, v in r.items()} for k, r in results.items()}))
 
 
 if __name__ == "__main__":

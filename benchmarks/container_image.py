@@ -11,7 +11,6 @@ measured alternately, container and host, over the same photos, so the ratio is 
 buildah and debootstrap (deploy/offline_images.py). Writes benchmarks/results/container_image.json."""
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
+
+from benchmark_io import argument_parser
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent/"deploy"))
@@ -68,7 +69,7 @@ def latencies(url: str, jpegs: list[bytes], client: httpx.Client) -> list[float]
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--requests", type=int, default=100, help="/predict requests to each server")
     parser.add_argument("--serving-dir", type=Path, help="an exported model (default: the zero-shot model)")
     parser.add_argument("--out", type=Path, default=HERE/"results"/"container_image.json")

@@ -12,8 +12,6 @@ benchmarks/results/drift_speed.json.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark_io import argument_parser, write_results
 from dog_breed_classifier.core import DriftSettings
 from dog_breed_classifier.drift import (
     PREDICTION_COLUMNS,
@@ -33,8 +32,6 @@ from dog_breed_classifier.drift import (
 )
 from dog_breed_classifier.images import IMAGE_STAT_NAMES
 from dog_breed_classifier.monitoring import PredictionStore
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def rows(n: int, rng: np.random.Generator, shift: float = 0.0) -> DriftData:
@@ -54,7 +51,7 @@ def timed(fn):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argument_parser(__doc__)
     ap.add_argument("--reference-rows", type=int, default=10_000)
     ap.add_argument("--current-rows", type=int, default=1_000)
     args = ap.parse_args()
@@ -86,8 +83,7 @@ def main():
     print(f"drift_summary (JSON of GET /drift)   {summary:6.2f} s  {summary / decision:4.1f}×")
     print(f"drift_report with HTML ({html_mb:.1f} MB)     {report:6.2f} s  {report / decision:4.1f}×")
     print(f"current_from_store, {args.current_rows} rows        {read:6.2f} s  {read / decision:4.1f}×")
-    out = REPO/"benchmarks"/"results"/"drift_speed.json"
-    out.parent.mkdir(exist_ok=True); out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results("drift_speed", result, indent=2)
 
 
 if __name__ == "__main__":

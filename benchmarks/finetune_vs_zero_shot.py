@@ -13,26 +13,23 @@ and the difference; writes benchmarks/results/finetune[-NAME].json (--name).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmark_io import REPO, argument_parser, photos_argument, write_results
 from dog_breed_classifier.augment import prepare
 from dog_breed_classifier.core import breed_vocab, load_params
 from dog_breed_classifier.evaluate import IMAGENET_CAVEAT, _summary, classification_metrics, evaluate, predict_probs
 from dog_breed_classifier.model import create_model
 from dog_breed_classifier.train import load_trained_model, train
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dev", type=Path, default=REPO.parent/"shared"/"data"/"stanford_dogs_dev")
+    ap = argument_parser(__doc__)
+    photos_argument(ap)
     ap.add_argument("--train", type=Path, help="train on these Stanford photos and test on all of --dev")
     ap.add_argument("--name", default="", help="suffix of the results file")
     ap.add_argument("-S", dest="overrides", action="append", default=[])
@@ -73,8 +70,7 @@ def main():
     print(f"fine-tuning: {metrics['gain_top1'] * 100:+.1f} top-1 points, log loss {t['log_loss'] - z['log_loss']:+.4f}; "
           f"kept epoch {meta['best_epoch']} (0 = zero-shot); training {seconds:.0f} s, {meta['train_images_per_second']} img/s")
     print(metrics["caveat"])
-    (REPO/"benchmarks"/"results").mkdir(exist_ok=True)
-    (REPO/"benchmarks"/"results"/f"finetune{'-' + args.name if args.name else ''}.json").write_text(json.dumps(result, indent=1))
+    write_results(f"finetune{'-' + args.name if args.name else ''}", result)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,7 @@ benchmarks/results/image_stats.json.
 """
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import statistics
 import time
 from pathlib import Path
@@ -19,10 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmark_io import argument_parser, photos_argument, write_results
 from dog_breed_classifier import images
 from dog_breed_classifier.images import decode_image, image_stats
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def best_of(fn, repeat: int = 3) -> float:
@@ -47,8 +44,8 @@ def photo_bytes(dev: Path, n: int, generated: tuple[int, int] | None) -> list[by
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dev", type=Path, default=REPO.parent/"shared"/"data"/"stanford_dogs_dev")
+    ap = argument_parser(__doc__)
+    photos_argument(ap)
     ap.add_argument("--photos", type=int, default=300)
     ap.add_argument("--generated", metavar="WxH", help="time generated JPEGs of this size instead of the dev photos")
     args = ap.parse_args()
@@ -73,8 +70,7 @@ def main():
     print(f"image_stats       {result['image_stats_us_median']:8.0f} µs/photo (median) = "
           f"{result['stats_over_decode']:.2f} × decoding")
     for k, v in result["parts_us_median"].items(): print(f"  {k:15s} {v:8.0f} µs (on the {images.STATS_SIZE}-px copy)")
-    out = REPO/"benchmarks"/"results"/f"image_stats{'_' + args.generated if generated else ''}.json"
-    out.parent.mkdir(exist_ok=True); out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(f"image_stats{'_' + args.generated if generated else ''}", result, indent=2)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ Writes benchmarks/results/load_test.json and locust's CSVs beside it.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sqlite3
@@ -24,7 +23,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).parent))
 from serving_process import running_server  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmark_io import REPO, argument_parser
 
 
 def generated_photos(folder: Path, n: int = 40) -> Path:
@@ -38,7 +37,7 @@ def generated_photos(folder: Path, n: int = 40) -> Path:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argument_parser(__doc__)
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--users", type=int, default=16)
     ap.add_argument("--max-seconds", type=int, default=300)

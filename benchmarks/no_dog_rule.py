@@ -10,18 +10,15 @@ benchmarks/results/no_dog_rule.json. Default model: the 120-breed zero-shot mode
 """
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from benchmark_io import argument_parser, photos_argument, write_results
 from dog_breed_classifier.drift import synthetic_non_dogs
 from dog_breed_classifier.images import decode_image, model_input
 from dog_breed_classifier.inference import Predictor
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def scrambled(img: Image.Image, rng: np.random.Generator, tile: int = 16) -> Image.Image:
@@ -40,8 +37,8 @@ def dog_probabilities(predictor: Predictor, images: list) -> np.ndarray:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dev", type=Path, default=REPO.parent/"shared"/"data"/"stanford_dogs_dev")
+    ap = argument_parser(__doc__)
+    photos_argument(ap)
     ap.add_argument("--model-dir", type=Path, help="a serving folder (default: the zero-shot model, built if needed)")
     args = ap.parse_args()
     images = args.dev.resolve()/"Images"
@@ -72,10 +69,7 @@ def main():
               + "  ".join(f"{v:>10.0%}" for v in row["by_kind"].values()))
     print(f"\nP(dog) on dogs: median {np.median(p_dog):.3f}, 1st percentile {np.percentile(p_dog, 1):.3f}; "
           f"on non-dogs: median {np.median(all_non):.3f}, 99th percentile {np.percentile(all_non, 99):.3f}")
-    out = REPO/"benchmarks"/"results"/"no_dog_rule.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(model_version=predictor.model_version, dogs=len(dogs), non_dogs=len(all_non), rows=rows), indent=1))
-    print(f"→ {out}")
+    write_results("no_dog_rule", dict(model_version=predictor.model_version, dogs=len(dogs), non_dogs=len(all_non), rows=rows))
 
 
 if __name__ == "__main__":

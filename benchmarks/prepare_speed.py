@@ -11,7 +11,6 @@ Prints a table and writes benchmarks/results/prepare.json:
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -23,10 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO/"benchmarks"/"results"
-
 # one preparation in a fresh process: its own timing and peak memory, free of what earlier runs left behind
+from benchmark_io import REPO, argument_parser, photos_argument, write_results
+
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
@@ -92,8 +90,8 @@ def noop_dvc_repro() -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dev", type=Path, default=REPO.parent/"shared"/"data"/"stanford_dogs_dev")
+    ap = argument_parser(__doc__)
+    photos_argument(ap)
     ap.add_argument("--skip-dvc", action="store_true")
     args = ap.parse_args()
     args.dev = args.dev.resolve()
@@ -129,8 +127,7 @@ def main():
               f"({c['draft_speedup']:.1f}× faster)")
     if "dvc" in results:
         print(f"dvc repro: first run {results['dvc']['first_repro_s']:.1f} s, no-op {results['dvc']['noop_repro_s']:.2f} s")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS/"prepare.json").write_text(json.dumps(results, indent=1))
+    write_results("prepare", results)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ it with speedscope or inferno). Prints the wall time of the same command without
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
@@ -20,12 +19,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from hot_spots import hot_spots, markdown, record  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmark_io import REPO, argument_parser
+from dog_breed_classifier.core import stanford_photos
+
 OUT = REPO/"reports"/"profile"
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argument_parser(__doc__)
     ap.add_argument("--photos-per-breed", type=int, default=60)
     ap.add_argument("--source", default="sample", choices=["sample", "stanford"])
     args = ap.parse_args()
@@ -33,8 +34,8 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as d:
         shutil.copy(REPO/"params.yaml", d)
-        stanford = REPO.parent/"shared"/"data"/"stanford_dogs_train"
-        if args.source == "stanford" and stanford.is_dir():
+        stanford = stanford_photos("stanford_dogs_train", REPO)
+        if args.source == "stanford" and stanford:
             sets = ["-S", "data.source=stanford", "-S", f"data.path={stanford}"]
             what = f"Stanford train photos ({stanford})"
         else:

@@ -10,7 +10,6 @@ outside, so the event loop, the thread pool that runs the model and the runtime'
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import signal
 import subprocess
@@ -27,12 +26,13 @@ from api_throughput import photos  # noqa: E402
 from hot_spots import hot_spots, markdown, py_spy  # noqa: E402
 from serving_process import running_server  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmark_io import REPO, argument_parser
+
 OUT = REPO/"reports"/"profile"
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argument_parser(__doc__)
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--model-dir", type=Path)

@@ -10,8 +10,6 @@ Stanford Dogs is drawn from ImageNet: top-1 here is optimistic. Writes benchmark
 """
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -19,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark_io import argument_parser, photos_argument, write_results
 from dog_breed_classifier.core import breed_vocab
 from dog_breed_classifier.export import quantize_int8, serving_model, write_serving_dir
 from dog_breed_classifier.images import decode_image, model_input
 from dog_breed_classifier.inference import Predictor, available_backends, load_backend
 from dog_breed_classifier.model import create_model
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def throughput(fn, batch: np.ndarray, bs: int, seconds: float) -> float:
@@ -44,9 +41,9 @@ def top1(fn, batch: np.ndarray, targets: np.ndarray, bs: int = 16) -> float:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dev", type=Path, default=REPO.parent/"shared"/"data"/"stanford_dogs_dev")
-    ap.add_argument("--train", type=Path, default=REPO.parent/"shared"/"data"/"stanford_dogs_train")
+    ap = argument_parser(__doc__)
+    photos_argument(ap)
+    photos_argument(ap, "stanford_dogs_train", "--train")
     ap.add_argument("--per-breed", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
@@ -112,10 +109,8 @@ def main():
           f"ratios vs torch eager bs1 (optimistic top-1: ImageNet-derived photos)\n")
     print(f"{'runtime':45} {'img/s':>7} {'× torch':>8} {'top-1':>6}")
     for k, (ips, acc) in rows.items(): print(f"{k:45} {ips:7.1f} {ips / base:8.2f} {acc:6.3f}")
-    out = REPO/"benchmarks"/"results"/"serving_speed.json"; out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({k: dict(images_per_second=round(v[0], 1), ratio_vs_torch_bs1=round(v[0] / base, 2), top1=v[1])
-                               for k, v in rows.items()}, indent=1))
-    print(f"→ {out}")
+    write_results("serving_speed", {k: dict(images_per_second=round(v[0], 1), ratio_vs_torch_bs1=round(v[0] / base, 2), top1=v[1])
+                               for k, v in rows.items()})
 
 
 if __name__ == "__main__":

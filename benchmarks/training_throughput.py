@@ -9,8 +9,6 @@ the loader ≥ 2× the training step rate (so it is never the bottleneck). Write
 """
 from __future__ import annotations
 
-import argparse
-import json
 import resource
 import statistics
 import tempfile
@@ -20,12 +18,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmark_io import REPO, argument_parser, write_results
 from dog_breed_classifier.augment import prepare
 from dog_breed_classifier.core import load_params
 from dog_breed_classifier.model import create_learner, create_model
 from dog_breed_classifier.train import create_dataloaders, training_classes
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def sync():
@@ -70,7 +67,7 @@ def time_loader(dl) -> float:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argument_parser(__doc__)
     ap.add_argument("--photos", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--size", type=int, default=224)
@@ -103,8 +100,7 @@ def main():
     print(f"plain loop   {p:7.2f} img/s   → fastai {result['fastai_slower_pct']:+.1f} % slower (goal ≤ 10 %)")
     print(f"loader alone {loader:7.1f} img/s   → {loader / p:.1f}× the training step rate (goal ≥ 2×)")
     print(f"peak memory  {result['peak_rss_mb']:.0f} MB")
-    (REPO/"benchmarks"/"results").mkdir(exist_ok=True)
-    (REPO/"benchmarks"/"results"/"training.json").write_text(json.dumps(result, indent=1))
+    write_results("training", result)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ photo, so the machine's noise hits both alike; the ratios are from the same run.
 Photos: the Stanford dev photos when ../shared has them, else the library's drawings. Needs `apt-get install chromium`."""
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import statistics
@@ -24,11 +23,12 @@ import numpy as np
 from playwright.sync_api import sync_playwright
 from serving_process import running_server
 
+from benchmark_io import REPO, argument_parser
+from dog_breed_classifier.core import stanford_photos
 from dog_breed_classifier.data import draw_sample_dog
 from dog_breed_classifier.export import zero_shot_serving_dir
 
-REPO = Path(__file__).resolve().parents[1]
-DEV = REPO.parent/"shared"/"data"/"stanford_dogs_dev"/"Images"
+DEV = (stanford_photos(root=REPO) or Path("nowhere"))/"Images"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 
@@ -92,7 +92,7 @@ def measure(browser, url: str, files: list[Path], screenshot: Path | None, drawn
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argument_parser(__doc__)
     ap.add_argument("--runs", type=int, default=9, help="uploads per mode (heatmap off / on) and model folder")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     ap.add_argument("--docs-screenshot", type=Path, help="also save a screenshot of a drawing with its heatmap here")

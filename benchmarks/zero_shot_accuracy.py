@@ -9,24 +9,20 @@ mean/std, to show what the normalisation carried with the weights is worth. Writ
 """
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmark_io import argument_parser, photos_argument, write_results
 from dog_breed_classifier.core import breed_vocab
 from dog_breed_classifier.evaluate import IMAGENET_CAVEAT, classification_metrics, predict_probs
 from dog_breed_classifier.model import create_model
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dev", type=Path, default=REPO.parent/"shared"/"data"/"stanford_dogs_dev")
+    ap = argument_parser(__doc__)
+    photos_argument(ap)
     ap.add_argument("--limit", type=int, default=0, help="photos per breed (0 = all)")
     args = ap.parse_args()
     args.dev = args.dev.resolve()
@@ -56,8 +52,7 @@ def main():
           f"({(m['top1'] - wrong_norm['top1']) * 100:+.1f} points for the right normalisation)")
     print("most confused:", ", ".join(f"{c['actual']}→{c['predicted']} ×{c['count']}" for c in m["most_confused"][:5]))
     print(IMAGENET_CAVEAT)
-    (REPO/"benchmarks"/"results").mkdir(exist_ok=True)
-    (REPO/"benchmarks"/"results"/"zero_shot.json").write_text(json.dumps(result, indent=1))
+    write_results("zero_shot", result)
 
 
 if __name__ == "__main__":

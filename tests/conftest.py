@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dog_breed_classifier.core import stanford_photos
 from dog_breed_classifier.data import draw_sample_dog
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO/"deploy"))   # deploy/offline_images.py: a script, imported by the tests as a module
-SHARED_DATA = REPO.parent/"shared"/"data"
+# real Stanford photos when this machine has them ($DOG_BREED_PHOTOS or ../shared/data); tests using them skip otherwise
+DEV_PHOTOS = stanford_photos("stanford_dogs_dev", REPO) or REPO.parent/"shared"/"data"/"stanford_dogs_dev"
 
 
 def dog_breed_command() -> list[str]:

@@ -94,6 +94,39 @@ def exported_cells():
     return out
 
 
+def module_level_imports() -> dict:
+    "`{module: {library modules it imports at module level}}`: what importing it runs."
+    out = {}
+    for py in sorted(LIB.glob("*.py")):
+        if py.stem.startswith("_"): continue
+        deps = out.setdefault(py.stem, set())
+        for node in ast.parse(py.read_text()).body:
+            if isinstance(node, ast.ImportFrom) and node.level == 1: deps.add(node.module.split(".")[0])
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dog_breed_classifier."):
+                deps.add(node.module.split(".")[1])
+    return out
+
+
+def modules_run_by(notebook: Path) -> set[str]:
+    "The library modules a pipeline notebook imports, and everything they import in turn."
+    code = "\n".join("".join(c["source"]) for c in _code_cells(notebook))
+    todo, seen, graph = re.findall(r"from dog_breed_classifier\.(\w+) import", code), set(), module_level_imports()
+    while todo:
+        m = todo.pop()
+        if m not in seen: seen.add(m); todo += graph.get(m, [])
+    return seen
+
+
+def test_dvc_stages_depend_on_the_modules_they_run():
+    import yaml
+    stages = yaml.safe_load((ROOT/"dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        m = re.search(r"papermill (nbs/pipeline/\S+\.ipynb)", stage["cmd"])
+        if not m: continue
+        listed = {Path(d).stem for d in stage["deps"] if d.startswith("dog_breed_classifier/")}
+        assert listed == modules_run_by(ROOT/m.group(1)), f"dvc.yaml stage {name}: deps {sorted(listed)}"
+
+
 def test_module_map_covers_the_library():
     order, modules = notebook_of_module(), {p.stem for p in LIB.glob("*.py") if not p.stem.startswith("_")}
     assert modules == set(order), f"modules without a notebook or notebooks without a module: {modules ^ set(order)}"

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, SHARED_DATA, Server, jpeg_bytes, photo, run_cli
+from conftest import DEV_PHOTOS, REPO, Server, jpeg_bytes, photo, run_cli
 
-DEV = SHARED_DATA/"stanford_dogs_dev"/"Images"
+DEV = DEV_PHOTOS/"Images"
 
 
 @pytest.fixture(scope="module")

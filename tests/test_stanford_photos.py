@@ -6,10 +6,10 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import SHARED_DATA, run_cli
+from conftest import DEV_PHOTOS, run_cli
 from dog_breed_classifier.core import breed_vocab
 
-DEV = SHARED_DATA/"stanford_dogs_dev"
+DEV = DEV_PHOTOS
 needs_photos = pytest.mark.skipif(not (DEV/"Images").is_dir(), reason=f"real Stanford photos not present at {DEV}")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import REPO, SHARED_DATA, Server, free_port, photo, run_cli
+from conftest import DEV_PHOTOS, REPO, Server, free_port, photo, run_cli
 
 CHROMIUM = (os.environ.get("DOG_BREED_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
             or shutil.which("google-chrome"))
@@ -121,7 +121,7 @@ def test_browser_upload_shows_top5_heatmap_and_logs(server, browser, tmp_path):
     assert cost.startswith("Heatmap: grad-cam on torch") or cost.startswith("Heatmap: occlusion on"), cost
     assert len(ui_rows(server.db)) == 1
 
-    dev = sorted((SHARED_DATA/"stanford_dogs_dev"/"Images").glob("*-beagle/*.jpg"))[:1]
+    dev = sorted((DEV_PHOTOS/"Images").glob("*-beagle/*.jpg"))[:1]
     if dev:   # a real photo when this machine has them: a breed is named, the heatmap follows it
         upload_and_wait(page, dev[0])
         page.wait_for_function("() => document.querySelector('#heatmap-cost').innerText.includes(' ms')", timeout=60_000)
