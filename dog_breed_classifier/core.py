@@ -438,6 +438,7 @@ def _name_key(name: str) -> str:
 class UnknownBreedsError(DogBreedError):
     "Names that are not among the 120 breeds."
 
+# %% ../nbs/00_core.ipynb #aa305fe7
 class BreedVocab:
     "The 120 breeds, looked up by any of their names."
     def __init__(self, breeds: list[Breed]):
@@ -459,7 +460,8 @@ class BreedVocab:
     @property
     def names(self) -> list[str]: return [b.name for b in self.breeds]
 
-    def lookup(self, name: str) -> Breed | None:
+    def lookup(self, name: str, # any name of a breed: Kaggle's, display, Stanford folder, synset, WordNet lemma
+              ) -> Breed | None:
         "The breed called `name`, or None."
         name = str(name).strip()
         return self._keys.get(name) or self._keys.get(_name_key(name))
@@ -469,7 +471,9 @@ class BreedVocab:
         close = difflib.get_close_matches(_name_key(name), list(self._keys), n=n * 3, cutoff=0.6)
         return list(dict.fromkeys(self._keys[k].name for k in close))[:n]
 
-    def resolve(self, names, what: str = "breed names") -> dict[str, Breed]:
+    def resolve(self, names, # names as a source spells them
+                what: str = "breed names", # what they are, for the error message (e.g. "breed names in data.sample.breeds")
+               ) -> dict[str, Breed]:
         "Map each of `names` to its breed; one `UnknownBreedsError` lists every name that is not a breed."
         found, unknown = {}, []
         for n in dict.fromkeys(names):

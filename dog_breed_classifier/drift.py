@@ -38,7 +38,10 @@ __all__ = ['NON_DOG_KINDS', 'SHIFTS', 'STAT_COLUMNS', 'PREDICTION_COLUMNS', 'NO_
 # %% ../nbs/08_drift.ipynb #597b7955
 NON_DOG_KINDS = ("flat", "gradient", "noise", "texture", "stripes", "shapes", "text", "landscape")
 
-def synthetic_non_dog(rng: np.random.Generator, size: tuple[int, int] = (320, 256), kind: str | None = None) -> Image.Image:
+def synthetic_non_dog(rng: np.random.Generator, # the randomness (a seeded generator gives the same image)
+                      size: tuple[int, int] = (320, 256), # (width, height)
+                      kind: str | None = None, # one of `NON_DOG_KINDS` (default: a random one)
+                     ) -> Image.Image:
     "One generated image with no dog in it, of `kind` (default: a random one of `NON_DOG_KINDS`)."
     kind = kind or NON_DOG_KINDS[int(rng.integers(len(NON_DOG_KINDS)))]
     w, h = size
@@ -77,7 +80,10 @@ def synthetic_non_dog(rng: np.random.Generator, size: tuple[int, int] = (320, 25
     raise ValueError(f"unknown non-dog kind {kind!r}; one of {', '.join(NON_DOG_KINDS)}")
 
 # %% ../nbs/08_drift.ipynb #e20280b1
-def synthetic_non_dogs(rng: np.random.Generator, n_each: int = 20, size: tuple[int, int] = (320, 256)) -> dict[str, list[Image.Image]]:
+def synthetic_non_dogs(rng: np.random.Generator, # the randomness
+                       n_each: int = 20, # images of each kind
+                       size: tuple[int, int] = (320, 256), # (width, height)
+                      ) -> dict[str, list[Image.Image]]:
     "`n_each` generated non-dog images of every kind."
     return {k: [synthetic_non_dog(rng, size, k) for _ in range(n_each)] for k in NON_DOG_KINDS}
 
@@ -143,13 +149,18 @@ class DriftData:
                          None if self.embeddings is None else self.embeddings[idx], f"{self.source} (random {n})", self.window)
 
 # %% ../nbs/08_drift.ipynb #2eb819f1
-def prediction_columns(is_dog, breed, top_k) -> dict:
+def prediction_columns(is_dog: bool, # the answer's is_dog
+                       breed: str | None, # the answer's breed (None when there is no dog)
+                       top_k, # the answer's top_k: a list of {breed, probability}, or its JSON as the store keeps it
+                      ) -> dict:
     "The prediction columns for one answer: breed (or NO_DOG), top-1 probability, 'dog'/'no dog'."
     top = json.loads(top_k) if isinstance(top_k, str) else top_k
     return dict(breed=breed if is_dog and breed else NO_DOG, confidence=float(top[0]["probability"]),
                 is_dog="dog" if is_dog else "no dog")
 
-def drift_data_from_answers(answers: list[dict], source: str) -> DriftData:
+def drift_data_from_answers(answers: list[dict], # `Predictor.predict(..., embeddings=True)` answers
+                            source: str, # where they came from, in words
+                           ) -> DriftData:
     "`DriftData` from `Predictor.predict(..., embeddings=True)` answers."
     frame = pd.DataFrame([{**{f"stat_{k}": a["image_stats"][k] for k in IMAGE_STAT_NAMES},
                            **prediction_columns(a["is_dog"], a["breed"], a["top_k"])} for a in answers],
@@ -159,7 +170,11 @@ def drift_data_from_answers(answers: list[dict], source: str) -> DriftData:
     return DriftData(frame, embeddings, source)
 
 # %% ../nbs/08_drift.ipynb #a804b02f
-def current_from_store(store, window: int = 500, since: dt.datetime | None = None, model_version: str | None = None) -> DriftData:
+def current_from_store(store, # a `PredictionStore`
+                       window: int = 500, # the last N predictions
+                       since: dt.datetime | None = None, # only those at or after this time
+                       model_version: str | None = None, # only this model's
+                      ) -> DriftData:
     "The latest `window` predictions in `store` (a `PredictionStore`), optionally only since `since`, only by `model_version`."
     rows = store.recent(limit=window, since=since, model_version=model_version)
     frame = pd.DataFrame({c: rows[c] if c in rows else np.nan for c in STAT_COLUMNS}, index=rows.index).astype(float)
@@ -181,8 +196,12 @@ def _photo_files(folder: Path) -> list[Path]:
     "The image files under `folder`, at any depth, with the suffixes prepare reads."
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
-def reference_from_photos(predictor, photos: list, stats: pd.DataFrame | None = None, source: str = "photos",
-                          batch_size: int = 32, progress: bool = True) -> DriftData:
+def reference_from_photos(predictor, # the served model's `Predictor`
+                          photos: list, # photo paths
+                          stats: pd.DataFrame | None = None, # their statistics as prepare measured them (row-aligned), if known
+                          source: str = "photos", # the reference's description, in words
+                          batch_size: int = 32, # photos per model run
+                          progress: bool = True) -> DriftData:
     "Statistics, predictions and embeddings of `photos` (paths) by `predictor`; `stats` replaces the statistics if given."
     from tqdm.auto import tqdm
     answers, kept, skipped = [], [], []
@@ -198,7 +217,9 @@ def reference_from_photos(predictor, photos: list, stats: pd.DataFrame | None = 
     return data
 
 # %% ../nbs/08_drift.ipynb #aeb9ab7a
-def write_reference(data: DriftData, model_dir: str | Path) -> dict:
+def write_reference(data: DriftData, # the reference rows
+                    model_dir: str | Path, # the serving folder to write them into
+                   ) -> dict:
     "Write `data` as the drift reference of the serving folder `model_dir`; returns the model card's entry for it."
     model_dir = Path(model_dir)
     files = dict(table=REFERENCE_FILE)
@@ -233,7 +254,9 @@ def _read_stats_file(path: Path) -> DriftData:
             raise DriftError(f"{emb_file}: {len(embeddings)} embeddings for {len(frame)} rows of {path.name}; export again")
     return DriftData(frame, embeddings, str(path))
 
-def read_reference(path: str | Path, predictor=None, progress: bool = False) -> DriftData:
+def read_reference(path: str | Path, # a serving folder, a statistics CSV, or a folder of images
+                   predictor=None, # the `Predictor` that describes a folder of images
+                   progress: bool = False) -> DriftData:
     "The drift reference at `path`: a serving folder, a statistics CSV, or a folder of images (needs `predictor`)."
     path = Path(path)
     if path.is_file(): return _read_stats_file(path)
@@ -245,7 +268,10 @@ def read_reference(path: str | Path, predictor=None, progress: bool = False) -> 
     if predictor is None: raise DriftError(f"reference folder {path} holds images: a model is needed to describe them")
     return reference_from_photos(predictor, photos, source=f"{len(photos)} photos under {path}", progress=progress)
 
-def load_reference(reference: str | Path | None, model_dir: str | Path | None, predictor=None, progress: bool = False) -> DriftData:
+def load_reference(reference: str | Path | None, # what the operator gave (see `read_reference`), if anything
+                   model_dir: str | Path | None, # the served model's folder, whose own reference is the default
+                   predictor=None, # the `Predictor` that describes a folder of images
+                   progress: bool = False) -> DriftData:
     "`reference` if given, else the reference exported with the model in `model_dir`; `DriftError` saying what to do if neither."
     if reference is not None: return read_reference(reference, predictor, progress)
     if model_dir is not None and (Path(model_dir)/REFERENCE_FILE).is_file(): return read_reference(Path(model_dir)/REFERENCE_FILE)
@@ -318,7 +344,10 @@ def _status(reference: DriftData, current: DriftData, s: DriftSettings) -> str |
 
 NOT_ENOUGH_DATA = dict(status="not_enough_data", drift_detected=None, drift_share=None, embedding_drift_score=None)
 
-def drift_decision(reference: DriftData, current: DriftData, settings: DriftSettings | None = None) -> dict:
+def drift_decision(reference: DriftData, # what the model was trained on
+                   current: DriftData, # what users sent lately
+                   settings: DriftSettings | None = None, # methods and thresholds (default: params.yaml's defaults)
+                  ) -> dict:
     "Whether `current` drifted from `reference`: shares of drifted columns and embedding components, and the verdict."
     s = settings or DriftSettings()
     if _status(reference, current, s): return dict(NOT_ENOUGH_DATA)
@@ -382,13 +411,19 @@ def _summary_and_comparison(reference: DriftData, current: DriftData, s: DriftSe
     c = _compare(reference, current, s)
     return _summary_fields(reference, current, s, _decide(c, s), t0, _column_scores(c, s)), c
 
-def drift_summary(reference: DriftData, current: DriftData, settings: DriftSettings | None = None) -> dict:
+def drift_summary(reference: DriftData, # what the model was trained on
+                  current: DriftData, # what users sent lately
+                  settings: DriftSettings | None = None, # methods and thresholds
+                 ) -> dict:
     "The JSON summary: the decision, every column's score, the drifted columns, sizes, window and thresholds."
     return _summary_and_comparison(reference, current, settings or DriftSettings())[0]
 
 # %% ../nbs/08_drift.ipynb #b353c7d7
-def drift_report(reference: DriftData, current: DriftData, settings: DriftSettings | None = None,
-                 html: str | Path | None = None) -> dict:
+def drift_report(reference: DriftData, # what the model was trained on
+                 current: DriftData, # what users sent lately
+                 settings: DriftSettings | None = None, # methods and thresholds
+                 html: str | Path | None = None, # where to write Evidently's report (None: the summary only)
+                ) -> dict:
     "`drift_summary`, and Evidently's full HTML report written (atomically) to `html`."
     from evidently import Report
     from evidently.metrics import EmbeddingsDrift
@@ -416,8 +451,11 @@ def drift_report(reference: DriftData, current: DriftData, settings: DriftSettin
 # %% ../nbs/08_drift.ipynb #d1552d10
 class DriftMonitor:
     "Drift of a prediction store's recent rows against a reference, for a server: lazy reference, one computation at a time."
-    def __init__(self, store, reference: str | Path | DriftData | None = None, model_dir: str | Path | None = None,
-                 predictor=None, settings: DriftSettings | None = None):
+    def __init__(self, store, # the `PredictionStore` the server logs to
+                 reference: str | Path | DriftData | None = None, # given by the operator (default: the model's own)
+                 model_dir: str | Path | None = None, # the served model's folder
+                 predictor=None, # the served `Predictor`: its version picks the window, it describes photo references
+                 settings: DriftSettings | None = None): # methods, thresholds, window
         self.store, self.model_dir, self.predictor = store, model_dir, predictor
         self.model_version = predictor.model_version if predictor is not None else None   # the window: this model's predictions
         self.settings = settings or DriftSettings()
