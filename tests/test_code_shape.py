@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NBS, LIB = ROOT / "nbs", ROOT / "dog_breed_classifier"
 MAX_LINES = 60            # the longest library function and the longest exported cell
 MIN_EXAMPLE_SHARE = 0.70  # exported cells followed by an example or a test
+MAX_OUTPUT_BYTES = 300 * 1024   # committed notebook outputs, all notebooks together: figures as small JPEGs
 
 
 def _code_cells(nb_path):
@@ -154,6 +155,16 @@ def test_exported_cells_are_followed_by_examples():
     assert share >= MIN_EXAMPLE_SHARE, f"{share:.0%} of exported cells are followed by an example or a test"
 
 
+def committed_output_bytes() -> int:
+    "Bytes of the outputs stored in the notebooks (what the docs show and every clone carries)."
+    return sum(len(json.dumps(o)) for nb in NBS.rglob("*.ipynb") for c in json.loads(nb.read_text())["cells"]
+               for o in c.get("outputs", []))
+
+
+def test_notebook_outputs_stay_light():
+    assert committed_output_bytes() <= MAX_OUTPUT_BYTES, f"{committed_output_bytes() / 1024:.0f} KB of notebook outputs"
+
+
 def test_the_checks_catch_what_they_should():
     assert import_cycles({"a": {"b": 1}, "b": {"a": 2}, "c": {}}) == [["a", "b", "a"]]
     assert upward_imports({"a": {"b": 3}}, {"a": "01", "b": "02"}) == ["a (01) → b (02) line 3"]
@@ -168,6 +179,7 @@ if __name__ == "__main__":
     print("exported cells over 60 lines:", *[(nb, n) for nb, n, _ in cells if n > MAX_LINES], sep="\n  ")
     print(f"exported cells followed by an example or test: {sum(f for *_, f in cells)}/{len(cells)} "
           f"= {sum(f for *_, f in cells) / len(cells):.0%}")
+    print(f"committed notebook outputs: {committed_output_bytes() / 1024:.0f} KB")
     per_nb = {}
     for nb, _, f in cells: per_nb.setdefault(nb, []).append(f)
     for nb, fs in per_nb.items(): print(f"  {nb}: {sum(fs)}/{len(fs)}")
