@@ -8,6 +8,7 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/api.html.md"""
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import html
 import logging
 import math
@@ -41,10 +42,11 @@ from .monitoring import ImageArchive, PredictionStore, StoreError
 log = logging.getLogger("dog_breed_classifier.api")
 
 # %% auto #0
-__all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'UI_PATH', 'process_threads', 'ApiMetrics', 'ErrorAnswer',
-           'error_responses', 'error_response', 'add_error_handlers', 'UploadLimits', 'add_request_metrics', 'Service',
-           'prediction_routes', 'status_routes', 'drift_routes', 'mount_demo', 'load_predictor',
-           'drift_gauges_lifespan', 'create_app']
+__all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'PER', 'PROBES', 'PROTECTED', 'UI_PATH',
+           'process_threads', 'ApiMetrics', 'ErrorAnswer', 'error_responses', 'error_response', 'add_error_handlers',
+           'UploadLimits', 'add_request_metrics', 'Service', 'prediction_routes', 'status_routes', 'drift_routes',
+           'AccessSettings', 'parse_rate_limit', 'read_api_key', 'RateLimiter', 'add_access_control',
+           'deadline_protocol', 'mount_demo', 'load_predictor', 'drift_gauges_lifespan', 'create_app']
 
 # %% ../nbs/11_api.ipynb #4c121483
 DRIFT_STATUSES = ("no_drift", "drift", "not_enough_data", "no_reference")
@@ -120,18 +122,22 @@ class ErrorAnswer(BaseModel):
     detail: str   # a sentence for the person: what is wrong and what to do about it
     reason: str   # a short code for programs: not_an_image, too_large_upload, store_unavailable, …
 
-ERROR_STATUSES = {400: "the body is not valid multipart/form-data", 409: "the server is set up so that this cannot be answered (said why)",
+ERROR_STATUSES = {400: "the body is not valid multipart/form-data", 401: "an API key is required: Authorization: Bearer <key>",
+                  409: "the server is set up so that this cannot be answered (said why)",
                   413: "the upload is over the size limit", 415: "not a photo, or a format that is not accepted",
-                  422: "the request or the photo cannot be used (said why)", 503: "not ready: no model, or the log is unavailable"}
+                  422: "the request or the photo cannot be used (said why)", 429: "over the rate limit: wait Retry-After seconds",
+                  503: "not ready: no model, or the log is unavailable (Retry-After says when to try again)"}
+RETRY_AFTER_SECONDS = 5   # what a 503 tells clients to wait: the store's bounded timeouts make most outages shorter
 
 def error_responses(*statuses: int) -> dict:
     "The OpenAPI `responses` for these error statuses: every one answers an `ErrorAnswer`."
     return {s: {"model": ErrorAnswer, "description": ERROR_STATUSES[s]} for s in statuses}
 
-def error_response(e: ApiError, metrics: ApiMetrics) -> JSONResponse:
-    "The JSON answer for `e`, counted by its reason."
+def error_response(e: ApiError, metrics: ApiMetrics, headers: dict | None = None) -> JSONResponse:
+    "The JSON answer for `e`, counted by its reason; a 503 says when to retry."
     metrics.errors.labels(e.reason).inc()
-    return JSONResponse({"detail": e.detail, "reason": e.reason}, status_code=e.status)
+    headers = {**({"Retry-After": str(RETRY_AFTER_SECONDS)} if e.status == 503 else {}), **(headers or {})}
+    return JSONResponse({"detail": e.detail, "reason": e.reason}, status_code=e.status, headers=headers)
 
 # %% ../nbs/11_api.ipynb #25464b5c
 def add_error_handlers(app: FastAPI, metrics: ApiMetrics):
@@ -207,7 +213,7 @@ class Service:
 def prediction_routes(s: Service) -> APIRouter:
     "`POST /predict` and `POST /predict/batch`: every answer recorded before it is returned."
     router = APIRouter()
-    @router.post("/predict", summary="Predict the breed in one photo", responses=error_responses(400, 413, 415, 422, 503))
+    @router.post("/predict", summary="Predict the breed in one photo", responses=error_responses(400, 401, 413, 415, 422, 429, 503))
     async def predict(request: Request, file: Annotated[UploadFile, File(description="a JPEG, PNG, WebP, BMP or GIF photo")]):
         t = time.perf_counter()
         try:
@@ -219,7 +225,7 @@ def prediction_routes(s: Service) -> APIRouter:
         answer["latency_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return answer
 
-    @router.post("/predict/batch", summary="Predict the breeds in several photos", responses=error_responses(400, 413, 422, 503))
+    @router.post("/predict/batch", summary="Predict the breeds in several photos", responses=error_responses(400, 401, 413, 422, 429, 503))
     async def predict_batch(files: Annotated[list[UploadFile], File(description="several photos (32 at most by default)")]):
         if len(files) > s.limits.max_batch_files:
             return error_response(ApiError(413, "too_many_files", f"{len(files)} files; send at most {s.limits.max_batch_files} per request"), s.metrics)
@@ -235,9 +241,13 @@ def prediction_routes(s: Service) -> APIRouter:
 
 # %% ../nbs/11_api.ipynb #b0f303ee
 def status_routes(s: Service) -> APIRouter:
-    "`GET /health` (model loaded and store writable, else 503), `GET /model` (the card) and `GET /metrics`."
+    "`GET /live` (liveness), `GET /health` (readiness: model loaded and store writable, else 503), `GET /model`, `GET /metrics`."
     router = APIRouter()
-    @router.get("/health", summary="Is the model loaded and the store writable?")
+    @router.get("/live", summary="Liveness: is the process sound? (200 while it serves at all; restart it when this fails)")
+    async def live():
+        return {"status": "alive", "version": dog_breed_classifier.__version__}
+
+    @router.get("/health", summary="Readiness: is the model loaded and the store writable? (503: stop routing, do not restart)")
     async def health():
         writable = await run_in_threadpool(s.store.writable)
         p = s.predictor
@@ -247,7 +257,7 @@ def status_routes(s: Service) -> APIRouter:
                     model_error=s.load_error, store_writable=writable, version=dog_breed_classifier.__version__)
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @router.get("/model", summary="The model card of the served model", responses=error_responses(503))
+    @router.get("/model", summary="The model card of the served model", responses=error_responses(401, 429, 503))
     async def model():
         p = s.predictor
         if p is None: return error_response(ApiError(503, "model_not_loaded", f"no model is loaded ({s.load_error})"), s.metrics)
@@ -271,7 +281,7 @@ def drift_routes(s: Service) -> APIRouter:
     "`GET /drift`: recent predictions against the model's reference, as JSON or Evidently's HTML report."
     router = APIRouter()
     @router.get("/drift", summary="Drift of recent predictions against the model's reference",
-                responses={200: {"content": {"application/json": {}, "text/html": {}}}, **error_responses(409, 422, 503)})
+                responses={200: {"content": {"application/json": {}, "text/html": {}}}, **error_responses(401, 409, 422, 429, 503)})
     async def drift(window: Annotated[int | None, Query(ge=1, le=10_000_000, description="the last N predictions (default: drift.window)")] = None,
                     since: Annotated[str | None, Query(description="only predictions since this ISO 8601 time (UTC if no zone)",
                                                        json_schema_extra={"format": "date-time"})] = None,
@@ -291,6 +301,132 @@ def drift_routes(s: Service) -> APIRouter:
                 return HTMLResponse(f"<!doctype html><title>Drift: no reference</title><h1>Drift: no reference</h1><p>{html.escape(answer['message'])}</p>")
             return HTMLResponse(report.read_text())
     return router
+
+# %% ../nbs/11_api.ipynb #6145f1ee
+@dataclass
+class AccessSettings:
+    "Who may call the API, and how often (see `dog-breed serve --help`)."
+    api_key: str | None = None        # when set, protected routes need `Authorization: Bearer <key>`
+    public_metrics: bool = False      # with a key: leave /metrics open for a scraper
+    rate_limit_per_minute: float = 0  # per client address on the protected routes; 0 = no limit
+    ui_with_key: bool = False         # with a key: mount the demo anyway (protect it in front of the server)
+    def __repr__(self):   # the key never appears in a log or a traceback
+        return (f"AccessSettings(api_key={'set' if self.api_key else None}, public_metrics={self.public_metrics}, "
+                f"rate_limit_per_minute={self.rate_limit_per_minute}, ui_with_key={self.ui_with_key})")
+
+PER = {"second": 60, "minute": 1, "hour": 1 / 60}
+
+def parse_rate_limit(text: str | None) -> float:
+    "`'60/minute'` → 60 requests a minute (also /second, /hour); None or '' → 0 (no limit)."
+    if not text: return 0
+    count, _, unit = text.strip().partition("/")
+    try: n = float(count)
+    except ValueError: n = -1
+    if n <= 0 or unit.strip().lower().rstrip("s") not in PER:
+        raise DogBreedError(f"--rate-limit {text!r} is not a rate: give requests per second, minute or hour, e.g. 60/minute")
+    return n * PER[unit.strip().lower().rstrip("s")]
+
+def read_api_key(env_value: str | None, key_file: str | Path | None) -> str | None:
+    "The API key from a file (a mounted secret; surrounding whitespace dropped) or the environment, else None."
+    if key_file is not None:
+        path = Path(key_file)
+        try: key = path.read_text().strip()
+        except OSError as e: raise DogBreedError(f"--api-key-file {path}: cannot be read ({e.strerror}); mount the secret there or leave the option out") from None
+        if not key: raise DogBreedError(f"--api-key-file {path} is empty; put the key in it (one line)")
+        return key
+    return (env_value or "").strip() or None
+
+# %% ../nbs/11_api.ipynb #bd1a199c
+class RateLimiter:
+    "Token buckets per client address: `per_minute` requests a minute, bursts up to the same number."
+    def __init__(self, per_minute: float, # the allowance; 0 = no limit
+                 clock=time.monotonic, max_clients: int = 100_000):
+        self.rate, self.capacity, self.clock, self.max_clients = per_minute / 60, max(1.0, per_minute), clock, max_clients
+        self.buckets: dict[str, tuple[float, float]] = {}   # client → (tokens, when)
+
+    def wait(self, client: str) -> float:
+        "Take a token for `client`: 0 if it may go ahead, else the seconds until it may."
+        if self.rate <= 0: return 0.0
+        now = self.clock()
+        tokens, then = self.buckets.get(client, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - then) * self.rate)
+        if tokens >= 1:
+            self.buckets[client] = (tokens - 1, now)
+            if len(self.buckets) > self.max_clients: self._forget_full(now)
+            return 0.0
+        self.buckets[client] = (tokens, now)
+        return (1 - tokens) / self.rate
+
+    def _forget_full(self, now: float):
+        self.buckets = {c: (k, w) for c, (k, w) in self.buckets.items() if k + (now - w) * self.rate < self.capacity}
+
+# %% ../nbs/11_api.ipynb #dbd22035
+PROBES = ("/live", "/health")
+PROTECTED = ("/predict", "/predict/batch", "/drift", "/model")
+
+def _bearer_key(request: Request) -> str | None:
+    "The key in `Authorization: Bearer <key>`, or None for any other header or scheme."
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+
+def add_access_control(app: FastAPI, metrics: ApiMetrics, access: AccessSettings):
+    "Refuse protected routes without the API key (401) and clients over the rate limit (429)."
+    limiter = RateLimiter(access.rate_limit_per_minute)
+    guarded = PROTECTED + (() if access.public_metrics else ("/metrics",))
+    @app.middleware("http")
+    async def check_access(request: Request, call_next):
+        path = request.url.path.rstrip("/") or "/"
+        if path in PROTECTED and (wait := limiter.wait(request.client.host if request.client else "unknown")):
+            return error_response(ApiError(429, "rate_limited", f"over the rate limit of {access.rate_limit_per_minute:g} "
+                                           f"requests a minute; try again in {math.ceil(wait)} s"),
+                                  metrics, {"Retry-After": str(math.ceil(wait))})
+        if access.api_key and path in guarded:
+            given = _bearer_key(request)
+            if given is None or not hmac.compare_digest(given.encode(), access.api_key.encode()):
+                return error_response(ApiError(401, "unauthorized", "this server needs an API key: send it as "
+                                               "`Authorization: Bearer <key>`"), metrics, {"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
+# %% ../nbs/11_api.ipynb #2733ec2e
+def deadline_protocol(header_timeout: float = 10, # seconds for the request line and headers
+                      body_timeout: float = 60, # seconds for the body, after the headers
+                     ) -> type:
+    "uvicorn's HTTP protocol (httptools when installed, else h11) with deadlines for headers and body."
+    try:
+        import httptools  # noqa: F401   uvicorn's fast parser, when installed
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+    except ImportError:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base
+    class DeadlineProtocol(Base):
+        def connection_made(self, transport):
+            super().connection_made(transport); self._deadline = None; self._arm(header_timeout)
+        def _arm(self, seconds: float):
+            self._disarm(); self._deadline = self.loop.call_later(seconds, self._cut_off)
+        def _disarm(self):
+            if getattr(self, "_deadline", None) is not None: self._deadline.cancel(); self._deadline = None
+        def _cut_off(self):
+            self._deadline = None
+            if not self.transport.is_closing(): self.transport.close()
+        def connection_lost(self, exc):
+            self._disarm(); super().connection_lost(exc)
+        # httptools calls these as a request arrives
+        def on_message_begin(self):
+            if self._deadline is None: self._arm(header_timeout)
+            super().on_message_begin()
+        def on_headers_complete(self): super().on_headers_complete(); self._arm(body_timeout)
+        def on_message_complete(self): super().on_message_complete(); self._disarm()
+        # h11 has no callbacks: the parser's state after each read says where the request is
+        def data_received(self, data: bytes):
+            super().data_received(data)
+            if hasattr(self, "conn"): self._follow_h11()
+        def _follow_h11(self):
+            import h11
+            state = self.conn.their_state
+            if state is h11.IDLE and self._deadline is None: self._arm(header_timeout)
+            elif state is h11.SEND_BODY and getattr(self, "_phase", None) != id(self.cycle): self._phase = id(self.cycle); self._arm(body_timeout)
+            elif state not in (h11.IDLE, h11.SEND_BODY): self._disarm()
+    DeadlineProtocol.__name__ = DeadlineProtocol.__qualname__ = f"DeadlineProtocol_{Base.__name__}"
+    return DeadlineProtocol
 
 # %% ../nbs/11_api.ipynb #5d1e21c1
 UI_PATH = "/ui"
@@ -347,6 +483,7 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
                drift_reference: str | Path | None = None, # drift reference (default: the model's own, see `drift`)
                drift_settings: DriftSettings | None = None, # what drift compares (default: params.yaml's defaults)
                ui: bool = True, # mount the Gradio demo at /ui (needs the `ui` extra; skipped with a warning without it)
+               access: AccessSettings | None = None, # API key and rate limit (default: open, unlimited)
                ) -> FastAPI:
     "The dog-breed FastAPI app: a `Service` and its routers, error handlers, request metrics and the demo."
     if predictor is None: predictor, load_error = load_predictor(model_dir, backend, selection_reason)
@@ -368,9 +505,14 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
+    access = access or AccessSettings()
+    add_access_control(app, metrics, access)   # inside the request counter: refusals are counted too
     add_request_metrics(app, metrics, s.limits)
     add_error_handlers(app, metrics)
     for router in (prediction_routes(s), status_routes(s), drift_routes(s)): app.include_router(router)
+    if ui and access.api_key and not access.ui_with_key:
+        log.warning("an API key is set: the demo at %s is off (it would be a way around the key); --ui-with-key mounts it", UI_PATH)
+        ui = False
     app.state.ui = mount_demo(app, record, max_upload_bytes) if ui else None
     @app.get("/", include_in_schema=False)
     async def home():   # people who open the server's address get the demo (or, without it, the API's docs)

@@ -95,8 +95,11 @@ def cmd_breeds(args) -> int:
 def cmd_serve(args) -> int:
     "Serve the API (and /metrics) with uvicorn."
     import uvicorn   # the serve extra (FastAPI, SQLAlchemy, Prometheus, Gradio): not needed to train
-    from dog_breed_classifier.api import create_app
+    from dog_breed_classifier.api import AccessSettings, create_app, deadline_protocol, parse_rate_limit, read_api_key
     from dog_breed_classifier.monitoring import PredictionStore, default_store_url
+    access = AccessSettings(read_api_key(os.environ.get("DOG_BREED_API_KEY"), args.api_key_file), args.public_metrics,
+                            parse_rate_limit(args.rate_limit), args.ui_with_key)   # bad settings: refused before anything starts
+    if min(args.header_timeout, args.body_timeout) <= 0: raise DogBreedError("--header-timeout and --body-timeout must be above 0 seconds")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     model_error = None
     try: model_dir, reason = serving_model_dir(args.model_dir)
@@ -110,9 +113,11 @@ def cmd_serve(args) -> int:
     app = create_app(store=store, model_dir=model_dir, selection_reason=reason, archive_url=args.archive, model_error=model_error,
                      max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), backend=args.backend,
                      cors_origins=args.cors_origin or None, drift_reference=args.drift_reference, drift_settings=drift_settings,
-                     ui=not args.no_ui)
-    logging.getLogger("dog_breed_classifier.api").info("prediction store: %s", store)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.no_access_log)
+                     ui=not args.no_ui, access=access)
+    logging.getLogger("dog_breed_classifier.api").info("prediction store: %s; %s", store, access)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.no_access_log,
+                http=deadline_protocol(args.header_timeout, args.body_timeout),
+                proxy_headers=bool(args.forwarded_allow_ips), forwarded_allow_ips=args.forwarded_allow_ips or "")
     return 0
 
 # %% ../nbs/13_cli.ipynb #781df438
@@ -257,7 +262,18 @@ SERVING_COMMANDS = {
         arg("--drift-reference", metavar="DIR_OR_STATS_FILE", help="what /drift compares with (default: the model's own reference)"),
         arg("--drift-refresh", type=int, metavar="SECONDS", help="recompute the drift gauges this often; 0 = only on GET /drift "
                                                                   "(default: drift.refresh_seconds)"),
-        arg("--no-ui", action="store_true", help="do not mount the Gradio demo at /ui")]),
+        arg("--no-ui", action="store_true", help="do not mount the Gradio demo at /ui"),
+        arg("--api-key-file", metavar="PATH", default=os.environ.get("DOG_BREED_API_KEY_FILE"),
+            help="require this key (Authorization: Bearer) on /predict, /drift, /model, /metrics; the key may also come "
+                 "from $DOG_BREED_API_KEY (never a command-line value)"),
+        arg("--public-metrics", action="store_true", help="with a key: leave /metrics open"),
+        arg("--ui-with-key", action="store_true", help="with a key: mount the demo anyway (protect /ui in front of the server)"),
+        arg("--rate-limit", metavar="N/minute", default=os.environ.get("DOG_BREED_RATE_LIMIT"),
+            help="requests per client address on the API routes, e.g. 60/minute (default: $DOG_BREED_RATE_LIMIT, else none)"),
+        arg("--forwarded-allow-ips", metavar="IPS", default=os.environ.get("FORWARDED_ALLOW_IPS"),
+            help="proxies whose X-Forwarded-For names the client (comma-separated; default: none, the peer is the client)"),
+        arg("--header-timeout", type=float, default=10.0, metavar="S", help="close connections whose headers take longer (default 10)"),
+        arg("--body-timeout", type=float, default=60.0, metavar="S", help="close connections whose body takes longer (default 60)")]),
     "space": (cmd_space, [
         arg("out", metavar="OUT", help="the Space folder to create (new or empty)"),
         arg("--model-dir", metavar="DIR", help="the serving folder to ship (default: as `serve` chooses)"),

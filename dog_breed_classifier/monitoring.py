@@ -26,8 +26,8 @@ from .images import IMAGE_STAT_NAMES
 log = logging.getLogger("dog_breed_classifier.monitoring")
 
 # %% auto #0
-__all__ = ['log', 'METADATA', 'PREDICTIONS', 'HEALTH', 'new_prediction_id', 'StoreError', 'default_store_url', 'PredictionStore',
-           'ImageArchive']
+__all__ = ['log', 'METADATA', 'PREDICTIONS', 'HEALTH', 'STORE_TIMEOUT_SECONDS', 'STORE_CONNECT_TIMEOUT_SECONDS',
+           'new_prediction_id', 'StoreError', 'default_store_url', 'PredictionStore', 'ImageArchive']
 
 # %% ../nbs/07_monitoring.ipynb #69d8b6a8
 METADATA = sa.MetaData()
@@ -66,10 +66,22 @@ def default_store_url(root: str | Path | None = None) -> str:
     return f"sqlite:///{(Path(root or '.')/'predictions.db').resolve()}"
 
 # %% ../nbs/07_monitoring.ipynb #9233f774
+STORE_TIMEOUT_SECONDS = 5          # a write waits at most this long for a lock, a pooled connection or a statement
+STORE_CONNECT_TIMEOUT_SECONDS = 3  # PostgreSQL: a new connection gives up after this long
+
 def _sqlite_pragmas(dbapi_connection, _record):
     cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL"); cur.execute("PRAGMA synchronous=FULL"); cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA journal_mode=WAL"); cur.execute("PRAGMA synchronous=FULL")
+    cur.execute(f"PRAGMA busy_timeout={STORE_TIMEOUT_SECONDS * 1000}")
     cur.close()
+
+def _engine_options(url: str) -> dict:
+    "create_engine's keywords for `url`: bounded waits everywhere, and PostgreSQL's connect and statement timeouts."
+    options = dict(pool_pre_ping=True, pool_timeout=STORE_TIMEOUT_SECONDS)
+    if url.startswith("postgresql"):
+        options["connect_args"] = dict(connect_timeout=STORE_CONNECT_TIMEOUT_SECONDS,
+                                       options=f"-c statement_timeout={STORE_TIMEOUT_SECONDS * 1000}")
+    return options
 
 def _lost_a_creation_race(e: Exception) -> bool:
     "True for the errors of two processes creating the log's tables at once (N replicas starting on an empty database)."
@@ -81,7 +93,7 @@ class PredictionStore:
     "Durable prediction log on SQLAlchemy Core (SQLite WAL by default, any SQLAlchemy URL)."
     def __init__(self, url: str | None = None): # a SQLAlchemy URL (default: `default_store_url()`)
         self.url = url or default_store_url()
-        try: self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+        try: self.engine = sa.create_engine(self.url, **_engine_options(self.url))
         except (sa.exc.ArgumentError, ImportError, ModuleNotFoundError) as e:
             raise StoreError(f"store URL {self._safe_url()!r} is not usable ({e}); e.g. sqlite:///predictions.db or "
                              f"postgresql+psycopg://user@host/db (pip install psycopg)") from None

@@ -122,31 +122,47 @@ def postgres_bin() -> Path | None:
     return Path(found).parent if found else None
 
 
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth, loopback only), run with the Debian package's programs
+    as the `postgres` user when the tests run as root; `stop()` and `start()` it to test outages. Skips without them."""
+    def __init__(self):
+        self.bin_dir = postgres_bin()
+        if self.bin_dir is None: pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run installs it)")
+        if importlib.util.find_spec("psycopg") is None: pytest.skip("psycopg is not installed (pip install -e '.[postgres]')")
+        self.as_user = []
+        if os.geteuid() == 0:   # initdb refuses to run as root
+            try: pwd.getpwnam("postgres")
+            except KeyError: pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.home = Path(tempfile.mkdtemp(prefix="dog-breed-pg-"))
+        if self.as_user: shutil.chown(self.home, "postgres", "postgres")
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://dogbreed@127.0.0.1:{self.port}"
+        self.pg(self.bin_dir/"initdb", "-D", self.home/"data", "-U", "dogbreed", "--auth=trust", "-E", "UTF8")
+        self.start()
+
+    def pg(self, *args):
+        res = subprocess.run([*self.as_user, *map(str, args)], capture_output=True, text=True, timeout=120)
+        if res.returncode: raise RuntimeError(f"{args[0]} failed: {res.stdout}{res.stderr}")
+
+    def start(self):
+        self.pg(self.bin_dir/"pg_ctl", "-D", self.home/"data", "-l", self.home/"server.log", "-w", "-t", "60",
+                "-o", f"-h 127.0.0.1 -p {self.port} -k {self.home} -c max_connections=200", "start")
+
+    def stop(self, mode: str = "fast"):
+        self.pg(self.bin_dir/"pg_ctl", "-D", self.home/"data", "-m", mode, "-w", "stop")
+
+    def remove(self):
+        try: self.stop()
+        finally: shutil.rmtree(self.home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
-    """A real PostgreSQL on 127.0.0.1 for the test session: a throwaway cluster (trust auth, loopback only) started
-    with the Debian package's programs, as the `postgres` user when the tests run as root; skips without them."""
-    bin_dir = postgres_bin()
-    if bin_dir is None: pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run installs it)")
-    if importlib.util.find_spec("psycopg") is None: pytest.skip("psycopg is not installed (pip install -e '.[postgres]')")
-    as_user = []
-    if os.geteuid() == 0:   # initdb refuses to run as root
-        try: pwd.getpwnam("postgres")
-        except KeyError: pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    home = Path(tempfile.mkdtemp(prefix="dog-breed-pg-"))
-    if as_user: shutil.chown(home, "postgres", "postgres")
-    port = free_port()
-    def pg(*args):
-        res = subprocess.run([*as_user, *map(str, args)], capture_output=True, text=True, timeout=120)
-        if res.returncode: raise RuntimeError(f"{args[0]} failed: {res.stdout}{res.stderr}")
-    pg(bin_dir/"initdb", "-D", home/"data", "-U", "dogbreed", "--auth=trust", "-E", "UTF8")
-    pg(bin_dir/"pg_ctl", "-D", home/"data", "-l", home/"server.log", "-w", "-t", "60",
-       "-o", f"-h 127.0.0.1 -p {port} -k {home} -c max_connections=200", "start")
-    try: yield f"postgresql+psycopg://dogbreed@127.0.0.1:{port}"
-    finally:
-        pg(bin_dir/"pg_ctl", "-D", home/"data", "-m", "fast", "-w", "stop")
-        shutil.rmtree(home, ignore_errors=True)
+    "A real PostgreSQL on 127.0.0.1 for the whole test session (its URL); see `PostgresCluster`."
+    cluster = PostgresCluster()
+    try: yield cluster.url
+    finally: cluster.remove()
 
 
 def new_postgres_database(server_url: str) -> str:
