@@ -56,5 +56,5 @@ WORKDIR /home/app
 VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '8000')}/health\", timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '8000')}/live\", timeout=4)"]
 CMD ["sh", "-c", "exec dog-breed serve --host 0.0.0.0 --port \"${PORT}\" --model-dir /opt/model --no-access-log"]

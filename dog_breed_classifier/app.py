@@ -30,7 +30,8 @@ import gradio as gr  # noqa: E402
 log = logging.getLogger("dog_breed_classifier.app")
 
 # %% auto #0
-__all__ = ['log', 'headline_markdown', 'top_breeds', 'example_photos', 'uploaded_photo', 'as_upload', 'create_demo', 'space_demo']
+__all__ = ['log', 'SPACE_QUEUE_SIZE', 'headline_markdown', 'top_breeds', 'example_photos', 'uploaded_photo', 'as_upload',
+           'create_demo', 'space_demo']
 
 # %% ../nbs/10_app.ipynb #35675511
 def headline_markdown(answer: dict) -> str:
@@ -147,6 +148,8 @@ def create_demo(predictor: Predictor | None, # the model (None: every prediction
     return demo
 
 # %% ../nbs/10_app.ipynb #96d45bcf
+SPACE_QUEUE_SIZE = 16   # photos waiting in a Space's queue, at most
+
 def space_demo(model_dir: str | Path | None = None, # a serving folder (default: see above)
               ) -> gr.Blocks:
     "The demo as a Space runs it: the model from `model_dir`, `DOG_BREED_MODEL_DIR`, `./model`, or `serve`'s choice."
@@ -156,4 +159,6 @@ def space_demo(model_dir: str | Path | None = None, # a serving folder (default:
     path, reason = serving_model_dir(str(given) if given else None)
     predictor = Predictor.from_dir(path, selection_reason=reason)
     log.info("demo serving %s (%s)", predictor, reason)
-    return create_demo(predictor, PredictionStore(default_store_url()))
+    # a Space has no API in front: Gradio's own queue is its lock — 4 photos at a time (each event's concurrency_limit),
+    # at most SPACE_QUEUE_SIZE waiting; more are refused at once ("queue full") instead of piling up
+    return create_demo(predictor, PredictionStore(default_store_url())).queue(max_size=SPACE_QUEUE_SIZE)

@@ -68,7 +68,7 @@ def test_serving_image_declares_how_to_run_it(store, serving_image):
     assert "dog-breed serve --host 0.0.0.0" in " ".join(config["Cmd"])
     env = dict(e.split("=", 1) for e in config["Env"])
     assert env["PORT"] == "8000" and env["DOG_BREED_STORE_URL"] == "sqlite:////data/predictions.db"
-    assert "/health" in " ".join(config["Healthcheck"]["Test"])          # kept: built in Docker format
+    assert "/live" in " ".join(config["Healthcheck"]["Test"])            # liveness; kept: built in Docker format
     size = store.size(serving_image)
     assert size < SERVING_SIZE_BUDGET, f"the serving image grew to {size/1e9:.2f} GB"
 
