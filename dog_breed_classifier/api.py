@@ -375,6 +375,7 @@ def add_access_control(app: FastAPI, metrics: ApiMetrics, access: AccessSettings
     guarded = PROTECTED + (() if access.public_metrics else ("/metrics",))
     @app.middleware("http")
     async def check_access(request: Request, call_next):
+        if request.method == "OPTIONS": return await call_next(request)   # CORS preflights carry no credentials
         path = request.url.path.rstrip("/") or "/"
         if path in PROTECTED and (wait := limiter.wait(request.client.host if request.client else "unknown")):
             return error_response(ApiError(429, "rate_limited", f"over the rate limit of {access.rate_limit_per_minute:g} "
