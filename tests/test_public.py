@@ -54,10 +54,13 @@ def test_with_a_key_the_demo_is_no_way_around_it(keyed):
     assert "the demo at /ui is off" in keyed.log.read_text()
 
 
-def test_public_metrics_and_the_demo_on_request(tmp_path, zero_shot_dir):
+def test_public_metrics_the_demo_on_request_and_cors_preflights(tmp_path, zero_shot_dir):
     s = Server("--model-dir", zero_shot_dir, "--store-url", f"sqlite:///{tmp_path}/p.db", "--public-metrics", "--ui-with-key",
-               cwd=tmp_path, env={"DOG_BREED_API_KEY": KEY})
+               "--cors-origin", "https://app.example", cwd=tmp_path, env={"DOG_BREED_API_KEY": KEY})
     try:
+        preflight = httpx.options(s.url + "/predict", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                                                               "Access-Control-Request-Headers": "authorization"})
+        assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "https://app.example"
         assert httpx.get(s.url + "/metrics").status_code == 200
         assert httpx.get(s.url + "/model").status_code == 401
         assert httpx.get(s.url + "/ui/").status_code == 200
