@@ -31,7 +31,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
 from .core import (DataSettings, DogBreedError, Params, ProjectPaths, SampleSettings, atomic_file,
-                                       atomic_folder, breed_vocab, find_project_root, publish_atomically, stable_seed)
+                                       atomic_folder, breed_vocab, find_project_root, publish_atomically, stable_seed,
+                                       temporary_sibling)
 from .images import IMAGE_STAT_NAMES, ImageDecodeError, decode_image, image_stats, resize_shorter_side
 
 # %% auto #0
@@ -182,7 +183,7 @@ KAGGLE_COMPETITION = "dog-breed-identification"
 def download_stanford_dogs(dest: str | Path, annotations: bool = False, base_url: str | None = None, progress: bool = True) -> Path:
     "Download and extract Stanford Dogs (`Images/`, and `Annotation/` if asked) into `dest`."
     base_url = (base_url or os.environ.get("DOG_BREED_STANFORD_URL") or STANFORD_DOGS_URL).rstrip("/")
-    dest = Path(dest); tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    dest = Path(dest); tmp = temporary_sibling(dest)
     try:
         for name in ["images.tar"] + (["annotation.tar"] if annotations else []):
             archive = download_file(f"{base_url}/{name}", tmp.with_name(tmp.name + "-" + name), progress=progress)
@@ -211,7 +212,7 @@ def download_kaggle_competition(dest: str | Path, competition: str = KAGGLE_COMP
     "Download and extract a Kaggle competition's files (e.g. `labels.csv` + `train/`) into `dest`."
     api = (api or os.environ.get("DOG_BREED_KAGGLE_API") or KAGGLE_API).rstrip("/")
     credentials = credentials or kaggle_credentials()
-    dest = Path(dest); tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    dest = Path(dest); tmp = temporary_sibling(dest)
     archive = dest.with_name(f".{dest.name}-{competition}.zip")
     try:
         download_file(f"{api}/competitions/data/download-all/{competition}", archive, auth=credentials, progress=progress)
