@@ -447,10 +447,11 @@ def mount_demo(app: FastAPI, record: PredictionRecorder, max_upload_bytes: int):
 # %% ../nbs/11_api.ipynb #63d80236
 def load_predictor(model_dir: str | Path | None, # a serving folder
                    backend: str = "auto", selection_reason: str = "",
+                   tta: bool | None = None, # mirror-image averaging (None: as the card says)
                   ) -> tuple[Predictor | None, str | None]:
     "(the Predictor, None), or (None, why it could not be loaded) — logged, never raised."
     if model_dir is None: return None, None
-    try: return Predictor.from_dir(model_dir, backend=backend, selection_reason=selection_reason), None
+    try: return Predictor.from_dir(model_dir, backend=backend, selection_reason=selection_reason, tta=tta), None
     except DogBreedError as e:
         log.error("model not loaded: %s", e); return None, str(e)
 
@@ -480,6 +481,7 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
                max_batch_files: int = 32, # per /predict/batch request
                cors_origins: list[str] | None = None, # browser origins allowed to call the API (default: none)
                backend: str = "auto", # auto | openvino | onnxruntime
+               tta: bool | None = None, # average each photo with its mirror image (None: as the model card says)
                model_error: str | None = None, # why there is no model, when the caller already knows
                drift_reference: str | Path | None = None, # drift reference (default: the model's own, see `drift`)
                drift_settings: DriftSettings | None = None, # what drift compares (default: params.yaml's defaults)
@@ -487,7 +489,7 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
                access: AccessSettings | None = None, # API key and rate limit (default: open, unlimited)
                ) -> FastAPI:
     "The dog-breed FastAPI app: a `Service` and its routers, error handlers, request metrics and the demo."
-    if predictor is None: predictor, load_error = load_predictor(model_dir, backend, selection_reason)
+    if predictor is None: predictor, load_error = load_predictor(model_dir, backend, selection_reason, tta)
     else: load_error = None
     if predictor is not None and selection_reason: predictor.selection_reason = selection_reason
     store, metrics, drift_settings = store or PredictionStore(), ApiMetrics(), drift_settings or DriftSettings()

@@ -19,7 +19,7 @@ from fasttransform import Transform
 from PIL import Image
 
 from .core import AugmentSettings, Params, stable_seed
-from .images import center_crop
+from .images import EVAL_CROP_FRACTION, center_crop
 from .data import PrepareReport, prepare_dataset, run_in_processes
 
 # albumentations checks PyPI for a newer version on import (a network call) unless told not to.
@@ -103,21 +103,26 @@ def prepare(params: Params, root: str | Path | None = None, out_dir: str | Path 
                            expand=offline_expansion(params.augment, params.data.seed, params.data.workers), progress=progress)
 
 # %% ../nbs/02_augment.ipynb #c883d5c1
-def online_train_transforms(settings: AugmentSettings) -> A.Compose:
+def online_train_transforms(settings: AugmentSettings, # params.yaml's `augment:`
+                            size: int, # the model's input size (the architecture's, unless `augment.online.size` says)
+                            seed: int | None = None, # seeds albumentations' own random draws (fastai's set_seed does not)
+                           ) -> A.Compose:
     "Random crop, flip and colour jitter for each training batch."
     o = settings.online
-    return A.Compose([A.RandomResizedCrop(size=(o.size, o.size), scale=(o.min_scale, 1.0)),
+    return A.Compose([A.RandomResizedCrop(size=(size, size), scale=(o.min_scale, 1.0)),
                       A.HorizontalFlip(p=0.5 if o.flip else 0.0),
                       A.ColorJitter(brightness=o.colour_jitter, contrast=o.colour_jitter, saturation=o.colour_jitter,
-                                    hue=0.0, p=0.8 if o.colour_jitter else 0.0)])
+                                    hue=0.0, p=0.8 if o.colour_jitter else 0.0)], seed=seed)
 
 # %% ../nbs/02_augment.ipynb #a31efdf8
-def _eval_crop(image: np.ndarray, size: int, **kwargs) -> np.ndarray:
-    return np.asarray(center_crop(Image.fromarray(image), size))
+def _eval_crop(image: np.ndarray, size: int, crop_fraction: float, **kwargs) -> np.ndarray:
+    return np.asarray(center_crop(Image.fromarray(image), size, crop_fraction))
 
-def eval_transforms(size: int = 224) -> A.Compose:
+def eval_transforms(size: int, # the model's input size
+                    crop_fraction: float = EVAL_CROP_FRACTION, # the architecture's centre-crop fraction
+                   ) -> A.Compose:
     "`images.center_crop` as an albumentations pipeline: the view of a photo that evaluation and serving use too."
-    return A.Compose([A.Lambda(image=partial(_eval_crop, size=size), name="center_crop")])
+    return A.Compose([A.Lambda(image=partial(_eval_crop, size=size, crop_fraction=crop_fraction), name="center_crop")])
 
 # %% ../nbs/02_augment.ipynb #5ac0527b
 class AlbumentationsTransform(Transform):
@@ -135,6 +140,8 @@ class AlbumentationsTransform(Transform):
         return type(img).create(out) if hasattr(type(img), "create") else Image.fromarray(out)
 
 # %% ../nbs/02_augment.ipynb #b845f0b6
-def fastai_item_transforms(settings: AugmentSettings) -> list:
+def fastai_item_transforms(settings: AugmentSettings, # params.yaml's `augment:`
+                           size: int, crop_fraction: float = EVAL_CROP_FRACTION, # the model's input size and eval crop
+                           seed: int | None = None) -> list: # seeds the random transforms
     "The item transforms a fastai `DataBlock` needs for `settings`."
-    return [AlbumentationsTransform(online_train_transforms(settings), eval_transforms(settings.online.size))]
+    return [AlbumentationsTransform(online_train_transforms(settings, size, seed), eval_transforms(size, crop_fraction))]

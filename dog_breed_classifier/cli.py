@@ -23,7 +23,7 @@ from .images import ImageDecodeError
 from .inference import Predictor, choose_model_dir, read_model_card, serving_model_dir
 
 # %% auto #0
-__all__ = ['PARAMS_ARGS', 'QUIET', 'MODEL_DIR', 'BACKEND', 'PIPELINE_COMMANDS', 'SERVING_COMMANDS', 'MONITORING_COMMANDS',
+__all__ = ['PARAMS_ARGS', 'QUIET', 'MODEL_DIR', 'BACKEND', 'TTA', 'PIPELINE_COMMANDS', 'SERVING_COMMANDS', 'MONITORING_COMMANDS',
            'COMMANDS', 'cmd_prepare', 'cmd_sample', 'cmd_train', 'cmd_evaluate', 'cmd_export', 'cmd_breeds',
            'cmd_serve', 'cmd_predict', 'cmd_space', 'cmd_drift', 'cmd_data_report', 'cmd_check_model', 'arg',
            'build_parser', 'main']
@@ -111,7 +111,7 @@ def cmd_serve(args) -> int:
     except DogBreedError: drift_settings = DriftSettings()
     if args.drift_refresh is not None: drift_settings.refresh_seconds = max(0, args.drift_refresh)
     app = create_app(store=store, model_dir=model_dir, selection_reason=reason, archive_url=args.archive, model_error=model_error,
-                     max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), backend=args.backend,
+                     max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), backend=args.backend, tta=args.tta,
                      cors_origins=args.cors_origin or None, drift_reference=args.drift_reference, drift_settings=drift_settings,
                      ui=not args.no_ui, access=access)
     logging.getLogger("dog_breed_classifier.api").info("prediction store: %s; %s", store, access)
@@ -124,7 +124,7 @@ def cmd_serve(args) -> int:
 def cmd_predict(args) -> int:
     "Predict the breeds of image files (a table, or one JSON object per image with --json)."
     model_dir, reason = serving_model_dir(args.model_dir, quiet=args.json)
-    predictor = Predictor.from_dir(model_dir, backend=args.backend, selection_reason=reason)
+    predictor = Predictor.from_dir(model_dir, backend=args.backend, selection_reason=reason, tta=args.tta)
     if not args.json: print(f"model: {predictor.model_version} — {reason}", file=sys.stderr)
     failed = 0
     for f in args.images:
@@ -240,6 +240,8 @@ PARAMS_ARGS = [arg("--params", metavar="FILE", help=f"settings file (default: th
 QUIET = [arg("-q", "--quiet", action="store_true", help="no progress bars")]
 MODEL_DIR = arg("--model-dir", metavar="DIR", help="a serving folder (default: the project's, or the zero-shot model)")
 BACKEND = arg("--backend", default="auto", choices=["auto", "openvino", "onnxruntime"])
+TTA = arg("--tta", action=argparse.BooleanOptionalAction, default=None,
+          help="average each photo with its mirror image (about half the speed); default: as the model card says")
 
 PIPELINE_COMMANDS = {
     "prepare": (cmd_prepare, [*PARAMS_ARGS, arg("--out", metavar="DIR", help="output folder (default: data/processed)"), *QUIET]),
@@ -255,7 +257,7 @@ SERVING_COMMANDS = {
         arg("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)"),
         arg("--port", type=int, default=8000), MODEL_DIR,
         arg("--store-url", metavar="URL", help="SQLAlchemy URL of the prediction log (default: $DOG_BREED_STORE_URL or sqlite:///predictions.db)"),
-        arg("--archive", metavar="DIR_OR_URL", help="also keep uploaded photos here (a folder, gs://…, s3://…)"), BACKEND,
+        arg("--archive", metavar="DIR_OR_URL", help="also keep uploaded photos here (a folder, gs://…, s3://…)"), BACKEND, TTA,
         arg("--max-upload-mb", type=float, default=10.0, help="larger uploads get 413 (default 10)"),
         arg("--cors-origin", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN (repeatable; default: none)"),
         arg("--no-access-log", action="store_true", help="no per-request log lines"),
@@ -281,7 +283,7 @@ SERVING_COMMANDS = {
     "predict": (cmd_predict, [
         arg("images", nargs="+", metavar="IMAGE"),
         arg("--json", action="store_true", help="one JSON object per image, the API's fields"), MODEL_DIR,
-        arg("--top-k", type=int, default=5), BACKEND]),
+        arg("--top-k", type=int, default=5), BACKEND, TTA]),
 }
 
 # %% ../nbs/13_cli.ipynb #07135dd8

@@ -25,12 +25,13 @@ from typing import Literal
 import yaml
 
 # %% auto #0
-__all__ = ['PARAMS_FILE', 'SERVING_FILES', 'STANFORD_IMAGENET_INDICES', 'DogBreedError', 'ParamsError', 'find_project_root',
-           'ProjectPaths', 'ServingFiles', 'temporary_sibling', 'atomic_file', 'atomic_write', 'publish_atomically',
-           'atomic_folder', 'stable_seed', 'stanford_photos', 'SampleSettings', 'DataSettings', 'AffineSettings',
-           'ColourSettings', 'OnlineSettings', 'AugmentSettings', 'ModelSettings', 'TrainSettings', 'ExportSettings',
-           'DriftSettings', 'Params', 'parse_override', 'load_params', 'load_project', 'Breed', 'build_breed_vocab',
-           'write_breed_vocab_file', 'read_breed_vocab_file', 'UnknownBreedsError', 'BreedVocab', 'breed_vocab']
+__all__ = ['PARAMS_FILE', 'SERVING_FILES', 'DEFAULT_ARCH', 'STANFORD_IMAGENET_INDICES', 'DogBreedError', 'ParamsError',
+           'find_project_root', 'ProjectPaths', 'ServingFiles', 'temporary_sibling', 'atomic_file', 'atomic_write',
+           'publish_atomically', 'atomic_folder', 'stable_seed', 'stanford_photos', 'SampleSettings', 'DataSettings',
+           'AffineSettings', 'ColourSettings', 'OnlineSettings', 'AugmentSettings', 'ModelSettings', 'TrainSettings',
+           'ExportSettings', 'DriftSettings', 'Params', 'parse_override', 'load_params', 'load_project', 'Breed',
+           'build_breed_vocab', 'write_breed_vocab_file', 'read_breed_vocab_file', 'UnknownBreedsError', 'BreedVocab',
+           'breed_vocab']
 
 # %% ../nbs/00_core.ipynb #06d1a6ab
 class DogBreedError(Exception):
@@ -174,7 +175,7 @@ class DataSettings:
     path: str = "data/raw/sample"       # the source folder, relative to the project root or absolute
     download: bool = False              # kaggle/stanford: fetch the source into `path` when it is missing
     crop_to_boxes: bool = False         # stanford: crop each photo to its Annotation/ bounding box
-    image_size: int = _ranged(256, 32, 2048)          # shorter side of the stored images, in pixels
+    image_size: int = _ranged(320, 32, 2048)          # shorter side of the stored images, in pixels (≥ the model's resize)
     valid_pct: float = _ranged(0.15, 0.0, 0.5)
     test_pct: float = _ranged(0.15, 0.0, 0.5)
     seed: int = 42
@@ -203,7 +204,7 @@ class ColourSettings:
 @dataclass
 class OnlineSettings:
     "Random transforms applied to each training batch (not stored)."
-    size: int = _ranged(224, 32, 1024)       # model input size
+    size: int | Literal["auto"] = _ranged("auto", 32, 1024)  # model input size; auto = the architecture's (timm's config)
     min_scale: float = _ranged(0.35, 0.05, 1)  # RandomResizedCrop's smallest area fraction
     flip: bool = True
     colour_jitter: float = _ranged(0.2, 0, 1)
@@ -217,19 +218,22 @@ class AugmentSettings:
     online: OnlineSettings = field(default_factory=OnlineSettings)
 
 # %% ../nbs/00_core.ipynb #006c1352
+DEFAULT_ARCH = "tf_efficientnet_lite2"   # chosen by benchmarks/architectures.py: see params.yaml's model.arch
+
 @dataclass
 class ModelSettings:
     "The network (`model:` in params.yaml)."
-    arch: str = "tf_efficientnet_lite0"   # any timm architecture
+    arch: str = DEFAULT_ARCH              # any timm architecture; package weights for tf_efficientnet_lite0/1/2
     pretrained: str = "package"           # package (offline ImageNet weights) | hub | none | path to a state dict
     classes: Literal["data", "all"] = "data"  # the breeds of the training data, or all 120
 
 @dataclass
 class TrainSettings:
     "The fine-tuning recipe (`train:` in params.yaml)."
-    epochs: int = _ranged(2, 0, 1000)          # total epochs; 0 = no training: the zero-shot model
-    freeze_epochs: int = _ranged(1, 0, 1000)   # of which the first ones train the head only
-    lr: float = _ranged(2e-3, 1e-7, 1.0)       # head learning rate (one-cycle peak)
+    epochs: int = _ranged(20, 0, 1000)         # total epochs; 0 = no training: the zero-shot model
+    freeze_epochs: int = _ranged(20, 0, 1000)  # of which the first ones train the head only
+    cached_embeddings: bool = True            # the head-only epochs run on embeddings computed once (fast on CPUs)
+    lr: float = _ranged(1e-3, 1e-7, 1.0)       # head learning rate (one-cycle peak)
     body_lr_ratio: float = _ranged(0.01, 0.0, 1.0)  # body learning rate = lr × this, once unfrozen
     batch_size: int = _ranged(32, 1, 4096)
     weight_decay: float = _ranged(0.01, 0.0, 1.0)
@@ -241,7 +245,7 @@ class TrainSettings:
     seed: int = 42
     mode: Literal["local", "wandb", "sweep"] = "wandb"  # wandb runs are offline unless WANDB_MODE says otherwise
     wandb_project: str = "dog_breed_classifier"
-    num_workers: int = _ranged(0, 0, 64)       # data-loading processes; 0 = in the training process
+    num_workers: int | Literal["auto"] = _ranged("auto", 0, 64)  # data-loading processes; auto: one per CPU with CUDA, else 0
     mixed_precision: bool = True              # CUDA only
     channels_last: bool = True                # CUDA only
 
@@ -252,7 +256,8 @@ class ExportSettings:
     int8: bool = True                          # try static int8 (QDQ); kept only if faster and nearly as accurate
     max_int8_top1_drop: float = _ranged(0.005, 0.0, 1.0)  # int8 may lose at most this much test top-1 vs fp32
     calibration_photos: int = _ranged(64, 1, 100_000)  # validation photos that calibrate int8
-    no_dog_threshold: float = _ranged(0.3, 0.0, 1.0)  # P(dog) below this answers is_dog: false (benchmarks/no_dog_rule.py)
+    # P(dog) below this answers is_dog: false; auto = the threshold benchmarks/no_dog_rule.py measured for the architecture
+    no_dog_threshold: float | Literal["auto"] = _ranged("auto", 0.0, 1.0)
     opset: int = _ranged(17, 13, 23)           # ONNX opset
 
 @dataclass
@@ -287,12 +292,19 @@ def _describe(tp) -> str:
     "What values of type `tp` look like, for error messages."
     if typing.get_origin(tp) is Literal: return "one of: " + ", ".join(map(str, typing.get_args(tp)))
     if typing.get_origin(tp) is list: return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if typing.get_origin(tp) is typing.Union: return " or ".join(_describe(t) for t in typing.get_args(tp))
     return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(tp, str(tp))
 
 def _check_value(key: str, value, tp, meta: dict):
     "`value` converted to `tp`, or a `ParamsError` naming `key`."
     origin = typing.get_origin(tp)
     bad = ParamsError(f"params: {key} = {value!r} is not allowed; use {_describe(tp)}")
+    if origin is typing.Union:   # e.g. a number or "auto": the first kind that accepts the value
+        for kind in typing.get_args(tp):
+            try: return _check_value(key, value, kind, meta)
+            except ParamsError as e:
+                if "out of range" in str(e): raise
+        raise bad
     if origin is Literal:
         if value not in typing.get_args(tp): raise bad
     elif origin is list:
@@ -308,6 +320,7 @@ def _check_value(key: str, value, tp, meta: dict):
     elif tp is str:
         if not isinstance(value, str): raise bad
     lo, hi = meta.get("lo"), meta.get("hi")
+    if isinstance(value, str): return value
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ParamsError(f"params: {key} = {value!r} is out of range; use a value from {lo} to {hi}")
     return value

@@ -232,13 +232,13 @@ def check_model(model_dir: str | Path, # the candidate serving folder (model.onn
     predictors = [Predictor(model_dir, backend=backend)] + ([Predictor(baseline_dir, backend=backend)] if baseline_dir else [])
     p0 = predictors[0]
     images = [p0.decode(data_dir/path).image for path in photos.path]
-    inputs = np.stack([model_input(im, p0.size, p0.mean, p0.std) for im in images])
+    inputs = np.stack([model_input(im, p0.size, p0.mean, p0.std, p0.crop_fraction) for im in images])
     batches = [inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)]
     speeds = _images_per_second(predictors, batches, rounds)
     figures = []
     for p, speed in zip(predictors, speeds):
-        top1, top5 = _accuracy(p, batches if (p.size, p.mean, p.std) == (p0.size, p0.mean, p0.std) else
-                               [np.stack([model_input(im, p.size, p.mean, p.std) for im in images[i:i + batch_size]])
+        top1, top5 = _accuracy(p, batches if (p.size, p.mean, p.std, p.crop_fraction) == (p0.size, p0.mean, p0.std, p0.crop_fraction) else
+                               [np.stack([model_input(im, p.size, p.mean, p.std, p.crop_fraction) for im in images[i:i + batch_size]])
                                 for i in range(0, len(images), batch_size)], list(photos.breed))
         figures.append(ModelFigures(Path(p.model_dir), p.model_version, top1, top5, speed, *card_accuracy(p.card)))
     cand, base, source = figures[0], (figures[1] if baseline_dir else None), rep.summary["source"]

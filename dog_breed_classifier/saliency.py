@@ -70,12 +70,15 @@ def _breed_index(predictor: Predictor, breed: str | None) -> int | None:
 
 def occlusion_saliency(predictor: Predictor, image: Image.Image, # an RGB photo
                        breed: str | None = None, # the breed to explain (default: the top prediction)
-                       patch: int = 56, stride: int = 28) -> Saliency:
+                       patch: int | None = None, # the grey square's side (default: a quarter of the input size)
+                       stride: int | None = None, # its step (default: half the patch: a 7×7 grid)
+                      ) -> Saliency:
     "Occlusion sensitivity of `predictor`'s probability for `breed` over `image`'s centre crop."
     t = time.perf_counter()
     size = predictor.size
+    patch = patch or size // 4; stride = stride or -(-(size - patch) // 6)   # 7 positions a side
     if not 0 < stride <= patch <= size: raise DogBreedError(f"occlusion needs 0 < stride ({stride}) ≤ patch ({patch}) ≤ input size ({size})")
-    x = model_input(image, size, predictor.mean, predictor.std)
+    x = model_input(image, size, predictor.mean, predictor.std, predictor.crop_fraction)
     starts = list(range(0, size - patch + 1, stride))
     if starts[-1] != size - patch: starts.append(size - patch)   # cover the last rows and columns too
     positions = [(r, c) for r in starts for c in starts]
@@ -88,7 +91,7 @@ def occlusion_saliency(predictor: Predictor, image: Image.Image, # an RGB photo
     total, covered = np.zeros((size, size), np.float32), np.zeros((size, size), np.float32)
     for fall, (r, c) in zip(falls, positions):
         total[r:r + patch, c:c + patch] += fall; covered[r:r + patch, c:c + patch] += 1
-    return Saliency(_scaled(total / covered), center_crop(image.convert("RGB"), size), predictor.classes[target], "occlusion",
+    return Saliency(_scaled(total / covered), center_crop(image.convert("RGB"), size, predictor.crop_fraction), predictor.classes[target], "occlusion",
                     predictor.backend.name, len(batch), time.perf_counter() - t)
 
 # %% ../nbs/09a_saliency.ipynb #d1240dbb
@@ -124,7 +127,7 @@ def grad_cam_saliency(predictor: Predictor, image: Image.Image, # an RGB photo
     if reason: raise DogBreedError(reason)
     serving = torch_serving_model(predictor)
     t = time.perf_counter()
-    x = torch.from_numpy(model_input(image, predictor.size, predictor.mean, predictor.std))[None]
+    x = torch.from_numpy(model_input(image, predictor.size, predictor.mean, predictor.std, predictor.crop_fraction))[None]
     net = serving.model
     with torch.no_grad(): features = net.forward_features(x)
     features.requires_grad_(True)
@@ -136,7 +139,7 @@ def grad_cam_saliency(predictor: Predictor, image: Image.Image, # an RGB photo
     channel_weights = features.grad.mean(dim=(2, 3), keepdim=True)
     cam = torch.relu((channel_weights * features.detach()).sum(dim=1, keepdim=True))
     cam = torch.nn.functional.interpolate(cam, size=(predictor.size, predictor.size), mode="bilinear", align_corners=False)
-    return Saliency(_scaled(cam[0, 0].numpy()), center_crop(image.convert("RGB"), predictor.size), predictor.classes[target],
+    return Saliency(_scaled(cam[0, 0].numpy()), center_crop(image.convert("RGB"), predictor.size, predictor.crop_fraction), predictor.classes[target],
                     "grad-cam", "torch", 1, time.perf_counter() - t)
 
 # %% ../nbs/09a_saliency.ipynb #53766a63

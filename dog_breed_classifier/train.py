@@ -14,6 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -21,7 +22,9 @@ from .augment import fastai_item_transforms
 from .core import (DogBreedError, Params, ProjectPaths, atomic_folder, breed_vocab, find_project_root,
                                        load_params)
 from .data import load_report
-from .model import create_learner, create_model, normalization
+from .embeddings import (EmbeddingSet, embedding_runtime, fit_head, fit_temperature, head_scores,
+                                             photo_embeddings, scaled_log_loss)
+from .model import ModelInput, create_learner, create_model, model_input_spec
 
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated")  # fastai's import, not ours
 import fastai.callback.channelslast  # noqa: E402,F401  (adds Learner.to_channelslast)
@@ -48,7 +51,9 @@ def training_classes(processed: Path, classes: str) -> list[str]:
 
 def create_dataloaders(processed: str | Path, # a folder written by `prepare`
                        classes: list[str], # the model's classes, in order
-                       params: Params, mean=(0.5,) * 3, std=(0.5,) * 3, device=None):
+                       params: Params, # the recipe: `augment`, batch size, workers
+                       spec: ModelInput, # the model's input: size, crop, normalisation
+                       device=None):
     "fastai DataLoaders over the prepared train/valid splits with the albumentations transforms of `params.augment`."
     processed = Path(processed)
     labels = load_report(processed).labels
@@ -61,10 +66,11 @@ def create_dataloaders(processed: str | Path, # a folder written by `prepare`
     block = DataBlock(blocks=(ImageBlock(PILImage), CategoryBlock(vocab=classes, sort=False)),
                       get_x=ColReader("path", pref=f"{processed}/"), get_y=ColReader("breed"),
                       splitter=ColSplitter("is_valid"),
-                      item_tfms=fastai_item_transforms(params.augment),
-                      batch_tfms=[Normalize.from_stats(mean, std)])
-    return block.dataloaders(labels, bs=params.train.batch_size, num_workers=params.train.num_workers,
-                             device=device, shuffle=True)
+                      item_tfms=fastai_item_transforms(params.augment, spec.size, spec.crop_fraction, params.train.seed),
+                      batch_tfms=[Normalize.from_stats(spec.mean, spec.std)])
+    workers = params.train.num_workers
+    if workers == "auto": workers = (os.cpu_count() or 1) if torch.cuda.is_available() else 0   # the loader feeds a GPU
+    return block.dataloaders(labels, bs=params.train.batch_size, num_workers=workers, device=device, shuffle=True)
 
 # %% ../nbs/04_train.ipynb #30c7cff2
 class L2SP(Callback):
@@ -86,14 +92,15 @@ class KeepBest(Callback):
     def before_fit(self):
         if self.state is None: self.state = copy.deepcopy(_unwrap(self.learn.model).state_dict())
     def after_epoch(self):
-        self.epochs_seen += 1
-        if not self.recorder.values: return
+        if not self.recorder.values: self.epochs_seen += 1; return
         names = self.recorder.metric_names[1:-1]        # train_loss, valid_loss, metrics… (no epoch, time)
-        self.rows.append(dict(zip(names, map(float, self.recorder.values[-1]))))
-        loss = self.recorder.values[-1][1]
-        if loss is not None and loss < self.best:
-            self.best, self.best_epoch = float(loss), self.epochs_seen
-            self.state = copy.deepcopy(_unwrap(self.learn.model).state_dict())
+        self.record(dict(zip(names, map(float, self.recorder.values[-1]))), _unwrap(self.learn.model))
+    def record(self, scores: dict, model: torch.nn.Module):
+        "Count an epoch with `scores` (train_loss, valid_loss, …); keep `model`'s weights if its validation loss is the best yet."
+        self.epochs_seen += 1; self.rows.append(scores)
+        if scores.get("valid_loss") is not None and scores["valid_loss"] < self.best:
+            self.best, self.best_epoch = float(scores["valid_loss"]), self.epochs_seen
+            self.state = copy.deepcopy(model.state_dict())
     def restore(self):
         "Load the best weights (a no-op when no fit ran: the weights given are the best)."
         if self.state is not None: _unwrap(self.learn.model).load_state_dict(self.state)
@@ -145,10 +152,9 @@ def start_tracking(params: Params, root: Path):
     return run, params
 
 # %% ../nbs/04_train.ipynb #cc231133
-def _history(learn, keep: KeepBest, zero_shot, t) -> pd.DataFrame:
+def _history(keep: KeepBest, zero_shot: dict, t) -> pd.DataFrame:
     "One row per epoch (epoch 0 = the zero-shot model), with the phase it belonged to."
-    names = learn.recorder.metric_names[2:-1]   # valid_loss, metrics…
-    rows = [dict(epoch=0, phase="zero-shot", **dict(zip(names, map(float, zero_shot))))]
+    rows = [dict(epoch=0, phase="zero-shot", **zero_shot)]
     for i, row in enumerate(keep.rows, 1):
         rows.append(dict(epoch=i, phase="frozen" if i <= t.freeze_epochs else "unfrozen", **row))
     return pd.DataFrame(rows)
@@ -183,12 +189,15 @@ def training_learner(params: Params, # settings (see `load_params`)
                      classes: list[str], # the breeds to predict
                      progress: bool = True, # show fastai's progress bars (rank 0 only)
                     ):
-    "The fastai `Learner` of the recipe in `params`: model, data, L2-SP and the optional callbacks; its normalisation."
+    "The fastai `Learner` of the recipe in `params`: model, data, L2-SP and the optional callbacks; the model's input."
     m, t = params.model, params.train
     rank, world = distributed_world()
+    spec = model_input_spec(m.arch, params.augment.online.size)
+    if params.data.image_size < spec.resize_shorter_side:
+        raise DogBreedError(f"data.image_size {params.data.image_size} is below the {spec.resize_shorter_side} pixels {m.arch} "
+                            f"resizes photos to before its {spec.size}-pixel crop; set data.image_size >= {spec.resize_shorter_side} and prepare again")
     model = create_model(m.arch, classes, m.pretrained)
-    mean, std = normalization(model)
-    dls = create_dataloaders(processed, classes, params, mean, std)
+    dls = create_dataloaders(processed, classes, params, spec)
     from fastai.callback.mixup import MixUp
     from fastai.callback.tracker import EarlyStoppingCallback
     cbs = [L2SP(t.l2sp)] + ([MixUp(t.mixup)] if t.mixup else []) + ([FreezeBatchNorm()] if t.freeze_bn else [])
@@ -207,23 +216,87 @@ def training_learner(params: Params, # settings (see `load_params`)
         learn.add_cb(DataParallelTrainer(sync_bn=torch.cuda.is_available(), cpu=not torch.cuda.is_available()))
         print(f"rank {rank} of {world} ({torch.distributed.get_backend()}): training on 1/{world} of the "
               f"{len(learn.dls.train_ds)} training photos each epoch", flush=True)
-    return learn, mean, std
+    return learn, spec
+
+# %% ../nbs/04_train.ipynb #a3e86e1d
+def _embedding_sets(model, processed: Path, classes: list[str], spec: ModelInput, flip: bool,
+                    progress: bool) -> tuple[EmbeddingSet, EmbeddingSet]:
+    "Training embeddings (every stored variant, and their mirror images when `flip`) and validation embeddings."
+    labels = load_report(processed).labels
+    index = {c: i for i, c in enumerate(classes)}
+    runtime = embedding_runtime(model, spec.size)
+    def embed(rows, mirrored=False, what=""):
+        return photo_embeddings(runtime, [processed/p for p in rows.path], spec, mirrored, desc=what if progress else "")
+    train_rows, valid_rows = labels[labels.split == "train"], labels[labels.split == "valid"]
+    train_x = [embed(train_rows, what="embedding training photos")]
+    if flip: train_x.append(embed(train_rows, True, "embedding their mirror images"))
+    train = EmbeddingSet(np.concatenate(train_x), np.tile(train_rows.breed.map(index).to_numpy(), len(train_x)))
+    return train, EmbeddingSet(embed(valid_rows, what="embedding validation photos"), valid_rows.breed.map(index).to_numpy())
+
+def _head_phase(learn, keep: KeepBest, params: Params, processed: Path, classes: list[str], spec: ModelInput,
+                progress: bool, run=None) -> tuple[dict, EmbeddingSet]:
+    "The frozen phase on cached embeddings; returns the zero-shot scores and the validation embeddings."
+    model = _unwrap(learn.model)
+    train_set, valid_set = _embedding_sets(model, processed, classes, spec, params.augment.online.flip, progress)
+    head = model.get_classifier()
+    zero_shot = head_scores(head, valid_set)
+    keep.best, keep.state = zero_shot["valid_loss"], copy.deepcopy(model.state_dict())
+    def on_epoch(scores: dict, head):
+        keep.record(scores, model)
+        if run is not None: run.log(scores)
+    fit_head(head, train_set, valid_set, params.train, on_epoch, progress)
+    model.load_state_dict(keep.state)
+    return zero_shot, valid_set
+
+# %% ../nbs/04_train.ipynb #f50d702a
+def _calibration(learn, valid: EmbeddingSet | None) -> dict:
+    "The temperature fitted on the validation photos (from their embeddings when the body never moved), with log loss before/after."
+    if valid is not None:
+        with torch.no_grad(): logits = _unwrap(learn.model).get_classifier()(valid.tensors(next(learn.model.parameters()).device)[0])
+        logits, targets = logits.float().cpu().numpy(), valid.y
+    else:
+        preds, targs = learn.get_preds(ds_idx=1, act=lambda x: x)
+        logits, targets = preds.float().numpy(), targs.numpy()
+    t = fit_temperature(logits, targets)
+    return dict(temperature=t, fitted_on=f"{len(targets)} validation photos",
+                valid_log_loss=round(scaled_log_loss(logits, targets), 4), valid_log_loss_calibrated=round(scaled_log_loss(logits, targets, t), 4))
 
 # %% ../nbs/04_train.ipynb #66a1e5c9
-def _run_description(params: Params, classes, mean, std, keep: KeepBest, zero_shot, report, fit_seconds: float,
-                     device, run) -> dict:
+def _run_description(params: Params, classes, spec: ModelInput, keep: KeepBest, zero_shot: dict, report,
+                     fit_seconds: float, device, run) -> dict:
     "What model.json says of a run: the model, where it started and ended, its data, recipe and speed."
     m, n_train = params.model, int((report.labels.split == "train").sum())
-    return dict(arch=m.arch, classes=classes, mean=list(mean), std=list(std), input_size=params.augment.online.size,
-                pretrained=m.pretrained, zero_shot=keep.best_epoch == 0, best_epoch=keep.best_epoch,
-                best_valid_loss=keep.best, zero_shot_valid_loss=float(zero_shot[0]), epochs_run=keep.epochs_seen,
+    return dict(arch=m.arch, classes=classes, mean=list(spec.mean), std=list(spec.std), input_size=spec.size,
+                crop_fraction=spec.crop_fraction, pretrained=m.pretrained, zero_shot=keep.best_epoch == 0,
+                best_epoch=keep.best_epoch, best_valid_loss=keep.best, zero_shot_valid_loss=zero_shot["valid_loss"],
+                epochs_run=keep.epochs_seen,
                 data=dict(source=report.summary["source"], path=report.summary["source_path"], train_photos=n_train,
                           breeds=len(classes)),
                 params=dict(model=params.to_dict()["model"], train=params.to_dict()["train"]),
                 train_seconds=round(fit_seconds, 1),
                 train_images_per_second=round(n_train * keep.epochs_seen / fit_seconds, 2) if keep.epochs_seen else None,
-                device=str(device), processes=distributed_world()[1], wandb_run=getattr(run, "id", None))
+                device=str(device), processes=distributed_world()[1],
+                wandb_run=getattr(run, "id", None))
 
+# %% ../nbs/04_train.ipynb #b2399299
+def _fit(learn, keep: KeepBest, params: Params, paths: ProjectPaths, classes, spec: ModelInput, progress: bool, run):
+    "Both phases; returns the zero-shot scores and the validation embeddings (None unless the head alone was trained on them)."
+    t = params.train
+    cached = t.cached_embeddings and t.freeze_epochs > 0 and distributed_world()[1] == 1
+    if cached: zero_shot, valid = _head_phase(learn, keep, params, paths.processed, classes, spec, progress, run)
+    else: zero_shot, valid = dict(zip(["valid_loss", *[m.name for m in learn.metrics]], map(float, learn.validate()))), None
+    if not cached: keep.best = zero_shot["valid_loss"]
+    learn.add_cb(keep)
+    if run is not None:   # added after the zero-shot validation, which W&B's callback would count as a step
+        from fastai.callback.wandb import WandbCallback
+        run.summary["zero_shot_valid_loss"] = zero_shot["valid_loss"]
+        learn.add_cb(WandbCallback(log_preds=False, log_model=False, seed=t.seed))
+    if not cached: _fit_phase(learn, t.freeze_epochs, t.lr, frozen=True)
+    _fit_phase(learn, t.epochs - t.freeze_epochs, slice(t.lr * t.body_lr_ratio, t.lr), frozen=False)
+    keep.restore(); learn.remove_cb(keep)   # later validations (calibration) are not epochs
+    return zero_shot, valid if t.epochs == t.freeze_epochs else None
+
+# %% ../nbs/04_train.ipynb #11e80568
 def train(params: Params, # settings (see `load_params`)
           root: str | Path | None = None, # project root (default: found from the working directory)
           out_dir: str | Path | None = None, # default: models/trained/ under the root
@@ -237,26 +310,18 @@ def train(params: Params, # settings (see `load_params`)
     report = load_report(paths.processed)
     rank, _ = distributed_world()
     run, params = start_tracking(params, paths.root) if rank == 0 else (None, params)   # a sweep may change params
-    t = params.train
-    set_seed(t.seed, reproducible=True)
+    set_seed(params.train.seed, reproducible=True)
     classes = training_classes(paths.processed, params.model.classes)
-    learn, mean, std = training_learner(params, paths.processed, classes, progress)
-    zero_shot = learn.validate()
-    keep = KeepBest(best=float(zero_shot[0]))
-    learn.add_cb(keep)
-    if run is not None:   # added after the zero-shot validation, which W&B's callback would count as a step
-        from fastai.callback.wandb import WandbCallback
-        run.summary["zero_shot_valid_loss"] = float(zero_shot[0])
-        learn.add_cb(WandbCallback(log_preds=False, log_model=False, seed=t.seed))
-    fit_t0 = time.perf_counter()
-    _fit_phase(learn, t.freeze_epochs, t.lr, frozen=True)
-    _fit_phase(learn, t.epochs - t.freeze_epochs, slice(t.lr * t.body_lr_ratio, t.lr), frozen=False)
-    keep.restore()
-    meta = _run_description(params, classes, mean, std, keep, zero_shot, report, time.perf_counter() - fit_t0, learn.dls.device, run)
+    learn, spec = training_learner(params, paths.processed, classes, progress)
+    keep, fit_t0 = KeepBest(), time.perf_counter()
+    zero_shot, valid = _fit(learn, keep, params, paths, classes, spec, progress, run)
+    meta = _run_description(params, classes, spec, keep, zero_shot, report, time.perf_counter() - fit_t0, learn.dls.device, run)
     if rank > 0: return meta
-    _write_model(out_dir, learn.model, meta, _history(learn, keep, zero_shot, t))
+    meta["calibration"] = _calibration(learn, valid)
+    _write_model(out_dir, learn.model, meta, _history(keep, zero_shot, params.train))
     if run is not None:
         import wandb
+        run.summary.update({f"calibration/{k}": v for k, v in meta["calibration"].items() if k != "fitted_on"})
         artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata={k: meta[k] for k in ("arch", "best_valid_loss", "zero_shot")})
         artifact.add_dir(str(out_dir)); run.log_artifact(artifact); run.finish()
     meta["seconds"] = round(time.perf_counter() - t0, 1)

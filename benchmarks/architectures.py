@@ -1,0 +1,171 @@
+"""Which architecture to serve and train: the zero-shot EfficientNet-Lite0/1/2 models, measured side by side in one run.
+
+    python benchmarks/architectures.py [--dev DIR] [--archs tf_efficientnet_lite0 ...] [--seconds 6]
+    python benchmarks/architectures.py --calibrate [--train DIR] [--per-breed 20]
+    python benchmarks/architectures.py --model-dir models/serving [--dev DIR]
+
+Default: for each architecture, on the Stanford dev photos (the test set): top-1, top-5, log loss and ECE without
+and with the temperature its zero-shot model carries, the same with mirror-image test-time augmentation (TTA), the
+Predictor's speed end to end (file bytes → answers, batch 32, statistics included) on OpenVINO and ONNX Runtime
+with TTA off and on, torch eager end to end on the same photos (decode + crop + model, batch 32) and the ratio
+between them, and the ONNX file's size. Writes benchmarks/results/architectures.json.
+
+--model-dir: the same table for a trained serving folder, beside the zero-shot model of its architecture (the
+temperature each carries, the card's TTA setting ignored: TTA is measured separately).
+
+--calibrate: the per-architecture constants of `model.ZERO_SHOT_CALIBRATION`, measured on Stanford *training*
+photos (never the dev/test photos): the temperature minimising log loss, and the lowest P(dog) threshold (steps
+of 0.05) that catches every generated dog-free image (flat colours, noise, textures, scrambled photos…) while
+calling at most 0.5 % of those dogs "no dog" (if none does, the highest within that 0.5 %).
+Stanford Dogs is drawn from ImageNet, which the weights were trained on: accuracies here are optimistic.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark_io import argument_parser, photos_argument, write_results
+from dog_breed_classifier.core import breed_vocab
+from dog_breed_classifier.drift import synthetic_non_dogs
+from dog_breed_classifier.embeddings import fit_temperature, scaled_log_loss
+from dog_breed_classifier.evaluate import classification_metrics
+from dog_breed_classifier.export import zero_shot_serving_dir
+from dog_breed_classifier.images import decode_image, model_input
+from dog_breed_classifier.inference import Predictor, available_backends, softmax
+from dog_breed_classifier.model import PACKAGED_WEIGHTS, create_model, model_input_spec
+
+MAX_REJECTED_DOGS = 0.005   # a real dog called "no dog" costs more than a blank wall called a breed
+
+
+def labelled_photos(folder: Path, per_breed: int | None) -> tuple[list[Path], list[str]]:
+    "Photos of `folder`/Images and their breed names, `per_breed` per breed (None: all)."
+    vocab = breed_vocab()
+    files = [f for d in sorted((folder/"Images").iterdir()) for f in sorted(d.glob("*.jpg"))[:per_breed]]
+    return files, [vocab.lookup(f.parent.name).name for f in files]
+
+
+def raw_outputs(predictor: Predictor, images: list, mirrored: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    "(logits, P(dog)) of the predictor's graph, before temperature, for decoded PIL images."
+    batch = np.stack([model_input(im, predictor.size, predictor.mean, predictor.std, predictor.crop_fraction) for im in images])
+    if mirrored: batch = np.ascontiguousarray(batch[..., ::-1])
+    outs = [predictor.backend(batch[i:i + 32]) for i in range(0, len(batch), 32)]
+    return np.concatenate([o[0] for o in outs]), np.concatenate([o[2] for o in outs])
+
+
+def scores(logits: np.ndarray, targets: np.ndarray, classes: list[str], temperature: float) -> dict:
+    m = classification_metrics(softmax(logits / temperature), targets, classes)
+    return {k: round(m[k], 4) for k in ("top1", "top5", "log_loss", "ece")}
+
+
+def photos_per_second(fn, items: list, batch: int, seconds: float) -> float:
+    "Items per second of `fn` called on chunks of `batch`, for about `seconds` (after one warm-up call)."
+    fn(items[:batch])
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        i = (n // batch * batch) % max(1, len(items) - batch + 1)
+        fn(items[i:i + batch]); n += batch
+    return n / (time.perf_counter() - t)
+
+
+def torch_eager_end_to_end(arch: str, contents: list[bytes], seconds: float) -> float:
+    "Photos per second, bytes → probabilities, for the same architecture in torch eager (batch 32)."
+    model, spec = create_model(arch, "all", "package").eval(), model_input_spec(arch)
+
+    @torch.no_grad()
+    def run(chunk):
+        x = np.stack([model_input(decode_image(c).image, spec.size, spec.mean, spec.std, spec.crop_fraction) for c in chunk])
+        return torch.softmax(model(torch.from_numpy(x)), 1).numpy()
+    return photos_per_second(run, contents, 32, seconds)
+
+
+def measure(model_dir: Path, files, breeds, seconds: float) -> dict:
+    "Accuracy, calibration and speed of the serving folder `model_dir` on the dev photos."
+    predictor = Predictor.from_dir(model_dir, tta=False)
+    arch = predictor.card["arch"] + ("" if predictor.card.get("zero_shot") else " (trained)")
+    index = {c: i for i, c in enumerate(predictor.classes)}
+    targets = np.array([index[b] for b in breeds])
+    images = [predictor.decode(f).image for f in files]
+    logits, _ = raw_outputs(predictor, images)
+    tta_logits = (logits + raw_outputs(predictor, images, mirrored=True)[0]) / 2
+    t = predictor.temperature
+    row = dict(arch=arch, input=predictor.card["input"]["size"], crop_fraction=predictor.crop_fraction, temperature=t,
+               raw=scores(logits, targets, predictor.classes, 1.0), calibrated=scores(logits, targets, predictor.classes, t),
+               tta_calibrated=scores(tta_logits, targets, predictor.classes, t),
+               onnx_mb=round((model_dir/"model.onnx").stat().st_size / 1e6, 1), photos_per_second={})
+    contents = [f.read_bytes() for f in files[::max(1, len(files) // 256)]]
+    for backend in available_backends():
+        for tta in (False, True):
+            p = Predictor.from_dir(model_dir, backend=backend, batch_size=32, tta=tta)
+            row["photos_per_second"][f"{backend}{' tta' if tta else ''}"] = round(photos_per_second(p.predict, contents, 32, seconds), 1)
+    row["photos_per_second"]["torch eager"] = round(torch_eager_end_to_end(arch, contents, seconds), 1)
+    best = max(v for k, v in row["photos_per_second"].items() if "tta" not in k and k != "torch eager")
+    row["speedup_vs_torch_eager"] = round(best / row["photos_per_second"]["torch eager"], 2)
+    return row
+
+
+def calibrate(arch: str, folder: Path, files, breeds) -> dict:
+    "The zero-shot temperature and no-dog threshold of `arch`, from training photos."
+    predictor = Predictor.from_dir(zero_shot_serving_dir(folder/arch, arch), tta=False)
+    index = {c: i for i, c in enumerate(predictor.classes)}
+    targets = np.array([index[b] for b in breeds])
+    logits, dog = raw_outputs(predictor, [predictor.decode(f).image for f in files])
+    _, non_dog = raw_outputs(predictor, [im for kind in synthetic_non_dogs(np.random.default_rng(0)).values() for im in kind])
+    t = fit_temperature(logits, targets)
+    steps = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    allowed = [s for s in steps if (dog < s).mean() <= MAX_REJECTED_DOGS] or [0.05]
+    threshold = float(min([s for s in allowed if (non_dog < s).all()], default=max(allowed)))
+    return dict(temperature=t, no_dog_threshold=threshold, photos=len(files),
+                log_loss=round(scaled_log_loss(logits, targets), 4), log_loss_calibrated=round(scaled_log_loss(logits, targets, t), 4),
+                dogs_rejected=round(float((dog < threshold).mean()), 4), non_dogs_caught=round(float((non_dog < threshold).mean()), 4))
+
+
+def print_table(rows: list[dict]):
+    print(f"\n{'arch':32} {'input':>5} {'T':>5} {'top-1':>6} {'top-5':>6} {'logloss':>8} {'→ cal.':>7} {'ECE':>6} {'→ cal.':>7}"
+          f" {'TTA top-1':>9} {'OV/s':>6} {'ORT/s':>6} {'OV+TTA/s':>8} {'torch/s':>7} {'×torch':>6} {'MB':>5}")
+    for r in rows:
+        s = r["photos_per_second"]
+        print(f"{r['arch']:32} {r['input']:5d} {r['temperature']:5.2f} {r['raw']['top1']:6.3f} {r['raw']['top5']:6.3f} "
+              f"{r['raw']['log_loss']:8.3f} {r['calibrated']['log_loss']:7.3f} {r['raw']['ece']:6.3f} {r['calibrated']['ece']:7.3f} "
+              f"{r['tta_calibrated']['top1']:9.3f} {s.get('openvino', 0):6.1f} {s.get('onnxruntime', 0):6.1f} "
+              f"{s.get('openvino tta', 0):8.1f} {s['torch eager']:7.1f} {r['speedup_vs_torch_eager']:6.2f} {r['onnx_mb']:5.1f}")
+
+
+def main():
+    ap = argument_parser(__doc__)
+    photos_argument(ap)
+    photos_argument(ap, "stanford_dogs_train", "--train")
+    ap.add_argument("--archs", nargs="+", default=list(PACKAGED_WEIGHTS))
+    ap.add_argument("--calibrate", action="store_true", help="measure the zero-shot constants on the training photos")
+    ap.add_argument("--model-dir", type=Path, help="a trained serving folder to measure beside its zero-shot model")
+    ap.add_argument("--per-breed", type=int, default=None, help="photos per breed (default: all dev; 20 training)")
+    ap.add_argument("--seconds", type=float, default=6.0, help="seconds per speed measurement")
+    args = ap.parse_args()
+    folder = (args.train if args.calibrate else args.dev).resolve()
+    if not (folder/"Images").is_dir(): raise SystemExit(f"no Stanford photos at {folder}/Images")
+    files, breeds = labelled_photos(folder, args.per_breed or (20 if args.calibrate else None))
+    print(f"{len(files)} photos from {folder}; {torch.get_num_threads()} torch threads", flush=True)
+    with tempfile.TemporaryDirectory() as d:
+        if args.calibrate:
+            found = {a: calibrate(a, Path(d), files, breeds) for a in args.archs}
+            print("\nZERO_SHOT_CALIBRATION = {")
+            for a, c in found.items(): print(f'    "{a}": dict(temperature={c["temperature"]}, no_dog_threshold={c["no_dog_threshold"]}),  # {c}')
+            print("}")
+            write_results("architectures_calibration", found)
+            return
+        folders = [zero_shot_serving_dir(Path(d)/a, a) for a in args.archs]
+        if args.model_dir:
+            arch = Predictor.from_dir(args.model_dir).card["arch"]
+            folders = [args.model_dir.resolve(), zero_shot_serving_dir(Path(d)/arch, arch)]
+        rows = []
+        for folder in folders:
+            rows.append(measure(folder, files, breeds, args.seconds)); print(rows[-1], flush=True)
+    print_table(rows)
+    write_results("architectures" + ("-trained" if args.model_dir else ""), dict(photos=len(files), rows=rows))
+
+
+if __name__ == "__main__":
+    main()
