@@ -25,8 +25,8 @@ from .images import decode_image, model_input
 from .model import ModelInput
 
 # %% auto #0
-__all__ = ['embedding_runtime', 'photo_embeddings', 'EmbeddingSet', 'head_scores', 'fit_head', 'scaled_log_loss',
-           'fit_temperature']
+__all__ = ['MIN_TEMPERATURE_PHOTOS', 'embedding_runtime', 'photo_embeddings', 'EmbeddingSet', 'head_scores', 'fit_head',
+           'scaled_log_loss', 'fit_temperature']
 
 # %% ../nbs/03a_embeddings.ipynb #f3489559
 class _PooledBody(nn.Module):
@@ -124,6 +124,8 @@ def fit_head(head: nn.Linear, # the classifier; trained in place
         if on_epoch: on_epoch(dict(train_loss=total / len(x), **head_scores(head, valid)), head)
 
 # %% ../nbs/03a_embeddings.ipynb #45d0c068
+MIN_TEMPERATURE_PHOTOS = 30   # fewer held-out photos cannot pin a temperature down: leave the logits as they are
+
 def scaled_log_loss(logits: np.ndarray, targets: np.ndarray, # (n, k) logits and (n,) true class indices
                     temperature: float = 1.0) -> float:
     "The log loss of softmax(`logits` / `temperature`)."

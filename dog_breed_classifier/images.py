@@ -153,10 +153,9 @@ def model_input(img: Image.Image, # the photo
                 crop_fraction: float = EVAL_CROP_FRACTION, # the architecture's centre-crop fraction (its model card says)
                ) -> np.ndarray:
     "`img` as the model's input: a float32 3×`size`×`size` array, centre-cropped and normalised."
-    crop = np.asarray(center_crop(img.convert("RGB"), size, crop_fraction)).transpose(2, 0, 1)
-    scale = 1 / (255 * np.asarray(std, dtype=np.float32))   # (x/255 - mean)/std as one multiply-add
-    offset = -np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)
-    return np.ascontiguousarray(crop * scale[:, None, None] + offset[:, None, None], dtype=np.float32)
+    arr = np.asarray(center_crop(img.convert("RGB"), size, crop_fraction), dtype=np.float32) / 255.0
+    arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 # %% ../nbs/00a_images.ipynb #29cd5633
 IMAGE_STAT_NAMES = ("mean", "std", "median", "min", "max", "entropy", "edge_density",

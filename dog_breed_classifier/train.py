@@ -22,8 +22,8 @@ from .augment import fastai_item_transforms
 from .core import (DogBreedError, Params, ProjectPaths, atomic_folder, breed_vocab, find_project_root,
                                        load_params)
 from .data import load_report
-from .embeddings import (EmbeddingSet, embedding_runtime, fit_head, fit_temperature, head_scores,
-                                             photo_embeddings, scaled_log_loss)
+from .embeddings import (MIN_TEMPERATURE_PHOTOS, EmbeddingSet, embedding_runtime, fit_head, fit_temperature,
+                                             head_scores, photo_embeddings, scaled_log_loss)
 from .model import ModelInput, create_learner, create_model, model_input_spec
 
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated")  # fastai's import, not ours
@@ -257,6 +257,8 @@ def _calibration(learn, valid: EmbeddingSet | None) -> dict:
     else:
         preds, targs = learn.get_preds(ds_idx=1, act=lambda x: x)
         logits, targets = preds.float().numpy(), targs.numpy()
+    if len(targets) < MIN_TEMPERATURE_PHOTOS:
+        return dict(temperature=1.0, fitted_on=f"not fitted: {len(targets)} validation photos (fewer than {MIN_TEMPERATURE_PHOTOS})")
     t = fit_temperature(logits, targets)
     return dict(temperature=t, fitted_on=f"{len(targets)} validation photos",
                 valid_log_loss=round(scaled_log_loss(logits, targets), 4), valid_log_loss_calibrated=round(scaled_log_loss(logits, targets, t), 4))
@@ -316,8 +318,9 @@ def train(params: Params, # settings (see `load_params`)
     keep, fit_t0 = KeepBest(), time.perf_counter()
     zero_shot, valid = _fit(learn, keep, params, paths, classes, spec, progress, run)
     meta = _run_description(params, classes, spec, keep, zero_shot, report, time.perf_counter() - fit_t0, learn.dls.device, run)
+    calibration = _calibration(learn, valid)   # every rank: several processes gather their validation predictions
     if rank > 0: return meta
-    meta["calibration"] = _calibration(learn, valid)
+    meta["calibration"] = calibration
     _write_model(out_dir, learn.model, meta, _history(keep, zero_shot, params.train))
     if run is not None:
         import wandb

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from conftest import photo
+from dog_breed_classifier.core import DEFAULT_ARCH
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +56,14 @@ def test_dvc_repro_runs_the_pipeline_through_papermill(clone):
     assert any(c.get("outputs") for c in report.cells if c.cell_type == "code")
     assert any("image/jpeg" in o.get("data", {}) for c in report.cells if c.cell_type == "code" for o in c.outputs)
     meta = json.loads((clone/"models"/"trained"/"model.json").read_text())
-    assert meta["arch"] == "tf_efficientnet_lite0" and len(meta["classes"]) == 5 and meta["data"]["source"] == "sample"
+    assert meta["arch"] == DEFAULT_ARCH and len(meta["classes"]) == 5 and meta["data"]["source"] == "sample"
+    assert meta["calibration"]["temperature"] > 0 and meta["epochs_run"] == meta["params"]["train"]["epochs"]   # head on embeddings
     assert (clone/"wandb").is_dir()                                 # tracked offline by default
     metrics = json.loads((clone/"reports"/"metrics.json").read_text())
     assert {"model", "zero_shot", "caveat"} <= set(metrics) and metrics["model"]["photos"] == 30
     card = json.loads((clone/"models"/"serving"/"model_card.json").read_text())   # a servable models/serving
     assert card["classes"] == meta["classes"] and card["parity"]["top1_agreement"] == 1.0
+    assert (card["input"]["size"], card["calibration"]["temperature"]) == (meta["input_size"], meta["calibration"]["temperature"])
     assert card["metrics"]["model"]["photos"] == 30 and card["training"]["data"]["source"] == "sample"
     assert card["int8"]["kept"] is False and "too few test photos" in card["int8"]["reason"]   # 30 cannot prove int8
     predicted = sh("dog-breed", "predict", "--json", "--model-dir", "models/serving",
@@ -120,7 +123,7 @@ def test_exp_run_with_a_folder_source(clone, tmp_path):
         (photos/breed).mkdir(parents=True)
         for i in range(12): photo(breed.split("-")[-1].lower(), i).save(photos/breed/f"{i}.jpg")
     sh("dvc", "exp", "run", "-S", "data.source=folder", "-S", f"data.path={photos}", "-S", "augment.offline=[]",
-       "-S", "train.epochs=1", "-S", "train.lr=0.001", cwd=clone)
+       "-S", "train.epochs=1", "-S", "train.freeze_epochs=1", "-S", "train.lr=0.001", cwd=clone)
     labels = pd.read_csv(clone/"data"/"processed"/"labels.csv", keep_default_na=False)
     assert sorted(labels.breed.unique()) == ["beagle", "golden_retriever"] and len(labels) == 24
     meta = json.loads((clone/"models"/"trained"/"model.json").read_text())

@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from conftest import DEV_PHOTOS, REPO, Server, jpeg_bytes, photo, run_cli
+from dog_breed_classifier.core import DEFAULT_ARCH
 
 DEV = DEV_PHOTOS/"Images"
 
@@ -210,7 +211,7 @@ def test_predictor_agrees_with_evaluation(zero_shot_dir):
         for i, b in enumerate(["pug", "beagle", "chow", "papillon", "komondor", "basenji"]):
             p = Path(os.environ.get("TMPDIR", "/tmp"))/f"parity-{os.getpid()}-{i}.jpg"; p.write_bytes(jpeg_bytes(photo(b, i, (333, 250)))); files.append(p)
     predictor = Predictor.from_dir(zero_shot_dir, backend="onnxruntime")
-    torch_top1 = predict_probs(create_model(classes="all"), files).argmax(1)
+    torch_top1 = predict_probs(create_model(predictor.card["arch"], "all"), files, predictor.size, predictor.crop_fraction).argmax(1)
     onnx = predictor.predict(files, top_k=1)
     assert [predictor.classes[i] for i in torch_top1] == [a["top_k"][0]["breed"] for a in onnx]
 
@@ -233,7 +234,7 @@ def test_first_start_builds_the_zero_shot_model_without_loading_torch_into_the_s
     s = Server("--store-url", f"sqlite:///{tmp_path}/p.db", cwd=tmp_path, env={"DOG_BREED_CACHE": str(cache)})
     try:
         h = httpx.get(s.url + "/health").json()
-        assert h["status"] == "ok" and "zero-shot" in h["model_selection"] and (cache/"zero_shot"/"model.onnx").is_file()
+        assert h["status"] == "ok" and "zero-shot" in h["model_selection"] and (cache/"zero_shot"/DEFAULT_ARCH/"model.onnx").is_file()
         maps = Path(f"/proc/{s.proc.pid}/maps").read_text()
         assert "libtorch" not in maps and ("onnxruntime" in maps or "openvino" in maps)
     finally: s.stop()
