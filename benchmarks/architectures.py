@@ -85,14 +85,14 @@ def torch_eager_end_to_end(arch: str, contents: list[bytes], seconds: float) -> 
 def measure(model_dir: Path, files, breeds, seconds: float) -> dict:
     "Accuracy, calibration and speed of the serving folder `model_dir` on the dev photos."
     predictor = Predictor.from_dir(model_dir, tta=False)
-    arch = predictor.card["arch"] + ("" if predictor.card.get("zero_shot") else " (trained)")
+    arch = predictor.card["arch"]
     index = {c: i for i, c in enumerate(predictor.classes)}
     targets = np.array([index[b] for b in breeds])
     images = [predictor.decode(f).image for f in files]
     logits, _ = raw_outputs(predictor, images)
     tta_logits = (logits + raw_outputs(predictor, images, mirrored=True)[0]) / 2
     t = predictor.temperature
-    row = dict(arch=arch, input=predictor.card["input"]["size"], crop_fraction=predictor.crop_fraction, temperature=t,
+    row = dict(arch=arch + ("" if predictor.card.get("zero_shot") else " (trained)"), input=predictor.card["input"]["size"], crop_fraction=predictor.crop_fraction, temperature=t,
                raw=scores(logits, targets, predictor.classes, 1.0), calibrated=scores(logits, targets, predictor.classes, t),
                tta_calibrated=scores(tta_logits, targets, predictor.classes, t),
                onnx_mb=round((model_dir/"model.onnx").stat().st_size / 1e6, 1), photos_per_second={})
