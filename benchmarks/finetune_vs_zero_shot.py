@@ -23,7 +23,7 @@ from benchmark_io import REPO, argument_parser, photos_argument, write_results
 from dog_breed_classifier.augment import prepare
 from dog_breed_classifier.core import breed_vocab, load_params
 from dog_breed_classifier.evaluate import IMAGENET_CAVEAT, _summary, classification_metrics, evaluate, predict_probs
-from dog_breed_classifier.model import create_model
+from dog_breed_classifier.model import ZERO_SHOT_CALIBRATION, create_model
 from dog_breed_classifier.train import load_trained_model, train
 
 
@@ -53,8 +53,10 @@ def main():
             files = sorted((args.dev/"Images").glob("*/*.jpg"))
             targets = np.array([index[breed_vocab().lookup(f.parent.name).name] for f in files])
             zero = create_model(meta["arch"], meta["classes"], meta["pretrained"])
-            trained = classification_metrics(predict_probs(model, files), targets, model.classes)
-            zero_shot = classification_metrics(predict_probs(zero, files), targets, model.classes)
+            view = (meta["input_size"], meta["crop_fraction"])
+            trained = classification_metrics(predict_probs(model, files, *view, meta["calibration"]["temperature"]), targets, model.classes)
+            zero_shot = classification_metrics(predict_probs(zero, files, *view, ZERO_SHOT_CALIBRATION[meta["arch"]]["temperature"]),
+                                               targets, model.classes)
             metrics = dict(model=_summary(trained), zero_shot=_summary(zero_shot),
                            gain_top1=round(trained["top1"] - zero_shot["top1"], 4), caveat=IMAGENET_CAVEAT)
         else: metrics = evaluate(params, root, progress=False)

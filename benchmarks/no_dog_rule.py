@@ -32,7 +32,7 @@ def scrambled(img: Image.Image, rng: np.random.Generator, tile: int = 16) -> Ima
 
 def dog_probabilities(predictor: Predictor, images: list) -> np.ndarray:
     batch = np.stack([model_input(im if isinstance(im, Image.Image) else decode_image(im).image,
-                                  predictor.size, predictor.mean, predictor.std) for im in images])
+                                  predictor.size, predictor.mean, predictor.std, predictor.crop_fraction) for im in images])
     return predictor.run(batch)[2]
 
 

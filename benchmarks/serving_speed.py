@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from benchmark_io import argument_parser, photos_argument, write_results
-from dog_breed_classifier.core import breed_vocab
+from dog_breed_classifier.core import DEFAULT_ARCH, breed_vocab
 from dog_breed_classifier.export import quantize_int8, serving_model, write_serving_dir
 from dog_breed_classifier.images import decode_image, model_input
 from dog_breed_classifier.inference import Predictor, available_backends, load_backend
-from dog_breed_classifier.model import create_model
+from dog_breed_classifier.model import create_model, model_input_spec
 
 
 def throughput(fn, batch: np.ndarray, bs: int, seconds: float) -> float:
@@ -55,8 +55,9 @@ def main():
     index = {c: i for i, c in enumerate(model.classes)}
     files = [f for folder in sorted(dev.iterdir()) for f in sorted(folder.glob("*.jpg"))[:args.per_breed]]
     targets = np.array([index[vocab.lookup(f.parent.name).name] for f in files])
-    norm = ((0.5,) * 3, (0.5,) * 3)
-    batch = np.stack([model_input(decode_image(f).image, 224, *norm) for f in files])
+    spec = model_input_spec(DEFAULT_ARCH)
+    view = (spec.size, spec.mean, spec.std, spec.crop_fraction)
+    batch = np.stack([model_input(decode_image(f).image, *view) for f in files])
     rows = {}
 
     @torch.no_grad()
@@ -66,11 +67,12 @@ def main():
 
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        meta = dict(arch="tf_efficientnet_lite0", classes=model.classes, mean=[0.5] * 3, std=[0.5] * 3, input_size=224,
+        meta = dict(arch=DEFAULT_ARCH, classes=model.classes, mean=list(spec.mean), std=list(spec.std), input_size=spec.size,
+                    crop_fraction=spec.crop_fraction,
                     pretrained="package", zero_shot=True, data={"source": "imagenet"})
         write_serving_dir(d/"fp32", serving_model(model), meta, pretrained="package")
         calib_files = sorted((args.train.resolve()/"Images").glob("*/*.jpg"))[::94][:64]
-        calib = np.stack([model_input(decode_image(f).image, 224, *norm) for f in calib_files]) if calib_files else batch[:64]
+        calib = np.stack([model_input(decode_image(f).image, *view) for f in calib_files]) if calib_files else batch[:64]
         quantize_int8(d/"fp32"/"model.onnx", d/"model.int8.onnx", calib)
         backends = {"onnxruntime fp32": load_backend(d/"fp32"/"model.onnx", "onnxruntime"),
                     "onnxruntime int8": load_backend(d/"model.int8.onnx", "onnxruntime")}
@@ -93,7 +95,7 @@ def main():
     from fastai.vision.all import CategoryBlock, DataBlock, ImageBlock, Learner, Normalize
 
     from dog_breed_classifier.augment import AlbumentationsTransform, eval_transforms
-    tfm = AlbumentationsTransform(eval_transforms(224), eval_transforms(224))
+    tfm = AlbumentationsTransform(eval_transforms(spec.size, spec.crop_fraction), eval_transforms(spec.size, spec.crop_fraction))
     dls = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=model.classes, sort=False)), get_y=lambda f: vocab.lookup(f.parent.name).name,
                     item_tfms=[tfm], batch_tfms=[Normalize.from_stats([0.5] * 3, [0.5] * 3)]).dataloaders(files[:8], bs=8, num_workers=0)
     learn = Learner(dls, model)

@@ -1,7 +1,7 @@
 """Training throughput: fastai's loop vs a plain PyTorch loop on the same model, data and batch size, and the
 data loader alone — measured in one run, alternating, so the ratios survive a noisy machine.
 
-    python benchmarks/training_throughput.py [--photos 64] [--batch-size 16] [--size 224] [--rounds 2]
+    python benchmarks/training_throughput.py [--photos 64] [--batch-size 16] [--size auto] [--rounds 2]
 
 Both loops train the whole network (unfrozen) on the same fastai DataLoader (albumentations item transforms,
 normalisation), so the difference is the training loop itself. Goals: fastai ≤ 10 % slower than the plain loop;
@@ -21,7 +21,7 @@ from torch import nn
 from benchmark_io import REPO, argument_parser, write_results
 from dog_breed_classifier.augment import prepare
 from dog_breed_classifier.core import load_params
-from dog_breed_classifier.model import create_learner, create_model
+from dog_breed_classifier.model import create_learner, create_model, model_input_spec
 from dog_breed_classifier.train import create_dataloaders, training_classes
 
 
@@ -70,7 +70,7 @@ def main():
     ap = argument_parser(__doc__)
     ap.add_argument("--photos", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--size", default="auto", help="model input size in pixels (default: the architecture's)")
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
@@ -80,7 +80,7 @@ def main():
                                                   "augment.offline=[]", f"augment.online.size={args.size}", f"train.batch_size={args.batch_size}"])
         prepare(params, root, progress=False)
         classes = training_classes(root/"data"/"processed", "data")
-        dls = create_dataloaders(root/"data"/"processed", classes, params)
+        dls = create_dataloaders(root/"data"/"processed", classes, params, model_input_spec(params.model.arch, params.augment.online.size))
         fastai_model, plain_model = create_model(classes=classes), create_model(classes=classes).to(dls.device)   # GPU when there is one
         learn = create_learner(dls, fastai_model)
         learn.unfreeze()

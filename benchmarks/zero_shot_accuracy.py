@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from benchmark_io import argument_parser, photos_argument, write_results
-from dog_breed_classifier.core import breed_vocab
+from dog_breed_classifier.core import DEFAULT_ARCH, breed_vocab
 from dog_breed_classifier.evaluate import IMAGENET_CAVEAT, classification_metrics, predict_probs
-from dog_breed_classifier.model import create_model
+from dog_breed_classifier.model import create_model, model_input_spec
 
 
 def main():
@@ -38,11 +38,12 @@ def main():
     targets = np.array(targets)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.perf_counter()
-    probs = predict_probs(model, files, progress=True)
+    spec = model_input_spec(DEFAULT_ARCH)
+    probs = predict_probs(model, files, spec.size, spec.crop_fraction, progress=True)
     seconds = time.perf_counter() - t0
     m = classification_metrics(probs, targets, model.classes)
     model.pretrained_cfg = {**model.pretrained_cfg, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
-    wrong_norm = classification_metrics(predict_probs(model, files, progress=True), targets, model.classes)
+    wrong_norm = classification_metrics(predict_probs(model, files, spec.size, spec.crop_fraction, progress=True), targets, model.classes)
     result = dict(photos=len(files), top1=m["top1"], top5=m["top5"], log_loss=m["log_loss"], ece=m["ece"],
                   images_per_second=len(files) / seconds, imagenet_mean_std_top1=wrong_norm["top1"],
                   most_confused=m["most_confused"][:5], caveat=IMAGENET_CAVEAT)
