@@ -44,18 +44,18 @@ def embedding_runtime(model: nn.Module, # a timm model; its body's weights are u
         def on_gpu(batch: np.ndarray) -> np.ndarray:
             with torch.no_grad(), torch.autocast("cuda"): return body(torch.from_numpy(batch).cuda()).float().cpu().numpy()
         return on_gpu
-    path = Path(tempfile.mkdtemp())/"body.onnx"
-    with warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():   # the runtime keeps the graph in memory
         warnings.simplefilter("ignore", DeprecationWarning)
+        path = Path(d)/"body.onnx"
         torch.onnx.export(body, torch.zeros(1, 3, size, size), str(path), input_names=["image"], output_names=["embedding"],
                           dynamic_axes={"image": {0: "n"}, "embedding": {0: "n"}}, opset_version=17, dynamo=False)
-    if importlib.util.find_spec("openvino"):
-        import openvino as ov
-        compiled = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
-        return lambda batch: np.array(compiled(batch)[0])
-    import onnxruntime as ort
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda batch: session.run(None, {"image": batch})[0]
+        if importlib.util.find_spec("openvino"):
+            import openvino as ov
+            compiled = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+            return lambda batch: np.array(compiled(batch)[0])
+        import onnxruntime as ort
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda batch: session.run(None, {"image": batch})[0]
 
 # %% ../nbs/03a_embeddings.ipynb #dd825f33
 def _inputs(files: list, spec: ModelInput, mirrored: bool) -> np.ndarray:
