@@ -22,13 +22,12 @@ Stanford Dogs is drawn from ImageNet, which the weights were trained on: accurac
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmark_io import argument_parser, photos_argument, write_results
+from benchmark_io import argument_parser, items_per_second, photos_argument, write_results
 from dog_breed_classifier.core import breed_vocab
 from dog_breed_classifier.drift import synthetic_non_dogs
 from dog_breed_classifier.embeddings import fit_temperature, scaled_log_loss
@@ -61,16 +60,6 @@ def scores(logits: np.ndarray, targets: np.ndarray, classes: list[str], temperat
     return {k: round(m[k], 4) for k in ("top1", "top5", "log_loss", "ece")}
 
 
-def photos_per_second(fn, items: list, batch: int, seconds: float) -> float:
-    "Items per second of `fn` called on chunks of `batch`, for about `seconds` (after one warm-up call)."
-    fn(items[:batch])
-    n, t = 0, time.perf_counter()
-    while time.perf_counter() - t < seconds:
-        i = (n // batch * batch) % max(1, len(items) - batch + 1)
-        fn(items[i:i + batch]); n += batch
-    return n / (time.perf_counter() - t)
-
-
 def torch_eager_end_to_end(arch: str, contents: list[bytes], seconds: float) -> float:
     "Photos per second, bytes → probabilities, for the same architecture in torch eager (batch 32)."
     model, spec = create_model(arch, "all", "package").eval(), model_input_spec(arch)
@@ -79,7 +68,7 @@ def torch_eager_end_to_end(arch: str, contents: list[bytes], seconds: float) -> 
     def run(chunk):
         x = np.stack([model_input(decode_image(c).image, spec.size, spec.mean, spec.std, spec.crop_fraction) for c in chunk])
         return torch.softmax(model(torch.from_numpy(x)), 1).numpy()
-    return photos_per_second(run, contents, 32, seconds)
+    return items_per_second(run, contents, 32, seconds)
 
 
 def measure(model_dir: Path, files, breeds, seconds: float) -> dict:
@@ -100,7 +89,7 @@ def measure(model_dir: Path, files, breeds, seconds: float) -> dict:
     for backend in available_backends():
         for tta in (False, True):
             p = Predictor.from_dir(model_dir, backend=backend, batch_size=32, tta=tta)
-            row["photos_per_second"][f"{backend}{' tta' if tta else ''}"] = round(photos_per_second(p.predict, contents, 32, seconds), 1)
+            row["photos_per_second"][f"{backend}{' tta' if tta else ''}"] = round(items_per_second(p.predict, contents, 32, seconds), 1)
     row["photos_per_second"]["torch eager"] = round(torch_eager_end_to_end(arch, contents, seconds), 1)
     best = max(v for k, v in row["photos_per_second"].items() if "tta" not in k and k != "torch eager")
     row["speedup_vs_torch_eager"] = round(best / row["photos_per_second"]["torch eager"], 2)

@@ -1,6 +1,6 @@
 """What every benchmark script shares: its argument parser, where the real photos are, and how results are written.
 
-    from benchmark_io import REPO, argument_parser, photos_argument, write_results
+    from benchmark_io import REPO, argument_parser, items_per_second, photos_argument, write_results
 
 Scripts in this folder run as `python benchmarks/NAME.py`, so this module is importable beside them. Results go to
 `benchmarks/results/NAME.json` (git-ignored), written whole (never half a file), with the path printed.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from dog_breed_classifier.core import atomic_write, stanford_photos
@@ -35,3 +36,13 @@ def write_results(name: str, result, indent: int = 1) -> Path:
     path = atomic_write(RESULTS/f"{name}.json", json.dumps(result, indent=indent, default=str) + "\n")
     print(f"results: {path.relative_to(REPO)}")
     return path
+
+
+def items_per_second(fn, items, batch: int, seconds: float) -> float:
+    "Items per second of `fn` called on consecutive chunks of `batch` items, for about `seconds` (after one warm-up call)."
+    fn(items[:batch])
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        i = (n // batch * batch) % max(1, len(items) - batch + 1)
+        fn(items[i:i + batch]); n += batch
+    return n / (time.perf_counter() - t)

@@ -23,7 +23,7 @@ from benchmark_io import REPO, argument_parser, photos_argument, write_results
 from dog_breed_classifier.augment import prepare
 from dog_breed_classifier.core import breed_vocab, load_params
 from dog_breed_classifier.evaluate import IMAGENET_CAVEAT, _summary, classification_metrics, evaluate, predict_probs
-from dog_breed_classifier.model import ZERO_SHOT_CALIBRATION, create_model
+from dog_breed_classifier.model import create_model, zero_shot_temperature
 from dog_breed_classifier.train import load_trained_model, train
 
 
@@ -55,7 +55,7 @@ def main():
             zero = create_model(meta["arch"], meta["classes"], meta["pretrained"])
             view = (meta["input_size"], meta["crop_fraction"])
             trained = classification_metrics(predict_probs(model, files, *view, meta["calibration"]["temperature"]), targets, model.classes)
-            zero_shot = classification_metrics(predict_probs(zero, files, *view, ZERO_SHOT_CALIBRATION[meta["arch"]]["temperature"]),
+            zero_shot = classification_metrics(predict_probs(zero, files, *view, zero_shot_temperature(meta["arch"])),
                                                targets, model.classes)
             metrics = dict(model=_summary(trained), zero_shot=_summary(zero_shot),
                            gain_top1=round(trained["top1"] - zero_shot["top1"], 4), caveat=IMAGENET_CAVEAT)

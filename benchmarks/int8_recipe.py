@@ -10,13 +10,12 @@ batch 32 for each. Writes benchmarks/results/int8_recipe.json. Stanford Dogs is 
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from architectures import labelled_photos
 
-from benchmark_io import argument_parser, photos_argument, write_results
+from benchmark_io import argument_parser, items_per_second, photos_argument, write_results
 from dog_breed_classifier.core import DEFAULT_ARCH
 from dog_breed_classifier.export import quantize_int8, zero_shot_serving_dir
 from dog_breed_classifier.images import decode_image, model_input
@@ -26,13 +25,6 @@ from dog_breed_classifier.inference import Predictor, load_backend
 def inputs(predictor: Predictor, files: list[Path]) -> np.ndarray:
     return np.stack([model_input(decode_image(f).image, predictor.size, predictor.mean, predictor.std, predictor.crop_fraction)
                      for f in files])
-
-
-def speed(backend, batch: np.ndarray, rounds: int = 5) -> float:
-    backend(batch)
-    t = time.perf_counter()
-    for _ in range(rounds): backend(batch)
-    return rounds * len(batch) / (time.perf_counter() - t)
 
 
 def top1(backend, batch: np.ndarray, targets: np.ndarray) -> float:
@@ -58,13 +50,13 @@ def main():
             dev, calib_all = inputs(predictor, dev_files), inputs(predictor, train_files[::2])
             fp32 = {b: load_backend(folder/"model.onnx", b) for b in ("openvino", "onnxruntime")}
             row = dict(arch=arch, fp32_top1=top1(fp32["onnxruntime"], dev, targets),
-                       photos_per_second={f"fp32 {b}": round(speed(be, dev[:32]), 1) for b, be in fp32.items()}, int8={})
+                       photos_per_second={f"fp32 {b}": round(items_per_second(be, dev, 32, 3.0), 1) for b, be in fp32.items()}, int8={})
             for n in args.calibration:
                 for recipe in ("all int8", "stem and heads in float"):
                     out = Path(d)/f"{arch}-{n}-{recipe.split()[0]}.onnx"
                     quantize_int8(folder/"model.onnx", out, calib_all[:n], keep_float=recipe != "all int8")
                     be = load_backend(out, "onnxruntime")
-                    row["int8"][f"{recipe}, {n} photos"] = dict(top1=top1(be, dev, targets), photos_per_second=round(speed(be, dev[:32]), 1))
+                    row["int8"][f"{recipe}, {n} photos"] = dict(top1=top1(be, dev, targets), photos_per_second=round(items_per_second(be, dev, 32, 3.0), 1))
             rows.append(row); print(row, flush=True)
     for r in rows:
         print(f"\n{r['arch']}: fp32 top-1 {r['fp32_top1']:.4f}; " + ", ".join(f"{k} {v}/s" for k, v in r["photos_per_second"].items()))

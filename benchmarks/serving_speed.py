@@ -17,22 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark_io import argument_parser, photos_argument, write_results
+from benchmark_io import argument_parser, items_per_second, photos_argument, write_results
 from dog_breed_classifier.core import DEFAULT_ARCH, breed_vocab
 from dog_breed_classifier.export import quantize_int8, serving_model, write_serving_dir
 from dog_breed_classifier.images import decode_image, model_input
 from dog_breed_classifier.inference import Predictor, available_backends, load_backend
 from dog_breed_classifier.model import create_model, model_input_spec
-
-
-def throughput(fn, batch: np.ndarray, bs: int, seconds: float) -> float:
-    "Images per second of `fn` on chunks of `bs`, for about `seconds`."
-    fn(batch[:bs])
-    n, t = 0, time.perf_counter()
-    while time.perf_counter() - t < seconds:
-        i = (n // bs * bs) % (len(batch) - bs + 1)
-        fn(batch[i:i + bs]); n += bs
-    return n / (time.perf_counter() - t)
 
 
 def top1(fn, batch: np.ndarray, targets: np.ndarray, bs: int = 16) -> float:
@@ -62,8 +52,8 @@ def main():
 
     @torch.no_grad()
     def torch_eager(x): return model(torch.from_numpy(x)).numpy()
-    rows["torch eager bs1"] = (throughput(torch_eager, batch, 1, args.seconds), top1(torch_eager, batch, targets))
-    rows["torch eager bs32"] = (throughput(torch_eager, batch, 32, args.seconds), rows["torch eager bs1"][1])
+    rows["torch eager bs1"] = (items_per_second(torch_eager, batch, 1, args.seconds), top1(torch_eager, batch, targets))
+    rows["torch eager bs32"] = (items_per_second(torch_eager, batch, 32, args.seconds), rows["torch eager bs1"][1])
 
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -80,7 +70,7 @@ def main():
         for name, be in backends.items():
             def run(x, be=be): return be(x)[0]
             acc = top1(run, batch, targets)
-            for bs in (1, 16): rows[f"{name} bs{bs}"] = (throughput(run, batch, bs, args.seconds), acc)
+            for bs in (1, 16): rows[f"{name} bs{bs}"] = (items_per_second(run, batch, bs, args.seconds), acc)
 
         # end to end: bytes in, answer out
         contents = [f.read_bytes() for f in files]

