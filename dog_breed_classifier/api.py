@@ -85,7 +85,7 @@ class ApiMetrics:
         Gauge("dogbreed_process_threads", "Threads of the server process (the model runtime's pools included)",
               registry=r).set_function(process_threads)
         self.runtime_threads = Gauge("dogbreed_runtime_threads", "Threads the model runtime computes one inference with", registry=r)
-    def text(self) -> str: return generate_latest(self.registry).decode()
+    def text(self) -> str: "The metrics in Prometheus' text format, as `/metrics` serves them."; return generate_latest(self.registry).decode()
 
 # %% ../nbs/11_api.ipynb #122e9b7d
 @patch
@@ -207,7 +207,7 @@ class Service:
     metrics: ApiMetrics
     limits: UploadLimits = field(default_factory=UploadLimits)
     @property
-    def load_error(self) -> str | None: return self.record.load_error
+    def load_error(self) -> str | None: "Why the model could not be loaded, or None."; return self.record.load_error
 
 # %% ../nbs/11_api.ipynb #e6485aae
 def prediction_routes(s: Service) -> APIRouter:

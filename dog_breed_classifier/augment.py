@@ -135,6 +135,7 @@ class AlbumentationsTransform(Transform):
         self._split_idx = split_idx
         return super().__call__(b, split_idx=split_idx, **kwargs)
     def encodes(self, img: Image.Image):
+        "The training pipeline on the training split, the validation one elsewhere; returns the same image type."
         aug = self.train if self._split_idx == 0 else self.valid
         out = aug(image=np.asarray(img.convert("RGB")))["image"]
         return type(img).create(out) if hasattr(type(img), "create") else Image.fromarray(out)

@@ -59,19 +59,19 @@ class ProjectPaths:
     "Where the pipeline reads and writes, relative to the project root."
     root: Path
     @property
-    def data(self): return self.root/"data"
+    def data(self): "`data/` under the root: raw and processed photos."; return self.root/"data"
     @property
-    def raw(self): return self.data/"raw"
+    def raw(self): "`data/raw/`: photos as downloaded or drawn."; return self.data/"raw"
     @property
-    def processed(self): return self.data/"processed"
+    def processed(self): "`data/processed/`: the split photos, `labels.csv`, quarantine and reference stats."; return self.data/"processed"
     @property
-    def models(self): return self.root/"models"
+    def models(self): "`models/` under the root."; return self.root/"models"
     @property
-    def trained(self): return self.models/"trained"   # written by train: weights, model.json, history
+    def trained(self): "`models/trained/`, written by train: weights, model.json, history."; return self.models/"trained"
     @property
-    def serving(self): return self.models/"serving"   # written by export: model.onnx, model_card.json
+    def serving(self): "`models/serving/`, written by export: model.onnx, model_card.json."; return self.models/"serving"
     @property
-    def reports(self): return self.root/"reports"
+    def reports(self): "`reports/`: metrics, plots, the executed stage notebooks."; return self.root/"reports"
     def resolve(self, p: str | Path) -> Path:
         "`p` as an absolute path; relative paths are taken from the project root."
         p = Path(p).expanduser()
@@ -285,7 +285,7 @@ class Params:
     train: TrainSettings = field(default_factory=TrainSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
-    def to_dict(self) -> dict: return dataclasses.asdict(self)
+    def to_dict(self) -> dict: "Every setting as plain dicts, as `params.yaml` spells them."; return dataclasses.asdict(self)
 
 # %% ../nbs/00_core.ipynb #d2e2e36d
 def _describe(tp) -> str:
@@ -471,7 +471,7 @@ class BreedVocab:
     def __iter__(self): return iter(self.breeds)
     def __getitem__(self, name: str) -> Breed: return self.by_name[name]
     @property
-    def names(self) -> list[str]: return [b.name for b in self.breeds]
+    def names(self) -> list[str]: "Every breed's Kaggle-style name, in vocabulary order."; return [b.name for b in self.breeds]
 
     def lookup(self, name: str, # any name of a breed: Kaggle's, display, Stanford folder, synset, WordNet lemma
               ) -> Breed | None:

@@ -37,7 +37,7 @@ class Check:
     ok: bool
     detail: str
 
-    def markdown(self) -> str: return f"| {'✅' if self.ok else '❌'} | {self.name} | {self.detail} |"
+    def markdown(self) -> str: "One row of the checks table."; return f"| {'✅' if self.ok else '❌'} | {self.name} | {self.detail} |"
 
 def checks_markdown(checks: list[Check]) -> str:
     "The checks as a Markdown table."
@@ -55,9 +55,10 @@ class DataReport:
     checks: list[Check] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool: return all(c.ok for c in self.checks)
+    def ok(self) -> bool: "Whether every check passed."; return all(c.ok for c in self.checks)
 
     def markdown(self) -> str:
+        "The report as Markdown: the verdict, the counts, the checks table (a workflow's job summary)."
         s, c = self.summary, self.counts
         lines = [f"## Data report: {'passed' if self.ok else 'FAILED'}", "",
                  f"`{self.data_dir}`: {s['images']['used']} photos of {s['breeds']} breeds from `{s['source']}` "
@@ -135,9 +136,10 @@ class ModelCheck:
     checks: list[Check] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool: return all(c.ok for c in self.checks)
+    def ok(self) -> bool: "Whether every check passed."; return all(c.ok for c in self.checks)
 
     def markdown(self) -> str:
+        "The candidate (and the served baseline) side by side, then the checks table, as Markdown."
         rows = [("candidate", self.candidate)] + ([("served (baseline)", self.baseline)] if self.baseline else [])
         fmt = lambda v: "–" if v is None else f"{v:.3f}"
         lines = [f"## Model check: {'passed' if self.ok else 'FAILED'}", "",

@@ -137,9 +137,9 @@ class DriftData:
 
     def __len__(self): return len(self.frame)
     @property
-    def has_predictions(self) -> bool: return all(c in self.frame for c in PREDICTION_COLUMNS)
+    def has_predictions(self) -> bool: "Whether the rows carry the model's answers (prediction columns)."; return all(c in self.frame for c in PREDICTION_COLUMNS)
     @property
-    def has_embeddings(self) -> bool: return self.embeddings is not None
+    def has_embeddings(self) -> bool: "Whether embeddings came with the rows."; return self.embeddings is not None
 
     def sample(self, n: int, seed: int = 0) -> DriftData:
         "At most `n` rows, a fixed random sample (the same `n` and `seed` give the same rows)."

@@ -88,6 +88,7 @@ class EmbeddingSet:
     x: np.ndarray
     y: np.ndarray
     def tensors(self, device=None): # where the head is
+        "`(embeddings, labels)` as float32 and int64 tensors on `device`."
         return (torch.from_numpy(np.asarray(self.x, np.float32)).to(device), torch.from_numpy(np.asarray(self.y, np.int64)).to(device))
 
 @torch.no_grad()

@@ -48,6 +48,7 @@ class ServingModel(nn.Module):
         super().__init__()
         self.model, self.imagenet_head = model, imagenet_head
     def forward(self, x):
+        "`(logits, embedding, P(dog))` for a batch of model inputs: the three outputs of the ONNX graph."
         embedding = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
         logits = self.model.get_classifier()(embedding)
         if self.imagenet_head is None: dog = torch.ones_like(logits[:, 0])

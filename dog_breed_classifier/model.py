@@ -45,7 +45,7 @@ class ModelInput:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     @property
-    def resize_shorter_side(self) -> int: return round(self.size / self.crop_fraction)
+    def resize_shorter_side(self) -> int: "The shorter side a photo is resized to before the centre crop."; return round(self.size / self.crop_fraction)
 
 def model_input_spec(arch: str = DEFAULT_ARCH, # a timm architecture name
                      size: int | str = "auto", # `augment.online.size`: auto = the architecture's own

@@ -78,8 +78,10 @@ class L2SP(Callback):
     order = 60
     def __init__(self, alpha: float): self.alpha, self.start = alpha, None
     def before_fit(self):
+        "Remember the starting weights (once: later fits pull toward the same point)."
         if self.start is None: self.start = [p.detach().clone() for p in self.learn.model.parameters()]
     def after_loss(self):
+        "Add `alpha/2` × the squared distance of the trainable weights from their start to the training loss."
         if not self.training or not self.alpha: return
         penalty = sum(((p - p0) ** 2).sum() for p, p0 in zip(self.learn.model.parameters(), self.start) if p.requires_grad)
         self.learn.loss_grad = self.learn.loss_grad + self.alpha / 2 * penalty
@@ -90,8 +92,10 @@ class KeepBest(Callback):
     def __init__(self, best: float = float("inf")):
         self.best, self.best_epoch, self.state, self.epochs_seen, self.rows = best, 0, None, 0, []
     def before_fit(self):
+        "Copy the weights the fit starts from: they stay the best until an epoch beats `best`."
         if self.state is None: self.state = copy.deepcopy(_unwrap(self.learn.model).state_dict())
     def after_epoch(self):
+        "Score the epoch on the monitored metric and keep its weights when they are the best so far."
         if not self.recorder.values: self.epochs_seen += 1; return
         names = self.recorder.metric_names[1:-1]        # train_loss, valid_loss, metrics… (no epoch, time)
         self.record(dict(zip(names, map(float, self.recorder.values[-1]))), _unwrap(self.learn.model))
@@ -111,6 +115,7 @@ class FreezeBatchNorm(Callback):
     "Keep every BatchNorm layer as pretrained — running statistics and affine weights — even with the body unfrozen."
     order = 12   # after DistributedTrainer has wrapped the model
     def before_train(self):
+        "Put every BatchNorm layer back in eval mode (fastai switches the model to train mode each epoch)."
         for m in self.learn.model.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.eval()
