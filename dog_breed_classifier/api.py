@@ -42,11 +42,11 @@ from .monitoring import ImageArchive, PredictionStore, StoreError
 log = logging.getLogger("dog_breed_classifier.api")
 
 # %% auto #0
-__all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'PER', 'PROBES', 'PROTECTED', 'UI_PATH',
-           'process_threads', 'ApiMetrics', 'ErrorAnswer', 'error_responses', 'error_response', 'add_error_handlers',
-           'UploadLimits', 'add_request_metrics', 'Service', 'prediction_routes', 'status_routes', 'drift_routes',
-           'AccessSettings', 'parse_rate_limit', 'read_api_key', 'RateLimiter', 'add_access_control',
-           'deadline_protocol', 'mount_demo', 'load_predictor', 'drift_gauges_lifespan', 'create_app']
+__all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'PER', 'PROBES', 'UI_PATH', 'process_threads',
+           'ApiMetrics', 'ErrorAnswer', 'error_responses', 'error_response', 'add_error_handlers', 'UploadLimits',
+           'add_request_metrics', 'Service', 'prediction_routes', 'status_routes', 'drift_routes', 'AccessSettings',
+           'parse_rate_limit', 'read_api_key', 'RateLimiter', 'open_paths', 'add_access_control', 'deadline_protocol',
+           'mount_demo', 'load_predictor', 'drift_gauges_lifespan', 'create_app']
 
 # %% ../nbs/11_api.ipynb #4c121483
 DRIFT_STATUSES = ("no_drift", "drift", "not_enough_data", "no_reference")
@@ -362,7 +362,16 @@ class RateLimiter:
 
 # %% ../nbs/11_api.ipynb #dbd22035
 PROBES = ("/live", "/health")
-PROTECTED = ("/predict", "/predict/batch", "/drift", "/model")
+UI_PATH = "/ui"
+
+def open_paths(app: FastAPI, access: AccessSettings) -> frozenset[str]:
+    "The paths anyone may call when a key is set: probes, `/`, the app's OpenAPI schema and docs, maybe `/metrics`."
+    docs = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    return frozenset(["/", *PROBES, *filter(None, docs), *(["/metrics"] if access.public_metrics else [])])
+
+def _is_open(app: FastAPI, path: str, open_set: frozenset[str]) -> bool:
+    demo = getattr(app.state, "ui", None) is not None   # mounted beside a key only with --ui-with-key
+    return path in open_set or (demo and (path == UI_PATH or path.startswith(UI_PATH + "/")))
 
 def _bearer_key(request: Request) -> str | None:
     "The key in `Authorization: Bearer <key>`, or None for any other header or scheme."
@@ -370,18 +379,19 @@ def _bearer_key(request: Request) -> str | None:
     return key.strip() if scheme.lower() == "bearer" and key.strip() else None
 
 def add_access_control(app: FastAPI, metrics: ApiMetrics, access: AccessSettings):
-    "Refuse protected routes without the API key (401) and clients over the rate limit (429)."
-    limiter = RateLimiter(access.rate_limit_per_minute)
-    guarded = PROTECTED + (() if access.public_metrics else ("/metrics",))
+    "Refuse every path but the open ones without the API key (401), and clients over the rate limit (429)."
+    limiter, open_set = RateLimiter(access.rate_limit_per_minute), open_paths(app, access)
     @app.middleware("http")
     async def check_access(request: Request, call_next):
         if request.method == "OPTIONS": return await call_next(request)   # CORS preflights carry no credentials
         path = request.url.path.rstrip("/") or "/"
-        if path in PROTECTED and (wait := limiter.wait(request.client.host if request.client else "unknown")):
+        if _is_open(app, path, open_set): return await call_next(request)
+        client = request.client.host if request.client else "unknown"
+        if path != "/metrics" and (wait := limiter.wait(client)):
             return error_response(ApiError(429, "rate_limited", f"over the rate limit of {access.rate_limit_per_minute:g} "
                                            f"requests a minute; try again in {math.ceil(wait)} s"),
                                   metrics, {"Retry-After": str(math.ceil(wait))})
-        if access.api_key and path in guarded:
+        if access.api_key:
             given = _bearer_key(request)
             if given is None or not hmac.compare_digest(given.encode(), access.api_key.encode()):
                 return error_response(ApiError(401, "unauthorized", "this server needs an API key: send it as "
@@ -430,8 +440,6 @@ def deadline_protocol(header_timeout: float = 10, # seconds for the request line
     return DeadlineProtocol
 
 # %% ../nbs/11_api.ipynb #5d1e21c1
-UI_PATH = "/ui"
-
 def mount_demo(app: FastAPI, record: PredictionRecorder, max_upload_bytes: int):
     "Mount the Gradio demo at `UI_PATH` on `app`, recording through `record`; the Blocks, or None without gradio."
     import importlib.util

@@ -4,6 +4,7 @@ own X-Forwarded-For), and slow clients — 50 uploads that send their headers an
 connections that stall inside their headers — all closed within the documented deadlines while others are served."""
 from __future__ import annotations
 
+import re
 import socket
 import time
 
@@ -11,6 +12,8 @@ import httpx
 import pytest
 
 from conftest import Server, jpeg_bytes, photo, run_cli
+from dog_breed_classifier.api import AccessSettings, create_app, open_paths
+from dog_breed_classifier.monitoring import PredictionStore
 
 KEY = "k3y-" + "x" * 28
 
@@ -49,8 +52,31 @@ def test_with_the_key_it_answers_and_the_probes_stay_open(keyed):
     assert httpx.get(keyed.url + "/health").status_code == 200
 
 
+def app_routes(routes, prefix: str = ""):
+    "`(method, path)` of every route, into included routers (FastAPI ≥ 0.160 keeps them as `_IncludedRouter`)."
+    for route in routes:
+        if hasattr(route, "original_router"):
+            yield from app_routes(route.original_router.routes, prefix + route.include_context.prefix); continue
+        for method in sorted(set(getattr(route, "methods", None) or {"GET"}) - {"HEAD", "OPTIONS"}):
+            yield method, prefix + re.sub(r"\{[^}]+\}", "x", route.path)
+
+
+def test_every_route_but_the_open_ones_needs_the_key(keyed, zero_shot_dir, tmp_path):
+    "Walk the app's own routes on the real server: a route nobody listed as open answers 401 without the key."
+    app = create_app(model_dir=zero_shot_dir, store=PredictionStore(f"sqlite:///{tmp_path}/walk.db"),
+                     access=AccessSettings(api_key=KEY), ui=False)
+    open_set, walked = open_paths(app, AccessSettings(api_key=KEY)), []
+    for method, path in app_routes(app.routes):
+        walked.append((method, path, httpx.request(method, keyed.url + path, timeout=60).status_code))
+    closed = [w for w in walked if (w[1].rstrip("/") or "/") not in open_set]
+    assert {"/predict", "/predict/batch", "/model", "/drift", "/metrics"} <= {p for _, p, _ in closed}
+    assert [w for w in closed if w[2] != 401] == [], "routes open without the key"
+    assert [w for w in walked if w not in closed and w[2] == 401] == [], "open routes refused"
+    assert {p for _, p, _ in walked} - {p for _, p, _ in closed} >= {"/live", "/health", "/openapi.json", "/docs"}
+
+
 def test_with_a_key_the_demo_is_no_way_around_it(keyed):
-    assert httpx.get(keyed.url + "/ui/").status_code == 404
+    assert httpx.get(keyed.url + "/ui/").status_code == 401      # not mounted, and closed like any unknown path
     assert "the demo at /ui is off" in keyed.log.read_text()
 
 
