@@ -7,17 +7,20 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/answers.html.m
 # %% ../nbs/07a_answers.ipynb #e01765a2
 from __future__ import annotations
 
+import functools
 import logging
 
+from .core import BreedVocab, breed_vocab
 from .images import ImageDecodeError
 from .inference import Predictor
-from .monitoring import ImageArchive, PredictionStore, StoreError, new_prediction_id
+from .monitoring import (NO_DOG, ImageArchive, PredictionStore, StoreError, UnknownPredictionError,
+                                             new_prediction_id)
 
 log = logging.getLogger("dog_breed_classifier.answers")
 
 # %% auto #0
-__all__ = ['log', 'ALLOWED_FORMATS', 'IMAGENET_OVERLAP', 'ApiError', 'decode_error_answer', 'PredictionRecorder',
-           'model_card_markdown']
+__all__ = ['log', 'ALLOWED_FORMATS', 'NO_DOG_WORDS', 'MAX_NOTE_CHARS', 'IMAGENET_OVERLAP', 'ApiError', 'decode_error_answer',
+           'PredictionRecorder', 'feedback_breed', 'record_feedback', 'model_card_markdown']
 
 # %% ../nbs/07a_answers.ipynb #c59c5833
 class ApiError(Exception):
@@ -73,6 +76,48 @@ class PredictionRecorder:
         answer.pop("embedding")
         if self.metrics is not None: self.metrics.observe_prediction(answer, len(content))
         return {"prediction_id": pid, **answer}
+
+# %% ../nbs/07a_answers.ipynb #311b039a
+NO_DOG_WORDS = ("no_dog", "no dog", "no dog here", "not a dog", "none")
+MAX_NOTE_CHARS = 500
+
+@functools.lru_cache(1)
+def _vocab() -> BreedVocab: return breed_vocab()
+
+def feedback_breed(text: str, # what the person said: a breed's name, display name, synset or lemma; or "no dog"
+                  ) -> str:
+    "The canonical breed name (or `NO_DOG`) for `text`; `ApiError` 422 `unknown_breed` naming the closest breeds."
+    if " ".join(str(text).replace("_", " ").split()).lower() in {w.replace("_", " ") for w in NO_DOG_WORDS}: return NO_DOG
+    breed = _vocab().lookup(text)
+    if breed is not None: return breed.name
+    close = _vocab().suggest(text)
+    hint = f"closest: {', '.join(close)}" if close else "`dog-breed breeds` lists them"
+    raise ApiError(422, "unknown_breed", f"{str(text)[:80]!r} is not one of the 120 breeds ({hint}); or say no_dog")
+
+# %% ../nbs/07a_answers.ipynb #8b918df9
+def record_feedback(store: PredictionStore, # the prediction log the prediction is in
+                    prediction_id: str, # the id an answer gave
+                    breed: str, # what the person says it is (see `feedback_breed`)
+                    *, source: str, # api | ui | cli
+                    note: str | None = None, # a remark, at most `MAX_NOTE_CHARS`
+                    metrics=None, # anything with `observe_feedback(verdict)`, e.g. the API's `ApiMetrics`
+                   ) -> dict:
+    "Store a person's word on a prediction and return the answer to show; raises `ApiError` (404, 422, 503)."
+    if note is not None and len(note) > MAX_NOTE_CHARS:
+        raise ApiError(422, "note_too_long", f"the note has {len(note)} characters; keep it to {MAX_NOTE_CHARS}")
+    name = feedback_breed(breed)
+    try: row = store.add_feedback(str(prediction_id), name, source=source, note=note or None)
+    except UnknownPredictionError as e: raise ApiError(404, "unknown_prediction", str(e)) from None
+    except StoreError as e:
+        log.error("feedback on %s not recorded: %s", prediction_id, e)
+        raise ApiError(503, "store_unavailable", "the feedback could not be recorded; try again shortly") from None
+    if metrics is not None: metrics.observe_feedback(row["verdict"])
+    said = "no dog" if row["predicted"] == NO_DOG else row["predicted"]
+    message = ("thank you: the answer was right" if row["verdict"] == "confirmed"
+               else f"thank you: recorded as {'no dog' if name == NO_DOG else name} (the model said {said})")
+    if row["replaced"]: message += "; this replaces the earlier word on this prediction"
+    return {"prediction_id": row["prediction_id"], "breed": name, "predicted": row["predicted"], "verdict": row["verdict"],
+            "model_version": row["model_version"], "replaced": row["replaced"], "message": message}
 
 # %% ../nbs/07a_answers.ipynb #0cf7df5f
 IMAGENET_OVERLAP = ("The model starts from ImageNet weights, and ImageNet contains the Stanford Dogs photos (the Kaggle "

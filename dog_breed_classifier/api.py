@@ -33,7 +33,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
                                PlatformCollector, ProcessCollector, generate_latest)
 
 import dog_breed_classifier
-from .answers import ApiError, PredictionRecorder
+from .answers import ApiError, PredictionRecorder, record_feedback
 from .core import DogBreedError, DriftSettings
 from .drift import DriftMonitor
 from .inference import Predictor
@@ -44,9 +44,10 @@ log = logging.getLogger("dog_breed_classifier.api")
 # %% auto #0
 __all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'PER', 'PROBES', 'UI_PATH', 'process_threads',
            'ApiMetrics', 'ErrorAnswer', 'error_responses', 'error_response', 'add_error_handlers', 'UploadLimits',
-           'add_request_metrics', 'Service', 'prediction_routes', 'status_routes', 'drift_routes', 'AccessSettings',
-           'parse_rate_limit', 'read_api_key', 'RateLimiter', 'open_paths', 'add_access_control', 'deadline_protocol',
-           'mount_demo', 'load_predictor', 'drift_gauges_lifespan', 'create_app']
+           'add_request_metrics', 'Service', 'prediction_routes', 'FeedbackIn', 'feedback_routes', 'status_routes',
+           'drift_routes', 'AccessSettings', 'parse_rate_limit', 'read_api_key', 'RateLimiter', 'open_paths',
+           'add_access_control', 'deadline_protocol', 'mount_demo', 'load_predictor', 'drift_gauges_lifespan',
+           'create_app']
 
 # %% ../nbs/11_api.ipynb #4c121483
 DRIFT_STATUSES = ("no_drift", "drift", "not_enough_data", "no_reference")
@@ -69,6 +70,8 @@ class ApiMetrics:
                                       buckets=(1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7))
         self.confidence = Histogram("dogbreed_prediction_confidence", "Top-1 probability of dog predictions", registry=r,
                                     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))
+        self.feedback = Counter("dogbreed_feedback_total", "Users' words on answers, by verdict (confirmed | corrected)",
+                                ["verdict"], registry=r)
         self.breeds = Counter("dogbreed_predictions_total", "Predictions by breed ('no_dog' when no dog was found)", ["breed"], registry=r)
         self.model_info = Info("dogbreed_model", "The model being served", registry=r)
         self.model_loaded = Gauge("dogbreed_model_loaded", "1 when a model is loaded", registry=r)
@@ -104,6 +107,11 @@ def observe_prediction(self: ApiMetrics, answer: dict, size: int):
     self.breeds.labels(answer["breed"] or "no_dog").inc()
     if answer["is_dog"]: self.confidence.observe(answer["confidence"])
 
+@patch
+def observe_feedback(self: ApiMetrics, verdict: str):
+    "Count one user's word on an answer: `confirmed` or `corrected`."
+    self.feedback.labels(verdict).inc()
+
 # %% ../nbs/11_api.ipynb #a3d8f5f8
 @patch
 def observe_drift(self: ApiMetrics, answer: dict):
@@ -124,7 +132,7 @@ class ErrorAnswer(BaseModel):
 
 ERROR_STATUSES = {400: "the body is not valid multipart/form-data", 401: "an API key is required: Authorization: Bearer <key>",
                   409: "the server is set up so that this cannot be answered (said why)",
-                  413: "the upload is over the size limit", 415: "not a photo, or a format that is not accepted",
+                  404: "no such prediction (or path)", 413: "the upload is over the size limit", 415: "not a photo, or a format that is not accepted",
                   422: "the request or the photo cannot be used (said why)", 429: "over the rate limit: wait Retry-After seconds",
                   503: "not ready: no model, or the log is unavailable (Retry-After says when to try again)"}
 RETRY_AFTER_SECONDS = 5   # what a 503 tells clients to wait: the store's bounded timeouts make most outages shorter
@@ -140,6 +148,11 @@ def error_response(e: ApiError, metrics: ApiMetrics, headers: dict | None = None
     return JSONResponse({"detail": e.detail, "reason": e.reason}, status_code=e.status, headers=headers)
 
 # %% ../nbs/11_api.ipynb #25464b5c
+def _body_hint(request: Request) -> str:
+    "What the body of this request's route should be, for the sentence of a refusal."
+    if request.url.path.rstrip("/") == "/feedback": return 'send JSON {"prediction_id": "…", "breed": "…"} (and an optional "note")'
+    return "send the photo as multipart/form-data in the field 'file' (or 'files' for /predict/batch)"
+
 def add_error_handlers(app: FastAPI, metrics: ApiMetrics):
     "Answer FastAPI's validation errors and HTTP refusals in the API's own error shape."
     @app.exception_handler(RequestValidationError)
@@ -148,14 +161,14 @@ def add_error_handlers(app: FastAPI, metrics: ApiMetrics):
         if query: return error_response(ApiError(422, "bad_query", f"bad query parameter: {'; '.join(query)}"), metrics)
         missing = [".".join(map(str, e.get("loc", [])[1:])) for e in exc.errors()]
         return error_response(ApiError(422, "bad_request", f"the request lacks or mangles {', '.join(missing) or 'a field'}: "
-                                                           f"send the photo as multipart/form-data in the field 'file' (or 'files' for /predict/batch)"), metrics)
+                                                           f"{_body_hint(request)}"), metrics)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         "FastAPI's own refusals (a body that is not multipart, an unknown path or method) in the same shape as ours."
         reason = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         detail = str(exc.detail)
-        if exc.status_code == 400: detail += " Send the photo as multipart/form-data in the field 'file' (or 'files' for /predict/batch)."
+        if exc.status_code == 400: detail = f"{detail.rstrip('.')}: {_body_hint(request)}."
         response = error_response(ApiError(exc.status_code, reason, detail), metrics)
         for k, v in (exc.headers or {}).items(): response.headers[k] = v   # e.g. Allow on a 405
         return response
@@ -237,6 +250,24 @@ def prediction_routes(s: Service) -> APIRouter:
                 s.metrics.errors.labels(e.reason).inc()
                 out.append({"index": i, "error": {"status": e.status, "reason": e.reason, "detail": e.detail}})
         return {"predictions": out}
+    return router
+
+# %% ../nbs/11_api.ipynb #03fbe426
+class FeedbackIn(BaseModel):
+    "The body of `POST /feedback`."
+    prediction_id: str        # the id a /predict answer gave
+    breed: str                # what it really is: a breed's name, display name or synset, or "no_dog"
+    note: str | None = None   # a remark, at most 500 characters
+
+def feedback_routes(s: Service) -> APIRouter:
+    "`POST /feedback`: a person's word on an answer, stored against its prediction."
+    router = APIRouter()
+    @router.post("/feedback", status_code=201, summary="Say whether an answer was right, or what the breed really is",
+                 responses=error_responses(400, 401, 404, 422, 429, 503))
+    async def feedback(body: FeedbackIn):
+        try: return await run_in_threadpool(record_feedback, s.store, body.prediction_id, body.breed, source="api",
+                                            note=body.note, metrics=s.metrics)
+        except ApiError as e: return error_response(e, s.metrics)
     return router
 
 # %% ../nbs/11_api.ipynb #b0f303ee
@@ -520,7 +551,7 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
     add_access_control(app, metrics, access)   # inside the request counter: refusals are counted too
     add_request_metrics(app, metrics, s.limits)
     add_error_handlers(app, metrics)
-    for router in (prediction_routes(s), status_routes(s), drift_routes(s)): app.include_router(router)
+    for router in (prediction_routes(s), feedback_routes(s), status_routes(s), drift_routes(s)): app.include_router(router)
     if ui and access.api_key and not access.ui_with_key:
         log.warning("an API key is set: the demo at %s is off (it would be a way around the key); --ui-with-key mounts it", UI_PATH)
         ui = False

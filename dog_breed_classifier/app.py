@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .answers import ApiError, PredictionRecorder, model_card_markdown
-from .core import SERVING_FILES, DogBreedError
+from .answers import ApiError, PredictionRecorder, model_card_markdown, record_feedback
+from .core import SERVING_FILES, DogBreedError, breed_vocab
 from .data import draw_sample_dog
 from .drift import synthetic_non_dog
 from .inference import Predictor, serving_model_dir
-from .monitoring import PredictionStore, default_store_url
+from .monitoring import NO_DOG, PredictionStore, default_store_url
 from .saliency import explain, saliency_method
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # Gradio reports usage to its makers unless told not to
@@ -31,7 +31,7 @@ log = logging.getLogger("dog_breed_classifier.app")
 
 # %% auto #0
 __all__ = ['log', 'SPACE_QUEUE_SIZE', 'headline_markdown', 'top_breeds', 'example_photos', 'uploaded_photo', 'as_upload',
-           'create_demo', 'space_demo']
+           'feedback_choices', 'create_demo', 'space_demo']
 
 # %% ../nbs/10_app.ipynb #35675511
 def headline_markdown(answer: dict) -> str:
@@ -89,7 +89,7 @@ def _demo_events(predictor: Predictor | None, record: PredictionRecorder, method
 
     def identify(payload: dict | None, show_why: bool):
         if payload is None:   # the photo was cleared
-            return "", gr.Label(value=None, label="Top 5 breeds"), gr.Image(value=None, visible=False), "", None
+            return "", gr.Label(value=None, label="Top 5 breeds"), gr.Image(value=None, visible=False), "", None, None, ""
         try:
             photo = uploaded_photo(payload)
             answer = record(Path(photo).read_bytes(), "ui")
@@ -103,12 +103,30 @@ def _demo_events(predictor: Predictor | None, record: PredictionRecorder, method
         shown = (photo, answer["top_k"][0]["breed"])
         heat, cost = why(*shown) if show_why else (gr.Image(value=None, visible=False), f"Heatmap off ({method}; tick the box to see it)")
         headline_text = f"{headline_markdown(answer)}\n\n<small>model {answer['model_version']} · {answer['latency_ms']:.0f} ms · logged as {answer['prediction_id']}</small>"
-        return headline_text, label, heat, cost, shown
+        last = {"prediction_id": answer["prediction_id"], "breed": answer["breed"] if answer["is_dog"] else NO_DOG}
+        return headline_text, label, heat, cost, shown, last, ""   # a new answer: the feedback line starts empty
 
     def toggle_why(shown: tuple | None, show_why: bool):
         if not show_why or shown is None: return gr.Image(value=None, visible=False), f"Heatmap off ({method})"
         return why(*shown)
     return identify, toggle_why
+
+# %% ../nbs/10_app.ipynb #eb5f73d8
+def feedback_choices() -> list[tuple[str, str]]:
+    "The demo's list of what a photo can really be: `(label, value)`, no dog first, then the 120 breeds by name."
+    return [("No dog here", NO_DOG), *sorted((b.display_name, b.name) for b in breed_vocab())]
+
+def _feedback_events(record: PredictionRecorder):
+    "The demo's feedback handlers: `confirm` (✓, the answer was right) and `correct` (the breed it really is)."
+    def say(last: dict | None, breed: str | None) -> str:
+        if not last: return "Upload a photo first: the feedback is about its answer."
+        if not breed: return "Pick what it really is first (or “No dog here”)."
+        try: message = record_feedback(record.store, last["prediction_id"], breed, source="ui", metrics=record.metrics)["message"]
+        except ApiError as e: return f"Not recorded: {e.detail}"
+        return message[0].upper() + message[1:] + "."
+    def confirm(last: dict | None) -> str: return say(last, (last or {}).get("breed"))
+    def correct(last: dict | None, breed: str | None) -> str: return say(last, breed)
+    return confirm, correct
 
 # %% ../nbs/10_app.ipynb #76e640fc
 def create_demo(predictor: Predictor | None, # the model (None: every prediction answers that no model is loaded)
@@ -122,11 +140,12 @@ def create_demo(predictor: Predictor | None, # the model (None: every prediction
     method = saliency_method(predictor, saliency) if predictor is not None else saliency
     examples = example_photos(examples_dir or Path(tempfile.gettempdir())/"dog_breed_classifier_examples")
     identify, toggle_why = _demo_events(predictor, record, method)
+    confirm, correct = _feedback_events(record)
     # Gradio keeps uploads in its cache folder: delete them after 10 minutes (the store has what monitoring needs)
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(600, 600)) as demo:
         gr.Markdown(f"# {title}\nA photo of a dog in, its breed out — one of the 120 Stanford Dogs breeds. "
                     f"Every photo is logged for monitoring (see `/drift` on the API).")
-        shown = gr.State(None)
+        shown, last = gr.State(None), gr.State(None)   # the photo and breed on show; the answer feedback is about
         with gr.Row():
             with gr.Column():
                 photo = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None,
@@ -139,12 +158,19 @@ def create_demo(predictor: Predictor | None, # the model (None: every prediction
                 top5 = gr.Label(num_top_classes=5, label="Top 5 breeds", elem_id="top5")
                 heatmap = gr.Image(visible=False, interactive=False, elem_id="heatmap", buttons=["download"])
                 cost = gr.Markdown(elem_id="heatmap-cost")
+                with gr.Row(elem_id="feedback"):
+                    right = gr.Button("✓ Right", size="sm", elem_id="feedback-right")
+                    actual = gr.Dropdown(feedback_choices(), value=None, label="Wrong? It is…", filterable=True, elem_id="feedback-breed")
+                    send = gr.Button("Send", size="sm", elem_id="feedback-send")
+                thanks = gr.Markdown(elem_id="feedback-thanks")
         with gr.Accordion("About this model", open=False):
             gr.Markdown(model_card_markdown(predictor.card, predictor.selection_reason) if predictor is not None
                         else f"No model is loaded: {record.load_error}")
-        photo.change(identify, [photo, show_why], [headline, top5, heatmap, cost, shown], concurrency_limit=4,
+        photo.change(identify, [photo, show_why], [headline, top5, heatmap, cost, shown, last, thanks], concurrency_limit=4,
                      preprocess=False)   # the upload as sent: see `uploaded_photo`
         show_why.change(toggle_why, [shown, show_why], [heatmap, cost], concurrency_limit=4)
+        right.click(confirm, [last], [thanks], api_name="confirm")
+        send.click(correct, [last, actual], [thanks], api_name="correct")
     return demo
 
 # %% ../nbs/10_app.ipynb #96d45bcf

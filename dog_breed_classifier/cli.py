@@ -25,8 +25,8 @@ from .inference import Predictor, choose_model_dir, read_model_card, serving_mod
 # %% auto #0
 __all__ = ['PARAMS_ARGS', 'QUIET', 'MODEL_DIR', 'BACKEND', 'TTA', 'PIPELINE_COMMANDS', 'SERVING_COMMANDS', 'MONITORING_COMMANDS',
            'COMMANDS', 'cmd_prepare', 'cmd_sample', 'cmd_train', 'cmd_evaluate', 'cmd_export', 'cmd_breeds',
-           'cmd_serve', 'cmd_predict', 'cmd_space', 'cmd_drift', 'cmd_data_report', 'cmd_check_model', 'arg',
-           'build_parser', 'main']
+           'cmd_serve', 'cmd_predict', 'cmd_space', 'cmd_drift', 'cmd_feedback', 'cmd_data_report', 'cmd_check_model',
+           'arg', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #e0f74419
 def cmd_prepare(args) -> int:
@@ -159,6 +159,18 @@ def _drift_settings(args):
         settings.window = args.window
     return settings
 
+def _existing_store(url: str | None):
+    "The prediction store at `url` (default: as `serve` logs), refusing a SQLite file that does not exist yet."
+    from sqlalchemy.engine import make_url   # the serve extra, like the prediction store it reads
+    from dog_breed_classifier.monitoring import PredictionStore, default_store_url
+    url = url or default_store_url()
+    try: parsed = make_url(url)
+    except Exception: raise DogBreedError(f"--store-url {url!r} is not a database URL (e.g. sqlite:///predictions.db)") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") and not Path(parsed.database).is_file():
+        raise DogBreedError(f"no prediction store at {parsed.database}: `dog-breed serve` writes one there; give --store-url "
+                            f"(or set DOG_BREED_STORE_URL) to read another")
+    return PredictionStore(url)
+
 def _since(text: str | None):
     if text is None: return None
     try: t = dt.datetime.fromisoformat(text)
@@ -168,16 +180,8 @@ def _since(text: str | None):
 # %% ../nbs/13_cli.ipynb #20f8451f
 def cmd_drift(args) -> int:
     "Compare recent predictions with the served model's reference; exit 1 when drift is detected."
-    from sqlalchemy.engine import make_url   # the serve extra, like the prediction store it reads
-    from dog_breed_classifier.monitoring import PredictionStore, default_store_url
     settings, since = _drift_settings(args), _since(args.since)
-    url = args.store_url or default_store_url()
-    try: parsed = make_url(url)
-    except Exception: raise DogBreedError(f"--store-url {url!r} is not a database URL (e.g. sqlite:///predictions.db)") from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") and not Path(parsed.database).is_file():
-        raise DogBreedError(f"no prediction store at {parsed.database}: `dog-breed serve` writes one there; give --store-url "
-                            f"(or set DOG_BREED_STORE_URL) to read another")
-    store = PredictionStore(url)
+    store = _existing_store(args.store_url)
     reference, model_dir, predictor = args.reference, None, None
     if reference is None:   # the served model's own reference (the zero-shot model has none: load_reference says what to do)
         model_dir = choose_model_dir(args.model_dir).model_dir
@@ -204,6 +208,16 @@ def cmd_drift(args) -> int:
         for note in summary.get("notes", []): print(f"  note: {note}")
     print(f"  {len(current)} predictions vs {len(ref)} reference rows ({ref.source}); report {out}, summary {json_out}")
     return 1 if summary["drift_detected"] and not args.no_fail else 0
+
+# %% ../nbs/13_cli.ipynb #6e30d455
+def cmd_feedback(args) -> int:
+    "Record a person's word on a logged prediction: the breed it really is, or no_dog."
+    from dog_breed_classifier.answers import ApiError, record_feedback
+    store = _existing_store(args.store_url)
+    try: said = record_feedback(store, args.prediction_id, args.breed, source="cli", note=args.note)
+    except ApiError as e: raise DogBreedError(e.detail) from None
+    print(f"{said['verdict']}: {said['message']}")
+    return 0
 
 # %% ../nbs/13_cli.ipynb #50bbb1cc
 def _write_report(text: str, out: str | None):
@@ -299,6 +313,11 @@ MONITORING_COMMANDS = {
         arg("--out", default="reports/drift.html", metavar="HTML", help="Evidently's report (default: reports/drift.html)"),
         arg("--json", metavar="FILE", help="the summary (default: --out with .json)"),
         arg("--no-fail", action="store_true", help="exit 0 even when drift is detected (batch reports)"), *QUIET]),
+    "feedback": (cmd_feedback, [
+        arg("prediction_id", metavar="PREDICTION_ID", help="the id an answer gave (the API's prediction_id)"),
+        arg("breed", metavar="BREED", help="what it really is: a breed's name, display name or synset, or no_dog"),
+        arg("--note", help="a remark (at most 500 characters)"),
+        arg("--store-url", metavar="URL", help="the prediction log (default: $DOG_BREED_STORE_URL or sqlite:///predictions.db)")]),
     "data-report": (cmd_data_report, [
         arg("--data", default="data/processed", metavar="DIR", help="a prepared dataset (default: data/processed)"),
         arg("--max-quarantine-share", type=float, default=0.05, metavar="F", help="quarantined / found photos, at most (default: 0.05)"),

@@ -26,8 +26,9 @@ from .images import IMAGE_STAT_NAMES
 log = logging.getLogger("dog_breed_classifier.monitoring")
 
 # %% auto #0
-__all__ = ['log', 'METADATA', 'PREDICTIONS', 'HEALTH', 'STORE_TIMEOUT_SECONDS', 'STORE_CONNECT_TIMEOUT_SECONDS',
-           'new_prediction_id', 'StoreError', 'default_store_url', 'PredictionStore', 'ImageArchive']
+__all__ = ['log', 'METADATA', 'PREDICTIONS', 'FEEDBACK', 'NO_DOG', 'HEALTH', 'STORE_TIMEOUT_SECONDS',
+           'STORE_CONNECT_TIMEOUT_SECONDS', 'new_prediction_id', 'StoreError', 'default_store_url', 'PredictionStore',
+           'UnknownPredictionError', 'ImageArchive']
 
 # %% ../nbs/07_monitoring.ipynb #69d8b6a8
 METADATA = sa.MetaData()
@@ -51,6 +52,18 @@ PREDICTIONS = sa.Table(
     sa.Column("source", sa.String(16), nullable=False),   # api | batch | ui | cli
     sa.Column("archived_as", sa.String(200)),
 )
+FEEDBACK = sa.Table(   # what users say about a prediction: one word each (a second one replaces the first)
+    "feedback", METADATA,
+    sa.Column("prediction_id", sa.String(32), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("breed", sa.String(64), nullable=False),        # what the user says it is: a breed name, or "no_dog"
+    sa.Column("predicted", sa.String(64), nullable=False),    # what the model said: its breed, or "no_dog"
+    sa.Column("verdict", sa.String(16), nullable=False),      # confirmed | corrected
+    sa.Column("model_version", sa.String(80), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),       # api | ui | cli
+    sa.Column("note", sa.String(500)),
+)
+NO_DOG = "no_dog"   # the feedback "there is no dog in this photo", and the model's answer when it found none
 HEALTH = sa.Table("store_health", METADATA, sa.Column("id", sa.Integer, primary_key=True))
 
 def new_prediction_id() -> str: return uuid.uuid4().hex
@@ -186,6 +199,56 @@ def recent(self: PredictionStore, limit: int | None = None, # at most this many,
         raise StoreError(f"cannot read the prediction store {self._safe_url()} ({str(e).splitlines()[0][:200]})") from None
     df["embedding"] = [None if b is None else np.frombuffer(b, dtype="<f2").astype(np.float32) for b in df.embedding]
     return df
+
+# %% ../nbs/07_monitoring.ipynb #0efbf7f5
+class UnknownPredictionError(DogBreedError):
+    "Feedback about a prediction id the store does not hold."
+
+def _feedback_row(conn, prediction_id: str, breed: str, source: str, note: str | None) -> dict:
+    p = conn.execute(sa.select(PREDICTIONS.c.breed, PREDICTIONS.c.is_dog, PREDICTIONS.c.model_version)
+                     .where(PREDICTIONS.c.id == prediction_id)).first()
+    if p is None: raise UnknownPredictionError(f"no prediction {prediction_id!r} in the log; use the prediction_id an answer gave")
+    predicted = p.breed if p.is_dog and p.breed else NO_DOG
+    return dict(prediction_id=prediction_id, created_at=dt.datetime.now(dt.timezone.utc), breed=breed, predicted=predicted,
+                verdict="confirmed" if breed == predicted else "corrected", model_version=p.model_version,
+                source=source, note=note)
+
+@patch
+def add_feedback(self: PredictionStore, prediction_id: str, # the id an answer gave
+                 breed: str, # a canonical breed name, or `NO_DOG`
+                 *, source: str = "api", # api | ui | cli
+                 note: str | None = None, # up to 500 characters
+                ) -> dict:
+    "Commit a user's word on a prediction; the row as stored, with `replaced`: whether it replaced an earlier word."
+    for attempt in range(2):   # two replicas storing the first word at once: the loser retries and replaces
+        try:
+            with self.engine.begin() as conn:
+                row = _feedback_row(conn, prediction_id, breed, source, note)
+                replaced = conn.execute(FEEDBACK.delete().where(FEEDBACK.c.prediction_id == prediction_id)).rowcount > 0
+                conn.execute(FEEDBACK.insert().values(**row))
+            return {**row, "replaced": replaced}
+        except sa.exc.IntegrityError:
+            if attempt: raise StoreError("feedback not recorded: the same prediction was being answered twice") from None
+        except sa.exc.SQLAlchemyError as e:
+            raise StoreError(f"feedback not recorded: {str(e).splitlines()[0][:200]}") from None
+
+# %% ../nbs/07_monitoring.ipynb #51d9ab69
+@patch
+def feedback(self: PredictionStore, since: dt.datetime | None = None, # only words given at or after this time (naive: UTC)
+            ):
+    "Every feedback row (newest first) as a DataFrame, with its prediction's `archived_as`, `content_sha256` and time."
+    import pandas as pd
+    q = (sa.select(FEEDBACK, PREDICTIONS.c.archived_as, PREDICTIONS.c.content_sha256,
+                   PREDICTIONS.c.created_at.label("predicted_at"))
+         .join(PREDICTIONS, PREDICTIONS.c.id == FEEDBACK.c.prediction_id).order_by(FEEDBACK.c.created_at.desc()))
+    if since is not None:
+        since = since.astimezone(dt.timezone.utc) if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
+        q = q.where(FEEDBACK.c.created_at >= since)
+    columns = [*FEEDBACK.c.keys(), "archived_as", "content_sha256", "predicted_at"]
+    try:
+        with self.engine.connect() as conn: return pd.DataFrame(conn.execute(q).mappings().all(), columns=columns)
+    except sa.exc.SQLAlchemyError as e:
+        raise StoreError(f"cannot read the feedback in {self._safe_url()} ({str(e).splitlines()[0][:200]})") from None
 
 # %% ../nbs/07_monitoring.ipynb #b5eb4993
 class ImageArchive:

@@ -183,7 +183,7 @@ def test_space_runs_without_torch(tmp_path, zero_shot_dir):
         from gradio_client import Client, handle_file
         drawing = tmp_path/"drawn_beagle.jpg"
         photo("beagle", seed=1, size=(320, 288)).save(drawing)
-        headline, label, heatmap, cost = Client(url, verbose=False).predict(handle_file(str(drawing)), True, api_name="/identify")
+        headline, label, heatmap, cost, _thanks = Client(url, verbose=False).predict(handle_file(str(drawing)), True, api_name="/identify")
         version = json.loads((zero_shot_dir/"model_card.json").read_text())["model_version"]
         assert f"model {version}" in headline and "logged as" in headline   # the model shipped in the Space
         assert label["label"] == "Closest breeds (no dog found)" and len(label["value"]["confidences"]) == 5

@@ -1,0 +1,111 @@
+"""Feedback for real, against `dog-breed serve --archive DIR` with an API key and the demo mounted: 40 photos predicted,
+30 words through `POST /feedback` (20 corrections, 10 confirmations), 5 through the demo driven by gradio_client, every
+bad word refused with its 4xx and nothing stored for it; then `dog-breed feedback` on the same store.
+
+Real Stanford dev photos when this machine has them, else the library's drawings (the feedback path is the same)."""
+from __future__ import annotations
+
+import sqlite3
+
+import httpx
+import pytest
+
+from conftest import DEV_PHOTOS, Server, jpeg_bytes, photo, run_cli
+
+KEY = "feedback-" + "k" * 24
+AUTH = {"Authorization": f"Bearer {KEY}"}
+BREEDS = ["pug", "beagle", "basset", "chow", "samoyed", "collie", "whippet", "borzoi"]
+
+
+def photos(n: int) -> list[tuple[str, bytes]]:
+    "`n` (file name, bytes): real dev photos of `BREEDS` when present, else drawings."
+    real = sorted(p for b in BREEDS for p in (DEV_PHOTOS/"Images").glob(f"*-{b}/*.jpg")) if DEV_PHOTOS.is_dir() else []
+    if len(real) >= n: return [(p.name, p.read_bytes()) for p in real[:n]]
+    return [(f"{BREEDS[i % 8]}_{i}.jpg", jpeg_bytes(photo(BREEDS[i % 8], i, (300, 260)))) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, zero_shot_dir):
+    d = tmp_path_factory.mktemp("feedback")
+    s = Server("--model-dir", zero_shot_dir, "--store-url", f"sqlite:///{d}/p.db", "--archive", d/"uploads",
+               "--ui-with-key", "--drift-refresh", "0", cwd=d, env={"DOG_BREED_API_KEY": KEY})
+    s.db = d/"p.db"
+    answers = []
+    with httpx.Client(base_url=s.url, headers=AUTH, timeout=60) as c:
+        for name, content in photos(40):
+            r = c.post("/predict", files={"file": (name, content, "image/jpeg")})
+            assert r.status_code == 200, r.text
+            answers.append(r.json())
+    s.answers = answers
+    yield s
+    s.stop()
+
+
+def feedback_rows(db) -> list[tuple]:
+    with sqlite3.connect(db) as c:
+        return c.execute("select prediction_id, breed, predicted, verdict, source from feedback").fetchall()
+
+
+def wrong_breed(answer: dict) -> str:
+    return next(b for b in BREEDS if b != answer["breed"])
+
+
+def test_feedback_through_the_api_and_the_demo(served):
+    with httpx.Client(base_url=served.url, headers=AUTH, timeout=60) as c:
+        for a in served.answers[:20]:   # corrections
+            r = c.post("/feedback", json={"prediction_id": a["prediction_id"], "breed": wrong_breed(a)})
+            assert (r.status_code, r.json()["verdict"]) == (201, "corrected"), r.text
+        for a in served.answers[20:30]:   # confirmations, in the words people use
+            r = c.post("/feedback", json={"prediction_id": a["prediction_id"], "breed": a["display_name"] if a["is_dog"] else "no dog"})
+            assert (r.status_code, r.json()["verdict"]) == (201, "confirmed"), r.text
+        metrics = c.get("/metrics").text
+    assert 'dogbreed_feedback_total{verdict="corrected"} 20.0' in metrics
+    assert 'dogbreed_feedback_total{verdict="confirmed"} 10.0' in metrics
+
+    from gradio_client import Client, handle_file
+    ui = Client(served.url + "/ui/", verbose=False)
+    said = []
+    for i, (name, content) in enumerate(photos(35)[30:]):
+        path = served.db.parent/name
+        path.write_bytes(content)
+        ui.predict(handle_file(str(path)), False, api_name="/identify")
+        said.append(ui.predict(api_name="/confirm") if i % 2 else ui.predict("no_dog", api_name="/correct"))
+    assert all(s.startswith("Thank you") for s in said), said
+
+    rows = feedback_rows(served.db)
+    assert len(rows) == 35
+    assert sorted(r[4] for r in rows) == ["api"] * 30 + ["ui"] * 5
+    assert sum(r[3] == "corrected" for r in rows if r[4] == "api") == 20
+    ids = {a["prediction_id"] for a in served.answers}
+    assert {r[0] for r in rows if r[4] == "api"} <= ids                         # linked to the answers given
+
+
+def test_bad_feedback_gets_its_4xx_and_stores_nothing(served):
+    before = feedback_rows(served.db)
+    pid = served.answers[-1]["prediction_id"]
+    cases = [(dict(json={"prediction_id": "0" * 32, "breed": "pug"}, headers=AUTH), 404, "unknown_prediction"),
+             (dict(json={"prediction_id": pid, "breed": "tabby cat"}, headers=AUTH), 422, "unknown_breed"),
+             (dict(json={"prediction_id": pid, "breed": "pug"}), 401, "unauthorized"),
+             (dict(json={"prediction_id": pid, "breed": "pug", "note": "x" * 10_000}, headers=AUTH), 422, "note_too_long"),
+             (dict(content=b'{"prediction_id": ', headers={**AUTH, "content-type": "application/json"}), 422, "bad_request"),
+             (dict(json={"breed": "pug"}, headers=AUTH), 422, "bad_request")]
+    for kw, status, reason in cases:
+        r = httpx.post(served.url + "/feedback", timeout=60, **kw)
+        assert (r.status_code, r.json()["reason"]) == (status, reason), (kw.get("json"), r.text)
+    r = httpx.post(served.url + "/feedback", json={"prediction_id": pid, "breed": "german shepard"}, headers=AUTH)
+    assert "closest: german_shepherd" in r.json()["detail"]
+    assert feedback_rows(served.db) == before
+
+
+def test_a_second_word_replaces_the_first_and_the_cli_writes_the_same_store(served, tmp_path):
+    a = served.answers[-2]
+    first = httpx.post(served.url + "/feedback", json={"prediction_id": a["prediction_id"], "breed": "collie"}, headers=AUTH).json()
+    res = run_cli("feedback", a["prediction_id"], "Shetland sheepdog", "--note", "the small one",
+                  "--store-url", f"sqlite:///{served.db}", cwd=tmp_path)
+    assert res.returncode == 0 and "replaces the earlier word" in res.stdout, res.stderr
+    assert first["replaced"] is False
+    with sqlite3.connect(served.db) as c:
+        assert c.execute("select breed, source, note from feedback where prediction_id = ?",
+                         (a["prediction_id"],)).fetchall() == [("shetland_sheepdog", "cli", "the small one")]
+    res = run_cli("feedback", "f" * 32, "pug", "--store-url", f"sqlite:///{served.db}", cwd=tmp_path)
+    assert res.returncode == 2 and "no prediction" in res.stderr and "Traceback" not in res.stderr
