@@ -20,7 +20,7 @@ log = logging.getLogger("dog_breed_classifier.answers")
 
 # %% auto #0
 __all__ = ['log', 'ALLOWED_FORMATS', 'NO_DOG_WORDS', 'MAX_NOTE_CHARS', 'IMAGENET_OVERLAP', 'ApiError', 'decode_error_answer',
-           'PredictionRecorder', 'feedback_breed', 'record_feedback', 'model_card_markdown']
+           'PredictionRecorder', 'feedback_breed', 'record_feedback', 'model_card_markdown', 'card_top1']
 
 # %% ../nbs/07a_answers.ipynb #c59c5833
 class ApiError(Exception):
@@ -155,3 +155,10 @@ def model_card_markdown(card: dict, # a model card (`read_model_card`)
     caveats = [c for c in dict.fromkeys([card.get("caveat"), m.get("caveat")]) if c]
     if not any("ImageNet" in c for c in caveats): caveats.append(IMAGENET_OVERLAP)
     return "\n\n".join(lines + [f"> ⚠ {c}" for c in caveats])
+
+# %% ../nbs/07a_answers.ipynb #b80ccaf3
+def card_top1(card: dict, # a model card (`read_model_card`)
+             ) -> float | None:
+    "The top-1 the card measured: on the test photos (a trained model) or the dev photos (zero-shot); None without."
+    m = card.get("metrics") or {}
+    return (m.get("model") or {}).get("top1") if "model" in m else m.get("dev_top1")

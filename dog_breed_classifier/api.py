@@ -33,21 +33,21 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
                                PlatformCollector, ProcessCollector, generate_latest)
 
 import dog_breed_classifier
-from .answers import ApiError, PredictionRecorder, record_feedback
+from .answers import ApiError, PredictionRecorder, card_top1, record_feedback
 from .core import DogBreedError, DriftSettings
 from .drift import DriftMonitor
 from .inference import Predictor
-from .monitoring import ImageArchive, PredictionStore, StoreError
+from .monitoring import ImageArchive, PredictionStore, StoreError, live_accuracy
 
 log = logging.getLogger("dog_breed_classifier.api")
 
 # %% auto #0
-__all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'PER', 'PROBES', 'UI_PATH', 'process_threads',
-           'ApiMetrics', 'ErrorAnswer', 'error_responses', 'error_response', 'add_error_handlers', 'UploadLimits',
-           'add_request_metrics', 'Service', 'prediction_routes', 'FeedbackIn', 'feedback_routes', 'status_routes',
-           'drift_routes', 'AccessSettings', 'parse_rate_limit', 'read_api_key', 'RateLimiter', 'open_paths',
-           'add_access_control', 'deadline_protocol', 'mount_demo', 'load_predictor', 'drift_gauges_lifespan',
-           'create_app']
+__all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'QUALITY_WINDOW', 'PER', 'PROBES', 'UI_PATH',
+           'process_threads', 'ApiMetrics', 'ErrorAnswer', 'error_responses', 'error_response', 'add_error_handlers',
+           'UploadLimits', 'add_request_metrics', 'Service', 'prediction_routes', 'FeedbackIn', 'feedback_routes',
+           'status_routes', 'drift_routes', 'quality_report', 'quality_routes', 'AccessSettings', 'parse_rate_limit',
+           'read_api_key', 'RateLimiter', 'open_paths', 'add_access_control', 'deadline_protocol', 'mount_demo',
+           'load_predictor', 'drift_gauges_lifespan', 'create_app']
 
 # %% ../nbs/11_api.ipynb #4c121483
 DRIFT_STATUSES = ("no_drift", "drift", "not_enough_data", "no_reference")
@@ -83,6 +83,12 @@ class ApiMetrics:
         self.drift_checked = Gauge("dogbreed_drift_last_check_timestamp_seconds", "When drift was last checked (Unix time)", registry=r)
         self.drift_status = Gauge("dogbreed_drift_status", "1 for the latest drift check's status", ["status"], registry=r)
         for g in (self.drift_share, self.embedding_drift_score, self.drift_detected): g.set(math.nan)
+        # the served model's live accuracy from users' feedback (GET /quality, and with the drift gauges); NaN before any
+        self.live_words = Gauge("dogbreed_live_feedback_words", "Feedback words on the served model in the quality window", registry=r)
+        self.live_accuracy = Gauge("dogbreed_live_accuracy", "Share of the served model's answers users confirmed", registry=r)
+        self.live_accuracy_upper = Gauge("dogbreed_live_accuracy_upper", "Top of that share's 95 % Wilson interval", registry=r)
+        self.card_top1 = Gauge("dogbreed_model_card_top1", "The served model's top-1 as its card measured it", registry=r)
+        for g in (self.live_accuracy, self.live_accuracy_upper, self.card_top1): g.set(math.nan)
         # the process: CPU, memory, file descriptors (Linux), garbage collection, Python, threads
         ProcessCollector(registry=r); GCCollector(registry=r); PlatformCollector(registry=r)
         Gauge("dogbreed_process_threads", "Threads of the server process (the model runtime's pools included)",
@@ -123,6 +129,15 @@ def observe_drift(self: ApiMetrics, answer: dict):
     self.drift_window_rows.set(value((answer.get("current") or {}).get("rows")))
     self.drift_checked.set(time.time())
     for status in DRIFT_STATUSES: self.drift_status.labels(status).set(1 if answer["status"] == status else 0)
+
+@patch
+def observe_quality(self: ApiMetrics, report: dict):
+    "Set the live-accuracy gauges from a `quality_report` (the served model's row; NaN while it has no feedback)."
+    served = next((m for m in report["models"] if m["model_version"] == report["served_model_version"]), None)
+    self.live_words.set(served["feedback"] if served else 0)
+    self.live_accuracy.set(served["accuracy"] if served else math.nan)
+    self.live_accuracy_upper.set(served["interval"][1] if served else math.nan)
+    self.card_top1.set(math.nan if report["card_top1"] is None else report["card_top1"])
 
 # %% ../nbs/11_api.ipynb #98b07a03
 class ErrorAnswer(BaseModel):
@@ -333,6 +348,30 @@ def drift_routes(s: Service) -> APIRouter:
             return HTMLResponse(report.read_text())
     return router
 
+# %% ../nbs/11_api.ipynb #2036c516
+QUALITY_WINDOW = 1000   # the newest feedback words /quality and the gauges look at
+
+def quality_report(s: Service, window: int = QUALITY_WINDOW) -> dict:
+    "Live accuracy per model version from the newest `window` feedback words, the served model's card top-1 beside it."
+    p = s.predictor
+    version, top1 = (p.model_version, card_top1(p.card)) if p is not None else (None, None)
+    models = live_accuracy(s.store.feedback(limit=window))
+    for m in models: m["card_top1"] = top1 if m["model_version"] == version else None
+    return dict(served_model_version=version, card_top1=top1, window=window, models=models)
+
+def quality_routes(s: Service) -> APIRouter:
+    "`GET /quality`: live accuracy from users' feedback, per model version."
+    router = APIRouter()
+    @router.get("/quality", summary="Live accuracy from users' feedback, per model version", responses=error_responses(401, 422, 429, 503))
+    async def quality(window: Annotated[int, Query(ge=1, le=1_000_000, description="the newest N feedback words")] = QUALITY_WINDOW):
+        try: report = await run_in_threadpool(quality_report, s, window)
+        except StoreError as e:
+            log.error("quality: %s", e)
+            return error_response(ApiError(503, "store_unavailable", "the feedback cannot be read right now; try again shortly"), s.metrics)
+        s.metrics.observe_quality(report)
+        return report
+    return router
+
 # %% ../nbs/11_api.ipynb #6145f1ee
 @dataclass
 class AccessSettings:
@@ -494,12 +533,14 @@ def load_predictor(model_dir: str | Path | None, # a serving folder
     except DogBreedError as e:
         log.error("model not loaded: %s", e); return None, str(e)
 
-def drift_gauges_lifespan(monitor: DriftMonitor, metrics: ApiMetrics, settings: DriftSettings):
-    "A FastAPI lifespan that recomputes the drift gauges every `settings.refresh_seconds` (0: never) while the app runs."
+def drift_gauges_lifespan(monitor: DriftMonitor, metrics: ApiMetrics, settings: DriftSettings, quality=None):
+    "A FastAPI lifespan that recomputes the drift (and `quality()`'s) gauges every `settings.refresh_seconds` (0: never)."
     def refresh(stop: threading.Event):
         while True:
             try: metrics.observe_drift(monitor.decision())
             except Exception as e: log.warning("drift check failed: %s: %s", type(e).__name__, e)
+            try: quality and metrics.observe_quality(quality())
+            except Exception as e: log.warning("live accuracy not refreshed: %s: %s", type(e).__name__, e)
             if stop.wait(settings.refresh_seconds): return
 
     @asynccontextmanager
@@ -539,7 +580,7 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
                            predictor=predictor, settings=drift_settings)
     s = Service(predictor, store, record, monitor, metrics, UploadLimits(max_upload_bytes, max_batch_files))
     app = FastAPI(title="Dog breed classifier", version=dog_breed_classifier.__version__,
-                  lifespan=drift_gauges_lifespan(monitor, metrics, drift_settings),
+                  lifespan=drift_gauges_lifespan(monitor, metrics, drift_settings, quality=lambda: quality_report(s)),
                   description="Which of 120 dog breeds is in this photo? Every prediction is logged for monitoring.")
     app.state.service = s
     app.state.predictor, app.state.store, app.state.metrics, app.state.load_error = predictor, store, metrics, s.load_error
@@ -551,7 +592,7 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
     add_access_control(app, metrics, access)   # inside the request counter: refusals are counted too
     add_request_metrics(app, metrics, s.limits)
     add_error_handlers(app, metrics)
-    for router in (prediction_routes(s), feedback_routes(s), status_routes(s), drift_routes(s)): app.include_router(router)
+    for router in (prediction_routes(s), feedback_routes(s), quality_routes(s), status_routes(s), drift_routes(s)): app.include_router(router)
     if ui and access.api_key and not access.ui_with_key:
         log.warning("an API key is set: the demo at %s is off (it would be a way around the key); --ui-with-key mounts it", UI_PATH)
         ui = False

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 import uuid
@@ -28,7 +29,7 @@ log = logging.getLogger("dog_breed_classifier.monitoring")
 # %% auto #0
 __all__ = ['log', 'METADATA', 'PREDICTIONS', 'FEEDBACK', 'NO_DOG', 'HEALTH', 'STORE_TIMEOUT_SECONDS',
            'STORE_CONNECT_TIMEOUT_SECONDS', 'new_prediction_id', 'StoreError', 'default_store_url', 'PredictionStore',
-           'UnknownPredictionError', 'ImageArchive']
+           'UnknownPredictionError', 'wilson_interval', 'live_accuracy', 'ImageArchive']
 
 # %% ../nbs/07_monitoring.ipynb #69d8b6a8
 METADATA = sa.MetaData()
@@ -235,6 +236,7 @@ def add_feedback(self: PredictionStore, prediction_id: str, # the id an answer g
 # %% ../nbs/07_monitoring.ipynb #51d9ab69
 @patch
 def feedback(self: PredictionStore, since: dt.datetime | None = None, # only words given at or after this time (naive: UTC)
+             limit: int | None = None, # at most this many, newest first
             ):
     "Every feedback row (newest first) as a DataFrame, with its prediction's `archived_as`, `content_sha256` and time."
     import pandas as pd
@@ -244,11 +246,36 @@ def feedback(self: PredictionStore, since: dt.datetime | None = None, # only wor
     if since is not None:
         since = since.astimezone(dt.timezone.utc) if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
         q = q.where(FEEDBACK.c.created_at >= since)
+    if limit: q = q.limit(limit)
     columns = [*FEEDBACK.c.keys(), "archived_as", "content_sha256", "predicted_at"]
     try:
         with self.engine.connect() as conn: return pd.DataFrame(conn.execute(q).mappings().all(), columns=columns)
     except sa.exc.SQLAlchemyError as e:
         raise StoreError(f"cannot read the feedback in {self._safe_url()} ({str(e).splitlines()[0][:200]})") from None
+
+# %% ../nbs/07_monitoring.ipynb #48c67453
+def wilson_interval(k: int, # successes (confirmed answers)
+                    n: int, # trials (feedback words)
+                    z: float = 1.96, # 1.96: 95 %
+                   ) -> tuple[float, float]:
+    "The Wilson score interval of the proportion `k/n`; `(0, 1)` when `n` is 0."
+    if n == 0: return 0.0, 1.0
+    p, z2 = k / n, z * z
+    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+def live_accuracy(words, # `PredictionStore.feedback()` rows
+                  top_pairs: int = 5, # how many most-corrected pairs to name per model
+                 ) -> list[dict]:
+    "Per model version (most feedback first): words, confirmed, accuracy with its 95 % Wilson interval, most corrected pairs."
+    out = []
+    for version, g in words.groupby("model_version", sort=False):
+        k, n = int((g.verdict == "confirmed").sum()), len(g)
+        lo, hi = wilson_interval(k, n)
+        pairs = g[g.verdict == "corrected"].groupby(["predicted", "breed"]).size().sort_values(ascending=False).head(top_pairs)
+        out.append(dict(model_version=version, feedback=n, confirmed=k, accuracy=k / n, interval=[round(lo, 4), round(hi, 4)],
+                        most_corrected=[dict(predicted=p, said=b, count=int(c)) for (p, b), c in pairs.items()]))
+    return sorted(out, key=lambda r: -r["feedback"])
 
 # %% ../nbs/07_monitoring.ipynb #b5eb4993
 class ImageArchive:

@@ -136,7 +136,7 @@ def test_alert_rules_use_metrics_the_server_exports(drift_server):
     assert all(r.get("alert") and r.get("annotations", {}).get("summary") for g in rules["groups"] for r in g["rules"])
     exported = {line.split("{")[0].split(" ")[0] for line in httpx.get(f"{drift_server.url}/metrics").text.splitlines()
                 if line and not line.startswith("#")}
-    used = {name for e in exprs for name in re.findall(r"\b(dogbreed_[a-z_]+)", e)}
+    used = {name for e in exprs for name in re.findall(r"\b(dogbreed_[a-z0-9_]+)", e)}
     assert used and used <= exported, used - exported
     config = yaml.safe_load((REPO/"deploy"/"prometheus"/"prometheus.yml").read_text())
     assert config["rule_files"] == ["alerts.yml"]

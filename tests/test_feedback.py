@@ -1,11 +1,13 @@
 """Feedback for real, against `dog-breed serve --archive DIR` with an API key and the demo mounted: 40 photos predicted,
-30 words through `POST /feedback` (20 corrections, 10 confirmations), 5 through the demo driven by gradio_client, every
-bad word refused with its 4xx and nothing stored for it; then `dog-breed feedback` on the same store.
+30 words through `POST /feedback` (20 corrections, 10 confirmations), 5 through the demo driven by gradio_client, live
+accuracy from them at `GET /quality` and in the gauges, every bad word refused with its 4xx and nothing stored for it;
+then `dog-breed feedback` on the same store.
 
 Real Stanford dev photos when this machine has them, else the library's drawings (the feedback path is the same)."""
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 
 import httpx
 import pytest
@@ -78,6 +80,15 @@ def test_feedback_through_the_api_and_the_demo(served):
     assert sum(r[3] == "corrected" for r in rows if r[4] == "api") == 20
     ids = {a["prediction_id"] for a in served.answers}
     assert {r[0] for r in rows if r[4] == "api"} <= ids                         # linked to the answers given
+
+    q = httpx.get(served.url + "/quality", headers=AUTH).json()   # live accuracy from those 35 words
+    row = q["models"][0]
+    confirmed = sum(r[3] == "confirmed" for r in rows)
+    assert (len(q["models"]), row["model_version"], row["feedback"], row["confirmed"]) == (1, q["served_model_version"], 35, confirmed)
+    assert row["interval"][0] <= row["accuracy"] == confirmed / 35 <= row["interval"][1]
+    assert row["card_top1"] == q["card_top1"] is not None
+    assert row["most_corrected"][0]["count"] == max(Counter((r[2], r[1]) for r in rows if r[3] == "corrected").values())
+    assert "dogbreed_live_feedback_words 35.0" in httpx.get(served.url + "/metrics", headers=AUTH).text
 
 
 def test_bad_feedback_gets_its_4xx_and_stores_nothing(served):

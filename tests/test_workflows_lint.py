@@ -55,6 +55,14 @@ def test_prometheus_rules_pass_promtool():
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+def test_prometheus_alerts_fire_when_they_should():
+    "promtool's unit tests of the rules (deploy/prometheus/alerts_test.yml): the live-accuracy alert and its non-cases."
+    exe = shutil.which("promtool")
+    if exe is None: pytest.skip("promtool is not installed (apt-get install prometheus)")
+    res = subprocess.run([exe, "test", "rules", str(REPO/"deploy"/"prometheus"/"alerts_test.yml")], capture_output=True, text=True)
+    assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
+
+
 BAD_WORKFLOW = """\
 name: bad
 on:
