@@ -1,4 +1,4 @@
-"""The FastAPI service: `/predict`, `/predict/batch`, `/health`, `/model`, `/drift`, Prometheus `/metrics`, the Gradio demo at `/ui` — limits on what it accepts, a clear 4xx for every client mistake, and every answer logged before it is returned.
+"""The FastAPI service: `/predict`, `/predict/batch`, `/feedback`, `/quality`, `/health`, `/model`, `/drift`, Prometheus `/metrics`, the Gradio demo at `/ui` — limits on what it accepts, a clear 4xx for every client mistake, and every answer logged before it is returned.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/api.html.md"""
 
