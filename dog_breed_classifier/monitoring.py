@@ -28,8 +28,8 @@ log = logging.getLogger("dog_breed_classifier.monitoring")
 
 # %% auto #0
 __all__ = ['log', 'METADATA', 'PREDICTIONS', 'FEEDBACK', 'NO_DOG', 'HEALTH', 'STORE_TIMEOUT_SECONDS',
-           'STORE_CONNECT_TIMEOUT_SECONDS', 'new_prediction_id', 'StoreError', 'default_store_url', 'PredictionStore',
-           'UnknownPredictionError', 'wilson_interval', 'live_accuracy', 'ImageArchive']
+           'STORE_CONNECT_TIMEOUT_SECONDS', 'FEEDBACK_RETRIES', 'new_prediction_id', 'StoreError', 'default_store_url',
+           'PredictionStore', 'UnknownPredictionError', 'wilson_interval', 'live_accuracy', 'ImageArchive']
 
 # %% ../nbs/07_monitoring.ipynb #69d8b6a8
 METADATA = sa.MetaData()
@@ -214,6 +214,8 @@ def _feedback_row(conn, prediction_id: str, breed: str, source: str, note: str |
                 verdict="confirmed" if breed == predicted else "corrected", model_version=p.model_version,
                 source=source, note=note)
 
+FEEDBACK_RETRIES = 10
+
 @patch
 def add_feedback(self: PredictionStore, prediction_id: str, # the id an answer gave
                  breed: str, # a canonical breed name, or `NO_DOG`
@@ -221,7 +223,7 @@ def add_feedback(self: PredictionStore, prediction_id: str, # the id an answer g
                  note: str | None = None, # up to 500 characters
                 ) -> dict:
     "Commit a user's word on a prediction; the row as stored, with `replaced`: whether it replaced an earlier word."
-    for attempt in range(2):   # two replicas storing the first word at once: the loser retries and replaces
+    for attempt in range(FEEDBACK_RETRIES):   # words racing on one prediction: each loser retries, replacing the winner
         try:
             with self.engine.begin() as conn:
                 row = _feedback_row(conn, prediction_id, breed, source, note)
@@ -229,7 +231,9 @@ def add_feedback(self: PredictionStore, prediction_id: str, # the id an answer g
                 conn.execute(FEEDBACK.insert().values(**row))
             return {**row, "replaced": replaced}
         except sa.exc.IntegrityError:
-            if attempt: raise StoreError("feedback not recorded: the same prediction was being answered twice") from None
+            if attempt == FEEDBACK_RETRIES - 1:
+                raise StoreError("feedback not recorded: too many words on the same prediction at once; try again") from None
+            time.sleep(0.01 * (attempt + 1))
         except sa.exc.SQLAlchemyError as e:
             raise StoreError(f"feedback not recorded: {str(e).splitlines()[0][:200]}") from None
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from conftest import REPO, Server, jpeg_bytes, new_postgres_database, photo
 from dog_breed_classifier.images import IMAGE_STAT_NAMES
-from dog_breed_classifier.monitoring import PredictionStore, StoreError
+from dog_breed_classifier.monitoring import NO_DOG, PredictionStore, StoreError, UnknownPredictionError, live_accuracy
 
 REPORTS = REPO/"reports"/"reliability"
 
@@ -49,6 +49,21 @@ def test_round_trip(store_url):
     assert len(store.recent(limit=3)) == 3 and set(store.recent(model_version="m-2").id) == set(ids[6:])
     assert len(store.recent(since=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1))) == 0
     assert PredictionStore(store_url).count() == 10              # durable: a new connection sees every row
+
+
+def test_feedback_round_trip_and_racing_words(store_url):
+    """Feedback on both backends: stored against its prediction, a second word replaces the first, eight racing words on
+    one prediction leave exactly one row, and live accuracy reads them per model version."""
+    store = PredictionStore(store_url)
+    ids = [store.add(answer(i, "m-1" if i < 6 else "m-2")) for i in range(10)]
+    assert [store.add_feedback(i, "pug")["verdict"] for i in ids[:5]] == ["confirmed"] * 5
+    assert store.add_feedback(ids[0], "beagle")["replaced"] is True
+    with cf.ThreadPoolExecutor(8) as pool: list(pool.map(lambda b: store.add_feedback(ids[6], b), ["beagle", NO_DOG] * 4))
+    words = store.feedback()
+    assert len(words) == 6 and set(words.prediction_id) == set(ids[:5]) | {ids[6]}
+    by_version = {r["model_version"]: r for r in live_accuracy(words)}
+    assert (by_version["m-1"]["feedback"], by_version["m-1"]["confirmed"], by_version["m-2"]["confirmed"]) == (5, 4, 0)
+    with pytest.raises(UnknownPredictionError): store.add_feedback("0" * 32, "pug")
 
 
 def test_concurrent_writers_lose_nothing(store_url):
