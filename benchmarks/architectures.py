@@ -28,10 +28,9 @@ import numpy as np
 import torch
 
 from benchmark_io import argument_parser, items_per_second, photos_argument, write_results
-from dog_breed_classifier.core import breed_vocab
+from dog_breed_classifier.core import breed_vocab, classification_metrics
 from dog_breed_classifier.drift import synthetic_non_dogs
 from dog_breed_classifier.embeddings import fit_temperature, scaled_log_loss
-from dog_breed_classifier.evaluate import classification_metrics
 from dog_breed_classifier.export import zero_shot_serving_dir
 from dog_breed_classifier.images import decode_image, model_input
 from dog_breed_classifier.inference import Predictor, available_backends, softmax

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from benchmark_io import argument_parser, photos_argument, write_results
-from dog_breed_classifier.core import DEFAULT_ARCH, breed_vocab
-from dog_breed_classifier.evaluate import IMAGENET_CAVEAT, classification_metrics, predict_probs
+from dog_breed_classifier.core import DEFAULT_ARCH, breed_vocab, classification_metrics
+from dog_breed_classifier.evaluate import IMAGENET_CAVEAT, predict_probs
 from dog_breed_classifier.model import create_model, model_input_spec
 
 

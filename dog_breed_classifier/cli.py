@@ -16,17 +16,19 @@ import sys
 from pathlib import Path
 
 import dog_breed_classifier
-from .core import PARAMS_FILE, SERVING_FILES, DogBreedError, DriftSettings, atomic_write, breed_vocab, load_project
+from .core import (PARAMS_FILE, SERVING_FILES, DogBreedError, DriftSettings, atomic_write, breed_vocab,
+                                       find_project_root, load_project)
 from .data import make_sample_dataset
 from .drift import REFERENCE_FILE, current_from_store, drift_report, load_reference
 from .images import ImageDecodeError
-from .inference import Predictor, choose_model_dir, read_model_card, serving_model_dir
+from .inference import Predictor, choose_model_dir, read_model_card, serving_model_dir, zero_shot_model_dir
 
 # %% auto #0
 __all__ = ['PARAMS_ARGS', 'QUIET', 'MODEL_DIR', 'BACKEND', 'TTA', 'PIPELINE_COMMANDS', 'SERVING_COMMANDS', 'MONITORING_COMMANDS',
-           'COMMANDS', 'cmd_prepare', 'cmd_sample', 'cmd_train', 'cmd_evaluate', 'cmd_export', 'cmd_breeds',
-           'cmd_serve', 'cmd_predict', 'cmd_space', 'cmd_drift', 'cmd_feedback', 'cmd_data_report', 'cmd_check_model',
-           'arg', 'build_parser', 'main']
+           'REGISTRY', 'STORE_URL', 'LOOP_COMMANDS', 'COMMANDS', 'cmd_prepare', 'cmd_sample', 'cmd_train',
+           'cmd_evaluate', 'cmd_export', 'cmd_breeds', 'cmd_serve', 'cmd_predict', 'cmd_space', 'cmd_drift',
+           'cmd_feedback', 'cmd_data_report', 'cmd_check_model', 'cmd_harvest', 'cmd_promote', 'cmd_rollback',
+           'cmd_models', 'arg', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #e0f74419
 def cmd_prepare(args) -> int:
@@ -245,6 +247,50 @@ def cmd_check_model(args) -> int:
     _write_report(check.markdown(), args.out)
     return 0 if check.ok else 1
 
+# %% ../nbs/13_cli.ipynb #c4e77045
+def _registry(path: str | None):
+    "The model registry at `path`, else the project's (or ./models/registry outside a project)."
+    from dog_breed_classifier.inference import REGISTRY_DIR, ModelRegistry
+    if path: return ModelRegistry(path)
+    try: return ModelRegistry(find_project_root()/REGISTRY_DIR)
+    except DogBreedError: return ModelRegistry(REGISTRY_DIR)
+
+def cmd_harvest(args) -> int:
+    "Write the archived photos users labelled into a class-folder source (DIR/<breed>/<prediction_id>.<ext> + manifest.csv)."
+    from dog_breed_classifier.loop import harvest   # the serve extra
+    from dog_breed_classifier.monitoring import ImageArchive
+    if not args.archive.startswith(("gs://", "s3://")) and "://" not in args.archive and not Path(args.archive).is_dir():
+        raise DogBreedError(f"--archive {args.archive} is not a folder: give the folder (or URL) `dog-breed serve --archive` kept uploads in")
+    print(harvest(_existing_store(args.store_url), ImageArchive(args.archive), args.out, since=_since(args.since)))
+    return 0
+
+def cmd_promote(args) -> int:
+    "Publish a serving folder to the model registry if it is not worse than the current version; exit 1 when refused."
+    from dog_breed_classifier.loop import GateSettings, promote   # the serve extra
+    if not (Path(args.model_dir)/SERVING_FILES.card).is_file():
+        raise DogBreedError(f"MODEL_DIR {args.model_dir} is not a serving folder (no model_card.json): give the folder `dog-breed export` wrote")
+    registry = _registry(args.registry)
+    against = args.against or (None if registry.current() else zero_shot_model_dir())
+    result = promote(args.model_dir, registry, args.data, current_dir=against, force=args.force,
+                     settings=GateSettings(max_slowdown=args.max_slowdown))
+    _write_report(result.markdown(), args.out)
+    if result.published: print(f"current version: {registry.current().name} ({registry.path})")
+    return 0 if result.published else 1
+
+def cmd_rollback(args) -> int:
+    "Make the previously current version of the model registry current again."
+    registry = _registry(args.registry)
+    print(f"current version: {registry.rollback()} ({registry.path})")
+    return 0
+
+def cmd_models(args) -> int:
+    "List the model registry's versions: figures at promotion, forced or not, which one is current."
+    from dog_breed_classifier.loop import models_table   # the serve extra
+    table = models_table(_registry(args.registry))
+    if table.empty: print(f"nothing published in {_registry(args.registry).path} yet: `dog-breed promote MODEL_DIR` publishes")
+    else: print(table.to_json(orient="records", force_ascii=False) if args.json else table.to_string(index=False))
+    return 0
+
 # %% ../nbs/13_cli.ipynb #0c87b0fc
 def arg(*flags, **options) -> tuple: return flags, options
 
@@ -334,8 +380,27 @@ MONITORING_COMMANDS = {
     "breeds": (cmd_breeds, [arg("--csv", action="store_true", help="print CSV")]),
 }
 
+REGISTRY = arg("--registry", metavar="DIR", help="the model registry (default: the project's models/registry)")
+STORE_URL = arg("--store-url", metavar="URL", help="the prediction log (default: $DOG_BREED_STORE_URL or sqlite:///predictions.db)")
+LOOP_COMMANDS = {
+    "harvest": (cmd_harvest, [
+        arg("--out", default="data/feedback", metavar="DIR", help="the class-folder source to write (default: data/feedback, "
+                                                                  "which params.yaml's data.extra_paths lists)"),
+        arg("--archive", required=True, metavar="DIR_OR_URL", help="where `serve --archive` kept the uploaded photos"),
+        arg("--since", metavar="TIME", help="only feedback given since this ISO 8601 time"), STORE_URL]),
+    "promote": (cmd_promote, [
+        arg("model_dir", metavar="MODEL_DIR", help="the candidate serving folder (e.g. models/serving)"), REGISTRY,
+        arg("--data", default="data/processed", metavar="DIR", help="a prepared dataset whose test photos both models score"),
+        arg("--against", metavar="DIR", help="compare with this serving folder when the registry is empty (default: zero-shot)"),
+        arg("--max-slowdown", type=float, default=1.2, metavar="X", help="how many times slower than the current model, at most"),
+        arg("--force", action="store_true", help="publish even when a check fails (recorded as forced)"),
+        arg("--out", metavar="FILE.md", help="also write the report here")]),
+    "rollback": (cmd_rollback, [REGISTRY]),
+    "models": (cmd_models, [REGISTRY, arg("--json", action="store_true", help="print JSON records")]),
+}
+
 # %% ../nbs/13_cli.ipynb #018c1fdb
-COMMANDS = {**PIPELINE_COMMANDS, **SERVING_COMMANDS, **MONITORING_COMMANDS}
+COMMANDS = {**PIPELINE_COMMANDS, **SERVING_COMMANDS, **MONITORING_COMMANDS, **LOOP_COMMANDS}
 
 def build_parser() -> argparse.ArgumentParser:
     "The `dog-breed` argument parser, built from `COMMANDS`."

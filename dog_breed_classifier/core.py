@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import yaml
 
 # %% auto #0
@@ -31,7 +32,7 @@ __all__ = ['PARAMS_FILE', 'SERVING_FILES', 'DEFAULT_ARCH', 'STANFORD_IMAGENET_IN
            'AffineSettings', 'ColourSettings', 'OnlineSettings', 'AugmentSettings', 'ModelSettings', 'TrainSettings',
            'ExportSettings', 'DriftSettings', 'Params', 'parse_override', 'load_params', 'load_project', 'Breed',
            'build_breed_vocab', 'write_breed_vocab_file', 'read_breed_vocab_file', 'UnknownBreedsError', 'BreedVocab',
-           'breed_vocab']
+           'breed_vocab', 'classification_metrics']
 
 # %% ../nbs/00_core.ipynb #06d1a6ab
 class DogBreedError(Exception):
@@ -183,6 +184,9 @@ class DataSettings:
     max_pixels: int = _ranged(40_000_000, 10_000, 500_000_000)  # larger ones too (decompression bombs)
     min_images_per_breed: int = _ranged(10, 1, 100_000)  # fewer gets a warning
     workers: int = _ranged(0, 0, 256)                 # processes for preparation; 0 = one per CPU core
+    # class folders (<breed>/<photo>) added to the training split only (the project's params.yaml: data/feedback,
+    # where `dog-breed harvest` writes)
+    extra_paths: list[str] = field(default_factory=list)
     sample: SampleSettings = field(default_factory=SampleSettings)
 
 # %% ../nbs/00_core.ipynb #f0058dea
@@ -504,3 +508,26 @@ class BreedVocab:
 def breed_vocab() -> BreedVocab:
     "The 120-breed vocabulary shipped with the library."
     return BreedVocab(read_breed_vocab_file(_VOCAB_FILE))
+
+# %% ../nbs/00_core.ipynb #dbd9e4b4
+def classification_metrics(probs: np.ndarray, # (n, k) probabilities
+                           targets: np.ndarray, # (n,) true class indices
+                           classes: list[str], bins: int = 15, top_confusions: int = 10) -> dict:
+    "Accuracy, log loss, calibration, per-breed accuracy and confusions of `probs` against `targets`."
+    n, k = probs.shape
+    pred = probs.argmax(1)
+    topk = np.argsort(-probs, axis=1)[:, :min(5, k)]
+    p_true = np.clip(probs[np.arange(n), targets], 1e-15, 1.0)
+    conf = probs.max(1)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    ece = sum(abs((pred[which == b] == targets[which == b]).mean() - conf[which == b].mean()) * (which == b).sum() / n
+              for b in range(bins) if (which == b).any())
+    confusion = np.zeros((k, k), dtype=int)
+    np.add.at(confusion, (targets, pred), 1)
+    per_breed = {classes[c]: float(confusion[c, c] / confusion[c].sum()) for c in range(k) if confusion[c].sum()}
+    off = [(int(confusion[a, b]), classes[a], classes[b]) for a in range(k) for b in range(k) if a != b and confusion[a, b]]
+    confused = [dict(actual=a, predicted=b, count=c) for c, a, b in sorted(off, key=lambda t: (-t[0], t[1], t[2]))[:top_confusions]]
+    return dict(photos=int(n), top1=float((pred == targets).mean()), top5=float((topk == targets[:, None]).any(1).mean()),
+                log_loss=float(-np.log(p_true).mean()), ece=float(ece), per_breed=per_breed, most_confused=confused,
+                confusion=confusion)

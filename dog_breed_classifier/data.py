@@ -22,6 +22,7 @@ import zipfile
 from base64 import b64encode
 from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +40,8 @@ from .images import IMAGE_STAT_NAMES, ImageDecodeError, decode_image, image_stat
 __all__ = ['COAT_COLOURS', 'USER_AGENT', 'STANFORD_DOGS_URL', 'KAGGLE_API', 'KAGGLE_COMPETITION', 'IMAGE_SUFFIXES',
            'LABEL_COLUMNS', 'draw_sample_dog', 'make_sample_dataset', 'download_file', 'extract_archive',
            'download_stanford_dogs', 'kaggle_credentials', 'download_kaggle_competition', 'SourceItem', 'kaggle_items',
-           'stanford_items', 'folder_items', 'list_source', 'split_counts', 'stratified_split', 'PrepareReport',
-           'run_in_processes', 'prepare_dataset', 'load_report']
+           'stanford_items', 'folder_items', 'list_source', 'extra_items', 'split_counts', 'stratified_split',
+           'PrepareReport', 'run_in_processes', 'prepare_dataset', 'load_report']
 
 # %% ../nbs/01_data.ipynb #21032206
 COAT_COLOURS = [(218, 165, 32), (139, 90, 43), (40, 38, 36), (238, 236, 228), (150, 150, 150),
@@ -233,6 +234,7 @@ class SourceItem:
     path: Path
     label: str
     box: tuple[int, int, int, int] | None = None   # (left, top, right, bottom) in original pixels
+    train_only: bool = False                       # from `data.extra_paths`: training split only, never valid or test
 
 def _visible(p: Path) -> bool: return not any(part.startswith(".") for part in p.parts)
 
@@ -299,6 +301,19 @@ def list_source(settings: DataSettings, root: Path | None = None, progress: bool
     items = reader(path)
     if not items: raise DogBreedError(f"no photos found under {path} for the {settings.source} source; the dataset is empty")
     return path, items
+
+# %% ../nbs/01_data.ipynb #6cfb0ded
+def extra_items(settings: DataSettings, root: Path | None = None) -> list[SourceItem]:
+    "The training-only photos of `data.extra_paths` (class folders); a folder with no breed folders yet adds none."
+    paths, items = ProjectPaths(root or find_project_root()), []
+    for p in settings.extra_paths:
+        path = paths.resolve(p)
+        if not path.is_dir():
+            raise DogBreedError(f"data.extra_paths: {p!r} is not a folder ({path}); create it (`dog-breed harvest --out {p}` "
+                                f"writes one) or remove it from data.extra_paths")
+        if any(f.is_dir() and _visible(Path(f.name)) for f in path.iterdir()):
+            items += [dataclasses.replace(it, train_only=True) for it in folder_items(path)]
+    return items
 
 # %% ../nbs/01_data.ipynb #78a4c9ff
 @dataclass(frozen=True)
@@ -377,6 +392,7 @@ class PrepareReport:
                  f"  quarantined {s['images']['quarantined']}: " + (", ".join(f"{k} {v}" for k, v in s["quarantine_reasons"].items()) or "none"),
                  f"  duplicates dropped: {s['images']['duplicates']}",
                  "  converted: " + (", ".join(f"{k} {v}" for k, v in s["conversions"].items()) or "none")]
+        if s["images"].get("extra_training"): lines.append(f"  training only (data.extra_paths): {s['images']['extra_training']}")
         if s["variants"]: lines.append(f"  augmented variants: {s['variants']}")
         lines += [f"  warning: {w}" for w in s["warnings"]]
         if self.seconds: lines.append(f"  {self.seconds:.1f} s, {s['images']['found'] / self.seconds:.0f} photos/s")
@@ -415,24 +431,32 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError: return False
     except PermissionError: return True
 
+def _extra_refusal(it: SourceItem, breed: str, sha: str, labels_of: dict) -> tuple[str, str] | None:
+    "Why a training-only photo is set aside: its breed is not the source's, or it is one of the source's photos."
+    if not any(breed in b for b in labels_of.values()): return "breed_not_in_source", f"{breed} is not a breed of the source"
+    if sha in labels_of: return "duplicate", f"the same photo is in the source, labelled {' and '.join(sorted(labels_of[sha]))}"
+    return None
+
 def _labelled_rows(items: list, results: list, breeds: dict, rel: Callable) -> tuple[list[dict], list[dict]]:
     "(rows, quarantine) from the workers' `results`: conflicting labels and duplicates set aside."
     rows, quarantine = [], []
-    labels_of = {}   # sha256 → breeds it is labelled with; the same photo under two breeds can't be trusted
+    labels_of = {}   # sha256 → breeds the source labels it with; the same photo under two breeds can't be trusted
     for it, r in zip(items, results):
-        if "sha256" in r: labels_of.setdefault(r["sha256"], set()).add(breeds[it.label].name)
+        if "sha256" in r and not it.train_only: labels_of.setdefault(r["sha256"], set()).add(breeds[it.label].name)
     first_of = {}
     for it, r in zip(items, results):
         if "reason" in r: quarantine.append(dict(path=rel(it.path), reason=r["reason"], message=r["message"])); continue
         breed, sha = breeds[it.label].name, r["sha256"]
-        if len(labels_of[sha]) > 1:
+        if it.train_only and (refused := _extra_refusal(it, breed, sha, labels_of)):
+            quarantine.append(dict(path=rel(it.path), reason=refused[0], message=refused[1])); continue
+        if len(labels_of.get(sha, ())) > 1:
             quarantine.append(dict(path=rel(it.path), reason="conflicting_labels",
                                    message=f"the same photo is labelled {' and '.join(sorted(labels_of[sha]))}"))
             continue
         if sha in first_of:
             quarantine.append(dict(path=rel(it.path), reason="duplicate", message=f"same bytes as {first_of[sha]}")); continue
         first_of[sha] = rel(it.path)
-        rows.append(dict(breed=breed, source=rel(it.path), sha256=sha, width=r["width"], height=r["height"],
+        rows.append(dict(breed=breed, source=rel(it.path), sha256=sha, width=r["width"], height=r["height"], train_only=it.train_only,
                          notes="; ".join(r["notes"]), **{f"stat_{k}": v for k, v in r["stats"].items()}))
     return rows, quarantine
 
@@ -448,6 +472,7 @@ def prepare_dataset(params: Params, # settings (see `load_params`)
     paths = ProjectPaths(Path(root).resolve() if root else find_project_root())
     out_dir = Path(out_dir).resolve() if out_dir else paths.processed
     source_dir, items = list_source(s, paths.root, progress=progress)
+    items += extra_items(s, paths.root)   # after the source's own: a copy of a source photo is the duplicate
     vocab = breed_vocab()
     breeds = vocab.resolve([it.label for it in items], f"breed names in {source_dir}")
     _clean_stale(out_dir)
@@ -462,7 +487,8 @@ def prepare_dataset(params: Params, # settings (see `load_params`)
             raise DogBreedError(f"none of the {len(items)} files under {source_dir} is a usable photo "
                                 f"(reasons: {pd.Series([q['reason'] for q in quarantine]).value_counts().to_dict()}); nothing was written")
         df = pd.DataFrame(rows)
-        df["split"] = stratified_split(df, s.valid_pct, s.test_pct, s.seed)
+        own = ~df.train_only   # the split of the source's photos does not depend on the extra ones
+        df["split"] = "train"; df.loc[own, "split"] = stratified_split(df[own], s.valid_pct, s.test_pct, s.seed)
         df["variant"] = ""
         df["path"] = [f"{sp}/{b}/{h[:16]}.jpg" for sp, b, h in zip(df.split, df.breed, df.sha256)]
         for folder in {p.rsplit("/", 1)[0] for p in df.path}: (tmp/folder).mkdir(parents=True, exist_ok=True)
@@ -496,7 +522,8 @@ def _write_outputs(tmp: Path, labels: pd.DataFrame, quarantine: pd.DataFrame, s:
     summary = dict(source=s.source, source_path=str(s.path), breeds=int(len(totals)), image_size=s.image_size,
                    images=dict(found=len(items), used=int(len(originals)),
                                quarantined=int((quarantine.reason != "duplicate").sum()),
-                               duplicates=int((quarantine.reason == "duplicate").sum())),
+                               duplicates=int((quarantine.reason == "duplicate").sum()),
+                               extra_training=int(originals.train_only.eq(True).sum())),   # from data.extra_paths
                    split={k: int((originals.split == k).sum()) for k in ("train", "valid", "test")},
                    quarantine_reasons={k: int(v) for k, v in quarantine.reason.value_counts().items()},
                    conversions={k: int(v) for k, v in pd.Series(notes, dtype=object).value_counts().items()},

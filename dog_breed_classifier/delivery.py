@@ -27,7 +27,8 @@ from .inference import Predictor, read_model_card
 
 # %% auto #0
 __all__ = ['SPLITS', 'SPACE_FRONT_MATTER', 'SPACE_README', 'SPACE_APP', 'Check', 'checks_markdown', 'DataReport', 'data_report',
-           'ModelFigures', 'ModelCheck', 'card_accuracy', 'check_model', 'space_requirements', 'build_space']
+           'ModelFigures', 'ModelCheck', 'card_accuracy', 'alternating_speeds', 'integrity_check', 'check_model',
+           'space_requirements', 'build_space']
 
 # %% ../nbs/12_delivery.ipynb #a5754460
 @dataclass
@@ -173,20 +174,22 @@ def _accuracy(predictor, batches: list[np.ndarray], breeds: list[str]) -> tuple[
     top5 = np.argsort(-probs, axis=1)[:, :5]
     return float((top5[:, 0] == target).mean()), float((top5 == target[:, None]).any(1).mean())
 
-def _images_per_second(predictors: list, batches: list[np.ndarray], rounds: int) -> list[float]:
+def alternating_speeds(predictors: list, # the models to time
+                       batches: list[list[np.ndarray]], # each predictor's input batches (the same photos, its own input size)
+                       rounds: int) -> list[float]:
     "Median images/s of each predictor over `rounds` passes, the predictors alternating within each pass."
     seconds = [[] for _ in predictors]
-    for p in predictors: p.run(batches[0])                   # warm-up: first-run allocations are not the model's speed
+    for p, bs in zip(predictors, batches): p.run(bs[0])      # warm-up: first-run allocations are not the model's speed
     for _ in range(rounds):
-        for p, s in zip(predictors, seconds):
+        for p, bs, s in zip(predictors, batches, seconds):
             t = time.perf_counter()
-            for b in batches: p.run(b)
+            for b in bs: p.run(b)
             s.append(time.perf_counter() - t)
-    n = sum(len(b) for b in batches)
+    n = sum(len(b) for b in batches[0])
     return [n / float(np.median(s)) for s in seconds]
 
 # %% ../nbs/12_delivery.ipynb #4018c3eb
-def _integrity_check(model_dir: Path, card: dict) -> Check:
+def integrity_check(model_dir: Path, card: dict) -> Check:
     "Is model.onnx the file the card describes (its SHA-256)?"
     expected = (card.get("files") or {}).get("onnx_sha256")
     actual = _sha256(model_dir/(card.get("files") or {}).get("onnx", SERVING_FILES.onnx))
@@ -230,13 +233,13 @@ def check_model(model_dir: str | Path, # the candidate serving folder (model.onn
     rep = load_report(data_dir)
     photos = rep.labels[(rep.labels.split == split) & (rep.labels.variant == "")]
     if photos.empty: raise DogBreedError(f"{data_dir} has no {split} photos to check the model on")
-    checks = [_integrity_check(model_dir, card)]
+    checks = [integrity_check(model_dir, card)]
     predictors = [Predictor(model_dir, backend=backend)] + ([Predictor(baseline_dir, backend=backend)] if baseline_dir else [])
     p0 = predictors[0]
     images = [p0.decode(data_dir/path).image for path in photos.path]
     inputs = np.stack([model_input(im, p0.size, p0.mean, p0.std, p0.crop_fraction) for im in images])
     batches = [inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)]
-    speeds = _images_per_second(predictors, batches, rounds)
+    speeds = alternating_speeds(predictors, [batches] * len(predictors), rounds)
     figures = []
     for p, speed in zip(predictors, speeds):
         top1, top5 = _accuracy(p, batches if (p.size, p.mean, p.std, p.crop_fraction) == (p0.size, p0.mean, p0.std, p0.crop_fraction) else

@@ -15,15 +15,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import DogBreedError, Params, ProjectPaths, atomic_folder, atomic_write, find_project_root
+from .core import (DogBreedError, Params, ProjectPaths, atomic_folder, atomic_write, classification_metrics,
+                                       find_project_root)
 from .data import load_report
 from .images import EVAL_CROP_FRACTION, decode_image, model_input
 from .model import create_model, normalization, zero_shot_temperature
 from .train import load_trained_model
 
 # %% auto #0
-__all__ = ['IMAGENET_CAVEAT', 'SAMPLE_CAVEAT', 'caveat', 'photo_tensor', 'predict_logits', 'predict_probs',
-           'classification_metrics', 'evaluate']
+__all__ = ['IMAGENET_CAVEAT', 'SAMPLE_CAVEAT', 'caveat', 'photo_tensor', 'predict_logits', 'predict_probs', 'evaluate']
 
 # %% ../nbs/05_evaluate.ipynb #d099a746
 IMAGENET_CAVEAT = ("Stanford Dogs and Kaggle's dog-breed-identification photos are drawn from ImageNet, which the "
@@ -60,29 +60,6 @@ def predict_probs(model, photos: list, size: int, crop_fraction: float = EVAL_CR
                   batch_size: int = 32, progress: bool = False) -> np.ndarray:
     "Softmax probabilities, one row per photo, columns in `model.classes` order."
     return torch.softmax(torch.from_numpy(predict_logits(model, photos, size, crop_fraction, batch_size, progress)) / temperature, 1).numpy()
-
-# %% ../nbs/05_evaluate.ipynb #a5a38644
-def classification_metrics(probs: np.ndarray, # (n, k) probabilities
-                           targets: np.ndarray, # (n,) true class indices
-                           classes: list[str], bins: int = 15, top_confusions: int = 10) -> dict:
-    "Accuracy, log loss, calibration, per-breed accuracy and confusions of `probs` against `targets`."
-    n, k = probs.shape
-    pred = probs.argmax(1)
-    topk = np.argsort(-probs, axis=1)[:, :min(5, k)]
-    p_true = np.clip(probs[np.arange(n), targets], 1e-15, 1.0)
-    conf = probs.max(1)
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
-    ece = sum(abs((pred[which == b] == targets[which == b]).mean() - conf[which == b].mean()) * (which == b).sum() / n
-              for b in range(bins) if (which == b).any())
-    confusion = np.zeros((k, k), dtype=int)
-    np.add.at(confusion, (targets, pred), 1)
-    per_breed = {classes[c]: float(confusion[c, c] / confusion[c].sum()) for c in range(k) if confusion[c].sum()}
-    off = [(int(confusion[a, b]), classes[a], classes[b]) for a in range(k) for b in range(k) if a != b and confusion[a, b]]
-    confused = [dict(actual=a, predicted=b, count=c) for c, a, b in sorted(off, key=lambda t: (-t[0], t[1], t[2]))[:top_confusions]]
-    return dict(photos=int(n), top1=float((pred == targets).mean()), top5=float((topk == targets[:, None]).any(1).mean()),
-                log_loss=float(-np.log(p_true).mean()), ece=float(ece), per_breed=per_breed, most_confused=confused,
-                confusion=confusion)
 
 # %% ../nbs/05_evaluate.ipynb #9a640d0d
 def _confusion_figure(conf: np.ndarray, classes: list[str], top1: float, note: str):

@@ -303,6 +303,13 @@ class ImageArchive:
             with self.fs.open(path, "wb") as f: f.write(content)
         return name
 
+    def read(self, name: str) -> bytes | None:
+        "The bytes of the archived file `name` (as `put` returned it), or None when it is not there."
+        if name.startswith("/") or ".." in name.split("/"): raise ValueError(f"{name!r} is not a name the archive gave")
+        try:
+            with self.fs.open(f"{self.base}/{name}", "rb") as f: return f.read()
+        except FileNotFoundError: return None
+
     def remove(self, name: str):
         "Delete the archived file `name` (as `put` returned it); missing files are fine."
         try: self.fs.rm(f"{self.base}/{name}")

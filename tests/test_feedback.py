@@ -1,11 +1,13 @@
 """Feedback for real, against `dog-breed serve --archive DIR` with an API key and the demo mounted: 40 photos predicted,
 30 words through `POST /feedback` (20 corrections, 10 confirmations), 5 through the demo driven by gradio_client, live
 accuracy from them at `GET /quality` and in the gauges, every bad word refused with its 4xx and nothing stored for it;
-then `dog-breed feedback` on the same store.
+then `dog-breed feedback` on the same store, and `dog-breed harvest` of the labelled photos from the server's archive.
 
 Real Stanford dev photos when this machine has them, else the library's drawings (the feedback path is the same)."""
 from __future__ import annotations
 
+import csv
+import hashlib
 import sqlite3
 from collections import Counter
 
@@ -120,3 +122,29 @@ def test_a_second_word_replaces_the_first_and_the_cli_writes_the_same_store(serv
                          (a["prediction_id"],)).fetchall() == [("shetland_sheepdog", "cli", "the small one")]
     res = run_cli("feedback", "f" * 32, "pug", "--store-url", f"sqlite:///{served.db}", cwd=tmp_path)
     assert res.returncode == 2 and "no prediction" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_harvest_writes_each_labelled_archived_photo_once_byte_for_byte(served, tmp_path):
+    with sqlite3.connect(served.db) as c:
+        words = c.execute("select f.prediction_id, f.breed, p.archived_as, p.content_sha256 from feedback f "
+                          "join predictions p on p.id = f.prediction_id").fetchall()
+    assert len(words) >= 35
+    out, args = tmp_path/"feedback", ["--store-url", f"sqlite:///{served.db}", "--archive", served.db.parent/"uploads"]
+    res = run_cli("harvest", "--out", out, *args, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    labelled = [w for w in words if w[1] != "no_dog"]
+    unique = {w[3] for w in labelled}
+    assert f"{len(unique)} new photos" in res.stdout and f"{len(words) - len(labelled)} no dog" in res.stdout, res.stdout
+    written = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*.jpg")}
+    assert len(written) == len(unique)
+    for pid, breed, archived_as, sha in labelled:
+        f = f"{breed}/{pid}.jpg"
+        if f in written:
+            assert written[f] == (served.db.parent/"uploads"/archived_as).read_bytes()   # byte-identical, under the user's breed
+            assert hashlib.sha256(written[f]).hexdigest() == sha
+    with open(out/"manifest.csv") as f: manifest = list(csv.DictReader(f))
+    assert sorted(r["file"] for r in manifest) == sorted(written)
+    again = run_cli("harvest", "--out", out, *args, cwd=tmp_path)
+    assert again.returncode == 0 and "0 new photos" in again.stdout and f"{len(unique)} already there" in again.stdout, again.stdout
+    missing = run_cli("harvest", "--out", out, "--store-url", f"sqlite:///{served.db}", "--archive", tmp_path/"nowhere", cwd=tmp_path)
+    assert missing.returncode == 2 and "--archive" in missing.stderr and "Traceback" not in missing.stderr

@@ -98,10 +98,10 @@ def test_postgresql_stopped_under_load_and_started_again(tmp_path, zero_shot_dir
     assert "Traceback" not in s.log.read_text()
 
 
-def fill(folder) -> int:
-    "Fill the file system under `folder` with one file; the bytes written."
+def fill(filler) -> int:
+    "Fill the file system holding `filler` (created beforehand, so no new inode is needed) by appending; the bytes written."
     written = 0
-    with open(folder/"filler", "wb") as f:
+    with open(filler, "ab") as f:
         try:
             while True: f.write(b"\0" * 65536); f.flush(); written += 65536
         except OSError as e:
@@ -112,19 +112,20 @@ def fill(folder) -> int:
 def test_full_disk_under_the_sqlite_log_and_recovery(tmp_path, zero_shot_dir):
     if os.geteuid() != 0 or not shutil.which("mount"): pytest.skip("mounting a small tmpfs needs root (CI runs the tests as root)")
     disk = tmp_path/"disk"; disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here")
     s = None
     try:
-        db = disk/"predictions.db"
+        db, filler = disk/"predictions.db", disk/"filler"
+        filler.touch()  # before the load: a log that has already filled the disk must not make the filler fail to open
         s = Server("--model-dir", zero_shot_dir, "--store-url", f"sqlite:///{db}", "--no-ui", cwd=tmp_path)
         load = Load(s.url)
         time.sleep(3)
-        fill(disk); down_at = time.monotonic()
+        fill(filler); down_at = time.monotonic()
         time.sleep(5)
         live = httpx.get(s.url + "/live")
         subprocess.run(["mount", "-o", "remount,size=256m", str(disk)], check=True); up_at = time.monotonic()
-        (disk/"filler").unlink()
+        filler.unlink()
         time.sleep(5)
         results = load.stop()
         with sqlite3.connect(db) as c:

@@ -122,10 +122,19 @@ def test_exp_run_with_a_folder_source(clone, tmp_path):
     for breed in ["Beagle", "n02099601-golden_retriever"]:
         (photos/breed).mkdir(parents=True)
         for i in range(12): photo(breed.split("-")[-1].lower(), i).save(photos/breed/f"{i}.jpg")
+    harvested = clone/"data"/"feedback"          # as `dog-breed harvest` writes it: users' labelled photos, training only
+    for breed, seed in [("beagle", 100), ("beagle", 101), ("golden_retriever", 102), ("pug", 103)]:
+        (harvested/breed).mkdir(parents=True, exist_ok=True); photo(breed, seed).save(harvested/breed/f"{seed:032x}.jpg")
+    shutil.copy(photos/"Beagle"/"0.jpg", harvested/"beagle"/"copy.jpg")   # one of the source's own photos
+    (harvested/"manifest.csv").write_text("prediction_id,breed\n")
     sh("dvc", "exp", "run", "-S", "data.source=folder", "-S", f"data.path={photos}", "-S", "augment.offline=[]",
        "-S", "train.epochs=1", "-S", "train.freeze_epochs=1", "-S", "train.lr=0.001", cwd=clone)
     labels = pd.read_csv(clone/"data"/"processed"/"labels.csv", keep_default_na=False)
-    assert sorted(labels.breed.unique()) == ["beagle", "golden_retriever"] and len(labels) == 24
+    assert sorted(labels.breed.unique()) == ["beagle", "golden_retriever"] and len(labels) == 27
+    extra = labels[labels.source.str.contains("feedback")]
+    assert len(extra) == 3 and set(extra.split) == {"train"}        # never valid or test: the gate's photos stay the source's
+    quarantine = pd.read_csv(clone/"data"/"processed"/"quarantine.csv")
+    assert sorted(quarantine.reason) == ["breed_not_in_source", "duplicate"]
     meta = json.loads((clone/"models"/"trained"/"model.json").read_text())
     assert meta["classes"] == ["beagle", "golden_retriever"] and meta["params"]["train"]["lr"] == 0.001
     shown = sh("dvc", "exp", "show", "--csv", cwd=clone).stdout
