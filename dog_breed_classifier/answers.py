@@ -50,10 +50,10 @@ class PredictionRecorder:
         self.predictor, self.store, self.archive, self.metrics = predictor, store, archive, metrics
         self.load_error = load_error or ("no model given" if predictor is None else None)
 
-    def _decode(self, content: bytes):
+    def _decode(self, content: bytes, p: Predictor | None):
         "The decoded upload, or the `ApiError` that refuses it."
-        if self.predictor is None: raise ApiError(503, "model_not_loaded", f"no model is loaded ({self.load_error}); see /health")
-        try: decoded = self.predictor.decode(content, name="the upload")
+        if p is None: raise ApiError(503, "model_not_loaded", f"no model is loaded ({self.load_error}); see /health")
+        try: decoded = p.decode(content, name="the upload")
         except ImageDecodeError as e: raise decode_error_answer(e) from None
         if decoded.format not in ALLOWED_FORMATS:
             raise ApiError(415, "unsupported_format", f"{decoded.format} images are not accepted; send a JPEG, PNG, WebP, BMP or GIF photo")
@@ -63,8 +63,9 @@ class PredictionRecorder:
                  source: str, # who asked: api | batch | ui
                 ) -> dict:
         "The answer for the photo `content` (its bytes as sent), logged with `source`; raises `ApiError`."
-        decoded = self._decode(content)
-        answer = self.predictor.predict_decoded([decoded], embeddings=True)[0]
+        p = self.predictor   # once: a model swapped in meanwhile answers the next request, not half of this one
+        decoded = self._decode(content, p)
+        answer = p.predict_decoded([decoded], embeddings=True)[0]
         pid, archived = new_prediction_id(), None
         try:
             if self.archive is not None: archived = self.archive.put(content, pid, decoded.format)

@@ -13,6 +13,7 @@ import html
 import logging
 import math
 import os
+import signal
 import tempfile
 import threading
 import time
@@ -36,7 +37,7 @@ import dog_breed_classifier
 from .answers import ApiError, PredictionRecorder, card_top1, record_feedback
 from .core import DogBreedError, DriftSettings
 from .drift import DriftMonitor
-from .inference import Predictor
+from .inference import ModelRegistry, Predictor
 from .monitoring import ImageArchive, PredictionStore, StoreError, live_accuracy
 
 log = logging.getLogger("dog_breed_classifier.api")
@@ -45,9 +46,9 @@ log = logging.getLogger("dog_breed_classifier.api")
 __all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'QUALITY_WINDOW', 'PER', 'PROBES', 'UI_PATH',
            'process_threads', 'ApiMetrics', 'ErrorAnswer', 'error_responses', 'error_response', 'add_error_handlers',
            'UploadLimits', 'add_request_metrics', 'Service', 'prediction_routes', 'FeedbackIn', 'feedback_routes',
-           'status_routes', 'drift_routes', 'quality_report', 'quality_routes', 'AccessSettings', 'parse_rate_limit',
-           'read_api_key', 'RateLimiter', 'open_paths', 'add_access_control', 'deadline_protocol', 'mount_demo',
-           'load_predictor', 'drift_gauges_lifespan', 'create_app']
+           'status_routes', 'drift_routes', 'swap_model', 'ModelFollower', 'quality_report', 'quality_routes',
+           'AccessSettings', 'parse_rate_limit', 'read_api_key', 'RateLimiter', 'open_paths', 'add_access_control',
+           'deadline_protocol', 'mount_demo', 'load_predictor', 'drift_gauges_lifespan', 'create_app']
 
 # %% ../nbs/11_api.ipynb #4c121483
 DRIFT_STATUSES = ("no_drift", "drift", "not_enough_data", "no_reference")
@@ -93,6 +94,8 @@ class ApiMetrics:
         ProcessCollector(registry=r); GCCollector(registry=r); PlatformCollector(registry=r)
         Gauge("dogbreed_process_threads", "Threads of the server process (the model runtime's pools included)",
               registry=r).set_function(process_threads)
+        self.model_reloads = Counter("dogbreed_model_reloads_total", "Switches to the registry's current version, by outcome "
+                                     "(loaded | failed: the old model kept serving)", ["outcome"], registry=r)
         self.runtime_threads = Gauge("dogbreed_runtime_threads", "Threads the model runtime computes one inference with", registry=r)
     def text(self) -> str: "The metrics in Prometheus' text format, as `/metrics` serves them."; return generate_latest(self.registry).decode()
 
@@ -234,6 +237,7 @@ class Service:
     monitor: DriftMonitor
     metrics: ApiMetrics
     limits: UploadLimits = field(default_factory=UploadLimits)
+    follower: object = None   # a `ModelFollower` (below) when the app follows a model registry
     @property
     def load_error(self) -> str | None: "Why the model could not be loaded, or None."; return self.record.load_error
 
@@ -300,7 +304,8 @@ def status_routes(s: Service) -> APIRouter:
         ok = p is not None and writable
         body = dict(status="ok" if ok else "unavailable", model_loaded=p is not None,
                     model_version=p.model_version if p else None, model_selection=(p.selection_reason if p else None),
-                    model_error=s.load_error, store_writable=writable, version=dog_breed_classifier.__version__)
+                    model_error=s.load_error, store_writable=writable, version=dog_breed_classifier.__version__,
+                    reload_error=s.follower.error if s.follower else None)
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @router.get("/model", summary="The model card of the served model", responses=error_responses(401, 429, 503))
@@ -347,6 +352,47 @@ def drift_routes(s: Service) -> APIRouter:
                 return HTMLResponse(f"<!doctype html><title>Drift: no reference</title><h1>Drift: no reference</h1><p>{html.escape(answer['message'])}</p>")
             return HTMLResponse(report.read_text())
     return router
+
+# %% ../nbs/11_api.ipynb #05d0f12c
+def swap_model(s: Service, # the app's shared state
+               p: Predictor): # the newly loaded model
+    "Serve `p` from now on: the recorder, the routes, the drift window (this model's rows) and the model gauges."
+    s.record.predictor, s.record.load_error = p, None
+    s.predictor = p
+    m = s.monitor
+    with m._lock: m.model_dir, m.predictor, m.model_version, m._reference = p.model_dir, p, p.model_version, None
+    s.metrics.observe_model(p)
+
+class ModelFollower:
+    "Keeps a `Service` on a model registry's current version: load beside, then swap; a failure keeps the old model."
+    def __init__(self, s: Service, registry: ModelRegistry, # the app's state, and the registry to follow
+                 interval: float = 10.0, # seconds between checks (0: only on SIGHUP or `check()`)
+                 backend: str = "auto", tta: bool | None = None):
+        self.s, self.registry, self.interval, self.backend, self.tta = s, registry, interval, backend, tta
+        self.error: str | None = None   # why the last switch failed (None after a good one)
+        self.wake = threading.Event()
+        self._lock = threading.Lock()
+
+    def check(self) -> bool:
+        "Switch to the registry's current version if it is not the one served; whether a switch happened."
+        with self._lock:
+            try: target = self.registry.current()
+            except DogBreedError as e: self.error = str(e); return False
+            served = self.s.predictor
+            if target is None or (served is not None and Path(served.model_dir).resolve() == target.resolve()): return False
+            try: p = Predictor(target, backend=self.backend, tta=self.tta, selection_reason=f"the registry's current version ({target.name}, {self.registry.path})")
+            except Exception as e:   # any failure to load: the served model stays
+                self.error = f"{target.name} did not load ({type(e).__name__}: {str(e)[:300]}); still serving {served.model_version if served else 'nothing'}"
+                self.s.metrics.model_reloads.labels("failed").inc(); log.error("model reload: %s", self.error); return False
+            swap_model(self.s, p); self.error = None
+            self.s.metrics.model_reloads.labels("loaded").inc(); log.info("now serving %s", p)
+            return True
+
+    def run(self, stop: threading.Event):
+        "Check every `interval` seconds (and whenever `wake` is set) until `stop` is set."
+        while not stop.is_set():
+            self.wake.wait(self.interval if self.interval > 0 else None); self.wake.clear()
+            if not stop.is_set(): self.check()
 
 # %% ../nbs/11_api.ipynb #2036c516
 QUALITY_WINDOW = 1000   # the newest feedback words /quality and the gauges look at
@@ -533,8 +579,13 @@ def load_predictor(model_dir: str | Path | None, # a serving folder
     except DogBreedError as e:
         log.error("model not loaded: %s", e); return None, str(e)
 
-def drift_gauges_lifespan(monitor: DriftMonitor, metrics: ApiMetrics, settings: DriftSettings, quality=None):
-    "A FastAPI lifespan that recomputes the drift (and `quality()`'s) gauges every `settings.refresh_seconds` (0: never)."
+def _on_sighup(follower) -> bool:
+    "Make SIGHUP wake `follower` (a reload now); False where signals cannot be set (not the main thread, Windows)."
+    try: signal.signal(signal.SIGHUP, lambda *_: follower.wake.set()); return True
+    except (ValueError, AttributeError, OSError): return False
+
+def drift_gauges_lifespan(monitor: DriftMonitor, metrics: ApiMetrics, settings: DriftSettings, quality=None, follower=None):
+    "A FastAPI lifespan: drift (and `quality()`) gauges every `settings.refresh_seconds` (0: never); `follower` run, woken by SIGHUP."
     def refresh(stop: threading.Event):
         while True:
             try: metrics.observe_drift(monitor.decision())
@@ -547,8 +598,13 @@ def drift_gauges_lifespan(monitor: DriftMonitor, metrics: ApiMetrics, settings: 
     async def lifespan(app: FastAPI):
         stop = threading.Event()
         if settings.refresh_seconds > 0: threading.Thread(target=refresh, args=(stop,), name="drift-gauges", daemon=True).start()
+        if follower is not None:
+            threading.Thread(target=follower.run, args=(stop,), name="model-follower", daemon=True).start()
+            log.info("following %s every %s s%s", follower.registry.path, follower.interval or "∞",
+                     " and on SIGHUP" if _on_sighup(follower) else "")
         yield
         stop.set()
+        if follower is not None: follower.wake.set()
     return lifespan
 
 # %% ../nbs/11_api.ipynb #fc6910fa
@@ -567,6 +623,8 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
                drift_settings: DriftSettings | None = None, # what drift compares (default: params.yaml's defaults)
                ui: bool = True, # mount the Gradio demo at /ui (needs the `ui` extra; skipped with a warning without it)
                access: AccessSettings | None = None, # API key and rate limit (default: open, unlimited)
+               registry: ModelRegistry | None = None, # follow this registry's current version (see `ModelFollower`)
+               reload_interval: float = 10.0, # seconds between checks of the registry (0: only on SIGHUP)
                ) -> FastAPI:
     "The dog-breed FastAPI app: a `Service` and its routers, error handlers, request metrics and the demo."
     if predictor is None: predictor, load_error = load_predictor(model_dir, backend, selection_reason, tta)
@@ -579,8 +637,9 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
     monitor = DriftMonitor(store, drift_reference, model_dir=predictor.model_dir if predictor else None,
                            predictor=predictor, settings=drift_settings)
     s = Service(predictor, store, record, monitor, metrics, UploadLimits(max_upload_bytes, max_batch_files))
+    s.follower = ModelFollower(s, registry, reload_interval, backend, tta) if registry is not None else None
     app = FastAPI(title="Dog breed classifier", version=dog_breed_classifier.__version__,
-                  lifespan=drift_gauges_lifespan(monitor, metrics, drift_settings, quality=lambda: quality_report(s)),
+                  lifespan=drift_gauges_lifespan(monitor, metrics, drift_settings, quality=lambda: quality_report(s), follower=s.follower),
                   description="Which of 120 dog breeds is in this photo? Every prediction is logged for monitoring.")
     app.state.service = s
     app.state.predictor, app.state.store, app.state.metrics, app.state.load_error = predictor, store, metrics, s.load_error

@@ -103,7 +103,8 @@ def cmd_serve(args) -> int:
                             parse_rate_limit(args.rate_limit), args.ui_with_key)   # bad settings: refused before anything starts
     if min(args.header_timeout, args.body_timeout) <= 0: raise DogBreedError("--header-timeout and --body-timeout must be above 0 seconds")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    model_error = None
+    model_error, registry = None, _registry(args.registry) if args.registry or not args.model_dir else None
+    if args.registry and not args.model_dir and registry.current(): args.model_dir = str(registry.current())
     try: model_dir, reason = serving_model_dir(args.model_dir)
     except DogBreedError as e:   # the server still starts: /health answers 503 with this reason
         model_dir, reason, model_error = None, "", str(e)
@@ -115,7 +116,8 @@ def cmd_serve(args) -> int:
     app = create_app(store=store, model_dir=model_dir, selection_reason=reason, archive_url=args.archive, model_error=model_error,
                      max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), backend=args.backend, tta=args.tta,
                      cors_origins=args.cors_origin or None, drift_reference=args.drift_reference, drift_settings=drift_settings,
-                     ui=not args.no_ui, access=access)
+                     ui=not args.no_ui, access=access, registry=registry if args.reload_interval >= 0 else None,
+                     reload_interval=max(0.0, args.reload_interval))
     logging.getLogger("dog_breed_classifier.api").info("prediction store: %s; %s", store, access)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.no_access_log,
                 http=deadline_protocol(args.header_timeout, args.body_timeout),
@@ -335,7 +337,10 @@ SERVING_COMMANDS = {
         arg("--forwarded-allow-ips", metavar="IPS", default=os.environ.get("FORWARDED_ALLOW_IPS"),
             help="proxies whose X-Forwarded-For names the client (comma-separated; default: none, the peer is the client)"),
         arg("--header-timeout", type=float, default=10.0, metavar="S", help="close connections whose headers take longer (default 10)"),
-        arg("--body-timeout", type=float, default=60.0, metavar="S", help="close connections whose body takes longer (default 60)")]),
+        arg("--body-timeout", type=float, default=60.0, metavar="S", help="close connections whose body takes longer (default 60)"),
+        arg("--registry", metavar="DIR", help="follow this model registry's current version (default without --model-dir: the project's)"),
+        arg("--reload-interval", type=float, default=10.0, metavar="S", help="check the registry every S seconds and on SIGHUP "
+                                                                          "(default 10; 0: only on SIGHUP; -1: never follow)")]),
     "space": (cmd_space, [
         arg("out", metavar="OUT", help="the Space folder to create (new or empty)"),
         arg("--model-dir", metavar="DIR", help="the serving folder to ship (default: as `serve` chooses)"),

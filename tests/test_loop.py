@@ -80,3 +80,71 @@ def test_promote_usage_errors(project, tmp_path):
     shutil.copytree(project/"models"/"serving", tmp_path/"m")
     res = run_cli("promote", tmp_path/"m", "--registry", tmp_path/"r", "--data", tmp_path, cwd=project)
     assert res.returncode == 2 and "not a prepared dataset" in res.stderr and "Traceback" not in res.stderr
+
+
+def version_of(folder: Path, suffix: str, out: Path, broken: bool = False) -> Path:
+    "A copy of serving folder `folder` as another model version (same weights); `broken`: its model.onnx is garbage."
+    shutil.copytree(folder, out)
+    card = json.loads((out/"model_card.json").read_text())
+    card["model_version"] += suffix
+    (out/"model_card.json").write_text(json.dumps(card))
+    if broken: (out/"model.onnx").write_bytes(b"not an onnx graph")
+    return out
+
+
+def test_a_running_server_follows_the_registry_without_failing_a_request(zero_shot_dir, tmp_path):
+    import signal
+    import threading
+    import time
+
+    from conftest import jpeg_bytes, photo
+    from dog_breed_classifier.inference import ModelRegistry
+    registry = ModelRegistry(tmp_path/"registry")
+    v1 = registry.publish(version_of(zero_shot_dir, "-v1", tmp_path/"v1")).name
+    v2 = version_of(zero_shot_dir, "-v2", tmp_path/"v2")
+    v2_version = json.loads((v2/"model_card.json").read_text())["model_version"]
+    s = Server("--registry", registry.path, "--reload-interval", "1", "--store-url", f"sqlite:///{tmp_path}/p.db", "--no-ui", cwd=tmp_path)
+    statuses, stop, content = [], threading.Event(), jpeg_bytes(photo("pug", 1, (200, 180)))
+
+    def load():
+        with httpx.Client(base_url=s.url, timeout=60) as c:
+            while not stop.is_set(): statuses.append(c.post("/predict", files={"file": ("p.jpg", content, "image/jpeg")}).status_code)
+
+    def served_within(version: str, seconds: float = 6.0) -> float:
+        t = time.monotonic()
+        while time.monotonic() - t < seconds:
+            if httpx.get(s.url + "/model").json()["model_version"] == version: return time.monotonic() - t
+            time.sleep(0.1)
+        raise AssertionError(f"{version} not served after {seconds} s: {httpx.get(s.url + '/health').json()}")
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    try:
+        for w in workers: w.start()
+        assert served_within(v1) < 1
+        registry.publish(v2); served_within(v2_version)                       # a promotion
+        registry.rollback(); served_within(v1)                             # a rollback
+        registry.publish(version_of(zero_shot_dir, "-broken", tmp_path/"broken", broken=True))
+        time.sleep(3)
+        health = httpx.get(s.url + "/health").json()
+        assert health["model_version"] == v1 and "did not load" in health["reload_error"], health   # the old model goes on
+        assert 'dogbreed_model_reloads_total{outcome="failed"}' in httpx.get(s.url + "/metrics").text
+        registry.rollback(); registry.publish(v2); served_within(v2_version)    # back to a good version: the error clears
+        assert httpx.get(s.url + "/health").json()["reload_error"] is None
+    finally:
+        stop.set()
+        for w in workers: w.join()
+        s.stop()
+    assert len(statuses) > 50 and set(statuses) == {200}, sorted(set(statuses))
+    import sqlite3
+    with sqlite3.connect(tmp_path/"p.db") as c:
+        versions = {v for (v,) in c.execute("select distinct model_version from predictions")}
+    assert versions == {v1, v2_version}, versions                               # every row names a version that answered
+
+    hup = Server("--registry", registry.path, "--reload-interval", "0", "--store-url", f"sqlite:///{tmp_path}/q.db", "--no-ui", cwd=tmp_path)
+    try:
+        registry.rollback(); time.sleep(1.5)
+        assert httpx.get(hup.url + "/model").json()["model_version"] == v2_version   # interval 0: no polling …
+        hup.proc.send_signal(signal.SIGHUP)
+        s = hup; served_within(v1)                                                # … SIGHUP reloads
+    finally:
+        hup.stop()
