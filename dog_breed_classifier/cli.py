@@ -268,15 +268,17 @@ def cmd_harvest(args) -> int:
 
 def cmd_promote(args) -> int:
     "Publish a serving folder to the model registry if it is not worse than the current version; exit 1 when refused."
-    from dog_breed_classifier.loop import GateSettings, promote   # the serve extra
+    from dog_breed_classifier.loop import GateSettings, move_wandb_alias, promote, wandb_alias_ready   # the serve extra
     if not (Path(args.model_dir)/SERVING_FILES.card).is_file():
         raise DogBreedError(f"MODEL_DIR {args.model_dir} is not a serving folder (no model_card.json): give the folder `dog-breed export` wrote")
+    if args.wandb_artifact and (why := wandb_alias_ready()): raise DogBreedError(f"--wandb-artifact: {why}; nothing was published")
     registry = _registry(args.registry)
     against = args.against or (None if registry.current() else zero_shot_model_dir())
     result = promote(args.model_dir, registry, args.data, current_dir=against, force=args.force,
                      settings=GateSettings(max_slowdown=args.max_slowdown))
     _write_report(result.markdown(), args.out)
     if result.published: print(f"current version: {registry.current().name} ({registry.path})")
+    if result.published and args.wandb_artifact: print(move_wandb_alias(args.wandb_artifact, args.wandb_alias))
     return 0 if result.published else 1
 
 def cmd_rollback(args) -> int:
@@ -399,6 +401,8 @@ LOOP_COMMANDS = {
         arg("--against", metavar="DIR", help="compare with this serving folder when the registry is empty (default: zero-shot)"),
         arg("--max-slowdown", type=float, default=1.2, metavar="X", help="how many times slower than the current model, at most"),
         arg("--force", action="store_true", help="publish even when a check fails (recorded as forced)"),
+        arg("--wandb-artifact", metavar="NAME", help="once published, point a W&B alias at this artifact (ENTITY/PROJECT/NAME:VERSION)"),
+        arg("--wandb-alias", default="production", help="the alias --wandb-artifact moves (default: production)"),
         arg("--out", metavar="FILE.md", help="also write the report here")]),
     "rollback": (cmd_rollback, [REGISTRY]),
     "models": (cmd_models, [REGISTRY, arg("--json", action="store_true", help="print JSON records")]),

@@ -25,7 +25,8 @@ from .monitoring import NO_DOG, ImageArchive, PredictionStore
 
 # %% auto #0
 __all__ = ['MANIFEST_COLUMNS', 'HarvestReport', 'read_manifest', 'harvest', 'GateSettings', 'GateScores', 'score_for_gate',
-           'gate_checks', 'Promotion', 'promotion_gate', 'promote', 'models_table']
+           'gate_checks', 'Promotion', 'promotion_gate', 'promote', 'wandb_alias_ready', 'move_wandb_alias',
+           'models_table']
 
 # %% ../nbs/12a_loop.ipynb #176e997e
 MANIFEST_COLUMNS = ["prediction_id", "breed", "predicted", "model_version", "given_at", "content_sha256", "file"]
@@ -248,6 +249,26 @@ def promote(candidate_dir: str | Path, # the candidate serving folder (e.g. mode
                                              failed=[c.name for c in gate.checks if not c.ok]))
         gate.published, gate.forced = True, not gate.ok
     return gate
+
+# %% ../nbs/12a_loop.ipynb #a1cb224f
+def wandb_alias_ready() -> str | None:
+    "Why an alias cannot be moved here (W&B offline, no key, no `wandb`), or None when it can."
+    import importlib.util
+    import os
+    if importlib.util.find_spec("wandb") is None: return "the wandb package is not installed (pip install wandb)"
+    if os.environ.get("WANDB_MODE", "online") in ("offline", "disabled", "dryrun"): return "WANDB_MODE is offline: set WANDB_MODE=online"
+    if not os.environ.get("WANDB_API_KEY"): return "no WANDB_API_KEY in the environment"
+    return None
+
+def move_wandb_alias(artifact: str, # ENTITY/PROJECT/NAME:VERSION, as `dog-breed train` logged it
+                     alias: str = "production", # the alias to point at it
+                    ) -> str:
+    "Point W&B's `alias` at `artifact` (W&B moves it off the version that had it); what it did, in words."
+    if (why := wandb_alias_ready()) is not None: raise DogBreedError(f"cannot move the W&B alias {alias!r}: {why}")
+    import wandb
+    a = wandb.Api().artifact(artifact)
+    if alias not in a.aliases: a.aliases.append(alias); a.save()
+    return f"W&B: {a.qualified_name} is now :{alias}"
 
 # %% ../nbs/12a_loop.ipynb #d9f9b728
 def models_table(registry: ModelRegistry) -> pd.DataFrame:

@@ -80,6 +80,11 @@ def test_promote_usage_errors(project, tmp_path):
     shutil.copytree(project/"models"/"serving", tmp_path/"m")
     res = run_cli("promote", tmp_path/"m", "--registry", tmp_path/"r", "--data", tmp_path, cwd=project)
     assert res.returncode == 2 and "not a prepared dataset" in res.stderr and "Traceback" not in res.stderr
+    import os
+    offline = run_cli("promote", tmp_path/"m", "--registry", tmp_path/"r", "--data", project/"gate_data", "--wandb-artifact",
+                      "me/dogs/model-1:v3", cwd=project, env={**os.environ, "WANDB_MODE": "offline"})
+    assert offline.returncode == 2 and "WANDB_MODE is offline" in offline.stderr and "nothing was published" in offline.stderr
+    assert not (tmp_path/"r"/"registry.json").exists()
 
 
 def version_of(folder: Path, suffix: str, out: Path, broken: bool = False) -> Path:
