@@ -55,20 +55,25 @@ def switch(url: str, action, version: str, interval: float, timeline: list) -> f
     return time.monotonic() - t0
 
 
-def rows_checked(db: Path, first: str, timeline: list) -> dict:
-    "Rows answered by the version current when written (or, inside a switch's window, by the one before)."
+def rows_checked(db: Path, first: str, timeline: list, grace_s: float = 2.0) -> dict:
+    """Each logged row: answered by the version current when it was written; by the one before, between the switch
+    being published and the server showing it; by the one before, finishing a request that started before the swap
+    (written within `grace_s` of the server showing the new version); or none of these (`other`: should be 0)."""
     with sqlite3.connect(db) as c: rows = c.execute("select created_at, model_version from predictions").fetchall()
-    ok, bad = 0, 0
+    counts, lag = dict(rows=len(rows), as_current=0, previous_until_reloaded=0, finishing_on_previous=0, other=0), 0.0
     for created, version in rows:
-        t = dt.datetime.fromisoformat(created).replace(tzinfo=dt.timezone.utc) if "+" not in created else dt.datetime.fromisoformat(created)
-        allowed, current = set(), first
-        for published, seen, v in timeline:
-            if t >= seen: current = v
-            elif t >= published: allowed = {current, v}; break
-            else: break
-        allowed = allowed or {current}
-        ok, bad = ok + (version in allowed), bad + (version not in allowed)
-    return dict(rows=len(rows), as_current=ok, other=bad)
+        t = dt.datetime.fromisoformat(created)
+        t = t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+        current, previous, seen = first, None, None
+        for published_at, seen_at, v in timeline:
+            if t < published_at: break
+            current, previous, seen = v, current, seen_at
+        if version == current: counts["as_current"] += 1
+        elif version == previous and t < seen: counts["previous_until_reloaded"] += 1   # published, not yet loaded
+        elif version == previous and (t - seen).total_seconds() <= grace_s:
+            counts["finishing_on_previous"] += 1; lag = max(lag, (t - seen).total_seconds())
+        else: counts["other"] += 1
+    return dict(counts, longest_finish_after_switch_s=round(lag, 3))
 
 
 def main():
@@ -112,7 +117,9 @@ def main():
     print(json.dumps(result, indent=1))
     print(f"{result['failed']} of {result['requests']} requests failed; switches seen after {result['switch_seconds']} s "
           f"(interval {args.reload_interval:g} s: at most {max(seconds) / args.reload_interval:.2f}× it); "
-          f"{checked['as_current']} of {checked['rows']} rows answered by the current version")
+          f"rows: {checked['as_current']} of {checked['rows']} by the version current when written, {checked['previous_until_reloaded']} "
+          f"by the previous one before the server had reloaded, {checked['finishing_on_previous']} by the previous one finishing "
+          f"a request (at most {checked['longest_finish_after_switch_s']} s after the switch), {checked['other']} other")
     write_results("model_switches", result)
     shutil.rmtree(work, ignore_errors=True)
 

@@ -155,7 +155,8 @@ def _breed_check(cand: GateScores, cur: GateScores, counts: Counter, s: GateSett
     bad = [(d, b) for d, b in worse if d > s.max_breed_drop]
     return Check("no breed much worse", not bad,
                  f"{len(judged)} breeds with ≥ {s.min_breed_photos} photos; " + (
-                 f"largest drop {worse[0][0] * 100:+.0f} pt ({worse[0][1]})" if worse and not bad else "no breed judged" if not worse else
+                 f"largest drop {worse[0][0] * 100:.0f} pt ({worse[0][1]}; one photo of {counts[worse[0][1]]} is "
+                 f"{100 / counts[worse[0][1]]:.0f} pt)" if worse and not bad else "no breed judged" if not worse else
                  f"{len(bad)} down by more than {s.max_breed_drop * 100:g} pt: " +
                  ", ".join(f"{b} {cur.per_breed.get(b, 0):.0%} → {cand.per_breed.get(b, 0):.0%}" for _, b in bad[:5])))
 
