@@ -81,9 +81,10 @@ def as_upload(path: str | Path) -> dict:
 def _demo_events(predictor: Predictor | None, record: PredictionRecorder, method: str):
     "The demo's two event handlers: `identify` (a new photo) and `toggle_why` (the heatmap switch)."
     def why(photo: str, breed: str) -> tuple:
-        try: s = explain(predictor, Path(photo).read_bytes(), breed, method)
-        except (DogBreedError, OSError) as e: return gr.Image(value=None, visible=False), f"No heatmap: {e}"
-        name = predictor.display_names[predictor.classes.index(s.breed)]
+        p = record.predictor or predictor   # the recorder's: a server following a model registry swaps it
+        try: s = explain(p, Path(photo).read_bytes(), breed, method)
+        except (DogBreedError, OSError, ValueError) as e: return gr.Image(value=None, visible=False), f"No heatmap: {e}"
+        name = p.display_names[p.classes.index(s.breed)]
         return (gr.Image(value=s.overlay(), visible=True, label=f"Why {name}: where the model looked"),
                 f"Heatmap: {s.cost}")
 
@@ -99,7 +100,7 @@ def _demo_events(predictor: Predictor | None, record: PredictionRecorder, method
         except Exception:
             log.exception("the demo failed on a photo")
             raise gr.Error("something went wrong on the server; it is logged — try again or another photo") from None
-        label = gr.Label(value=top_breeds(answer, predictor), label="Top 5 breeds" if answer["is_dog"] else "Closest breeds (no dog found)")
+        label = gr.Label(value=top_breeds(answer, record.predictor or predictor), label="Top 5 breeds" if answer["is_dog"] else "Closest breeds (no dog found)")
         shown = (photo, answer["top_k"][0]["breed"])
         heat, cost = why(*shown) if show_why else (gr.Image(value=None, visible=False), f"Heatmap off ({method}; tick the box to see it)")
         headline_text = f"{headline_markdown(answer)}\n\n<small>model {answer['model_version']} · {answer['latency_ms']:.0f} ms · logged as {answer['prediction_id']}</small>"
