@@ -153,3 +153,30 @@ def test_a_running_server_follows_the_registry_without_failing_a_request(zero_sh
         s = hup; served_within(v1)                                                # … SIGHUP reloads
     finally:
         hup.stop()
+
+
+def test_two_replicas_on_one_postgresql_each_follow_the_pointer(zero_shot_dir, tmp_path, postgres_server):
+    import time
+
+    from conftest import jpeg_bytes, new_postgres_database, photo
+    from dog_breed_classifier.inference import ModelRegistry
+    url, registry = new_postgres_database(postgres_server), ModelRegistry(tmp_path/"registry")
+    v1 = registry.publish(version_of(zero_shot_dir, "-r1", tmp_path/"r1")).name
+    replicas = [Server("--registry", registry.path, "--reload-interval", "1", "--store-url", url, "--no-ui", cwd=tmp_path) for _ in range(2)]
+    try:
+        content = jpeg_bytes(photo("beagle", 2, (200, 180)))
+        for r in replicas: assert httpx.post(r.url + "/predict", files={"file": ("b.jpg", content, "image/jpeg")}).status_code == 200
+        v2 = registry.publish(version_of(zero_shot_dir, "-r2", tmp_path/"r2")).name
+        deadline = time.monotonic() + 8
+        while {httpx.get(r.url + "/model").json()["model_version"] for r in replicas} != {v2}:
+            assert time.monotonic() < deadline, [httpx.get(r.url + "/health").json() for r in replicas]
+            time.sleep(0.2)
+        for r in replicas: assert httpx.post(r.url + "/predict", files={"file": ("b.jpg", content, "image/jpeg")}).status_code == 200
+    finally:
+        for r in replicas: r.stop()
+    import sqlalchemy as sa
+    engine = sa.create_engine(url)
+    with engine.connect() as c:
+        rows = sorted(c.exec_driver_sql("select model_version, count(*) from predictions group by model_version").fetchall())
+    engine.dispose()
+    assert rows == [(v1, 2), (v2, 2)], rows                   # one log, each row naming the version that answered
