@@ -37,6 +37,7 @@ class HarvestReport:
     out_dir: Path
     written: int = 0        # new photos
     relabelled: int = 0     # photos moved to another breed: their word changed since the last harvest
+    withdrawn: int = 0      # photos removed: their word became "no dog here"
     kept: int = 0           # harvested before, unchanged
     duplicates: int = 0     # the same bytes as a photo already harvested
     no_dog: int = 0         # "no dog here": nothing to learn a breed from
@@ -44,7 +45,8 @@ class HarvestReport:
     missing: int = 0        # no longer in the archive, or changed there since it was logged
 
     def __repr__(self):
-        return (f"harvested into {self.out_dir}: {self.written} new photos, {self.relabelled} relabelled, {self.kept} already there; "
+        return (f"harvested into {self.out_dir}: {self.written} new photos, {self.relabelled} relabelled, {self.withdrawn} withdrawn, "
+                f"{self.kept} already there; "
                 f"not written: {self.duplicates} duplicates, {self.no_dog} no dog, {self.not_archived} not archived, "
                 f"{self.missing} missing from the archive")
 
@@ -63,14 +65,18 @@ def read_manifest(out_dir: str | Path, # a folder `harvest` wrote (or an empty o
 # %% ../nbs/12a_loop.ipynb #bb80b53a
 def _harvest_word(w, archive: ImageArchive, out: Path, done: dict, seen: set, report: HarvestReport):
     "Write the photo of feedback row `w` under its breed (or count why not), updating `done` and `seen`."
-    if w.breed == NO_DOG: report.no_dog += 1; return
-    if not w.archived_as: report.not_archived += 1; return
     old = done.get(w.prediction_id)
+    if old is not None and not (out/old["file"]).is_file():   # deleted by hand since: harvest it afresh
+        del done[w.prediction_id]; seen.discard(old["content_sha256"]); old = None
+    if w.breed == NO_DOG:
+        if old is None: report.no_dog += 1; return
+        (out/old["file"]).unlink(); del done[w.prediction_id]; seen.discard(old["content_sha256"]); report.withdrawn += 1; return
     if old is not None:
         if old["breed"] == w.breed: report.kept += 1; return
         (out/w.breed).mkdir(parents=True, exist_ok=True)
         (out/old["file"]).replace(out/w.breed/Path(old["file"]).name)
         old.update(breed=w.breed, file=f"{w.breed}/{Path(old['file']).name}"); report.relabelled += 1; return
+    if not w.archived_as: report.not_archived += 1; return
     if w.content_sha256 in seen: report.duplicates += 1; return
     content = archive.read(w.archived_as)
     if content is None or hashlib.sha256(content).hexdigest() != w.content_sha256: report.missing += 1; return

@@ -125,10 +125,13 @@ def test_a_second_word_replaces_the_first_and_the_cli_writes_the_same_store(serv
 
 
 def test_harvest_writes_each_labelled_archived_photo_once_byte_for_byte(served, tmp_path):
+    for a in served.answers[:10]:   # words of its own, so that it also runs alone (-k harvest): the same as the first test's
+        r = httpx.post(served.url + "/feedback", json={"prediction_id": a["prediction_id"], "breed": wrong_breed(a)}, headers=AUTH)
+        assert r.status_code == 201, r.text
     with sqlite3.connect(served.db) as c:
         words = c.execute("select f.prediction_id, f.breed, p.archived_as, p.content_sha256 from feedback f "
                           "join predictions p on p.id = f.prediction_id").fetchall()
-    assert len(words) >= 35
+    assert len(words) >= 10
     out, args = tmp_path/"feedback", ["--store-url", f"sqlite:///{served.db}", "--archive", served.db.parent/"uploads"]
     res = run_cli("harvest", "--out", out, *args, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
