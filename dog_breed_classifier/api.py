@@ -359,8 +359,7 @@ def swap_model(s: Service, # the app's shared state
     "Serve `p` from now on: the recorder, the routes, the drift window (this model's rows) and the model gauges."
     s.record.predictor, s.record.load_error = p, None
     s.predictor = p
-    m = s.monitor
-    with m._lock: m.model_dir, m.predictor, m.model_version, m._reference = p.model_dir, p, p.model_version, None
+    s.monitor.use_model(p)
     s.metrics.observe_model(p)
 
 class ModelFollower:

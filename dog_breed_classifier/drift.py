@@ -464,6 +464,12 @@ class DriftMonitor:
         self._lock = threading.Lock()
         self.last: dict | None = None   # the latest answer, for gauges
 
+    def use_model(self, predictor): # the newly served `Predictor`
+        "Measure this model's predictions from now on (its window, its own reference, loaded again on next use)."
+        with self._lock:
+            self.model_dir, self.predictor, self.model_version = predictor.model_dir, predictor, predictor.model_version
+            if not isinstance(self._reference_arg, DriftData): self._reference = None
+
     def reference(self) -> DriftData:
         "The reference, loaded on first use (`DriftError` if there is none)."
         if self._reference is None:
