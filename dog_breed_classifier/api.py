@@ -370,28 +370,31 @@ class ModelFollower:
         self.s, self.registry, self.interval, self.backend, self.tta = s, registry, interval, backend, tta
         self.error: str | None = None   # why the last switch failed (None after a good one)
         self.wake = threading.Event()
-        self._lock = threading.Lock()
+        self._lock, self._failed = threading.Lock(), None   # the version that failed to load: tried again on SIGHUP only
 
-    def check(self) -> bool:
+    def check(self, retry: bool = False, # try again a version that failed to load (SIGHUP does)
+             ) -> bool:
         "Switch to the registry's current version if it is not the one served; whether a switch happened."
         with self._lock:
             try: target = self.registry.current()
             except DogBreedError as e: self.error = str(e); return False
             served = self.s.predictor
             if target is None or (served is not None and Path(served.model_dir).resolve() == target.resolve()): return False
+            if target == self._failed and not retry: return False
             try: p = Predictor(target, backend=self.backend, tta=self.tta, selection_reason=f"the registry's current version ({target.name}, {self.registry.path})")
             except Exception as e:   # any failure to load: the served model stays
                 self.error = f"{target.name} did not load ({type(e).__name__}: {str(e)[:300]}); still serving {served.model_version if served else 'nothing'}"
+                self._failed = target
                 self.s.metrics.model_reloads.labels("failed").inc(); log.error("model reload: %s", self.error); return False
-            swap_model(self.s, p); self.error = None
+            swap_model(self.s, p); self.error, self._failed = None, None
             self.s.metrics.model_reloads.labels("loaded").inc(); log.info("now serving %s", p)
             return True
 
     def run(self, stop: threading.Event):
         "Check every `interval` seconds (and whenever `wake` is set) until `stop` is set."
         while not stop.is_set():
-            self.wake.wait(self.interval if self.interval > 0 else None); self.wake.clear()
-            if not stop.is_set(): self.check()
+            woken = self.wake.wait(self.interval if self.interval > 0 else None); self.wake.clear()
+            if not stop.is_set(): self.check(retry=woken)
 
 # %% ../nbs/11_api.ipynb #2036c516
 QUALITY_WINDOW = 1000   # the newest feedback words /quality and the gauges look at
