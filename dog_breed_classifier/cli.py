@@ -104,7 +104,7 @@ def cmd_serve(args) -> int:
     if min(args.header_timeout, args.body_timeout) <= 0: raise DogBreedError("--header-timeout and --body-timeout must be above 0 seconds")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     model_error, registry = None, _registry(args.registry) if args.registry or not args.model_dir else None
-    if args.registry and not args.model_dir and registry.current(): args.model_dir = str(registry.current())
+    if args.registry and not args.model_dir and (current := registry.current()): args.model_dir = str(current)
     try: model_dir, reason = serving_model_dir(args.model_dir)
     except DogBreedError as e:   # the server still starts: /health answers 503 with this reason
         model_dir, reason, model_error = None, "", str(e)
@@ -261,7 +261,7 @@ def cmd_harvest(args) -> int:
     "Write the archived photos users labelled into a class-folder source (DIR/<breed>/<prediction_id>.<ext> + manifest.csv)."
     from dog_breed_classifier.loop import harvest   # the serve extra
     from dog_breed_classifier.monitoring import ImageArchive
-    if not args.archive.startswith(("gs://", "s3://")) and "://" not in args.archive and not Path(args.archive).is_dir():
+    if "://" not in args.archive and not Path(args.archive).is_dir():
         raise DogBreedError(f"--archive {args.archive} is not a folder: give the folder (or URL) `dog-breed serve --archive` kept uploads in")
     print(harvest(_existing_store(args.store_url), ImageArchive(args.archive), args.out, since=_since(args.since)))
     return 0
@@ -290,8 +290,9 @@ def cmd_rollback(args) -> int:
 def cmd_models(args) -> int:
     "List the model registry's versions: figures at promotion, forced or not, which one is current."
     from dog_breed_classifier.loop import models_table   # the serve extra
-    table = models_table(_registry(args.registry))
-    if table.empty: print(f"nothing published in {_registry(args.registry).path} yet: `dog-breed promote MODEL_DIR` publishes")
+    registry = _registry(args.registry)
+    table = models_table(registry)
+    if table.empty: print(f"nothing published in {registry.path} yet: `dog-breed promote MODEL_DIR` publishes")
     else: print(table.to_json(orient="records", force_ascii=False) if args.json else table.to_string(index=False))
     return 0
 

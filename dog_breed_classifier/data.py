@@ -431,9 +431,9 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError: return False
     except PermissionError: return True
 
-def _extra_refusal(it: SourceItem, breed: str, sha: str, labels_of: dict) -> tuple[str, str] | None:
+def _extra_refusal(breed: str, sha: str, labels_of: dict, source_breeds: set) -> tuple[str, str] | None:
     "Why a training-only photo is set aside: its breed is not the source's, or it is one of the source's photos."
-    if not any(breed in b for b in labels_of.values()): return "breed_not_in_source", f"{breed} is not a breed of the source"
+    if breed not in source_breeds: return "breed_not_in_source", f"{breed} is not a breed of the source"
     if sha in labels_of: return "duplicate", f"the same photo is in the source, labelled {' and '.join(sorted(labels_of[sha]))}"
     return None
 
@@ -443,11 +443,11 @@ def _labelled_rows(items: list, results: list, breeds: dict, rel: Callable) -> t
     labels_of = {}   # sha256 → breeds the source labels it with; the same photo under two breeds can't be trusted
     for it, r in zip(items, results):
         if "sha256" in r and not it.train_only: labels_of.setdefault(r["sha256"], set()).add(breeds[it.label].name)
-    first_of = {}
+    first_of, source_breeds = {}, set().union(*labels_of.values())
     for it, r in zip(items, results):
         if "reason" in r: quarantine.append(dict(path=rel(it.path), reason=r["reason"], message=r["message"])); continue
         breed, sha = breeds[it.label].name, r["sha256"]
-        if it.train_only and (refused := _extra_refusal(it, breed, sha, labels_of)):
+        if it.train_only and (refused := _extra_refusal(breed, sha, labels_of, source_breeds)):
             quarantine.append(dict(path=rel(it.path), reason=refused[0], message=refused[1])); continue
         if len(labels_of.get(sha, ())) > 1:
             quarantine.append(dict(path=rel(it.path), reason="conflicting_labels",

@@ -159,12 +159,14 @@ def _breed_check(cand: GateScores, cur: GateScores, counts: Counter, s: GateSett
     judged = [b for b, n in counts.items() if n >= s.min_breed_photos]
     worse = sorted(((cur.per_breed.get(b, 0) - cand.per_breed.get(b, 0), b) for b in judged), reverse=True)
     bad = [(d, b) for d, b in worse if d > s.max_breed_drop]
-    return Check("no breed much worse", not bad,
-                 f"{len(judged)} breeds with ≥ {s.min_breed_photos} photos; " + (
-                 f"largest drop {worse[0][0] * 100:.0f} pt ({worse[0][1]}; one photo of {counts[worse[0][1]]} is "
-                 f"{100 / counts[worse[0][1]]:.0f} pt)" if worse and not bad else "no breed judged" if not worse else
-                 f"{len(bad)} down by more than {s.max_breed_drop * 100:g} pt: " +
-                 ", ".join(f"{b} {cur.per_breed.get(b, 0):.0%} → {cand.per_breed.get(b, 0):.0%}" for _, b in bad[:5])))
+    if not worse: detail = "no breed judged"
+    elif bad:
+        detail = (f"{len(bad)} down by more than {s.max_breed_drop * 100:g} pt: " +
+                  ", ".join(f"{b} {cur.per_breed.get(b, 0):.0%} → {cand.per_breed.get(b, 0):.0%}" for _, b in bad[:5]))
+    else:
+        drop, breed = worse[0]
+        detail = f"largest drop {drop * 100:.0f} pt ({breed}; one photo of {counts[breed]} is {100 / counts[breed]:.0f} pt)"
+    return Check("no breed much worse", not bad, f"{len(judged)} breeds with ≥ {s.min_breed_photos} photos; {detail}")
 
 def gate_checks(cand: GateScores, # the candidate's figures
                 cur: GateScores, # the served model's, on the same images
