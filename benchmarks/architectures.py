@@ -13,7 +13,7 @@ between them, and the ONNX file's size. Writes benchmarks/results/architectures.
 --model-dir: the same table for a trained serving folder, beside the zero-shot model of its architecture (the
 temperature each carries, the card's TTA setting ignored: TTA is measured separately).
 
---calibrate: the per-architecture constants of `model.ZERO_SHOT_CALIBRATION`, measured on Stanford *training*
+--calibrate: the per-architecture constants of `architectures.ARCHITECTURES`, measured on Stanford *training*
 photos (never the dev/test photos): the temperature minimising log loss, and the lowest P(dog) threshold (steps
 of 0.05) that catches every generated dog-free image (flat colours, noise, textures, scrambled photos…) while
 calling at most 0.5 % of those dogs "no dog" (if none does, the highest within that 0.5 %).
@@ -28,13 +28,14 @@ import numpy as np
 import torch
 
 from benchmark_io import argument_parser, items_per_second, photos_argument, write_results
+from dog_breed_classifier.architectures import ARCHITECTURES
 from dog_breed_classifier.core import breed_vocab, classification_metrics
-from dog_breed_classifier.drift import synthetic_non_dogs
 from dog_breed_classifier.embeddings import fit_temperature, scaled_log_loss
 from dog_breed_classifier.export import zero_shot_serving_dir
 from dog_breed_classifier.images import decode_image, model_input
 from dog_breed_classifier.inference import Predictor, available_backends, softmax
-from dog_breed_classifier.model import PACKAGED_WEIGHTS, create_model, model_input_spec
+from dog_breed_classifier.model import create_model, model_input_spec
+from dog_breed_classifier.non_dogs import synthetic_non_dogs
 
 MAX_REJECTED_DOGS = 0.005   # a real dog called "no dog" costs more than a blank wall called a breed
 
@@ -73,14 +74,14 @@ def torch_eager_end_to_end(arch: str, contents: list[bytes], seconds: float) -> 
 def measure(model_dir: Path, files, breeds, seconds: float) -> dict:
     "Accuracy, calibration and speed of the serving folder `model_dir` on the dev photos."
     predictor = Predictor.from_dir(model_dir, tta=False)
-    arch = predictor.card["arch"]
+    arch = predictor.card.arch
     index = {c: i for i, c in enumerate(predictor.classes)}
     targets = np.array([index[b] for b in breeds])
     images = [predictor.decode(f).image for f in files]
     logits, _ = raw_outputs(predictor, images)
     tta_logits = (logits + raw_outputs(predictor, images, mirrored=True)[0]) / 2
     t = predictor.temperature
-    row = dict(arch=arch + ("" if predictor.card.get("zero_shot") else " (trained)"), input=predictor.card["input"]["size"], crop_fraction=predictor.crop_fraction, temperature=t,
+    row = dict(arch=arch + ("" if predictor.card.zero_shot else " (trained)"), input=predictor.card.input.size, crop_fraction=predictor.crop_fraction, temperature=t,
                raw=scores(logits, targets, predictor.classes, 1.0), calibrated=scores(logits, targets, predictor.classes, t),
                tta_calibrated=scores(tta_logits, targets, predictor.classes, t),
                onnx_mb=round((model_dir/"model.onnx").stat().st_size / 1e6, 1), photos_per_second={})
@@ -126,7 +127,7 @@ def main():
     ap = argument_parser(__doc__)
     photos_argument(ap)
     photos_argument(ap, "stanford_dogs_train", "--train")
-    ap.add_argument("--archs", nargs="+", default=list(PACKAGED_WEIGHTS))
+    ap.add_argument("--archs", nargs="+", default=list(ARCHITECTURES))
     ap.add_argument("--calibrate", action="store_true", help="measure the zero-shot constants on the training photos")
     ap.add_argument("--model-dir", type=Path, help="a trained serving folder to measure beside its zero-shot model")
     ap.add_argument("--per-breed", type=int, default=None, help="photos per breed (default: all dev; 20 training)")
@@ -139,14 +140,13 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         if args.calibrate:
             found = {a: calibrate(a, Path(d), files, breeds) for a in args.archs}
-            print("\nZERO_SHOT_CALIBRATION = {")
-            for a, c in found.items(): print(f'    "{a}": dict(temperature={c["temperature"]}, no_dog_threshold={c["no_dog_threshold"]}),  # {c}')
-            print("}")
+            print("\nfor architectures.ARCHITECTURES (zero_shot_temperature, no_dog_threshold):")
+            for a, c in found.items(): print(f'    {a}: {c["temperature"]}, {c["no_dog_threshold"]}  # {c}')
             write_results("architectures_calibration", found)
             return
         folders = [zero_shot_serving_dir(Path(d)/a, a) for a in args.archs]
         if args.model_dir:
-            arch = Predictor.from_dir(args.model_dir).card["arch"]
+            arch = Predictor.from_dir(args.model_dir).card.arch
             folders = [args.model_dir.resolve(), zero_shot_serving_dir(Path(d)/arch, arch)]
         rows = []
         for folder in folders:

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmark_io import REPO, argument_parser, photos_argument, write_results
+from dog_breed_classifier.architectures import zero_shot_temperature
 from dog_breed_classifier.augment import prepare
 from dog_breed_classifier.core import breed_vocab, classification_metrics, load_params
 from dog_breed_classifier.evaluate import IMAGENET_CAVEAT, _summary, evaluate, predict_probs
-from dog_breed_classifier.model import create_model, zero_shot_temperature
+from dog_breed_classifier.model import create_model
 from dog_breed_classifier.train import load_trained_model, train
 
 

@@ -16,9 +16,9 @@ import numpy as np
 from PIL import Image
 
 from benchmark_io import argument_parser, photos_argument, write_results
-from dog_breed_classifier.drift import synthetic_non_dogs
 from dog_breed_classifier.images import decode_image, model_input
 from dog_breed_classifier.inference import Predictor
+from dog_breed_classifier.non_dogs import synthetic_non_dogs
 
 
 def scrambled(img: Image.Image, rng: np.random.Generator, tile: int = 16) -> Image.Image:

@@ -19,10 +19,10 @@ import torch
 
 from benchmark_io import argument_parser, items_per_second, photos_argument, write_results
 from dog_breed_classifier.core import DEFAULT_ARCH, breed_vocab
-from dog_breed_classifier.export import quantize_int8, serving_model, write_serving_dir
+from dog_breed_classifier.export import quantize_int8, write_serving_dir
 from dog_breed_classifier.images import decode_image, model_input
 from dog_breed_classifier.inference import Predictor, available_backends, load_backend
-from dog_breed_classifier.model import create_model, model_input_spec
+from dog_breed_classifier.model import create_model, model_input_spec, serving_model
 
 
 def top1(fn, batch: np.ndarray, targets: np.ndarray, bs: int = 16) -> float:

@@ -21,8 +21,8 @@ from torch import nn
 from benchmark_io import REPO, argument_parser, write_results
 from dog_breed_classifier.augment import prepare
 from dog_breed_classifier.core import load_params
-from dog_breed_classifier.model import create_learner, create_model, model_input_spec
-from dog_breed_classifier.train import create_dataloaders, training_classes
+from dog_breed_classifier.model import create_model, model_input_spec
+from dog_breed_classifier.train import create_dataloaders, create_learner, training_classes
 
 
 def sync():

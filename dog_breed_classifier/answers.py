@@ -13,6 +13,7 @@ import logging
 from .core import BreedVocab, breed_vocab
 from .images import ImageDecodeError
 from .inference import Predictor
+from .model_card import CardMetrics, ModelCard
 from .monitoring import (NO_DOG, ImageArchive, PredictionStore, StoreError, UnknownPredictionError,
                                              new_prediction_id)
 
@@ -20,7 +21,7 @@ log = logging.getLogger("dog_breed_classifier.answers")
 
 # %% auto #0
 __all__ = ['log', 'ALLOWED_FORMATS', 'NO_DOG_WORDS', 'MAX_NOTE_CHARS', 'IMAGENET_OVERLAP', 'ApiError', 'decode_error_answer',
-           'PredictionRecorder', 'feedback_breed', 'record_feedback', 'model_card_markdown', 'card_top1']
+           'PredictionRecorder', 'feedback_breed', 'record_feedback', 'model_card_markdown']
 
 # %% ../nbs/07a_answers.ipynb #c59c5833
 class ApiError(Exception):
@@ -127,39 +128,35 @@ IMAGENET_OVERLAP = ("The model starts from ImageNet weights, and ImageNet contai
 
 def _percent(x) -> str: return "—" if x is None else f"{x:.1%}"
 
-def _measured_line(m: dict) -> str:
+def _measured_line(m: CardMetrics | None) -> str:
     "The card's test figures in one line: trained beside zero-shot, or the zero-shot model's measured top-1."
-    if "model" in m:
-        z = m.get("zero_shot") or {}
-        return (f"**Test photos** {m['model'].get('photos', '?')}: top-1 {_percent(m['model'].get('top1'))}, "
-                f"top-5 {_percent(m['model'].get('top5'))} (the untrained ImageNet head: top-1 {_percent(z.get('top1'))})")
-    if "dev_top1" in m: return f"**Measured** top-1 {_percent(m['dev_top1'])} — {m.get('note', '')}"
+    if m is not None and m.model is not None:
+        z = m.zero_shot or {}
+        return (f"**Test photos** {m.model.get('photos', '?')}: top-1 {_percent(m.model.get('top1'))}, "
+                f"top-5 {_percent(m.model.get('top5'))} (the untrained ImageNet head: top-1 {_percent(z.get('top1'))})")
+    if m is not None and m.dev_top1 is not None: return f"**Measured** top-1 {_percent(m.dev_top1)} — {m.note or ''}"
     return "**Measured** no test metrics in the card (run the evaluate stage before export)"
 
-def model_card_markdown(card: dict, # a model card (`read_model_card`)
+# %% ../nbs/07a_answers.ipynb #01d844df
+def _training_line(card: ModelCard) -> str:
+    "What the model was trained on, in one line (the zero-shot model: nothing, and why)."
+    data = card.training.data
+    if card.zero_shot: return f"**Training** none (zero-shot): {data.note or ''}"
+    size = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in (("train_photos", data.train_photos), ("breeds", data.breeds)) if v is not None)
+    return f"**Trained on** the `{data.source}` data ({size or 'size not recorded'})"
+
+# %% ../nbs/07a_answers.ipynb #75fb1120
+def model_card_markdown(card: ModelCard, # a model card (`read_model_card`)
                         selection_reason: str = "", # why the server chose this model
                        ) -> str:
     "The model card as Markdown: version, training data, test metrics beside zero-shot, caveats, the no-dog rule."
-    data = card.get("training", {}).get("data", {})
-    lines = [f"**Model** `{card['model_version']}` — {card['arch']}, {len(card['classes'])} breeds, "
-             f"exported {card.get('created', '?')[:10]} by dog_breed_classifier {card.get('library_version', '?')}"]
+    lines = [f"**Model** `{card.model_version}` — {card.arch}, {len(card.classes)} breeds, "
+             f"exported {(card.created or '?')[:10]} by dog_breed_classifier {card.library_version or '?'}"]
     if selection_reason: lines.append(f"**Why this model** {selection_reason}")
-    if card.get("zero_shot"): lines.append(f"**Training** none (zero-shot): {data.get('note', '')}")
-    else:
-        size = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in data.items() if k in ("train_photos", "breeds"))
-        lines.append(f"**Trained on** the `{data.get('source', '?')}` data ({size or 'size not recorded'})")
-    m = card.get("metrics") or {}
-    lines.append(_measured_line(m))
-    rule = card.get("no_dog_rule")
-    lines.append(f"**No-dog rule** below {rule['threshold']:.0%} P(dog) — the ImageNet head's share of dog classes — the answer is "
+    lines += [_training_line(card), _measured_line(card.metrics)]
+    rule = card.no_dog_rule
+    lines.append(f"**No-dog rule** below {rule.threshold:.0%} P(dog) — the ImageNet head's share of dog classes — the answer is "
                  f"\"no dog found\"" if rule else "**No-dog rule** none: this model always names a breed")
-    caveats = [c for c in dict.fromkeys([card.get("caveat"), m.get("caveat")]) if c]
+    caveats = [c for c in dict.fromkeys([card.caveat, card.metrics.caveat if card.metrics else None]) if c]
     if not any("ImageNet" in c for c in caveats): caveats.append(IMAGENET_OVERLAP)
     return "\n\n".join(lines + [f"> ⚠ {c}" for c in caveats])
-
-# %% ../nbs/07a_answers.ipynb #b80ccaf3
-def card_top1(card: dict, # a model card (`read_model_card`)
-             ) -> float | None:
-    "The top-1 the card measured: on the test photos (a trained model) or the dev photos (zero-shot); None without."
-    m = card.get("metrics") or {}
-    return (m.get("model") or {}).get("top1") if "model" in m else m.get("dev_top1")

@@ -34,7 +34,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
                                PlatformCollector, ProcessCollector, generate_latest)
 
 import dog_breed_classifier
-from .answers import ApiError, PredictionRecorder, card_top1, record_feedback
+from .answers import ApiError, PredictionRecorder, record_feedback
 from .core import DogBreedError, DriftSettings
 from .drift import DriftMonitor
 from .inference import ModelRegistry, Predictor
@@ -104,9 +104,9 @@ class ApiMetrics:
 def observe_model(self: ApiMetrics, predictor: Predictor):
     "Record the loaded model: its identity and the runtime's threads."
     self.model_loaded.set(1)
-    self.model_info.info(dict(version=predictor.model_version, arch=predictor.card.get("arch", ""),
+    self.model_info.info(dict(version=predictor.model_version, arch=predictor.card.arch,
                               backend=predictor.backend.name, breeds=str(len(predictor.classes)),
-                              zero_shot=str(bool(predictor.card.get("zero_shot")))))
+                              zero_shot=str(predictor.card.zero_shot)))
     self.runtime_threads.set(getattr(predictor.backend, "threads", math.nan))
 
 @patch
@@ -312,7 +312,7 @@ def status_routes(s: Service) -> APIRouter:
     async def model():
         p = s.predictor
         if p is None: return error_response(ApiError(503, "model_not_loaded", f"no model is loaded ({s.load_error})"), s.metrics)
-        return {**p.card, "selection_reason": p.selection_reason,
+        return {**p.card.to_json(), "selection_reason": p.selection_reason,
                 "runtime": {"backend": p.backend.name, "version": p.backend.version, "file": p.model_file.name}}
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
@@ -402,7 +402,7 @@ QUALITY_WINDOW = 1000   # the newest feedback words /quality and the gauges look
 def quality_report(s: Service, window: int = QUALITY_WINDOW) -> dict:
     "Live accuracy per model version from the newest `window` feedback words, the served model's card top-1 beside it."
     p = s.predictor
-    version, top1 = (p.model_version, card_top1(p.card)) if p is not None else (None, None)
+    version, top1 = (p.model_version, p.card.top1) if p is not None else (None, None)
     models = live_accuracy(s.store.feedback(limit=window))
     for m in models: m["card_top1"] = top1 if m["model_version"] == version else None
     return dict(served_model_version=version, card_top1=top1, window=window, models=models)

@@ -19,7 +19,7 @@ import numpy as np
 from .answers import ApiError, PredictionRecorder, model_card_markdown, record_feedback
 from .core import SERVING_FILES, DogBreedError, breed_vocab
 from .data import draw_sample_dog
-from .drift import synthetic_non_dog
+from .non_dogs import synthetic_non_dog
 from .inference import Predictor, serving_model_dir
 from .monitoring import NO_DOG, PredictionStore, default_store_url
 from .saliency import explain, saliency_method

@@ -21,7 +21,8 @@ from .core import (PARAMS_FILE, SERVING_FILES, DogBreedError, DriftSettings, ato
 from .data import make_sample_dataset
 from .drift import REFERENCE_FILE, current_from_store, drift_report, load_reference
 from .images import ImageDecodeError
-from .inference import Predictor, choose_model_dir, read_model_card, serving_model_dir, zero_shot_model_dir
+from .inference import Predictor, choose_model_dir, serving_model_dir, zero_shot_model_dir
+from .model_card import read_model_card
 
 # %% auto #0
 __all__ = ['PARAMS_ARGS', 'QUIET', 'MODEL_DIR', 'BACKEND', 'TTA', 'PIPELINE_COMMANDS', 'SERVING_COMMANDS', 'MONITORING_COMMANDS',
@@ -76,10 +77,10 @@ def cmd_export(args) -> int:
     from dog_breed_classifier.export import export   # torch: the train extra
     params, root = load_project(args.params, args.overrides)
     card = export(params, root)
-    int8 = card["int8"]
-    print(f"exported {card['model_version']} ({len(card['classes'])} breeds) → {root/'models'/'serving'}; "
-          f"parity max logit diff {card['parity']['max_abs_logit_diff']:.1e}; int8: "
-          + ("not tried" if int8 is None else f"{'kept' if int8['kept'] else 'dropped'} ({int8['reason']})"))
+    int8 = card.int8
+    print(f"exported {card.model_version} ({len(card.classes)} breeds) → {root/'models'/'serving'}; "
+          f"parity max logit diff {card.parity.max_abs_logit_diff:.1e}; int8: "
+          + ("not tried" if int8 is None else f"{'kept' if int8.kept else 'dropped'} ({int8.reason})"))
     return 0
 
 # %% ../nbs/13_cli.ipynb #84cef132
@@ -195,7 +196,7 @@ def cmd_drift(args) -> int:
     ref = load_reference(reference, model_dir, predictor, progress=not args.quiet)
     version = None   # the served model's predictions only, when we know which model that is
     if model_dir is not None and (Path(model_dir)/SERVING_FILES.card).is_file():
-        version = read_model_card(model_dir)["model_version"]
+        version = read_model_card(model_dir).model_version
     current = current_from_store(store, settings.window, since, version)
     out = Path(args.out)
     summary = drift_report(ref, current, settings, html=out)

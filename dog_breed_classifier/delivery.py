@@ -7,7 +7,6 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/delivery.html.
 # %% ../nbs/12_delivery.ipynb #47fc5e01
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import re
 import shutil
@@ -23,7 +22,8 @@ from .answers import model_card_markdown
 from .core import SERVING_FILES, DogBreedError
 from .data import load_report
 from .images import model_input
-from .inference import Predictor, read_model_card
+from .inference import Predictor
+from .model_card import ModelCard, file_sha256, read_model_card
 
 # %% auto #0
 __all__ = ['SPLITS', 'SPACE_FRONT_MATTER', 'SPACE_README', 'SPACE_APP', 'Check', 'checks_markdown', 'DataReport', 'data_report',
@@ -153,18 +153,11 @@ class ModelCheck:
     def __repr__(self): return self.markdown()
 
 # %% ../nbs/12_delivery.ipynb #7dc7f5f8
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
-    return h.hexdigest()
-
-def card_accuracy(card: dict) -> tuple[float | None, str | None]:
+def card_accuracy(card: ModelCard) -> tuple[float | None, str | None]:
     "The test top-1 a model card claims, and the data source it was measured on (the zero-shot card: Stanford dev)."
-    m = card.get("metrics") or {}
-    if "model" in m: return m["model"].get("top1"), m.get("data_source")
-    if "dev_top1" in m: return m["dev_top1"], "stanford"
-    return None, None
+    m = card.metrics
+    if m is None or m.top1 is None: return None, None
+    return m.top1, m.data_source if m.model is not None else "stanford"
 
 def _accuracy(predictor, batches: list[np.ndarray], breeds: list[str]) -> tuple[float, float]:
     "Top-1 and top-5 of `predictor` on `batches` (a photo whose breed the model does not know counts as wrong)."
@@ -189,10 +182,9 @@ def alternating_speeds(predictors: list, # the models to time
     return [n / float(np.median(s)) for s in seconds]
 
 # %% ../nbs/12_delivery.ipynb #4018c3eb
-def integrity_check(model_dir: Path, card: dict) -> Check:
+def integrity_check(model_dir: Path, card: ModelCard) -> Check:
     "Is model.onnx the file the card describes (its SHA-256)?"
-    expected = (card.get("files") or {}).get("onnx_sha256")
-    actual = _sha256(model_dir/(card.get("files") or {}).get("onnx", SERVING_FILES.onnx))
+    expected, actual = card.files.onnx_sha256, file_sha256(model_dir/card.files.onnx)
     return Check("integrity", expected == actual,
                  f"model.onnx matches the card's SHA-256 ({actual[:12]})" if expected == actual else
                  f"model.onnx has SHA-256 {actual[:12]}, the card says {str(expected)[:12]}: a damaged download "
@@ -324,6 +316,6 @@ def build_space(out_dir: str | Path, # the Space folder to write (created; must 
     (out_dir/"requirements.txt").write_text("\n".join(space_requirements()) + "\n")
     (out_dir/".gitattributes").write_text("".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in ("*.onnx", "*.npy", "*.safetensors")))
     readme = SPACE_FRONT_MATTER.format(gradio_version=importlib.metadata.version("gradio")) + SPACE_README.format(
-        model_version=card["model_version"], arch=card["arch"], card=model_card_markdown(card))
+        model_version=card.model_version, arch=card.arch, card=model_card_markdown(card))
     (out_dir/"README.md").write_text(readme)
     return out_dir

@@ -19,104 +19,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw, ImageFilter
 
 from .core import SERVING_FILES, DogBreedError, DriftSettings, atomic_file
 from .data import IMAGE_SUFFIXES
 from .images import IMAGE_STAT_NAMES, SUPPORTED_FORMATS, ImageDecodeError
+from .monitoring import NO_DOG
 
 os.environ.setdefault("DO_NOT_TRACK", "1")   # Evidently reports usage to its makers unless this is set before import
 
 # %% auto #0
-__all__ = ['NON_DOG_KINDS', 'SHIFTS', 'STAT_COLUMNS', 'PREDICTION_COLUMNS', 'NO_DOG', 'REFERENCE_FILE',
-           'REFERENCE_EMBEDDINGS_FILE', 'NOT_ENOUGH_DATA', 'THRESHOLD_STEPS', 'synthetic_non_dog', 'synthetic_non_dogs',
+__all__ = ['STAT_COLUMNS', 'PREDICTION_COLUMNS', 'REFERENCE_FILE', 'REFERENCE_EMBEDDINGS_FILE', 'OLD_NO_DOG', 'NOT_ENOUGH_DATA',
            'DriftError', 'DriftData', 'prediction_columns', 'drift_data_from_answers', 'current_from_store',
            'reference_from_photos', 'write_reference', 'read_reference', 'load_reference', 'drift_decision',
-           'drift_summary', 'drift_report', 'DriftMonitor', 'shifted_pool', 'simulate_detection', 'detection_rates',
-           'quiet_threshold']
-
-# %% ../nbs/08_drift.ipynb #597b7955
-NON_DOG_KINDS = ("flat", "gradient", "noise", "texture", "stripes", "shapes", "text", "landscape")
-
-def synthetic_non_dog(rng: np.random.Generator, # the randomness (a seeded generator gives the same image)
-                      size: tuple[int, int] = (320, 256), # (width, height)
-                      kind: str | None = None, # one of `NON_DOG_KINDS` (default: a random one)
-                     ) -> Image.Image:
-    "One generated image with no dog in it, of `kind` (default: a random one of `NON_DOG_KINDS`)."
-    kind = kind or NON_DOG_KINDS[int(rng.integers(len(NON_DOG_KINDS)))]
-    w, h = size
-    colour = lambda: tuple(int(v) for v in rng.integers(0, 256, 3))
-    if kind == "flat": return Image.new("RGB", size, colour())
-    if kind == "gradient":
-        a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-        return Image.fromarray(np.broadcast_to(a + (b - a) * np.linspace(0, 1, w)[None, :, None], (h, w, 3)).astype(np.uint8))
-    if kind == "noise": return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-    if kind == "texture":
-        small = rng.integers(0, 256, (max(1, h // 16), max(1, w // 16), 3), dtype=np.uint8)
-        return Image.fromarray(small).resize(size, Image.BICUBIC).filter(ImageFilter.GaussianBlur(2))
-    if kind == "stripes":
-        x = (np.arange(w) // int(rng.integers(6, 40))) % 2
-        return Image.fromarray(np.broadcast_to(np.where(x[None, :, None], colour(), colour()), (h, w, 3)).astype(np.uint8))
-    if kind == "shapes":
-        im = Image.new("RGB", size, colour()); d = ImageDraw.Draw(im)
-        for _ in range(int(rng.integers(3, 12))):
-            x0, y0 = int(rng.integers(0, max(1, w - 20))), int(rng.integers(0, max(1, h - 20)))
-            box = [x0, y0, x0 + int(rng.integers(20, 160)), y0 + int(rng.integers(20, 160))]
-            (d.ellipse if rng.random() < 0.5 else d.rectangle)(box, fill=colour())
-        return im
-    if kind == "text":
-        im = Image.new("RGB", size, (245, 242, 235)); d = ImageDraw.Draw(im)
-        for row in range(h // 20):
-            words = (("".join(chr(int(c)) for c in rng.integers(97, 123, int(rng.integers(2, 9))))) for _ in range(w // 40))
-            d.text((10, 10 + row * 20), " ".join(words), fill=(20, 20, 20))
-        return im
-    if kind == "landscape":
-        arr = np.zeros((h, w, 3), np.float32)
-        horizon = int(h * rng.uniform(0.3, 0.7))
-        arr[:horizon] = np.array([120, 170, 235]) * rng.uniform(0.7, 1.1)
-        arr[horizon:] = np.array([70, 120, 50]) * rng.uniform(0.6, 1.3)
-        arr += rng.normal(0, 8, arr.shape)
-        return Image.fromarray(arr.clip(0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1))
-    raise ValueError(f"unknown non-dog kind {kind!r}; one of {', '.join(NON_DOG_KINDS)}")
-
-# %% ../nbs/08_drift.ipynb #e20280b1
-def synthetic_non_dogs(rng: np.random.Generator, # the randomness
-                       n_each: int = 20, # images of each kind
-                       size: tuple[int, int] = (320, 256), # (width, height)
-                      ) -> dict[str, list[Image.Image]]:
-    "`n_each` generated non-dog images of every kind."
-    return {k: [synthetic_non_dog(rng, size, k) for _ in range(n_each)] for k in NON_DOG_KINDS}
-
-# %% ../nbs/08_drift.ipynb #c2999754
-def _jpeg(img: Image.Image, quality: int) -> Image.Image:
-    import io
-    buf = io.BytesIO(); img.save(buf, "JPEG", quality=quality); buf.seek(0)
-    return Image.open(buf).convert("RGB")
-
-def _zoom(img: Image.Image, keep: float = 0.55) -> Image.Image:
-    w, h = img.size
-    cw, ch = max(1, round(w * keep)), max(1, round(h * keep))
-    left, top = (w - cw) // 2, (h - ch) // 2
-    return img.crop((left, top, left + cw, top + ch)).resize((w, h), Image.BICUBIC)
-
-def _noise(img: Image.Image, rng: np.random.Generator, sigma: float = 20.0) -> Image.Image:
-    arr = np.asarray(img, dtype=np.float32) + rng.normal(0, sigma, (img.height, img.width, 3)).astype(np.float32)
-    return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
-
-SHIFTS = {
-    "darker": lambda img, rng: Image.eval(img, lambda v: int(v * 0.6)),
-    "blur": lambda img, rng: img.filter(ImageFilter.GaussianBlur(0.015 * min(img.size))),
-    "noise": lambda img, rng: _noise(img, rng),
-    "grayscale": lambda img, rng: img.convert("L").convert("RGB"),
-    "jpeg": lambda img, rng: _jpeg(img, 10),
-    "zoom": lambda img, rng: _zoom(img),
-    "non_dog": lambda img, rng: synthetic_non_dog(rng, img.size) if rng.random() < 0.3 else img,
-}
+           'drift_summary', 'drift_report', 'DriftMonitor']
 
 # %% ../nbs/08_drift.ipynb #b5d11502
 STAT_COLUMNS = [f"stat_{n}" for n in IMAGE_STAT_NAMES]
-PREDICTION_COLUMNS = ["breed", "confidence", "is_dog"]
-NO_DOG = "(no dog)"
+PREDICTION_COLUMNS = ["breed", "confidence", "is_dog"]   # breed is `monitoring.NO_DOG` when there is no dog
 REFERENCE_FILE, REFERENCE_EMBEDDINGS_FILE = SERVING_FILES.reference, SERVING_FILES.reference_embeddings
 
 class DriftError(DogBreedError):
@@ -233,6 +152,8 @@ def write_reference(data: DriftData, # the reference rows
                 embeddings=None if data.embeddings is None else list(data.embeddings.shape))
 
 # %% ../nbs/08_drift.ipynb #49ec6c32
+OLD_NO_DOG = "(no dog)"   # what drift references exported before `monitoring.NO_DOG` was the one name call a no-dog answer
+
 def _read_stats_file(path: Path) -> DriftData:
     "A CSV with the image statistics, named `stat_mean`… or `mean`… (prepare's reference_stats.csv)."
     try: df = pd.read_csv(path)
@@ -245,7 +166,9 @@ def _read_stats_file(path: Path) -> DriftData:
                          f"data/processed/reference_stats.csv or models/serving/{REFERENCE_FILE})")
     frame = df[present].apply(pd.to_numeric, errors="coerce")
     if all(c in df for c in PREDICTION_COLUMNS):
-        frame = pd.concat([frame, df[PREDICTION_COLUMNS].astype({"breed": str, "is_dog": str, "confidence": float})], axis=1)
+        answers = df[PREDICTION_COLUMNS].astype({"breed": str, "is_dog": str, "confidence": float})
+        answers["breed"] = answers.breed.replace(OLD_NO_DOG, NO_DOG)   # references exported before one NO_DOG
+        frame = pd.concat([frame, answers], axis=1)
     emb_file = path.with_name(REFERENCE_EMBEDDINGS_FILE)
     embeddings = None
     if path.name == REFERENCE_FILE and emb_file.is_file():
@@ -494,39 +417,3 @@ class DriftMonitor:
     def summary(self, window: int | None = None, since: dt.datetime | None = None, html: str | Path | None = None) -> dict:
         "`drift_summary` of the window (and the HTML report, when `html` is a path)."
         return self._run(lambda r, c: drift_report(r, c, self.settings, html), window, since)
-
-# %% ../nbs/08_drift.ipynb #f6d446c3
-def shifted_pool(predictor, images: list[Image.Image], shift: str, seed: int = 0) -> DriftData:
-    "What `predictor` sees of `images` after `shift` (a `SHIFTS` name, or 'clean' for none)."
-    rng = np.random.default_rng(seed)
-    shifted = images if shift == "clean" else [SHIFTS[shift](im, rng) for im in images]
-    return drift_data_from_answers(predictor.predict(shifted, embeddings=True), shift)
-
-def simulate_detection(reference: DriftData, pools: dict[str, DriftData], sizes=(50, 100, 300), repeats: int = 30,
-                       settings: DriftSettings | None = None, progress: bool = True) -> pd.DataFrame:
-    "One row per random batch of each pool and size: its drifted-column share, embedding score and verdict."
-    from tqdm.auto import tqdm
-    s = settings or DriftSettings()
-    jobs = [(name, n, r) for name in pools for n in sizes if n <= len(pools[name]) for r in range(repeats)]
-    rows = []
-    for name, n, r in tqdm(jobs, desc="simulated batches", disable=not progress):
-        d = drift_decision(reference, pools[name].sample(n, seed=7919 * r + n), s)
-        rows.append(dict(shift=name, n=n, repeat=r, drift_share=d["drift_share"],
-                         embedding_drift_score=d["embedding_drift_score"], drift_detected=d["drift_detected"]))
-    return pd.DataFrame(rows)
-
-def detection_rates(batches: pd.DataFrame, drift_share: float, embedding_share: float) -> pd.DataFrame:
-    "Share of batches flagged under the given thresholds, by shift (rows) and batch size (columns)."
-    flagged = (batches.drift_share >= drift_share) | (batches.embedding_drift_score > embedding_share)
-    return batches.assign(flagged=flagged).pivot_table(index="shift", columns="n", values="flagged", aggfunc="mean")
-
-# %% ../nbs/08_drift.ipynb #05a92f32
-THRESHOLD_STEPS = tuple(round(0.05 * i, 2) for i in range(1, 21))   # 0.05, 0.10, … 1.00
-
-def quiet_threshold(clean: pd.DataFrame, column: str, budget: float, strict: bool,
-                    candidates: tuple = THRESHOLD_STEPS) -> float:
-    "The lowest candidate at which `column` of clean batches flags at most `budget` of them at every batch size."
-    for t in candidates:
-        flagged = clean[column] > t if strict else clean[column] >= t
-        if flagged.groupby(clean.n).mean().max() <= budget: return float(t)
-    return float(candidates[-1])

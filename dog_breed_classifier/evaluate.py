@@ -19,7 +19,8 @@ from .core import (DogBreedError, Params, ProjectPaths, atomic_folder, atomic_wr
                                        find_project_root)
 from .data import load_report
 from .images import EVAL_CROP_FRACTION, decode_image, model_input
-from .model import create_model, normalization, zero_shot_temperature
+from .architectures import zero_shot_temperature
+from .model import create_model, normalization
 from .train import load_trained_model
 
 # %% auto #0

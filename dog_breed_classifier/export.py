@@ -8,7 +8,6 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/export.html.md
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import logging
 import time
@@ -18,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 import dog_breed_classifier
 from .core import (SERVING_FILES, DogBreedError, ExportSettings, Params, ProjectPaths, atomic_file,
@@ -28,37 +26,18 @@ from .drift import reference_from_photos, write_reference
 from .evaluate import caveat
 from .images import EVAL_CROP_FRACTION, IMAGE_STAT_NAMES, decode_image, model_input
 from .inference import Predictor
-from .model import (DEFAULT_ARCH, ZERO_SHOT_DEV_TOP1, create_model, imagenet_model, model_input_spec,
-                                        no_dog_threshold_for, zero_shot_temperature)
+from .architectures import ARCHITECTURES, no_dog_threshold_for, zero_shot_temperature
+from .model import (DEFAULT_ARCH, OUTPUT_NAMES, ServingModel, create_model, model_input_spec,
+                                        serving_model)
+from .model_card import DriftReferenceEntry, ModelCard, file_sha256
 from .train import load_trained_model
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'DOG_IMAGENET_CLASSES', 'OUTPUT_NAMES', 'ServingModel', 'serving_model', 'export_onnx', 'onnx_session',
-           'check_parity', 'quantize_int8', 'compare_runtimes', 'file_sha256', 'model_card', 'save_torch_weights',
-           'load_serving_model', 'write_serving_dir', 'zero_shot_serving_dir', 'export']
+__all__ = ['DEFAULTS', 'export_onnx', 'onnx_session', 'check_parity', 'quantize_int8', 'compare_runtimes', 'build_model_card',
+           'save_torch_weights', 'write_serving_dir', 'zero_shot_serving_dir', 'export']
 
 # %% ../nbs/09_export.ipynb #fc29f144
 DEFAULTS = ExportSettings()            # params.yaml's `export:` defaults, for callers without a Params
-DOG_IMAGENET_CLASSES = range(151, 276)   # ImageNet's domestic dogs (151–268) and wild dogs (269–275)
-OUTPUT_NAMES = ["logits", "embedding", "dog_probability"]
-
-class ServingModel(nn.Module):
-    "A timm breed model with the outputs serving needs: breed logits, pooled embedding, P(dog) from ImageNet's head."
-    def __init__(self, model: nn.Module, imagenet_head: nn.Linear | None = None):
-        super().__init__()
-        self.model, self.imagenet_head = model, imagenet_head
-    def forward(self, x):
-        "`(logits, embedding, P(dog))` for a batch of model inputs: the three outputs of the ONNX graph."
-        embedding = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-        logits = self.model.get_classifier()(embedding)
-        if self.imagenet_head is None: dog = torch.ones_like(logits[:, 0])
-        else: dog = torch.softmax(self.imagenet_head(embedding), dim=1)[:, DOG_IMAGENET_CLASSES.start:DOG_IMAGENET_CLASSES.stop].sum(1)
-        return logits, embedding, dog
-
-def serving_model(model: nn.Module, arch: str = DEFAULT_ARCH, pretrained: str = "package") -> ServingModel:
-    "`model` wrapped with the ImageNet classifier of its pretrained weights (none when `pretrained` is 'none')."
-    head = None if pretrained == "none" else imagenet_model(arch, pretrained).get_classifier()
-    return ServingModel(model, head).eval()
 
 # %% ../nbs/09_export.ipynb #f0f57295
 def export_onnx(serving: ServingModel, path: str | Path, input_size: int, opset: int = 17) -> Path:
@@ -143,49 +122,25 @@ def compare_runtimes(fp32_path: str | Path, int8_path: str | Path, test_batch: n
                         "slower than fp32 on this CPU" if not faster else "loses too much top-1"))
 
 # %% ../nbs/09_export.ipynb #3df4d358
-def file_sha256(path: str | Path) -> str:
-    "The SHA-256 of the file at `path`, read in 1 MB blocks."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
-    return h.hexdigest()
-
 def _crop(meta: dict) -> float: return float(meta.get("crop_fraction", EVAL_CROP_FRACTION))
 
-def model_card(meta: dict, onnx_path: Path, parity: dict, int8: dict | None = None, metrics: dict | None = None,
-               no_dog_threshold: float = 0.3, pretrained: str = "package") -> dict:
+def build_model_card(meta: dict, onnx_path: Path, parity: dict, int8: dict | None = None, metrics: dict | None = None,
+                     no_dog_threshold: float = 0.3, pretrained: str = "package") -> ModelCard:
     "The model card for the model described by `meta` (train's model.json) and exported to `onnx_path`."
-    vocab = breed_vocab()
-    source = meta["data"]["source"]
-    sha = file_sha256(onnx_path)
-    return {
-        "model_version": f"{meta['arch']}-{sha[:12]}",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "library_version": dog_breed_classifier.__version__,
-        "arch": meta["arch"],
-        "classes": list(meta["classes"]),
-        "display_names": [vocab[c].display_name for c in meta["classes"]],
-        "input": {"size": meta["input_size"], "crop_fraction": _crop(meta),
-                  "resize_shorter_side": round(meta["input_size"] / _crop(meta)),
-                  "crop": "centre", "interpolation": "bilinear", "mean": list(meta["mean"]), "std": list(meta["std"]),
-                  "layout": "NCHW float32, RGB scaled to [0, 1] then normalised"},
-        "calibration": meta.get("calibration") or {"temperature": 1.0, "note": "not calibrated"},
-        "tta": meta.get("tta"),
-        "files": {"onnx": onnx_path.name, "onnx_sha256": sha, "int8": SERVING_FILES.int8 if int8 and int8["kept"] else None},
-        "outputs": OUTPUT_NAMES,
-        "zero_shot": bool(meta.get("zero_shot")),
-        "training": {"data": meta["data"], "pretrained": pretrained, "best_epoch": meta.get("best_epoch"),
-                     "epochs_run": meta.get("epochs_run"), "best_valid_loss": meta.get("best_valid_loss"),
-                     "zero_shot_valid_loss": meta.get("zero_shot_valid_loss"), "params": meta.get("params")},
-        "metrics": metrics,
-        "caveat": caveat(source)[0],
-        "no_dog_rule": (None if pretrained == "none" else
-                        {"output": "dog_probability", "threshold": no_dog_threshold,
-                         "meaning": "ImageNet classifier's softmax mass on classes 151-275 (dogs and wild dogs); "
-                                    "below the threshold the answer is is_dog: false"}),
-        "parity": parity,
-        "int8": int8,
-    }
+    vocab, sha = breed_vocab(), file_sha256(onnx_path)
+    training = {"data": meta["data"], "pretrained": pretrained, **{k: meta.get(k) for k in (
+        "best_epoch", "epochs_run", "best_valid_loss", "zero_shot_valid_loss", "params")}}
+    return ModelCard.from_json(dict(
+        model_version=f"{meta['arch']}-{sha[:12]}", arch=meta["arch"], classes=list(meta["classes"]),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        library_version=dog_breed_classifier.__version__,
+        display_names=[vocab[c].display_name for c in meta["classes"]],
+        input=dict(size=meta["input_size"], crop_fraction=_crop(meta), mean=list(meta["mean"]), std=list(meta["std"])),
+        calibration=meta.get("calibration") or {"temperature": 1.0, "note": "not calibrated"}, tta=meta.get("tta"),
+        files=dict(onnx=onnx_path.name, onnx_sha256=sha, int8=SERVING_FILES.int8 if int8 and int8["kept"] else None),
+        outputs=OUTPUT_NAMES, zero_shot=bool(meta.get("zero_shot")), training=training, metrics=metrics,
+        caveat=caveat(meta["data"]["source"])[0], parity=parity, int8=int8,
+        no_dog_rule=None if pretrained == "none" else dict(threshold=no_dog_threshold)))
 
 # %% ../nbs/09_export.ipynb #6f968b33
 def save_torch_weights(serving: ServingModel, path: str | Path) -> Path:
@@ -194,23 +149,6 @@ def save_torch_weights(serving: ServingModel, path: str | Path) -> Path:
     save_file({k: v.detach().contiguous() for k, v in serving.state_dict().items()}, str(path))
     Path(path).chmod(0o644)   # safetensors writes it owner-only; a server running as another user (a container) reads it
     return Path(path)
-
-def load_serving_model(model_dir: str | Path) -> ServingModel:
-    "The torch `ServingModel` of a serving folder (its card + safetensors weights), in eval mode."
-    from safetensors.torch import load_file
-    model_dir = Path(model_dir)
-    card = json.loads((model_dir/SERVING_FILES.card).read_text())
-    weights = model_dir/(card["files"].get("torch") or SERVING_FILES.torch)
-    if not weights.is_file():
-        raise DogBreedError(f"{weights} is missing: this serving folder has no torch weights (exported by an older version, "
-                            f"or left out to save space); export the model again to explain it with gradients")
-    model = create_model(card["arch"], card["classes"], "none")
-    head = nn.Linear(model.num_features, 1000) if card.get("no_dog_rule") else None
-    serving = ServingModel(model, head)
-    try: serving.load_state_dict(load_file(str(weights)))
-    except RuntimeError as e:
-        raise DogBreedError(f"{weights} does not fit the model its card describes ({str(e).splitlines()[0]}); export the model again") from None
-    return serving.eval()
 
 # %% ../nbs/09_export.ipynb #377a7bb3
 def _photo_batch(files: list[Path], meta: dict) -> np.ndarray:
@@ -242,12 +180,11 @@ def _int8_decision(onnx_path: Path, out_dir: Path, meta: dict, calibration: list
     return report
 
 # %% ../nbs/09_export.ipynb #9fb21430
-def _add_drift_reference(folder: Path, card: dict, photos: list[Path], stats: pd.DataFrame | None, source: str) -> dict:
+def _add_drift_reference(folder: Path, card: ModelCard, photos: list[Path], stats: pd.DataFrame | None, source: str):
     "Describe `photos` with the model in `folder`, write them as its drift reference, and note it in the card."
     ref = reference_from_photos(Predictor.from_dir(folder), list(photos), stats=stats,
                                 source=source or f"{len(photos)} photos", progress=False)
-    card["drift_reference"] = write_reference(ref, folder)
-    return card
+    card.drift_reference = DriftReferenceEntry.from_json(write_reference(ref, folder), "drift_reference")
 
 def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced whole, atomically)
                       serving: ServingModel, # the model with its three outputs
@@ -263,7 +200,7 @@ def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced w
                       min_test_photos: int = 100, # fewer test photos cannot justify int8
                       reference_photos: list[Path] = (), # held-out photos for the drift reference (none: no reference)
                       reference_stats=None, # their statistics as prepare measured them
-                      reference_source: str = "") -> dict: # the reference's description, in words
+                      reference_source: str = "") -> ModelCard: # the reference's description, in words
     "Export `serving` into `out_dir`: model.onnx (+ int8 if it wins), model_card.json, torch weights, drift reference."
     size, mean, std = meta["input_size"], meta["mean"], meta["std"]
     with atomic_folder(Path(out_dir)) as tmp:
@@ -274,12 +211,12 @@ def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced w
         parity = check_parity(serving, onnx_path, batch)
         int8_report = (_int8_decision(onnx_path, tmp, meta, calibration, test, max_int8_top1_drop, min_test_photos)
                        if int8 and calibration else None)
-        card = model_card(meta, onnx_path, parity, int8_report, metrics, no_dog_threshold, pretrained)
-        card["files"]["torch"] = SERVING_FILES.torch
-        (tmp/SERVING_FILES.card).write_text(json.dumps(card, indent=1))
+        card = build_model_card(meta, onnx_path, parity, int8_report, metrics, no_dog_threshold, pretrained)
+        card.files.torch = SERVING_FILES.torch
+        card.write(tmp)
         if len(reference_photos):
-            card = _add_drift_reference(tmp, card, reference_photos, reference_stats, reference_source)
-            (tmp/SERVING_FILES.card).write_text(json.dumps(card, indent=1))
+            _add_drift_reference(tmp, card, reference_photos, reference_stats, reference_source)
+            card.write(tmp)
     return card
 
 # %% ../nbs/09_export.ipynb #dbb3086d
@@ -298,13 +235,13 @@ def zero_shot_serving_dir(out_dir: str | Path, # the folder to build (kept when 
                 calibration={"temperature": zero_shot_temperature(arch),
                              "fitted_on": "Stanford Dogs training photos (benchmarks/architectures.py --calibrate)"})
     metrics = {"note": "benchmarks/architectures.py on the 1 200 Stanford Dogs dev photos (see the results page)",
-               "dev_top1": ZERO_SHOT_DEV_TOP1.get(arch), "caveat": caveat("stanford")[0]}
+               "dev_top1": ARCHITECTURES[arch].zero_shot_dev_top1 if arch in ARCHITECTURES else None, "caveat": caveat("stanford")[0]}
     write_serving_dir(out_dir, serving_model(model, arch), meta, pretrained="package",
                       no_dog_threshold=no_dog_threshold_for(arch, no_dog_threshold), metrics=metrics)
     return out_dir
 
 # %% ../nbs/09_export.ipynb #df4a3df1
-def export(params: Params, root: str | Path | None = None, out_dir: str | Path | None = None) -> dict:
+def export(params: Params, root: str | Path | None = None, out_dir: str | Path | None = None) -> ModelCard:
     "Export the model in models/trained/ to models/serving/ (ONNX + model card); returns the card."
     paths = ProjectPaths(Path(root).resolve() if root else find_project_root())
     model, meta = load_trained_model(paths.trained)

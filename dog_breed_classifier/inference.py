@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
-import math
 import os
 import re
 import shutil
@@ -25,32 +24,13 @@ import numpy as np
 from fastcore.basics import patch
 
 from .core import DEFAULT_ARCH, SERVING_FILES, DogBreedError, atomic_folder, atomic_write, find_project_root
-from .images import EVAL_CROP_FRACTION, DecodedImage, decode_image, image_stats, model_input
+from .images import DecodedImage, decode_image, image_stats, model_input
+from .model_card import ModelCard, ModelLoadError, read_model_card
 
 # %% auto #0
-__all__ = ['OUTPUTS', 'REGISTRY_DIR', 'ModelLoadError', 'read_model_card', 'default_threads', 'OnnxRuntimeBackend',
-           'OpenVINOBackend', 'available_backends', 'load_backend', 'softmax', 'card_temperature', 'Predictor',
-           'ModelRegistry', 'zero_shot_cache_dir', 'ModelChoice', 'choose_model_dir', 'zero_shot_model_dir',
-           'serving_model_dir']
-
-# %% ../nbs/06_inference.ipynb #093bb350
-class ModelLoadError(DogBreedError):
-    "The serving folder is missing, incomplete or corrupt."
-
-def read_model_card(model_dir: str | Path) -> dict:
-    "The model card of the serving folder `model_dir`, checked for the keys serving relies on."
-    model_dir = Path(model_dir)
-    f = model_dir/SERVING_FILES.card
-    if not f.is_file():
-        raise ModelLoadError(f"{model_dir} has no {SERVING_FILES.card}; export a model with `dog-breed export` (or `dvc repro`), "
-                             f"or leave --model-dir out to serve the zero-shot model")
-    try: card = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ModelLoadError(f"{f} is not valid JSON ({e}); export the model again") from None
-    missing = [k for k in ("model_version", "classes", "input", "files") if k not in card]
-    if missing: raise ModelLoadError(f"{f} lacks {', '.join(missing)}; it was not written by `dog-breed export`")
-    if not (model_dir/card["files"]["onnx"]).is_file():
-        raise ModelLoadError(f"{model_dir/card['files']['onnx']} is missing; export the model again")
-    return card
+__all__ = ['OUTPUTS', 'REGISTRY_DIR', 'default_threads', 'OnnxRuntimeBackend', 'OpenVINOBackend', 'available_backends',
+           'load_backend', 'softmax', 'Predictor', 'ModelRegistry', 'zero_shot_cache_dir', 'ModelChoice',
+           'choose_model_dir', 'zero_shot_model_dir', 'serving_model_dir']
 
 # %% ../nbs/06_inference.ipynb #4a2c33f8
 def default_threads() -> int:
@@ -121,14 +101,6 @@ def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
-# %% ../nbs/06_inference.ipynb #1381a66e
-def card_temperature(card: dict) -> float:
-    "The logit temperature of a model card (1.0 when it has none); `ModelLoadError` unless a positive number."
-    t = (card.get("calibration") or {}).get("temperature", 1.0)
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
-        raise ModelLoadError(f"model card: calibration.temperature = {t!r} is not a positive number; export the model again")
-    return float(t)
-
 # %% ../nbs/06_inference.ipynb #5f4418d6
 class Predictor:
     "Breed predictions from a serving folder (model.onnx + model_card.json)."
@@ -141,23 +113,19 @@ class Predictor:
                  prefer_int8: bool = True, # run the int8 graph when export kept one
                  tta: bool | None = None): # average each photo with its mirror image (None: as the card says)
         self.model_dir = Path(model_dir)
-        self.card = read_model_card(self.model_dir)
-        self.classes = list(self.card["classes"])
-        self.display_names = list(self.card.get("display_names") or self.classes)
-        inp = self.card["input"]
-        self.size, self.mean, self.std = int(inp["size"]), tuple(inp["mean"]), tuple(inp["std"])
-        self.crop_fraction = float(inp.get("crop_fraction", EVAL_CROP_FRACTION))
-        self.resize_to = int(inp.get("resize_shorter_side", round(self.size / self.crop_fraction)))
-        self.temperature = card_temperature(self.card)
-        self.tta = bool(self.card.get("tta") == "hflip") if tta is None else tta
-        rule = self.card.get("no_dog_rule")
-        self.no_dog_threshold = float(rule["threshold"]) if rule else 0.0
-        self.model_version = self.card["model_version"]
+        self.card: ModelCard = read_model_card(self.model_dir)
+        c = self.card
+        self.classes, self.display_names, self.model_version = list(c.classes), c.labels(), c.model_version
+        self.size, self.mean, self.std = c.input.size, tuple(c.input.mean), tuple(c.input.std)
+        self.crop_fraction, self.resize_to = c.input.crop_fraction, c.input.resize_shorter_side
+        self.temperature = c.calibration.temperature
+        self.tta = c.tta == "hflip" if tta is None else tta
+        self.no_dog_threshold = c.no_dog_rule.threshold if c.no_dog_rule else 0.0
         self.max_pixels, self.batch_size, self.selection_reason = max_pixels, batch_size, selection_reason
-        int8 = self.card["files"].get("int8") if prefer_int8 else None
+        int8 = c.files.int8 if prefer_int8 else None
         if int8 and not (self.model_dir/int8).is_file(): raise ModelLoadError(f"{self.model_dir/int8} is missing; export the model again")
         # int8 was measured (and kept) on ONNX Runtime at export time: run it there
-        self.model_file = self.model_dir/(int8 or self.card["files"]["onnx"])
+        self.model_file = self.model_dir/(int8 or c.files.onnx)
         self.backend = load_backend(self.model_file, "onnxruntime" if int8 and backend == "auto" else backend, threads)
         if isinstance(self.backend.input_size, int) and self.backend.input_size != self.size:
             raise ModelLoadError(f"{self.model_file} takes {self.backend.input_size}-pixel images but its card says "
@@ -267,7 +235,7 @@ class ModelRegistry:
                 record: dict | None = None, # what to keep about this promotion (figures, forced, …)
                ) -> Path:
         "Copy `model_dir` in as its own version (once) and make it current; the version's folder."
-        version = read_model_card(model_dir)["model_version"]
+        version = read_model_card(model_dir).model_version
         if not re.fullmatch(r"[\w.-]+", version): raise DogBreedError(f"model version {version!r} cannot name a folder")
         dest = self.path/version
         if not (dest/SERVING_FILES.card).is_file():
@@ -313,9 +281,9 @@ def choose_model_dir(model_dir: str | Path | None = None, root: str | Path | Non
     cached = cached if (cached/SERVING_FILES.card).is_file() else None
     if root is None or not (root/"models"/"serving"/SERVING_FILES.card).is_file():
         return ModelChoice(cached, "no exported model in this project: serving the 120-breed zero-shot model")
-    try: card = json.loads((root/"models"/"serving"/SERVING_FILES.card).read_text())
-    except (OSError, ValueError): card = {}   # unreadable: choose it anyway, so loading it says what is wrong
-    if card.get("training", {}).get("data", {}).get("source") == "sample":
+    try: source = read_model_card(root/"models"/"serving").training.data.source
+    except ModelLoadError: source = None   # unusable: choose it anyway, so loading it says what is wrong
+    if source == "sample":
         return ModelChoice(cached, "the project's model was trained on the synthetic sample (cartoon dogs): "
                                    "serving the 120-breed zero-shot model instead; pass --model-dir models/serving to serve it anyway")
     return ModelChoice(root/"models"/"serving", f"the project's exported model ({root/'models'/'serving'})")

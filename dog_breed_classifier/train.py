@@ -24,23 +24,28 @@ from .core import (DogBreedError, Params, ProjectPaths, atomic_folder, breed_voc
 from .data import load_report
 from .embeddings import (MIN_TEMPERATURE_PHOTOS, EmbeddingSet, embedding_runtime, fit_head, fit_temperature,
                                              head_scores, photo_embeddings, scaled_log_loss)
-from .model import ModelInput, create_learner, create_model, model_input_spec
+from .model import ModelInput, body_head_splitter, create_model, model_input_spec
 
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated")  # fastai's import, not ours
 import fastai.callback.channelslast  # noqa: E402,F401  (adds Learner.to_channelslast)
 import fastai.callback.fp16  # noqa: E402,F401  (adds Learner.to_fp16)
 import fastai.callback.schedule  # noqa: E402,F401  (adds Learner.fit_one_cycle)
 from fastai.callback.core import Callback, CancelFitException  # noqa: E402
+from fastai.callback.training import BnFreeze  # noqa: E402
 from fastai.data.block import CategoryBlock, DataBlock  # noqa: E402
 from fastai.data.transforms import ColReader, ColSplitter  # noqa: E402
+from fastai.learner import Learner  # noqa: E402
+from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat  # noqa: E402
+from fastai.metrics import accuracy, top_k_accuracy  # noqa: E402
 from fastai.torch_core import set_seed  # noqa: E402
 from fastai.vision.augment import Normalize  # noqa: E402
 from fastai.vision.core import PILImage  # noqa: E402
 from fastai.vision.data import ImageBlock  # noqa: E402
 
 # %% auto #0
-__all__ = ['training_classes', 'create_dataloaders', 'L2SP', 'KeepBest', 'FreezeBatchNorm', 'DataParallelTrainer',
-           'distributed_world', 'start_tracking', 'load_trained_model', 'training_learner', 'train']
+__all__ = ['training_classes', 'create_dataloaders', 'L2SP', 'KeepBest', 'FreezeBatchNorm', 'create_learner',
+           'DataParallelTrainer', 'distributed_world', 'start_tracking', 'load_trained_model', 'training_learner',
+           'train']
 
 # %% ../nbs/04_train.ipynb #b781c339
 def training_classes(processed: Path, classes: str) -> list[str]:
@@ -120,6 +125,17 @@ class FreezeBatchNorm(Callback):
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.eval()
                 for p in m.parameters(): p.requires_grad_(False)
+
+# %% ../nbs/04_train.ipynb #6a1080be
+def create_learner(dls, model: torch.nn.Module, # DataLoaders and a model from `create_model`
+                   label_smoothing: float = 0.0, metrics=None, cbs=None, **kwargs):
+    "A fastai `Learner` for `model` with a body/head split, frozen BatchNorm while frozen, top-1 (and top-5) accuracy."
+    loss = LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else CrossEntropyLossFlat()
+    if metrics is None:
+        metrics = [accuracy] + ([lambda inp, targ: top_k_accuracy(inp, targ, k=5)] if len(model.classes) > 5 else [])
+        if len(metrics) > 1: metrics[1].__name__ = "top5_accuracy"
+    return Learner(dls, model, loss_func=loss, splitter=body_head_splitter, metrics=metrics, train_bn=False,
+                   cbs=[BnFreeze(), *(cbs or [])], **kwargs)
 
 # %% ../nbs/04_train.ipynb #6335aa38
 from fastai.distributed import DistributedDL, DistributedTrainer  # noqa: E402

@@ -165,10 +165,45 @@ def test_notebook_outputs_stay_light():
     assert committed_output_bytes() <= MAX_OUTPUT_BYTES, f"{committed_output_bytes() / 1024:.0f} KB of notebook outputs"
 
 
+SERVING_MODULES = ["inference", "answers", "monitoring", "drift", "saliency", "app", "api", "loop"]
+
+
+def reachable(edges: dict, module: str) -> set[str]:
+    "Every library module `module` imports, directly or through others, module-level or inside a function."
+    seen, todo = set(), [module]
+    while todo:
+        for dep in edges.get(todo.pop(), {}):
+            if dep not in seen: seen.add(dep); todo.append(dep)
+    return seen
+
+
+def modules_importing(package: str) -> set[str]:
+    "The library modules with an `import package` / `from package…` anywhere in them."
+    pattern = re.compile(rf"^\s*(from|import) {package}\b", re.M)
+    return {py.stem for py in LIB.glob("*.py") if not py.stem.startswith("_") and pattern.search(py.read_text())}
+
+
+def test_serving_never_reaches_fastai():
+    edges, fastai = library_imports(), modules_importing("fastai")
+    assert fastai, "no module imports fastai: the check would pass vacuously"
+    assert {m: sorted(reachable(edges, m) & fastai) for m in SERVING_MODULES if reachable(edges, m) & fastai} == {}
+
+
+def test_importing_the_serving_modules_pulls_no_torch():
+    import subprocess
+    import sys
+    code = ("import sys; import " + ", ".join(f"dog_breed_classifier.{m}" for m in SERVING_MODULES) +
+            "; print(sorted(m for m in ('torch', 'fastai', 'timm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"
+
+
 def test_the_checks_catch_what_they_should():
     assert import_cycles({"a": {"b": 1}, "b": {"a": 2}, "c": {}}) == [["a", "b", "a"]]
     assert upward_imports({"a": {"b": 3}}, {"a": "01", "b": "02"}) == ["a (01) → b (02) line 3"]
     assert upward_imports({"b": {"a": 3}}, {"a": "00a", "b": "01"}) == []
+    assert reachable({"a": {"b": 1}, "b": {"c": 2}, "c": {}}, "a") == {"b", "c"}
+    assert "train" in modules_importing("fastai")
 
 
 if __name__ == "__main__":
