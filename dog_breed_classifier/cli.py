@@ -332,7 +332,8 @@ SERVING_COMMANDS = {
                                                                   "(default: drift.refresh_seconds)"),
         arg("--no-ui", action="store_true", help="do not mount the Gradio demo at /ui"),
         arg("--api-key-file", metavar="PATH", default=os.environ.get("DOG_BREED_API_KEY_FILE"),
-            help="require this key (Authorization: Bearer) on /predict, /drift, /model, /metrics; the key may also come "
+            help="require this key (Authorization: Bearer) on every route but the open ones (probes, /, the OpenAPI "
+                 "schema and docs; /metrics with --public-metrics, /ui with --ui-with-key); the key may also come "
                  "from $DOG_BREED_API_KEY (never a command-line value)"),
         arg("--public-metrics", action="store_true", help="with a key: leave /metrics open"),
         arg("--ui-with-key", action="store_true", help="with a key: mount the demo anyway (protect /ui in front of the server)"),

@@ -49,7 +49,7 @@ COAT_COLOURS = [(218, 165, 32), (139, 90, 43), (40, 38, 36), (238, 236, 228), (1
 
 def _breed_look(name: str) -> dict:
     "A breed's drawing style, derived from its name (stable across runs and machines)."
-    rng = np.random.default_rng(int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
+    rng = np.random.default_rng(stable_seed(name))
     coat, patch = rng.choice(len(COAT_COLOURS), 2, replace=False)
     return dict(coat=COAT_COLOURS[coat], patch=COAT_COLOURS[patch], ears=int(rng.integers(0, 3)),
                 pattern=int(rng.integers(0, 4)), build=float(rng.uniform(0.45, 0.75)))

@@ -29,7 +29,7 @@ log = logging.getLogger("dog_breed_classifier.monitoring")
 # %% auto #0
 __all__ = ['log', 'METADATA', 'PREDICTIONS', 'FEEDBACK', 'NO_DOG', 'HEALTH', 'STORE_TIMEOUT_SECONDS',
            'STORE_CONNECT_TIMEOUT_SECONDS', 'FEEDBACK_RETRIES', 'new_prediction_id', 'StoreError', 'default_store_url',
-           'PredictionStore', 'UnknownPredictionError', 'wilson_interval', 'live_accuracy', 'ImageArchive']
+           'PredictionStore', 'as_utc', 'UnknownPredictionError', 'wilson_interval', 'live_accuracy', 'ImageArchive']
 
 # %% ../nbs/07_monitoring.ipynb #69d8b6a8
 METADATA = sa.MetaData()
@@ -180,6 +180,11 @@ def writable(self: PredictionStore) -> bool:
         return True
     except sa.exc.SQLAlchemyError: return False
 
+# %% ../nbs/07_monitoring.ipynb #1f569413
+def as_utc(t: dt.datetime) -> dt.datetime:
+    "`t` in UTC; a naive `t` is taken to be UTC already."
+    return t.astimezone(dt.timezone.utc) if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
 # %% ../nbs/07_monitoring.ipynb #9369716b
 @patch
 def recent(self: PredictionStore, limit: int | None = None, # at most this many, newest first
@@ -190,7 +195,7 @@ def recent(self: PredictionStore, limit: int | None = None, # at most this many,
     import pandas as pd
     q = sa.select(PREDICTIONS).order_by(PREDICTIONS.c.created_at.desc())
     if since is not None:   # rows are stored in UTC; SQLite compares the text, so the bound must be UTC too
-        since = since.astimezone(dt.timezone.utc) if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
+        since = as_utc(since)
         q = q.where(PREDICTIONS.c.created_at >= since)
     if model_version is not None: q = q.where(PREDICTIONS.c.model_version == model_version)
     if limit: q = q.limit(limit)
@@ -248,7 +253,7 @@ def feedback(self: PredictionStore, since: dt.datetime | None = None, # only wor
                    PREDICTIONS.c.created_at.label("predicted_at"))
          .join(PREDICTIONS, PREDICTIONS.c.id == FEEDBACK.c.prediction_id).order_by(FEEDBACK.c.created_at.desc()))
     if since is not None:
-        since = since.astimezone(dt.timezone.utc) if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
+        since = as_utc(since)
         q = q.where(FEEDBACK.c.created_at >= since)
     if limit: q = q.limit(limit)
     columns = [*FEEDBACK.c.keys(), "archived_as", "content_sha256", "predicted_at"]

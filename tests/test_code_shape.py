@@ -198,6 +198,20 @@ def test_importing_the_serving_modules_pulls_no_torch():
     assert out.strip() == "[]"
 
 
+def api_routes() -> set[str]:
+    "The REST routes the API module declares (`@router.get(\"/…\")`, `@router.post(…)`)."
+    return set(re.findall(r'@router\.(?:get|post)\("(/[^"]*)"', (LIB/"api.py").read_text()))
+
+
+def test_the_quick_start_names_every_route():
+    "The `dog-breed serve` line of the README, the docs home and the serving page lists what the server answers."
+    routes = api_routes() - {"/live", "/predict/batch"}   # the liveness probe and the batch form are introduced beside it
+    assert {"/predict", "/feedback", "/quality"} <= routes
+    for doc in ["README.md", "nbs/index.ipynb", "nbs/serving.qmd"]:
+        line = next(l for l in (ROOT/doc).read_text().splitlines() if "dog-breed serve " in l and "127.0.0.1:8000" in l)
+        assert {r for r in routes if not re.search(rf"{re.escape(r)}\b", line)} == set(), f"{doc}: {line}"
+
+
 def test_the_checks_catch_what_they_should():
     assert import_cycles({"a": {"b": 1}, "b": {"a": 2}, "c": {}}) == [["a", "b", "a"]]
     assert upward_imports({"a": {"b": 3}}, {"a": "01", "b": "02"}) == ["a (01) → b (02) line 3"]
