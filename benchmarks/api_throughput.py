@@ -77,7 +77,7 @@ def main():
                 results[f"api c={c}"] = dict(per_s=rps, p50_ms=np.percentile(lat, 50), p95_ms=np.percentile(lat, 95), p99_ms=np.percentile(lat, 99))
             rss_loaded = server.memory_info().rss
             with sqlite3.connect(Path(d)/"predictions.db") as db: rows = db.execute("select count(*) from predictions").fetchone()[0]
-        from dog_breed_classifier.inference import serving_model_dir
+        from dog_breed_classifier.served_model import serving_model_dir
         predictor = Predictor.from_dir(args.model_dir or serving_model_dir(None, quiet=True)[0], backend=args.backend)
         assert predictor.model_version == card["model_version"]
         predictor.predict([items[0]])

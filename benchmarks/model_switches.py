@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from serving_process import running_server  # noqa: E402
 
 from benchmark_io import argument_parser, photos_argument, write_results  # noqa: E402
-from dog_breed_classifier.inference import ModelRegistry, zero_shot_model_dir  # noqa: E402
+from dog_breed_classifier.served_model import ModelRegistry, zero_shot_model_dir  # noqa: E402
 
 
 def version_of(folder: Path, suffix: str, out: Path, broken: bool = False) -> tuple[Path, str]:

@@ -46,7 +46,7 @@ def main():
     if args.model_dir: model_dir = args.model_dir
     else:
         from dog_breed_classifier.export import zero_shot_serving_dir
-        from dog_breed_classifier.inference import zero_shot_cache_dir
+        from dog_breed_classifier.served_model import zero_shot_cache_dir
         model_dir = zero_shot_serving_dir(zero_shot_cache_dir())
     predictor = Predictor.from_dir(model_dir)
     rng = np.random.default_rng(0)

@@ -24,7 +24,7 @@ from serving_process import running_server
 
 from benchmark_io import argument_parser, write_results
 from dog_breed_classifier.data import draw_sample_dog
-from dog_breed_classifier.inference import serving_model_dir
+from dog_breed_classifier.served_model import serving_model_dir
 
 CONCURRENCY = (1, 4, 16, 32, 8, 2, 24, 12)   # one level per phase, cycled
 

@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fastapi import APIRouter, FastAPI, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -37,7 +37,8 @@ import dog_breed_classifier
 from .answers import ApiError, PredictionRecorder, record_feedback
 from .core import DogBreedError, DriftSettings
 from .drift import DriftMonitor
-from .inference import ModelRegistry, Predictor
+from .inference import Predictor
+from .served_model import ModelFollower, ModelRegistry
 from .monitoring import ImageArchive, PredictionStore, StoreError, live_accuracy
 
 log = logging.getLogger("dog_breed_classifier.api")
@@ -46,9 +47,9 @@ log = logging.getLogger("dog_breed_classifier.api")
 __all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'QUALITY_WINDOW', 'PER', 'PROBES', 'UI_PATH',
            'process_threads', 'ApiMetrics', 'ErrorAnswer', 'error_responses', 'error_response', 'add_error_handlers',
            'UploadLimits', 'add_request_metrics', 'Service', 'prediction_routes', 'FeedbackIn', 'feedback_routes',
-           'status_routes', 'drift_routes', 'swap_model', 'ModelFollower', 'quality_report', 'quality_routes',
-           'AccessSettings', 'parse_rate_limit', 'read_api_key', 'RateLimiter', 'open_paths', 'add_access_control',
-           'deadline_protocol', 'mount_demo', 'load_predictor', 'drift_gauges_lifespan', 'create_app']
+           'status_routes', 'drift_routes', 'swap_model', 'quality_report', 'quality_routes', 'AccessSettings',
+           'parse_rate_limit', 'read_api_key', 'RateLimiter', 'open_paths', 'add_access_control', 'deadline_protocol',
+           'mount_demo', 'load_predictor', 'drift_gauges_lifespan', 'ServeSettings', 'build_service', 'create_app']
 
 # %% ../nbs/11_api.ipynb #4c121483
 DRIFT_STATUSES = ("no_drift", "drift", "not_enough_data", "no_reference")
@@ -230,14 +231,15 @@ def add_request_metrics(app: FastAPI, metrics: ApiMetrics, limits: UploadLimits)
 # %% ../nbs/11_api.ipynb #f07846a7
 @dataclass
 class Service:
-    "What the routes of one app share."
-    predictor: Predictor | None
+    "What the routes of one app share; the served model is the recorder's (`predictor` reads it there), nowhere else."
     store: PredictionStore
     record: PredictionRecorder
     monitor: DriftMonitor
     metrics: ApiMetrics
     limits: UploadLimits = field(default_factory=UploadLimits)
     follower: object = None   # a `ModelFollower` (below) when the app follows a model registry
+    @property
+    def predictor(self) -> Predictor | None: "The served model (the recorder holds it; a swap replaces it there)."; return self.record.predictor
     @property
     def load_error(self) -> str | None: "Why the model could not be loaded, or None."; return self.record.load_error
 
@@ -358,43 +360,8 @@ def swap_model(s: Service, # the app's shared state
                p: Predictor): # the newly loaded model
     "Serve `p` from now on: the recorder, the routes, the drift window (this model's rows) and the model gauges."
     s.record.predictor, s.record.load_error = p, None
-    s.predictor = p
     s.monitor.use_model(p)
     s.metrics.observe_model(p)
-
-class ModelFollower:
-    "Keeps a `Service` on a model registry's current version: load beside, then swap; a failure keeps the old model."
-    def __init__(self, s: Service, registry: ModelRegistry, # the app's state, and the registry to follow
-                 interval: float = 10.0, # seconds between checks (0: only on SIGHUP or `check()`)
-                 backend: str = "auto", tta: bool | None = None):
-        self.s, self.registry, self.interval, self.backend, self.tta = s, registry, interval, backend, tta
-        self.error: str | None = None   # why the last switch failed (None after a good one)
-        self.wake = threading.Event()
-        self._lock, self._failed = threading.Lock(), None   # the version that failed to load: tried again on SIGHUP only
-
-    def check(self, retry: bool = False, # try again a version that failed to load (SIGHUP does)
-             ) -> bool:
-        "Switch to the registry's current version if it is not the one served; whether a switch happened."
-        with self._lock:
-            try: target = self.registry.current()
-            except DogBreedError as e: self.error = str(e); return False
-            served = self.s.predictor
-            if target is None or (served is not None and Path(served.model_dir).resolve() == target.resolve()): return False
-            if target == self._failed and not retry: return False
-            try: p = Predictor(target, backend=self.backend, tta=self.tta, selection_reason=f"the registry's current version ({target.name}, {self.registry.path})")
-            except Exception as e:   # any failure to load: the served model stays
-                self.error = f"{target.name} did not load ({type(e).__name__}: {str(e)[:300]}); still serving {served.model_version if served else 'nothing'}"
-                self._failed = target
-                self.s.metrics.model_reloads.labels("failed").inc(); log.error("model reload: %s", self.error); return False
-            swap_model(self.s, p); self.error, self._failed = None, None
-            self.s.metrics.model_reloads.labels("loaded").inc(); log.info("now serving %s", p)
-            return True
-
-    def run(self, stop: threading.Event):
-        "Check every `interval` seconds (and whenever `wake` is set) until `stop` is set."
-        while not stop.is_set():
-            woken = self.wake.wait(self.interval if self.interval > 0 else None); self.wake.clear()
-            if not stop.is_set(): self.check(retry=woken)
 
 # %% ../nbs/11_api.ipynb #2036c516
 QUALITY_WINDOW = 1000   # the newest feedback words /quality and the gauges look at
@@ -609,55 +576,83 @@ def drift_gauges_lifespan(monitor: DriftMonitor, metrics: ApiMetrics, settings: 
         if follower is not None: follower.wake.set()
     return lifespan
 
-# %% ../nbs/11_api.ipynb #fc6910fa
-def create_app(predictor: Predictor | None = None, # the model; None with `model_dir` loads it (and a failure → 503s)
-               store: PredictionStore | None = None, # the prediction log (default: `default_store_url()`)
-               *, model_dir: str | Path | None = None, # a serving folder to load when no `predictor` is given
-               selection_reason: str = "", # why this model is served (shown by /health and /model)
-               archive_url: str | None = None, # keep uploaded photos here (a folder or an fsspec URL); default: not kept
-               max_upload_bytes: int = 10 * 1024 * 1024, # per photo
-               max_batch_files: int = 32, # per /predict/batch request
-               cors_origins: list[str] | None = None, # browser origins allowed to call the API (default: none)
-               backend: str = "auto", # auto | openvino | onnxruntime
-               tta: bool | None = None, # average each photo with its mirror image (None: as the model card says)
-               model_error: str | None = None, # why there is no model, when the caller already knows
-               drift_reference: str | Path | None = None, # drift reference (default: the model's own, see `drift`)
-               drift_settings: DriftSettings | None = None, # what drift compares (default: params.yaml's defaults)
-               ui: bool = True, # mount the Gradio demo at /ui (needs the `ui` extra; skipped with a warning without it)
-               access: AccessSettings | None = None, # API key and rate limit (default: open, unlimited)
-               registry: ModelRegistry | None = None, # follow this registry's current version (see `ModelFollower`)
-               reload_interval: float = 10.0, # seconds between checks of the registry (0: only on SIGHUP)
-               ) -> FastAPI:
-    "The dog-breed FastAPI app: a `Service` and its routers, error handlers, request metrics and the demo."
-    if predictor is None: predictor, load_error = load_predictor(model_dir, backend, selection_reason, tta)
+# %% ../nbs/11_api.ipynb #b7b1802e
+@dataclass
+class ServeSettings:
+    "How the app serves: which model, uploads, browsers, drift, the demo, access, the registry it follows."
+    model_dir: str | Path | None = None        # a serving folder to load when no predictor is given (a failure → 503s)
+    selection_reason: str = ""                 # why this model is served (shown by /health and /model)
+    model_error: str | None = None             # why there is no model, when the caller already knows
+    backend: str = "auto"                      # auto | openvino | onnxruntime
+    tta: bool | None = None                    # average each photo with its mirror image (None: as the model card says)
+    archive_url: str | None = None             # keep uploaded photos here (a folder or an fsspec URL); default: not kept
+    max_upload_bytes: int = 10 * 1024 * 1024   # per photo
+    max_batch_files: int = 32                  # per /predict/batch request
+    cors_origins: list[str] | None = None      # browser origins allowed to call the API (default: none)
+    drift_reference: str | Path | None = None  # drift reference (default: the model's own, see `drift`)
+    drift_settings: DriftSettings | None = None   # what drift compares (None: params.yaml's defaults)
+    ui: bool = True                            # mount the Gradio demo at /ui (needs the `ui` extra)
+    access: AccessSettings | None = None       # API key and rate limit (None: open, unlimited)
+    registry: ModelRegistry | None = None      # follow this registry's current version (see `ModelFollower`)
+    reload_interval: float = 10.0              # seconds between checks of the registry (0: only on SIGHUP)
+
+    def __post_init__(self):
+        self.drift_settings, self.access = self.drift_settings or DriftSettings(), self.access or AccessSettings()
+
+# %% ../nbs/11_api.ipynb #9357e7b0
+def build_service(predictor: Predictor | None, # the model; None: load `st.model_dir`
+                  store: PredictionStore | None, # the prediction log (default: `default_store_url()`)
+                  st: ServeSettings) -> Service:
+    "What the routes share: the model (loaded from `st.model_dir` when none is given), log, recorder, drift monitor, metrics."
+    if predictor is None: predictor, load_error = load_predictor(st.model_dir, st.backend, st.selection_reason, st.tta)
     else: load_error = None
-    if predictor is not None and selection_reason: predictor.selection_reason = selection_reason
-    store, metrics, drift_settings = store or PredictionStore(), ApiMetrics(), drift_settings or DriftSettings()
-    record = PredictionRecorder(predictor, store, ImageArchive(archive_url) if archive_url else None, metrics, load_error or model_error)
+    if predictor is not None and st.selection_reason: predictor.selection_reason = st.selection_reason
+    store, metrics = store or PredictionStore(), ApiMetrics()
+    record = PredictionRecorder(predictor, store, ImageArchive(st.archive_url) if st.archive_url else None, metrics,
+                                load_error or st.model_error)
     if predictor is not None:
         metrics.observe_model(predictor); log.info("serving %s (%s)", predictor, predictor.selection_reason or "model given")
-    monitor = DriftMonitor(store, drift_reference, model_dir=predictor.model_dir if predictor else None,
-                           predictor=predictor, settings=drift_settings)
-    s = Service(predictor, store, record, monitor, metrics, UploadLimits(max_upload_bytes, max_batch_files))
-    s.follower = ModelFollower(s, registry, reload_interval, backend, tta) if registry is not None else None
-    app = FastAPI(title="Dog breed classifier", version=dog_breed_classifier.__version__,
-                  lifespan=drift_gauges_lifespan(monitor, metrics, drift_settings, quality=lambda: quality_report(s), follower=s.follower),
-                  description="Which of 120 dog breeds is in this photo? Every prediction is logged for monitoring.")
-    app.state.service = s
-    app.state.predictor, app.state.store, app.state.metrics, app.state.load_error = predictor, store, metrics, s.load_error
-    app.state.drift = monitor
-    if cors_origins:
+    monitor = DriftMonitor(store, st.drift_reference, model_dir=predictor.model_dir if predictor else None,
+                           predictor=predictor, settings=st.drift_settings)
+    s = Service(store, record, monitor, metrics, UploadLimits(st.max_upload_bytes, st.max_batch_files))
+    if st.registry is not None:
+        s.follower = ModelFollower(st.registry, lambda: s.predictor, lambda p: swap_model(s, p), st.reload_interval,
+                                   st.backend, st.tta, on_reload=lambda outcome: s.metrics.model_reloads.labels(outcome).inc())
+    return s
+
+# %% ../nbs/11_api.ipynb #cb7d8c5a
+def _add_middleware(app: FastAPI, s: Service, st: ServeSettings):
+    "CORS for the origins allowed, access control inside the request counter (refusals are counted too), error handlers."
+    if st.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
-        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
-    access = access or AccessSettings()
-    add_access_control(app, metrics, access)   # inside the request counter: refusals are counted too
-    add_request_metrics(app, metrics, s.limits)
-    add_error_handlers(app, metrics)
-    for router in (prediction_routes(s), feedback_routes(s), quality_routes(s), status_routes(s), drift_routes(s)): app.include_router(router)
-    if ui and access.api_key and not access.ui_with_key:
+        app.add_middleware(CORSMiddleware, allow_origins=st.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
+    add_access_control(app, s.metrics, st.access)
+    add_request_metrics(app, s.metrics, s.limits)
+    add_error_handlers(app, s.metrics)
+
+def _demo_allowed(st: ServeSettings) -> bool:
+    "Whether to mount the demo: asked for, and not a way around an API key (unless --ui-with-key)."
+    if st.ui and st.access.api_key and not st.access.ui_with_key:
         log.warning("an API key is set: the demo at %s is off (it would be a way around the key); --ui-with-key mounts it", UI_PATH)
-        ui = False
-    app.state.ui = mount_demo(app, record, max_upload_bytes) if ui else None
+        return False
+    return st.ui
+
+# %% ../nbs/11_api.ipynb #f4b32421
+def create_app(predictor: Predictor | None = None, # the model; None with `model_dir` loads it (and a failure → 503s)
+               store: PredictionStore | None = None, # the prediction log (default: `default_store_url()`)
+               settings: ServeSettings | None = None, # everything else (default: `ServeSettings()`)
+               **changes) -> FastAPI: # fields of `ServeSettings` to change, e.g. `ui=False`
+    "The dog-breed FastAPI app: a `Service` and its routers, error handlers, request metrics and the demo."
+    st = replace(settings or ServeSettings(), **changes)
+    s = build_service(predictor, store, st)
+    app = FastAPI(title="Dog breed classifier", version=dog_breed_classifier.__version__,
+                  lifespan=drift_gauges_lifespan(s.monitor, s.metrics, st.drift_settings, quality=lambda: quality_report(s),
+                                                 follower=s.follower),
+                  description="Which of 120 dog breeds is in this photo? Every prediction is logged for monitoring.")
+    app.state.service = s   # what the routes share, for whoever holds the app (tests, the follower)
+    _add_middleware(app, s, st)
+    for router in (prediction_routes(s), feedback_routes(s), quality_routes(s), status_routes(s), drift_routes(s)): app.include_router(router)
+    app.state.ui = mount_demo(app, s.record, st.max_upload_bytes) if _demo_allowed(st) else None
     @app.get("/", include_in_schema=False)
     async def home():   # people who open the server's address get the demo (or, without it, the API's docs)
         return RedirectResponse("/ui/" if app.state.ui is not None else "/docs")

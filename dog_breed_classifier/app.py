@@ -20,7 +20,8 @@ from .answers import ApiError, PredictionRecorder, model_card_markdown, record_f
 from .core import SERVING_FILES, DogBreedError, breed_vocab
 from .data import draw_sample_dog
 from .non_dogs import synthetic_non_dog
-from .inference import Predictor, serving_model_dir
+from .inference import Predictor
+from .served_model import serving_model_dir
 from .monitoring import NO_DOG, PredictionStore, default_store_url
 from .saliency import explain, saliency_method
 

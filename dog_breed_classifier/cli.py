@@ -17,11 +17,12 @@ from pathlib import Path
 
 import dog_breed_classifier
 from .core import (PARAMS_FILE, SERVING_FILES, DogBreedError, DriftSettings, atomic_write, breed_vocab,
-                                       find_project_root, load_project)
+                                       load_project)
 from .data import make_sample_dataset
 from .drift import REFERENCE_FILE, current_from_store, drift_report, load_reference
 from .images import ImageDecodeError
-from .inference import Predictor, choose_model_dir, serving_model_dir, zero_shot_model_dir
+from .inference import Predictor
+from .served_model import ModelRegistry, choose_model_dir, serving_model_dir, zero_shot_model_dir
 from .model_card import read_model_card
 
 # %% auto #0
@@ -104,9 +105,8 @@ def cmd_serve(args) -> int:
                             parse_rate_limit(args.rate_limit), args.ui_with_key)   # bad settings: refused before anything starts
     if min(args.header_timeout, args.body_timeout) <= 0: raise DogBreedError("--header-timeout and --body-timeout must be above 0 seconds")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    model_error, registry = None, _registry(args.registry) if args.registry or not args.model_dir else None
-    if args.registry and not args.model_dir and (current := registry.current()): args.model_dir = str(current)
-    try: model_dir, reason = serving_model_dir(args.model_dir)
+    model_error, registry = None, ModelRegistry.of_project(args.registry) if args.registry or not args.model_dir else None
+    try: model_dir, reason = serving_model_dir(args.model_dir, registry=registry)
     except DogBreedError as e:   # the server still starts: /health answers 503 with this reason
         model_dir, reason, model_error = None, "", str(e)
         logging.getLogger("dog_breed_classifier.api").error("no model: %s", e)
@@ -251,13 +251,6 @@ def cmd_check_model(args) -> int:
     return 0 if check.ok else 1
 
 # %% ../nbs/13_cli.ipynb #c4e77045
-def _registry(path: str | None):
-    "The model registry at `path`, else the project's (or ./models/registry outside a project)."
-    from dog_breed_classifier.inference import REGISTRY_DIR, ModelRegistry
-    if path: return ModelRegistry(path)
-    try: return ModelRegistry(find_project_root()/REGISTRY_DIR)
-    except DogBreedError: return ModelRegistry(REGISTRY_DIR)
-
 def cmd_harvest(args) -> int:
     "Write the archived photos users labelled into a class-folder source (DIR/<breed>/<prediction_id>.<ext> + manifest.csv)."
     from dog_breed_classifier.loop import harvest   # the serve extra
@@ -273,7 +266,7 @@ def cmd_promote(args) -> int:
     if not (Path(args.model_dir)/SERVING_FILES.card).is_file():
         raise DogBreedError(f"MODEL_DIR {args.model_dir} is not a serving folder (no model_card.json): give the folder `dog-breed export` wrote")
     if args.wandb_artifact and (why := wandb_alias_ready()): raise DogBreedError(f"--wandb-artifact: {why}; nothing was published")
-    registry = _registry(args.registry)
+    registry = ModelRegistry.of_project(args.registry)
     against = args.against or (None if registry.current() else zero_shot_model_dir())
     result = promote(args.model_dir, registry, args.data, current_dir=against, force=args.force,
                      settings=GateSettings(max_slowdown=args.max_slowdown))
@@ -284,14 +277,14 @@ def cmd_promote(args) -> int:
 
 def cmd_rollback(args) -> int:
     "Make the previously current version of the model registry current again."
-    registry = _registry(args.registry)
+    registry = ModelRegistry.of_project(args.registry)
     print(f"current version: {registry.rollback()} ({registry.path})")
     return 0
 
 def cmd_models(args) -> int:
     "List the model registry's versions: figures at promotion, forced or not, which one is current."
     from dog_breed_classifier.loop import models_table   # the serve extra
-    registry = _registry(args.registry)
+    registry = ModelRegistry.of_project(args.registry)
     table = models_table(registry)
     if table.empty: print(f"nothing published in {registry.path} yet: `dog-breed promote MODEL_DIR` publishes")
     else: print(table.to_json(orient="records", force_ascii=False) if args.json else table.to_string(index=False))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+from dataclasses import dataclass, field, replace
 import time
 import warnings
 from pathlib import Path
@@ -22,7 +23,7 @@ import dog_breed_classifier
 from .core import (SERVING_FILES, DogBreedError, ExportSettings, Params, ProjectPaths, atomic_file,
                                        atomic_folder, breed_vocab, find_project_root)
 from .data import draw_sample_dog, load_report
-from .drift import reference_from_photos, write_reference
+from .drift import STAT_COLUMNS, reference_from_photos, write_reference
 from .evaluate import caveat
 from .images import EVAL_CROP_FRACTION, IMAGE_STAT_NAMES, decode_image, model_input
 from .inference import Predictor
@@ -34,7 +35,8 @@ from .train import load_trained_model
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'export_onnx', 'onnx_session', 'check_parity', 'quantize_int8', 'compare_runtimes', 'build_model_card',
-           'save_torch_weights', 'write_serving_dir', 'zero_shot_serving_dir', 'export']
+           'save_torch_weights', 'ExportPhotos', 'write_serving_dir', 'zero_shot_serving_dir', 'export_photos',
+           'export']
 
 # %% ../nbs/09_export.ipynb #fc29f144
 DEFAULTS = ExportSettings()            # params.yaml's `export:` defaults, for callers without a Params
@@ -179,43 +181,50 @@ def _int8_decision(onnx_path: Path, out_dir: Path, meta: dict, calibration: list
     if not report["kept"]: int8_path.unlink()
     return report
 
-# %% ../nbs/09_export.ipynb #9fb21430
+# %% ../nbs/09_export.ipynb #e2907dd9
 def _add_drift_reference(folder: Path, card: ModelCard, photos: list[Path], stats: pd.DataFrame | None, source: str):
     "Describe `photos` with the model in `folder`, write them as its drift reference, and note it in the card."
     ref = reference_from_photos(Predictor.from_dir(folder), list(photos), stats=stats,
                                 source=source or f"{len(photos)} photos", progress=False)
     card.drift_reference = DriftReferenceEntry.from_json(write_reference(ref, folder), "drift_reference")
 
+# %% ../nbs/09_export.ipynb #289c0d9a
+@dataclass
+class ExportPhotos:
+    "The photos an export uses: validation (parity batch, int8 calibration), test (the int8 decision), held-out (drift reference)."
+    calibration: list[Path] = field(default_factory=list)        # validation photos
+    test: list[tuple[Path, str]] = field(default_factory=list)   # (photo, breed) pairs that decide whether int8 is kept
+    reference: list[Path] = field(default_factory=list)          # held-out photos for the drift reference (none: no reference)
+    reference_stats: pd.DataFrame | None = None                  # their statistics as prepare measured them
+    reference_source: str = ""                                   # the reference's description, in words
+    min_test_photos: int = 100                                   # fewer test photos cannot justify int8
+
+# %% ../nbs/09_export.ipynb #bc900998
 def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced whole, atomically)
                       serving: ServingModel, # the model with its three outputs
                       meta: dict, # train's model.json: arch, classes, normalisation, input size, data
                       *, pretrained: str, # the weights it started from (package | hub | none | a file)
-                      opset: int = 17, # ONNX opset
-                      calibration: list[Path] = (), # validation photos: parity batch and int8 calibration
-                      test: list[tuple[Path, str]] = (), # (photo, breed) pairs that decide whether int8 is kept
-                      int8: bool = False, # try an int8 model
-                      max_int8_top1_drop: float = DEFAULTS.max_int8_top1_drop, # int8 may lose at most this much top-1
-                      no_dog_threshold: float = 0.3, # P(dog) below this answers no dog (see `no_dog_threshold_for`)
+                      settings: ExportSettings = DEFAULTS, # opset, int8, its allowed top-1 drop, the no-dog threshold
+                      photos: ExportPhotos | None = None, # calibration, test and reference photos (none: no int8, no reference)
                       metrics: dict | None = None, # evaluate's test metrics, carried into the card
-                      min_test_photos: int = 100, # fewer test photos cannot justify int8
-                      reference_photos: list[Path] = (), # held-out photos for the drift reference (none: no reference)
-                      reference_stats=None, # their statistics as prepare measured them
-                      reference_source: str = "") -> ModelCard: # the reference's description, in words
+                     ) -> ModelCard:
     "Export `serving` into `out_dir`: model.onnx (+ int8 if it wins), model_card.json, torch weights, drift reference."
-    size, mean, std = meta["input_size"], meta["mean"], meta["std"]
+    photos = photos or ExportPhotos()
     with atomic_folder(Path(out_dir)) as tmp:
-        onnx_path = export_onnx(serving, tmp/SERVING_FILES.onnx, size, opset)
+        size = meta["input_size"]
+        onnx_path = export_onnx(serving, tmp/SERVING_FILES.onnx, size, settings.opset)
         save_torch_weights(serving, tmp/SERVING_FILES.torch)
-        batch = (_photo_batch(list(calibration[:8]), meta) if calibration else
-                 np.stack([model_input(s, size, mean, std, _crop(meta)) for s in _probe_images(np.random.default_rng(0))]))
+        batch = (_photo_batch(list(photos.calibration[:8]), meta) if photos.calibration else np.stack(
+            [model_input(s, size, meta["mean"], meta["std"], _crop(meta)) for s in _probe_images(np.random.default_rng(0))]))
         parity = check_parity(serving, onnx_path, batch)
-        int8_report = (_int8_decision(onnx_path, tmp, meta, calibration, test, max_int8_top1_drop, min_test_photos)
-                       if int8 and calibration else None)
-        card = build_model_card(meta, onnx_path, parity, int8_report, metrics, no_dog_threshold, pretrained)
+        int8_report = (_int8_decision(onnx_path, tmp, meta, photos.calibration, photos.test, settings.max_int8_top1_drop,
+                                      photos.min_test_photos) if settings.int8 and photos.calibration else None)
+        card = build_model_card(meta, onnx_path, parity, int8_report, metrics,
+                                no_dog_threshold_for(meta["arch"], settings.no_dog_threshold), pretrained)
         card.files.torch = SERVING_FILES.torch
         card.write(tmp)
-        if len(reference_photos):
-            _add_drift_reference(tmp, card, reference_photos, reference_stats, reference_source)
+        if len(photos.reference):
+            _add_drift_reference(tmp, card, photos.reference, photos.reference_stats, photos.reference_source)
             card.write(tmp)
     return card
 
@@ -237,14 +246,12 @@ def zero_shot_serving_dir(out_dir: str | Path, # the folder to build (kept when 
     metrics = {"note": "benchmarks/architectures.py on the 1 200 Stanford Dogs dev photos (see the results page)",
                "dev_top1": ARCHITECTURES[arch].zero_shot_dev_top1 if arch in ARCHITECTURES else None, "caveat": caveat("stanford")[0]}
     write_serving_dir(out_dir, serving_model(model, arch), meta, pretrained="package",
-                      no_dog_threshold=no_dog_threshold_for(arch, no_dog_threshold), metrics=metrics)
+                      settings=replace(DEFAULTS, no_dog_threshold=no_dog_threshold), metrics=metrics)
     return out_dir
 
-# %% ../nbs/09_export.ipynb #df4a3df1
-def export(params: Params, root: str | Path | None = None, out_dir: str | Path | None = None) -> ModelCard:
-    "Export the model in models/trained/ to models/serving/ (ONNX + model card); returns the card."
-    paths = ProjectPaths(Path(root).resolve() if root else find_project_root())
-    model, meta = load_trained_model(paths.trained)
+# %% ../nbs/09_export.ipynb #ea603237
+def export_photos(paths: ProjectPaths, params: Params) -> ExportPhotos:
+    "The prepared photos an export uses: a sample of validation photos, the test photos, both as the drift reference."
     labels = load_report(paths.processed).labels
     originals = labels[labels.variant == ""]
     valid = originals[originals.split == "valid"]
@@ -253,16 +260,26 @@ def export(params: Params, root: str | Path | None = None, out_dir: str | Path |
     held_out = originals[originals.split.isin(["valid", "test"])]
     held_out = held_out if len(held_out) else originals
     stats = pd.read_csv(paths.processed/"reference_stats.csv").set_index("path").loc[held_out.path]
-    stats = stats.rename(columns={n: f"stat_{n}" for n in IMAGE_STAT_NAMES})
-    metrics_file = paths.reports/"metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
-    if metrics: metrics = {k: metrics[k] for k in ("split", "model", "zero_shot", "gain_top1", "data_source") if k in metrics}
-    serving = serving_model(model, meta["arch"], meta.get("pretrained", "package"))
-    return write_serving_dir(Path(out_dir) if out_dir else paths.serving, serving, meta, pretrained=meta.get("pretrained", "package"),
-                             opset=params.export.opset, calibration=[paths.processed/p for p in valid.path],
-                             test=[(paths.processed/p, b) for p, b in zip(test.path, test.breed)], int8=params.export.int8,
-                             max_int8_top1_drop=params.export.max_int8_top1_drop,
-                             no_dog_threshold=no_dog_threshold_for(meta["arch"], params.export.no_dog_threshold), metrics=metrics,
-                             reference_photos=[paths.processed/p for p in held_out.path], reference_stats=stats,
-                             reference_source=f"{len(held_out)} held-out (validation and test) photos of the training data "
-                                              f"({params.data.source}), statistics as measured by prepare")
+    return ExportPhotos(calibration=[paths.processed/p for p in valid.path],
+                        test=[(paths.processed/p, b) for p, b in zip(test.path, test.breed)],
+                        reference=[paths.processed/p for p in held_out.path],
+                        reference_stats=stats.rename(columns=dict(zip(IMAGE_STAT_NAMES, STAT_COLUMNS))),
+                        reference_source=f"{len(held_out)} held-out (validation and test) photos of the training data "
+                                         f"({params.data.source}), statistics as measured by prepare")
+
+# %% ../nbs/09_export.ipynb #92f6d8a4
+def _test_metrics(reports: Path) -> dict | None:
+    "What the card keeps of evaluate's reports/metrics.json (None before the evaluate stage has run)."
+    f = reports/"metrics.json"
+    if not f.is_file(): return None
+    metrics = json.loads(f.read_text())
+    return {k: metrics[k] for k in ("split", "model", "zero_shot", "gain_top1", "data_source") if k in metrics}
+
+def export(params: Params, root: str | Path | None = None, out_dir: str | Path | None = None) -> ModelCard:
+    "Export the model in models/trained/ to models/serving/ (ONNX + model card); returns the card."
+    paths = ProjectPaths(Path(root).resolve() if root else find_project_root())
+    model, meta = load_trained_model(paths.trained)
+    pretrained = meta.get("pretrained", "package")
+    return write_serving_dir(Path(out_dir) if out_dir else paths.serving, serving_model(model, meta["arch"], pretrained), meta,
+                             pretrained=pretrained, settings=params.export, photos=export_photos(paths, params),
+                             metrics=_test_metrics(paths.reports))

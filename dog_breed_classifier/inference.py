@@ -7,30 +7,21 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/inference.html
 # %% ../nbs/06_inference.ipynb #2bc45f38
 from __future__ import annotations
 
-import datetime as dt
-import importlib.util
-import json
 import os
-import re
-import shutil
-import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from fastcore.basics import patch
 
-from .core import DEFAULT_ARCH, SERVING_FILES, DogBreedError, atomic_folder, atomic_write, find_project_root
+from .core import SERVING_FILES, DogBreedError
 from .images import DecodedImage, decode_image, image_stats, model_input
 from .model_card import ModelCard, ModelLoadError, read_model_card
 
 # %% auto #0
-__all__ = ['OUTPUTS', 'REGISTRY_DIR', 'default_threads', 'OnnxRuntimeBackend', 'OpenVINOBackend', 'available_backends',
-           'load_backend', 'softmax', 'Predictor', 'ModelRegistry', 'zero_shot_cache_dir', 'ModelChoice',
-           'choose_model_dir', 'zero_shot_model_dir', 'serving_model_dir']
+__all__ = ['OUTPUTS', 'default_threads', 'OnnxRuntimeBackend', 'OpenVINOBackend', 'available_backends', 'load_backend', 'softmax',
+           'Predictor']
 
 # %% ../nbs/06_inference.ipynb #4a2c33f8
 def default_threads() -> int:
@@ -209,106 +200,3 @@ def predict(self: Predictor, images: list, # photos: paths, bytes or PIL images
     per = (time.perf_counter() - t) * 1000 / max(1, len(images))
     for a in answers: a["latency_ms"] = round(per, 2)   # decode + inference, per photo
     return answers
-
-# %% ../nbs/06_inference.ipynb #7769e9c6
-REGISTRY_DIR = "models/registry"   # the project's registry, relative to its root
-
-class ModelRegistry:
-    "Published serving folders, one per version, and `registry.json`: the current version, the history, the records."
-    def __init__(self, path: str | Path): # the registry folder
-        self.path = Path(path)
-        self.state_file = self.path/"registry.json"
-
-    def state(self) -> dict:
-        "`registry.json` as a dict: `current` (a version or None), `history` (oldest first), `versions` (records)."
-        try: return json.loads(self.state_file.read_text())
-        except FileNotFoundError: return dict(current=None, history=[], versions={})
-        except (OSError, ValueError) as e:
-            raise DogBreedError(f"{self.state_file} cannot be read ({e}); restore it (or remove the registry folder)") from None
-
-    def current(self) -> Path | None:
-        "The folder of the current version; None when nothing is published."
-        version = self.state()["current"]
-        return self.path/version if version else None
-
-    def publish(self, model_dir: str | Path, # a serving folder (model.onnx + model_card.json)
-                record: dict | None = None, # what to keep about this promotion (figures, forced, …)
-               ) -> Path:
-        "Copy `model_dir` in as its own version (once) and make it current; the version's folder."
-        version = read_model_card(model_dir).model_version
-        if not re.fullmatch(r"[\w.-]+", version): raise DogBreedError(f"model version {version!r} cannot name a folder")
-        dest = self.path/version
-        if not (dest/SERVING_FILES.card).is_file():
-            with atomic_folder(dest) as tmp: shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
-        state = self.state()
-        state["versions"][version] = dict(record or {}, published_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-        state["history"].append(version); state["current"] = version
-        atomic_write(self.state_file, json.dumps(state, indent=1))
-        return dest
-
-    def rollback(self) -> str:
-        "Make the version that was current before this one current again; that version."
-        state = self.state()
-        if len(state["history"]) < 2:
-            raise DogBreedError(f"nothing to roll back to in {self.path}: {len(state['history'])} version(s) were ever made current")
-        state["history"].pop(); state["current"] = state["history"][-1]
-        atomic_write(self.state_file, json.dumps(state, indent=1))
-        return state["current"]
-
-# %% ../nbs/06_inference.ipynb #5a9b9f42
-def zero_shot_cache_dir(arch: str = DEFAULT_ARCH, # the architecture of the zero-shot model
-                       ) -> Path:
-    "Where the zero-shot serving model of `arch` is cached: `DOG_BREED_CACHE`, else ~/.cache/dog_breed_classifier."
-    base = Path(os.environ.get("DOG_BREED_CACHE") or Path.home()/".cache"/"dog_breed_classifier").expanduser()
-    return base/"zero_shot"/arch
-
-# %% ../nbs/06_inference.ipynb #c2fd6ed4
-@dataclass
-class ModelChoice:
-    "The serving folder to load (None: the zero-shot model must be built) and why."
-    model_dir: Path | None
-    reason: str
-
-def choose_model_dir(model_dir: str | Path | None = None, root: str | Path | None = None) -> ModelChoice:
-    "Which serving folder: `model_dir`; else the registry's current; else the project's unless trained on the sample; else zero-shot."
-    if model_dir is not None:
-        return ModelChoice(Path(model_dir), f"--model-dir {model_dir}")
-    try: root = Path(root) if root else find_project_root()
-    except DogBreedError: root = None
-    if root is not None and (published := ModelRegistry(root/REGISTRY_DIR).current()) is not None:
-        return ModelChoice(published, f"the registry's current version ({published.name}, {root/REGISTRY_DIR})")
-    cached = zero_shot_cache_dir()
-    cached = cached if (cached/SERVING_FILES.card).is_file() else None
-    if root is None or not (root/"models"/"serving"/SERVING_FILES.card).is_file():
-        return ModelChoice(cached, "no exported model in this project: serving the 120-breed zero-shot model")
-    try: source = read_model_card(root/"models"/"serving").training.data.source
-    except ModelLoadError: source = None   # unusable: choose it anyway, so loading it says what is wrong
-    if source == "sample":
-        return ModelChoice(cached, "the project's model was trained on the synthetic sample (cartoon dogs): "
-                                   "serving the 120-breed zero-shot model instead; pass --model-dir models/serving to serve it anyway")
-    return ModelChoice(root/"models"/"serving", f"the project's exported model ({root/'models'/'serving'})")
-
-# %% ../nbs/06_inference.ipynb #d081e9c9
-def zero_shot_model_dir(quiet: bool = False, # say nothing while building
-                       ) -> Path:
-    "The cached zero-shot serving folder, built once (in a child process: it needs torch) when it is not there yet."
-    out = zero_shot_cache_dir()
-    if (out/SERVING_FILES.card).is_file(): return out
-    missing = [m for m in ("torch", "timm", "onnx") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise DogBreedError(f"the zero-shot model is not built yet, and building it needs the training extra ({', '.join(missing)} "
-                            f"missing): pip install 'dog_breed_classifier[train]' once, or pass --model-dir")
-    if not quiet: print(f"building the zero-shot model once into {out} …", file=sys.stderr)
-    code = "import sys; from dog_breed_classifier.export import zero_shot_serving_dir; zero_shot_serving_dir(*sys.argv[1:])"
-    res = subprocess.run([sys.executable, "-c", code, str(out), DEFAULT_ARCH], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise DogBreedError(f"building the zero-shot model failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
-    return out
-
-def serving_model_dir(model_dir: str | None, # --model-dir, if given
-                      quiet: bool = False, # say nothing while building
-                     ) -> tuple[Path, str]: # the folder, and why it was chosen
-    "The serving folder to use and why, building the zero-shot model once when it is the choice."
-    choice = choose_model_dir(model_dir)
-    if choice.model_dir is not None: return choice.model_dir, choice.reason
-    return zero_shot_model_dir(quiet), choice.reason

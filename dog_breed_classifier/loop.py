@@ -20,7 +20,8 @@ from .data import load_report
 from .delivery import Check, alternating_speeds, checks_markdown, integrity_check
 from .non_dogs import synthetic_non_dogs
 from .images import model_input
-from .inference import ModelRegistry, Predictor
+from .inference import Predictor
+from .served_model import ModelRegistry
 from .model_card import read_model_card
 from .monitoring import NO_DOG, ImageArchive, PredictionStore
 
@@ -250,7 +251,7 @@ def promote(candidate_dir: str | Path, # the candidate serving folder (e.g. mode
            ) -> Promotion:
     "Run the gate against the registry's current version and publish the candidate if it is not worse (or `force`)."
     version = read_model_card(candidate_dir).model_version
-    if registry.state()["current"] == version: raise DogBreedError(f"{version} is already the current version in {registry.path}")
+    if registry.state().current == version: raise DogBreedError(f"{version} is already the current version in {registry.path}")
     current = registry.current() or current_dir
     gate = promotion_gate(candidate_dir, current, data_dir, settings)
     if gate.ok or force:
@@ -284,8 +285,8 @@ def move_wandb_alias(artifact: str, # ENTITY/PROJECT/NAME:VERSION, as `dog-breed
 def models_table(registry: ModelRegistry) -> pd.DataFrame:
     "One row per published version (newest first): its figures at promotion, forced or not, and which is current."
     state = registry.state()
-    rows = [dict(version=v, current="✓" if v == state["current"] else "", published_at=r.get("published_at"),
+    rows = [dict(version=v, current="✓" if v == state.current else "", published_at=r.get("published_at"),
                  forced="forced" if r.get("forced") else "", against=r.get("against"),
                  **{k: (r.get("figures") or {}).get(k) for k in ("top1", "log_loss", "ece", "images_per_second")})
-            for v, r in state["versions"].items()]
+            for v, r in state.versions.items()]
     return pd.DataFrame(rows).iloc[::-1].reset_index(drop=True)

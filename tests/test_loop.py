@@ -103,7 +103,7 @@ def test_a_running_server_follows_the_registry_without_failing_a_request(zero_sh
     import time
 
     from conftest import jpeg_bytes, photo
-    from dog_breed_classifier.inference import ModelRegistry
+    from dog_breed_classifier.served_model import ModelRegistry
     registry = ModelRegistry(tmp_path/"registry")
     v1 = registry.publish(version_of(zero_shot_dir, "-v1", tmp_path/"v1")).name
     v2 = version_of(zero_shot_dir, "-v2", tmp_path/"v2")
@@ -159,7 +159,7 @@ def test_two_replicas_on_one_postgresql_each_follow_the_pointer(zero_shot_dir, t
     import time
 
     from conftest import jpeg_bytes, new_postgres_database, photo
-    from dog_breed_classifier.inference import ModelRegistry
+    from dog_breed_classifier.served_model import ModelRegistry
     url, registry = new_postgres_database(postgres_server), ModelRegistry(tmp_path/"registry")
     v1 = registry.publish(version_of(zero_shot_dir, "-r1", tmp_path/"r1")).name
     replicas = [Server("--registry", registry.path, "--reload-interval", "1", "--store-url", url, "--no-ui", cwd=tmp_path) for _ in range(2)]
