@@ -26,8 +26,8 @@ from .served_model import ModelRegistry, choose_model_dir, serving_model_dir, ze
 from .model_card import read_model_card
 
 # %% auto #0
-__all__ = ['PARAMS_ARGS', 'QUIET', 'MODEL_DIR', 'BACKEND', 'TTA', 'PIPELINE_COMMANDS', 'SERVING_COMMANDS', 'MONITORING_COMMANDS',
-           'REGISTRY', 'STORE_URL', 'LOOP_COMMANDS', 'COMMANDS', 'cmd_prepare', 'cmd_sample', 'cmd_train',
+__all__ = ['PARAMS_ARGS', 'QUIET', 'MODEL_DIR', 'BACKEND', 'STORE_URL', 'TTA', 'PIPELINE_COMMANDS', 'SERVING_COMMANDS',
+           'MONITORING_COMMANDS', 'REGISTRY', 'LOOP_COMMANDS', 'COMMANDS', 'cmd_prepare', 'cmd_sample', 'cmd_train',
            'cmd_evaluate', 'cmd_export', 'cmd_breeds', 'cmd_serve', 'cmd_predict', 'cmd_space', 'cmd_drift',
            'cmd_feedback', 'cmd_data_report', 'cmd_check_model', 'cmd_harvest', 'cmd_promote', 'cmd_rollback',
            'cmd_models', 'arg', 'build_parser', 'main']
@@ -299,6 +299,8 @@ PARAMS_ARGS = [arg("--params", metavar="FILE", help=f"settings file (default: th
 QUIET = [arg("-q", "--quiet", action="store_true", help="no progress bars")]
 MODEL_DIR = arg("--model-dir", metavar="DIR", help="a serving folder (default: the project's, or the zero-shot model)")
 BACKEND = arg("--backend", default="auto", choices=["auto", "openvino", "onnxruntime"])
+STORE_URL = arg("--store-url", metavar="URL", help="SQLAlchemy URL of the prediction log (default: $DOG_BREED_STORE_URL or "
+                                                   "sqlite:///predictions.db)")
 TTA = arg("--tta", action=argparse.BooleanOptionalAction, default=None,
           help="average each photo with its mirror image (about half the speed); default: as the model card says")
 
@@ -315,7 +317,7 @@ SERVING_COMMANDS = {
     "serve": (cmd_serve, [
         arg("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)"),
         arg("--port", type=int, default=8000), MODEL_DIR,
-        arg("--store-url", metavar="URL", help="SQLAlchemy URL of the prediction log (default: $DOG_BREED_STORE_URL or sqlite:///predictions.db)"),
+        STORE_URL,
         arg("--archive", metavar="DIR_OR_URL", help="also keep uploaded photos here (a folder, gs://…, s3://…)"), BACKEND, TTA,
         arg("--max-upload-mb", type=float, default=10.0, help="larger uploads get 413 (default 10)"),
         arg("--cors-origin", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN (repeatable; default: none)"),
@@ -353,7 +355,7 @@ SERVING_COMMANDS = {
 MONITORING_COMMANDS = {
     "drift": (cmd_drift, [
         *PARAMS_ARGS,
-        arg("--store-url", metavar="URL", help="the prediction log (default: $DOG_BREED_STORE_URL or sqlite:///predictions.db)"),
+        STORE_URL,
         arg("--reference", metavar="DIR_OR_STATS_FILE", help="a folder of typical photos, a statistics CSV or a model folder "
                                                             "(default: the served model's own reference)"),
         arg("--model-dir", metavar="DIR", help="the served model's folder (default: as `serve` chooses)"),
@@ -366,7 +368,7 @@ MONITORING_COMMANDS = {
         arg("prediction_id", metavar="PREDICTION_ID", help="the id an answer gave (the API's prediction_id)"),
         arg("breed", metavar="BREED", help="what it really is: a breed's name, display name or synset, or no_dog"),
         arg("--note", help="a remark (at most 500 characters)"),
-        arg("--store-url", metavar="URL", help="the prediction log (default: $DOG_BREED_STORE_URL or sqlite:///predictions.db)")]),
+        STORE_URL]),
     "data-report": (cmd_data_report, [
         arg("--data", default="data/processed", metavar="DIR", help="a prepared dataset (default: data/processed)"),
         arg("--max-quarantine-share", type=float, default=0.05, metavar="F", help="quarantined / found photos, at most (default: 0.05)"),
@@ -383,8 +385,8 @@ MONITORING_COMMANDS = {
     "breeds": (cmd_breeds, [arg("--csv", action="store_true", help="print CSV")]),
 }
 
+# %% ../nbs/13_cli.ipynb #2f02c1e4
 REGISTRY = arg("--registry", metavar="DIR", help="the model registry (default: the project's models/registry)")
-STORE_URL = arg("--store-url", metavar="URL", help="the prediction log (default: $DOG_BREED_STORE_URL or sqlite:///predictions.db)")
 LOOP_COMMANDS = {
     "harvest": (cmd_harvest, [
         arg("--out", default="data/feedback", metavar="DIR", help="the class-folder source to write (default: data/feedback, "

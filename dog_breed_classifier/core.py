@@ -455,7 +455,7 @@ def _name_key(name: str) -> str:
 class UnknownBreedsError(DogBreedError):
     "Names that are not among the 120 breeds."
 
-# %% ../nbs/00_core.ipynb #aa305fe7
+# %% ../nbs/00_core.ipynb #ccbf300c
 class BreedVocab:
     "The 120 breeds, looked up by any of their names."
     def __init__(self, breeds: list[Breed]):
@@ -504,6 +504,7 @@ class BreedVocab:
                                      f"Rename them to one of the 120 breeds (`dog-breed breeds` lists them)")
         return found
 
+# %% ../nbs/00_core.ipynb #0aaf0353
 @lru_cache(maxsize=1)
 def breed_vocab() -> BreedVocab:
     "The 120-breed vocabulary shipped with the library."

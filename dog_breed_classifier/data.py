@@ -43,7 +43,7 @@ __all__ = ['COAT_COLOURS', 'USER_AGENT', 'STANFORD_DOGS_URL', 'KAGGLE_API', 'KAG
            'stanford_items', 'folder_items', 'list_source', 'extra_items', 'split_counts', 'stratified_split',
            'PrepareReport', 'run_in_processes', 'prepare_dataset', 'load_report']
 
-# %% ../nbs/01_data.ipynb #21032206
+# %% ../nbs/01_data.ipynb #18718298
 COAT_COLOURS = [(218, 165, 32), (139, 90, 43), (40, 38, 36), (238, 236, 228), (150, 150, 150),
                 (210, 180, 140), (160, 82, 45), (245, 222, 179), (100, 62, 44), (200, 120, 60)]
 
@@ -54,6 +54,7 @@ def _breed_look(name: str) -> dict:
     return dict(coat=COAT_COLOURS[coat], patch=COAT_COLOURS[patch], ears=int(rng.integers(0, 3)),
                 pattern=int(rng.integers(0, 4)), build=float(rng.uniform(0.45, 0.75)))
 
+# %% ../nbs/01_data.ipynb #ac508184
 def draw_sample_dog(breed: str, rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     "One synthetic photo of `breed`: a cartoon dog with the breed's look on a random background."
     look, (w, h) = _breed_look(breed), size
@@ -414,7 +415,7 @@ def _note_kind(note: str) -> str:
     if note.startswith("EXIF orientation"): return "EXIF orientation applied"
     return note
 
-# %% ../nbs/01_data.ipynb #6a96580d
+# %% ../nbs/01_data.ipynb #5584546a
 def _clean_stale(dest: Path):
     "Remove what killed runs left beside `dest`, restoring `dest` if a run died mid-swap."
     if not dest.parent.exists(): return
@@ -425,18 +426,21 @@ def _clean_stale(dest: Path):
         if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)): continue  # another run's work
         shutil.rmtree(p, ignore_errors=True)
 
+# %% ../nbs/01_data.ipynb #0b1dcfe0
 def _pid_alive(pid: int) -> bool:
     if os.name == "nt": return True   # signal 0 would terminate the process on Windows: assume alive, leave its folder
     try: os.kill(pid, 0); return True
     except ProcessLookupError: return False
     except PermissionError: return True
 
+# %% ../nbs/01_data.ipynb #f6b11787
 def _extra_refusal(breed: str, sha: str, labels_of: dict, source_breeds: set) -> tuple[str, str] | None:
     "Why a training-only photo is set aside: its breed is not the source's, or it is one of the source's photos."
     if breed not in source_breeds: return "breed_not_in_source", f"{breed} is not a breed of the source"
     if sha in labels_of: return "duplicate", f"the same photo is in the source, labelled {' and '.join(sorted(labels_of[sha]))}"
     return None
 
+# %% ../nbs/01_data.ipynb #7e5a2750
 def _labelled_rows(items: list, results: list, breeds: dict, rel: Callable) -> tuple[list[dict], list[dict]]:
     "(rows, quarantine) from the workers' `results`: conflicting labels and duplicates set aside."
     rows, quarantine = [], []

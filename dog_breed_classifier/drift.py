@@ -151,7 +151,7 @@ def write_reference(data: DriftData, # the reference rows
     return dict(rows=len(data), source=data.source, files=files, predictions=data.has_predictions,
                 embeddings=None if data.embeddings is None else list(data.embeddings.shape))
 
-# %% ../nbs/08_drift.ipynb #49ec6c32
+# %% ../nbs/08_drift.ipynb #599b7507
 OLD_NO_DOG = "(no dog)"   # what drift references exported before `monitoring.NO_DOG` was the one name call a no-dog answer
 
 def _read_stats_file(path: Path) -> DriftData:
@@ -177,6 +177,7 @@ def _read_stats_file(path: Path) -> DriftData:
             raise DriftError(f"{emb_file}: {len(embeddings)} embeddings for {len(frame)} rows of {path.name}; export again")
     return DriftData(frame, embeddings, str(path))
 
+# %% ../nbs/08_drift.ipynb #24486305
 def read_reference(path: str | Path, # a serving folder, a statistics CSV, or a folder of images
                    predictor=None, # the `Predictor` that describes a folder of images
                    progress: bool = False) -> DriftData:
@@ -191,6 +192,7 @@ def read_reference(path: str | Path, # a serving folder, a statistics CSV, or a 
     if predictor is None: raise DriftError(f"reference folder {path} holds images: a model is needed to describe them")
     return reference_from_photos(predictor, photos, source=f"{len(photos)} photos under {path}", progress=progress)
 
+# %% ../nbs/08_drift.ipynb #d7be7103
 def load_reference(reference: str | Path | None, # what the operator gave (see `read_reference`), if anything
                    model_dir: str | Path | None, # the served model's folder, whose own reference is the default
                    predictor=None, # the `Predictor` that describes a folder of images
@@ -295,7 +297,7 @@ def _finite(x) -> float | None:
     "`x` rounded, or None when it is not a finite number (JSON has no NaN; a constant column can give one)."
     return round(float(x), 5) if x is not None and np.isfinite(float(x)) else None
 
-# %% ../nbs/08_drift.ipynb #a4c4cd1d
+# %% ../nbs/08_drift.ipynb #2e4532a0
 def _column_scores(c: _Comparison, s: DriftSettings) -> dict:
     "Each statistic/prediction column's drift score, method, threshold and verdict (Evidently `ValueDrift`)."
     from evidently import Report
@@ -308,6 +310,7 @@ def _column_scores(c: _Comparison, s: DriftSettings) -> dict:
     return {col: dict(score=_finite(m["value"]), method=method(col)[0], threshold=method(col)[1], drifted=v)
             for col, m, v in zip(c.columns, snap["metrics"], verdicts)}
 
+# %% ../nbs/08_drift.ipynb #b5a10c81
 def _summary_fields(reference: DriftData, current: DriftData, s: DriftSettings, decision: dict, t0: float,
                     scores: dict | None = None) -> dict:
     "The summary's fields: the decision, sizes, window, thresholds, and each column's score when computed."
@@ -326,6 +329,7 @@ def _summary_fields(reference: DriftData, current: DriftData, s: DriftSettings, 
     out["seconds"] = round(time.perf_counter() - t0, 3)
     return out
 
+# %% ../nbs/08_drift.ipynb #23bc6169
 def _summary_and_comparison(reference: DriftData, current: DriftData, s: DriftSettings) -> tuple[dict, _Comparison | None]:
     "The summary, and the comparison it was computed on (None when there was not enough data to compare)."
     t0 = time.perf_counter()
@@ -334,6 +338,7 @@ def _summary_and_comparison(reference: DriftData, current: DriftData, s: DriftSe
     c = _compare(reference, current, s)
     return _summary_fields(reference, current, s, _decide(c, s), t0, _column_scores(c, s)), c
 
+# %% ../nbs/08_drift.ipynb #9a08ba9f
 def drift_summary(reference: DriftData, # what the model was trained on
                   current: DriftData, # what users sent lately
                   settings: DriftSettings | None = None, # methods and thresholds

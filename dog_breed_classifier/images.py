@@ -65,7 +65,7 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     notes.append(f"{mode}→RGB")
     return img.convert("RGB")
 
-# %% ../nbs/00a_images.ipynb #aa713255
+# %% ../nbs/00a_images.ipynb #27c45448
 def _looks_like_text(data: bytes) -> str | None:
     "A word for what non-image bytes look like, for the error message."
     head = data[:512].lstrip().lower()
@@ -74,12 +74,14 @@ def _looks_like_text(data: bytes) -> str | None:
     try: data[:512].decode("utf-8"); return "a text file"
     except UnicodeDecodeError: return None
 
+# %% ../nbs/00a_images.ipynb #b5551c72
 def _corrupt(name: str, e: Exception) -> ImageDecodeError:
     "The error for a file PIL recognised but could not finish reading."
     if "truncated" in str(e).lower() or "broken data stream" in str(e).lower():
         return ImageDecodeError("truncated", f"{name}: the file is truncated (an incomplete download or copy?)")
     return ImageDecodeError("unreadable", f"{name}: the image data is corrupt ({e})")
 
+# %% ../nbs/00a_images.ipynb #7accd726
 def decode_image(source: str | Path | bytes | Image.Image, # a path, the file's bytes, or a PIL image
                  max_pixels: int = 40_000_000, # larger images are refused before decoding (decompression bombs)
                  min_side: int = 32,           # smaller images are refused (icons, tracking pixels)
@@ -157,7 +159,7 @@ def model_input(img: Image.Image, # the photo
     arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
-# %% ../nbs/00a_images.ipynb #29cd5633
+# %% ../nbs/00a_images.ipynb #dc14eeae
 IMAGE_STAT_NAMES = ("mean", "std", "median", "min", "max", "entropy", "edge_density",
                     "brightness", "contrast", "sharpness", "colourfulness", "aspect_ratio", "width", "height")
 STATS_SIZE = 256
@@ -177,6 +179,7 @@ def _grey_histogram_stats(grey: Image.Image) -> dict[str, float]:
                 min=float(nonzero[0]), max=float(nonzero[-1]), entropy=float(-(p * np.log2(p)).sum()),
                 contrast=float(p95 - p5))
 
+# %% ../nbs/00a_images.ipynb #d06b0c10
 def _detail_stats(g: np.ndarray) -> dict[str, float]:
     "Edge density and Laplacian-variance sharpness of a 2-D uint8 grey array."
     if min(g.shape) < 3: return dict(edge_density=0.0, sharpness=0.0)
@@ -190,6 +193,7 @@ def _detail_stats(g: np.ndarray) -> dict[str, float]:
     return dict(edge_density=float(np.count_nonzero(gx > (2 * EDGE_THRESHOLD) ** 2) / gx.size),
                 sharpness=float(max(np.dot(laplacian, laplacian) / n - mean * mean, 0.0)))   # BLAS dot: 5× np.var
 
+# %% ../nbs/00a_images.ipynb #049f4eb1
 def _colour_stats(rgb: np.ndarray) -> dict[str, float]:
     "Brightness (mean HSV value) and Hasler–Süsstrunk colourfulness of an H×W×3 uint8 array."
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
@@ -202,6 +206,7 @@ def _colour_stats(rgb: np.ndarray) -> dict[str, float]:
     var = max(np.dot(rg, rg) / n - mean_rg ** 2, 0.0) + max(np.dot(yb, yb) / n - mean_yb ** 2, 0.0)
     return dict(brightness=float(brightness), colourfulness=float(np.sqrt(var) + 0.3 * np.hypot(mean_rg, mean_yb)))
 
+# %% ../nbs/00a_images.ipynb #74feda6e
 def image_stats(img: Image.Image,                     # an RGB or grey PIL image
                 original_size: tuple[int, int] | None = None, # (width, height) as sent, when `img` was shrunk
                ) -> dict[str, float]:

@@ -79,7 +79,7 @@ def default_store_url(root: str | Path | None = None) -> str:
     if env: return env
     return f"sqlite:///{(Path(root or '.')/'predictions.db').resolve()}"
 
-# %% ../nbs/07_monitoring.ipynb #9233f774
+# %% ../nbs/07_monitoring.ipynb #c49d832e
 STORE_TIMEOUT_SECONDS = 5          # a write waits at most this long for a lock, a pooled connection or a statement
 STORE_CONNECT_TIMEOUT_SECONDS = 3  # PostgreSQL: a new connection gives up after this long
 
@@ -89,6 +89,7 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cur.execute(f"PRAGMA busy_timeout={STORE_TIMEOUT_SECONDS * 1000}")
     cur.close()
 
+# %% ../nbs/07_monitoring.ipynb #06c55411
 def _engine_options(url: str) -> dict:
     "create_engine's keywords for `url`: bounded waits everywhere, and PostgreSQL's connect and statement timeouts."
     options = dict(pool_pre_ping=True, pool_timeout=STORE_TIMEOUT_SECONDS)
@@ -97,12 +98,14 @@ def _engine_options(url: str) -> dict:
                                        options=f"-c statement_timeout={STORE_TIMEOUT_SECONDS * 1000}")
     return options
 
+# %% ../nbs/07_monitoring.ipynb #81b06ff8
 def _lost_a_creation_race(e: Exception) -> bool:
     "True for the errors of two processes creating the log's tables at once (N replicas starting on an empty database)."
     text = str(e).lower()
     return isinstance(e, (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError)) and any(
         s in text for s in ("already exists", "duplicate key", "database is locked"))
 
+# %% ../nbs/07_monitoring.ipynb #bc59bca6
 class PredictionStore:
     "Durable prediction log on SQLAlchemy Core (SQLite WAL by default, any SQLAlchemy URL)."
     def __init__(self, url: str | None = None): # a SQLAlchemy URL (default: `default_store_url()`)

@@ -94,7 +94,7 @@ def occlusion_saliency(predictor: Predictor, image: Image.Image, # an RGB photo
     return Saliency(_scaled(total / covered), center_crop(image.convert("RGB"), size, predictor.crop_fraction), predictor.classes[target], "occlusion",
                     predictor.backend.name, len(batch), time.perf_counter() - t)
 
-# %% ../nbs/09a_saliency.ipynb #d1240dbb
+# %% ../nbs/09a_saliency.ipynb #561d6cdc
 _torch_models: dict[Path, object] = {}
 _torch_lock = threading.Lock()
 
@@ -107,6 +107,7 @@ def grad_cam_unavailable(predictor: Predictor) -> str | None:
         return f"the serving folder {predictor.model_dir} has no torch weights ({SERVING_FILES.torch}); export the model again"
     return None
 
+# %% ../nbs/09a_saliency.ipynb #ff92eadd
 def torch_serving_model(predictor: Predictor):
     "The torch `ServingModel` behind `predictor` (loaded once per serving folder)."
     key = predictor.model_dir.resolve()
@@ -118,6 +119,7 @@ def torch_serving_model(predictor: Predictor):
             _torch_models[key] = model
         return _torch_models[key]
 
+# %% ../nbs/09a_saliency.ipynb #0a09f8a6
 def grad_cam_saliency(predictor: Predictor, image: Image.Image, # an RGB photo
                       breed: str | None = None, # the breed to explain (default: the top prediction)
                       ) -> Saliency:

@@ -77,7 +77,7 @@ def create_dataloaders(processed: str | Path, # a folder written by `prepare`
     if workers == "auto": workers = (os.cpu_count() or 1) if torch.cuda.is_available() else 0   # the loader feeds a GPU
     return block.dataloaders(labels, bs=params.train.batch_size, num_workers=workers, device=device, shuffle=True)
 
-# %% ../nbs/04_train.ipynb #30c7cff2
+# %% ../nbs/04_train.ipynb #4f60dd4f
 class L2SP(Callback):
     "Penalise distance from the starting weights: `alpha/2 · Σ‖w − w₀‖²` (Li et al., 2018, 'L2-SP')."
     order = 60
@@ -91,6 +91,7 @@ class L2SP(Callback):
         penalty = sum(((p - p0) ** 2).sum() for p, p0 in zip(self.learn.model.parameters(), self.start) if p.requires_grad)
         self.learn.loss_grad = self.learn.loss_grad + self.alpha / 2 * penalty
 
+# %% ../nbs/04_train.ipynb #0c94ef85
 class KeepBest(Callback):
     "Keep the weights of the lowest validation loss seen across fits (starting from `best`, the weights given)."
     order = 65
@@ -114,8 +115,10 @@ class KeepBest(Callback):
         "Load the best weights (a no-op when no fit ran: the weights given are the best)."
         if self.state is not None: _unwrap(self.learn.model).load_state_dict(self.state)
 
+# %% ../nbs/04_train.ipynb #9ccd1ad3
 def _unwrap(model): return getattr(model, "module", model)   # DistributedDataParallel wraps the model
 
+# %% ../nbs/04_train.ipynb #a3f97404
 class FreezeBatchNorm(Callback):
     "Keep every BatchNorm layer as pretrained — running statistics and affine weights — even with the body unfrozen."
     order = 12   # after DistributedTrainer has wrapped the model
