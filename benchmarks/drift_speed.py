@@ -23,14 +23,13 @@ from benchmark_io import argument_parser, write_results
 from dog_breed_classifier.core import DriftSettings
 from dog_breed_classifier.drift import (
     PREDICTION_COLUMNS,
-    STAT_COLUMNS,
     DriftData,
     current_from_store,
     drift_decision,
     drift_report,
     drift_summary,
 )
-from dog_breed_classifier.images import IMAGE_STAT_NAMES
+from dog_breed_classifier.images import IMAGE_STAT_NAMES, STAT_COLUMNS
 from dog_breed_classifier.monitoring import PredictionStore
 
 

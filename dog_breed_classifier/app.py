@@ -22,7 +22,7 @@ from .data import draw_sample_dog
 from .non_dogs import synthetic_non_dog
 from .inference import Predictor
 from .served_model import serving_model_dir
-from .monitoring import NO_DOG, PredictionStore, default_store_url
+from .monitoring import NO_DOG, PredictionStore, answered_breed, default_store_url
 from .saliency import explain, saliency_method
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # Gradio reports usage to its makers unless told not to
@@ -105,7 +105,7 @@ def _demo_events(predictor: Predictor | None, record: PredictionRecorder, method
         shown = (photo, answer["top_k"][0]["breed"])
         heat, cost = why(*shown) if show_why else (gr.Image(value=None, visible=False), f"Heatmap off ({method}; tick the box to see it)")
         headline_text = f"{headline_markdown(answer)}\n\n<small>model {answer['model_version']} · {answer['latency_ms']:.0f} ms · logged as {answer['prediction_id']}</small>"
-        last = {"prediction_id": answer["prediction_id"], "breed": answer["breed"] if answer["is_dog"] else NO_DOG}
+        last = {"prediction_id": answer["prediction_id"], "breed": answered_breed(answer["is_dog"], answer["breed"])}
         return headline_text, label, heat, cost, shown, last, ""   # a new answer: the feedback line starts empty
 
     def toggle_why(shown: tuple | None, show_why: bool):

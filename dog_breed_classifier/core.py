@@ -73,6 +73,10 @@ class ProjectPaths:
     def serving(self): "`models/serving/`, written by export: model.onnx, model_card.json."; return self.models/"serving"
     @property
     def reports(self): "`reports/`: metrics, plots, the executed stage notebooks."; return self.root/"reports"
+    @classmethod
+    def of(cls, root: str | Path | None = None) -> ProjectPaths:
+        "The paths of the project at `root` (default: the one found from the working directory, see `find_project_root`)."
+        return cls(Path(root).resolve() if root else find_project_root())
     def resolve(self, p: str | Path) -> Path:
         "`p` as an absolute path; relative paths are taken from the project root."
         p = Path(p).expanduser()

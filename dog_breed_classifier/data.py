@@ -32,9 +32,10 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
 from .core import (DataSettings, DogBreedError, Params, ProjectPaths, SampleSettings, atomic_file,
-                                       atomic_folder, breed_vocab, find_project_root, publish_atomically, stable_seed,
+                                       atomic_folder, breed_vocab, publish_atomically, stable_seed,
                                        temporary_sibling)
-from .images import IMAGE_STAT_NAMES, ImageDecodeError, decode_image, image_stats, resize_shorter_side
+from .images import (STAT_COLUMNS, ImageDecodeError, decode_image, image_stats,
+                                         resize_shorter_side, stat_columns)
 
 # %% auto #0
 __all__ = ['COAT_COLOURS', 'USER_AGENT', 'STANFORD_DOGS_URL', 'KAGGLE_API', 'KAGGLE_COMPETITION', 'IMAGE_SUFFIXES',
@@ -286,7 +287,7 @@ def folder_items(path: Path) -> list[SourceItem]:
 # %% ../nbs/01_data.ipynb #54d55cde
 def list_source(settings: DataSettings, root: Path | None = None, progress: bool = True) -> tuple[Path, list[SourceItem]]:
     "The source folder and its items, for `data.source`/`data.path`."
-    paths = ProjectPaths(root or find_project_root())
+    paths = ProjectPaths.of(root)
     path = paths.resolve(settings.path)
     if settings.source == "sample": make_sample_dataset(path, settings.sample, progress=progress)
     elif not path.exists() and settings.download:
@@ -306,7 +307,7 @@ def list_source(settings: DataSettings, root: Path | None = None, progress: bool
 # %% ../nbs/01_data.ipynb #6cfb0ded
 def extra_items(settings: DataSettings, root: Path | None = None) -> list[SourceItem]:
     "The training-only photos of `data.extra_paths` (class folders); a folder with no breed folders yet adds none."
-    paths, items = ProjectPaths(root or find_project_root()), []
+    paths, items = ProjectPaths.of(root), []
     for p in settings.extra_paths:
         path = paths.resolve(p)
         if not path.is_dir():
@@ -461,7 +462,7 @@ def _labelled_rows(items: list, results: list, breeds: dict, rel: Callable) -> t
             quarantine.append(dict(path=rel(it.path), reason="duplicate", message=f"same bytes as {first_of[sha]}")); continue
         first_of[sha] = rel(it.path)
         rows.append(dict(breed=breed, source=rel(it.path), sha256=sha, width=r["width"], height=r["height"], train_only=it.train_only,
-                         notes="; ".join(r["notes"]), **{f"stat_{k}": v for k, v in r["stats"].items()}))
+                         notes="; ".join(r["notes"]), **stat_columns(r["stats"])))
     return rows, quarantine
 
 # %% ../nbs/01_data.ipynb #e927dec1
@@ -473,7 +474,7 @@ def prepare_dataset(params: Params, # settings (see `load_params`)
     "Validate, convert, deduplicate, split and store the photos of `params.data`'s source."
     t0 = time.perf_counter()
     s = params.data
-    paths = ProjectPaths(Path(root).resolve() if root else find_project_root())
+    paths = ProjectPaths.of(root)
     out_dir = Path(out_dir).resolve() if out_dir else paths.processed
     source_dir, items = list_source(s, paths.root, progress=progress)
     items += extra_items(s, paths.root)   # after the source's own: a copy of a source photo is the duplicate
@@ -511,7 +512,7 @@ LABEL_COLUMNS = ["path", "breed", "split", "variant", "source", "sha256", "width
 def _write_outputs(tmp: Path, labels: pd.DataFrame, quarantine: pd.DataFrame, s: DataSettings, items: list):
     originals = labels[labels.variant == ""]
     labels[LABEL_COLUMNS].to_csv(tmp/"labels.csv", index=False)
-    stats = originals[["path", "breed", "split", *(f"stat_{k}" for k in IMAGE_STAT_NAMES)]]
+    stats = originals[["path", "breed", "split", *STAT_COLUMNS]]
     stats.rename(columns=lambda c: c.removeprefix("stat_")).to_csv(tmp/"reference_stats.csv", index=False, float_format="%.5g")
     quarantine.to_csv(tmp/"quarantine.csv", index=False)
     vocab = breed_vocab()

@@ -22,19 +22,18 @@ import pandas as pd
 
 from .core import SERVING_FILES, DogBreedError, DriftSettings, atomic_file
 from .data import IMAGE_SUFFIXES
-from .images import IMAGE_STAT_NAMES, SUPPORTED_FORMATS, ImageDecodeError
-from .monitoring import NO_DOG
+from .images import IMAGE_STAT_NAMES, STAT_COLUMNS, SUPPORTED_FORMATS, ImageDecodeError
+from .monitoring import NO_DOG, answered_breed
 
 os.environ.setdefault("DO_NOT_TRACK", "1")   # Evidently reports usage to its makers unless this is set before import
 
 # %% auto #0
-__all__ = ['STAT_COLUMNS', 'PREDICTION_COLUMNS', 'REFERENCE_FILE', 'REFERENCE_EMBEDDINGS_FILE', 'OLD_NO_DOG', 'NOT_ENOUGH_DATA',
-           'DriftError', 'DriftData', 'prediction_columns', 'drift_data_from_answers', 'current_from_store',
-           'reference_from_photos', 'write_reference', 'read_reference', 'load_reference', 'drift_decision',
-           'drift_summary', 'drift_report', 'DriftMonitor']
+__all__ = ['PREDICTION_COLUMNS', 'REFERENCE_FILE', 'REFERENCE_EMBEDDINGS_FILE', 'OLD_NO_DOG', 'NOT_ENOUGH_DATA', 'DriftError',
+           'DriftData', 'prediction_columns', 'drift_data_from_answers', 'current_from_store', 'reference_from_photos',
+           'write_reference', 'read_reference', 'load_reference', 'drift_decision', 'drift_summary', 'drift_report',
+           'DriftMonitor']
 
 # %% ../nbs/08_drift.ipynb #b5d11502
-STAT_COLUMNS = [f"stat_{n}" for n in IMAGE_STAT_NAMES]
 PREDICTION_COLUMNS = ["breed", "confidence", "is_dog"]   # breed is `monitoring.NO_DOG` when there is no dog
 REFERENCE_FILE, REFERENCE_EMBEDDINGS_FILE = SERVING_FILES.reference, SERVING_FILES.reference_embeddings
 
@@ -74,14 +73,14 @@ def prediction_columns(is_dog: bool, # the answer's is_dog
                       ) -> dict:
     "The prediction columns for one answer: breed (or NO_DOG), top-1 probability, 'dog'/'no dog'."
     top = json.loads(top_k) if isinstance(top_k, str) else top_k
-    return dict(breed=breed if is_dog and breed else NO_DOG, confidence=float(top[0]["probability"]),
+    return dict(breed=answered_breed(is_dog, breed), confidence=float(top[0]["probability"]),
                 is_dog="dog" if is_dog else "no dog")
 
 def drift_data_from_answers(answers: list[dict], # `Predictor.predict(..., embeddings=True)` answers
                             source: str, # where they came from, in words
                            ) -> DriftData:
     "`DriftData` from `Predictor.predict(..., embeddings=True)` answers."
-    frame = pd.DataFrame([{**{f"stat_{k}": a["image_stats"][k] for k in IMAGE_STAT_NAMES},
+    frame = pd.DataFrame([{**{c: a["image_stats"][n] for n, c in zip(IMAGE_STAT_NAMES, STAT_COLUMNS)},
                            **prediction_columns(a["is_dog"], a["breed"], a["top_k"])} for a in answers],
                          columns=[*STAT_COLUMNS, *PREDICTION_COLUMNS])
     emb = [a.get("embedding") for a in answers]
@@ -159,7 +158,7 @@ def _read_stats_file(path: Path) -> DriftData:
     try: df = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DriftError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
-    df = df.rename(columns={n: f"stat_{n}" for n in IMAGE_STAT_NAMES if n in df and f"stat_{n}" not in df})
+    df = df.rename(columns={n: c for n, c in zip(IMAGE_STAT_NAMES, STAT_COLUMNS) if n in df and c not in df})
     present = [c for c in STAT_COLUMNS if c in df]
     if not present:
         raise DriftError(f"{path}: no image statistics columns (expected some of {', '.join(IMAGE_STAT_NAMES)}, as in "

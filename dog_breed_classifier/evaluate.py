@@ -15,8 +15,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import (DogBreedError, Params, ProjectPaths, atomic_folder, atomic_write, classification_metrics,
-                                       find_project_root)
+from .core import (DogBreedError, Params, ProjectPaths, atomic_folder, atomic_write, classification_metrics)
 from .data import load_report
 from .images import EVAL_CROP_FRACTION, decode_image, model_input
 from .architectures import zero_shot_temperature
@@ -135,7 +134,7 @@ def _scored(logits: np.ndarray, targets: np.ndarray, classes: list[str], tempera
 
 def evaluate(params: Params, root: str | Path | None = None, split: str = "test", progress: bool = True) -> dict:
     "Score the trained model and the zero-shot model on the `split` photos; write reports/ (metrics, plot data, figures)."
-    paths = ProjectPaths(Path(root).resolve() if root else find_project_root())
+    paths = ProjectPaths.of(root)
     model, meta = load_trained_model(paths.trained)
     labels = load_report(paths.processed).labels
     photos = labels[(labels.split == split) & (labels.variant == "")]

@@ -21,11 +21,11 @@ import torch
 
 import dog_breed_classifier
 from .core import (SERVING_FILES, DogBreedError, ExportSettings, Params, ProjectPaths, atomic_file,
-                                       atomic_folder, breed_vocab, find_project_root)
+                                       atomic_folder, breed_vocab)
 from .data import draw_sample_dog, load_report
-from .drift import STAT_COLUMNS, reference_from_photos, write_reference
+from .drift import reference_from_photos, write_reference
 from .evaluate import caveat
-from .images import EVAL_CROP_FRACTION, IMAGE_STAT_NAMES, decode_image, model_input
+from .images import EVAL_CROP_FRACTION, IMAGE_STAT_NAMES, STAT_COLUMNS, decode_image, model_input
 from .inference import Predictor
 from .architectures import ARCHITECTURES, no_dog_threshold_for, zero_shot_temperature
 from .model import (DEFAULT_ARCH, OUTPUT_NAMES, ServingModel, create_model, model_input_spec,
@@ -277,7 +277,7 @@ def _test_metrics(reports: Path) -> dict | None:
 
 def export(params: Params, root: str | Path | None = None, out_dir: str | Path | None = None) -> ModelCard:
     "Export the model in models/trained/ to models/serving/ (ONNX + model card); returns the card."
-    paths = ProjectPaths(Path(root).resolve() if root else find_project_root())
+    paths = ProjectPaths.of(root)
     model, meta = load_trained_model(paths.trained)
     pretrained = meta.get("pretrained", "package")
     return write_serving_dir(Path(out_dir) if out_dir else paths.serving, serving_model(model, meta["arch"], pretrained), meta,

@@ -18,8 +18,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .core import DogBreedError
 
 # %% auto #0
-__all__ = ['SUPPORTED_FORMATS', 'EVAL_CROP_FRACTION', 'IMAGE_STAT_NAMES', 'STATS_SIZE', 'EDGE_THRESHOLD', 'ImageDecodeError',
-           'DecodedImage', 'decode_image', 'resize_shorter_side', 'center_crop', 'model_input', 'image_stats']
+__all__ = ['SUPPORTED_FORMATS', 'EVAL_CROP_FRACTION', 'IMAGE_STAT_NAMES', 'STATS_SIZE', 'EDGE_THRESHOLD', 'STAT_PREFIX',
+           'STAT_COLUMNS', 'ImageDecodeError', 'DecodedImage', 'decode_image', 'resize_shorter_side', 'center_crop',
+           'model_input', 'image_stats', 'stat_columns']
 
 # %% ../nbs/00a_images.ipynb #a5558da8
 SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP", "TIFF")
@@ -219,3 +220,11 @@ def image_stats(img: Image.Image,                     # an RGB or grey PIL image
     stats = {**_grey_histogram_stats(grey), **_detail_stats(np.asarray(grey)), **_colour_stats(np.asarray(small)),
              "aspect_ratio": width / height, "width": float(width), "height": float(height)}
     return {k: stats[k] for k in IMAGE_STAT_NAMES}
+
+# %% ../nbs/00a_images.ipynb #ed085b5b
+STAT_PREFIX = "stat_"
+STAT_COLUMNS = [STAT_PREFIX + n for n in IMAGE_STAT_NAMES]   # the statistics' columns, in `IMAGE_STAT_NAMES` order
+
+def stat_columns(stats: dict) -> dict:
+    "`image_stats`' numbers keyed by their table columns (`stat_mean`, …)."
+    return {STAT_PREFIX + k: v for k, v in stats.items()}

@@ -67,10 +67,10 @@ class CardPart:
         at = lambda k: f"{where}.{k}" if where else k
         part = cls(**{k: _read_value(hints[k], raw[k], at(k)) for k in known if k in raw},
                    extra={k: v for k, v in raw.items() if k not in known})
-        part.check(where)
+        part._check(where)
         return part
 
-    def check(self, where: str): "Raise `ValueError` when a value is out of range (read types are checked already)."
+    def _check(self, where: str): "Raise `ValueError` when a value is out of range (read types are checked already)."
 
     def to_json(self) -> dict:
         "The part as a JSON object: its fields in order (optional ones only when set), then `extra`."
@@ -107,7 +107,7 @@ class Calibration(CardPart):
     valid_log_loss: float | None = optional()
     valid_log_loss_calibrated: float | None = optional()
 
-    def check(self, where: str):
+    def _check(self, where: str):
         if not math.isfinite(self.temperature) or self.temperature <= 0:
             raise ValueError(f"{where or 'calibration'}.temperature = {self.temperature!r} is not a positive number")
 

@@ -22,14 +22,15 @@ import sqlalchemy as sa
 from fastcore.basics import patch
 
 from .core import DogBreedError, atomic_file
-from .images import IMAGE_STAT_NAMES
+from .images import IMAGE_STAT_NAMES, STAT_COLUMNS
 
 log = logging.getLogger("dog_breed_classifier.monitoring")
 
 # %% auto #0
 __all__ = ['log', 'METADATA', 'PREDICTIONS', 'FEEDBACK', 'NO_DOG', 'HEALTH', 'STORE_TIMEOUT_SECONDS',
-           'STORE_CONNECT_TIMEOUT_SECONDS', 'FEEDBACK_RETRIES', 'new_prediction_id', 'StoreError', 'default_store_url',
-           'PredictionStore', 'as_utc', 'UnknownPredictionError', 'wilson_interval', 'live_accuracy', 'ImageArchive']
+           'STORE_CONNECT_TIMEOUT_SECONDS', 'FEEDBACK_RETRIES', 'new_prediction_id', 'answered_breed', 'StoreError',
+           'default_store_url', 'PredictionStore', 'as_utc', 'UnknownPredictionError', 'wilson_interval',
+           'live_accuracy', 'ImageArchive']
 
 # %% ../nbs/07_monitoring.ipynb #69d8b6a8
 METADATA = sa.MetaData()
@@ -44,7 +45,7 @@ PREDICTIONS = sa.Table(
     sa.Column("is_dog", sa.Boolean, nullable=False),
     sa.Column("dog_probability", sa.Float, nullable=False),
     sa.Column("latency_ms", sa.Float, nullable=False),
-    *[sa.Column(f"stat_{n}", sa.Float) for n in IMAGE_STAT_NAMES],   # nullable: stores older than a statistic lack it
+    *[sa.Column(c, sa.Float) for c in STAT_COLUMNS],   # nullable: stores older than a statistic lack it
     sa.Column("width", sa.Integer, nullable=False),
     sa.Column("height", sa.Integer, nullable=False),
     sa.Column("bytes", sa.Integer),
@@ -68,6 +69,13 @@ NO_DOG = "no_dog"   # the feedback "there is no dog in this photo", and the mode
 HEALTH = sa.Table("store_health", METADATA, sa.Column("id", sa.Integer, primary_key=True))
 
 def new_prediction_id() -> str: return uuid.uuid4().hex
+
+# %% ../nbs/07_monitoring.ipynb #9e18d373
+def answered_breed(is_dog: bool, # the answer's is_dog
+                   breed: str | None, # the breed it named (None when it found no dog)
+                  ) -> str:
+    "The breed an answer named, or `NO_DOG` when it found no dog."
+    return breed if is_dog and breed else NO_DOG
 
 # %% ../nbs/07_monitoring.ipynb #445be636
 class StoreError(DogBreedError):
@@ -161,7 +169,7 @@ def add(self: PredictionStore, prediction: dict, # a `Predictor` answer (with it
                content_sha256=hashlib.sha256(content).hexdigest() if content is not None else None,
                embedding=None if emb is None else np.asarray(emb, dtype="<f2").tobytes(),
                source=source, archived_as=archived_as,
-               **{f"stat_{n}": float(prediction["image_stats"][n]) for n in IMAGE_STAT_NAMES})
+               **{c: float(prediction["image_stats"][n]) for n, c in zip(IMAGE_STAT_NAMES, STAT_COLUMNS)})
     try:
         with self.engine.begin() as conn: conn.execute(PREDICTIONS.insert().values(**row))
     except sa.exc.SQLAlchemyError as e:
@@ -217,7 +225,7 @@ def _feedback_row(conn, prediction_id: str, breed: str, source: str, note: str |
     p = conn.execute(sa.select(PREDICTIONS.c.breed, PREDICTIONS.c.is_dog, PREDICTIONS.c.model_version)
                      .where(PREDICTIONS.c.id == prediction_id)).first()
     if p is None: raise UnknownPredictionError(f"no prediction {prediction_id!r} in the log; use the prediction_id an answer gave")
-    predicted = p.breed if p.is_dog and p.breed else NO_DOG
+    predicted = answered_breed(p.is_dog, p.breed)
     return dict(prediction_id=prediction_id, created_at=dt.datetime.now(dt.timezone.utc), breed=breed, predicted=predicted,
                 verdict="confirmed" if breed == predicted else "corrected", model_version=p.model_version,
                 source=source, note=note)

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from .augment import fastai_item_transforms
-from .core import (DogBreedError, Params, ProjectPaths, atomic_folder, breed_vocab, find_project_root,
+from .core import (DogBreedError, Params, ProjectPaths, atomic_folder, breed_vocab,
                                        load_params)
 from .data import load_report
 from .embeddings import (MIN_TEMPERATURE_PHOTOS, EmbeddingSet, embedding_runtime, fit_head, fit_temperature,
@@ -330,7 +330,7 @@ def train(params: Params, # settings (see `load_params`)
           progress: bool = True) -> dict:
     "Fine-tune `params.model` on the prepared data; write the best weights, model.json and the history to `out_dir`."
     t0 = time.perf_counter()
-    paths = ProjectPaths(Path(root).resolve() if root else find_project_root())
+    paths = ProjectPaths.of(root)
     out_dir = Path(out_dir).resolve() if out_dir else paths.trained
     if params.train.freeze_epochs > params.train.epochs:
         raise DogBreedError(f"train.freeze_epochs ({params.train.freeze_epochs}) cannot exceed train.epochs ({params.train.epochs})")

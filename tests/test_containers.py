@@ -131,7 +131,8 @@ def test_serving_container_logs_to_postgresql(store, serving_image, container, p
 
 DRIFT_IN_THE_IMAGE = """
 import numpy as np, pandas as pd
-from dog_breed_classifier.drift import STAT_COLUMNS, DriftData, drift_decision
+from dog_breed_classifier.drift import DriftData, drift_decision
+from dog_breed_classifier.images import STAT_COLUMNS
 rng = np.random.default_rng(0)
 def data(mean): return DriftData(pd.DataFrame(rng.normal(mean, 1, (200, len(STAT_COLUMNS))), columns=STAT_COLUMNS), None, str(mean))
 print(drift_decision(data(0), data(0))["status"], drift_decision(data(0), data(3))["status"])

@@ -165,7 +165,8 @@ def test_a_reference_from_another_model_compares_what_it_can_and_says_so():
     "Embeddings of another width (another architecture) are not compared; statistics and predictions still are."
     import pandas as pd
 
-    from dog_breed_classifier.drift import PREDICTION_COLUMNS, STAT_COLUMNS, DriftData, drift_decision
+    from dog_breed_classifier.drift import PREDICTION_COLUMNS, DriftData, drift_decision
+    from dog_breed_classifier.images import STAT_COLUMNS
     rng = np.random.default_rng(0)
     def rows(n, width):
         frame = pd.DataFrame(rng.normal(100, 10, (n, len(STAT_COLUMNS))), columns=STAT_COLUMNS)
