@@ -237,7 +237,7 @@ class Service:
     monitor: DriftMonitor
     metrics: ApiMetrics
     limits: UploadLimits = field(default_factory=UploadLimits)
-    follower: object = None   # a `ModelFollower` (below) when the app follows a model registry
+    follower: object = None   # a `served_model.ModelFollower` when the app follows a model registry
     @property
     def predictor(self) -> Predictor | None: "The served model (the recorder holds it; a swap replaces it there)."; return self.record.predictor
     @property
