@@ -86,6 +86,7 @@ MAX_NOTE_CHARS = 500
 @functools.lru_cache(1)
 def _vocab() -> BreedVocab: return breed_vocab()
 
+# %% ../nbs/07a_answers.ipynb #3a4becfb
 def feedback_breed(text: str, # what the person said: a breed's name, display name, synset or lemma; or "no dog"
                   ) -> str:
     "The canonical breed name (or `NO_DOG`) for `text`; `ApiError` 422 `unknown_breed` naming the closest breeds."
@@ -128,6 +129,7 @@ IMAGENET_OVERLAP = ("The model starts from ImageNet weights, and ImageNet contai
 
 def _percent(x) -> str: return "—" if x is None else f"{x:.1%}"
 
+# %% ../nbs/07a_answers.ipynb #4931e4e6
 def _measured_line(m: CardMetrics | None) -> str:
     "The card's test figures in one line: trained beside zero-shot, or the zero-shot model's measured top-1."
     if m is not None and m.model is not None:

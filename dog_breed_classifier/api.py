@@ -149,6 +149,7 @@ class ErrorAnswer(BaseModel):
     detail: str   # a sentence for the person: what is wrong and what to do about it
     reason: str   # a short code for programs: not_an_image, too_large_upload, store_unavailable, …
 
+# %% ../nbs/11_api.ipynb #67ca023b
 ERROR_STATUSES = {400: "the body is not valid multipart/form-data", 401: "an API key is required: Authorization: Bearer <key>",
                   409: "the server is set up so that this cannot be answered (said why)",
                   404: "no such prediction (or path)", 413: "the upload is over the size limit", 415: "not a photo, or a format that is not accepted",
@@ -160,6 +161,7 @@ def error_responses(*statuses: int) -> dict:
     "The OpenAPI `responses` for these error statuses: every one answers an `ErrorAnswer`."
     return {s: {"model": ErrorAnswer, "description": ERROR_STATUSES[s]} for s in statuses}
 
+# %% ../nbs/11_api.ipynb #24eaddfa
 def error_response(e: ApiError, metrics: ApiMetrics, headers: dict | None = None) -> JSONResponse:
     "The JSON answer for `e`, counted by its reason; a 503 says when to retry."
     metrics.errors.labels(e.reason).inc()
@@ -172,6 +174,7 @@ def _body_hint(request: Request) -> str:
     if request.url.path.rstrip("/") == "/feedback": return 'send JSON {"prediction_id": "…", "breed": "…"} (and an optional "note")'
     return "send the photo as multipart/form-data in the field 'file' (or 'files' for /predict/batch)"
 
+# %% ../nbs/11_api.ipynb #552531a9
 def add_error_handlers(app: FastAPI, metrics: ApiMetrics):
     "Answer FastAPI's validation errors and HTTP refusals in the API's own error shape."
     @app.exception_handler(RequestValidationError)
@@ -280,6 +283,7 @@ class FeedbackIn(BaseModel):
     breed: str                # what it really is: a breed's name, display name or synset, or "no_dog"
     note: str | None = None   # a remark, at most 500 characters
 
+# %% ../nbs/11_api.ipynb #2493606e
 def feedback_routes(s: Service) -> APIRouter:
     "`POST /feedback`: a person's word on an answer, stored against its prediction."
     router = APIRouter()
@@ -330,6 +334,7 @@ def _parse_since(since: str | None) -> dt.datetime | None:
     except ValueError: raise ApiError(422, "bad_query", f"bad query parameter: since ({since!r} is not an ISO 8601 time, e.g. 2026-11-27T08:00)") from None
     return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
+# %% ../nbs/11_api.ipynb #1e959c76
 def drift_routes(s: Service) -> APIRouter:
     "`GET /drift`: recent predictions against the model's reference, as JSON or Evidently's HTML report."
     router = APIRouter()
@@ -374,6 +379,7 @@ def quality_report(s: Service, window: int = QUALITY_WINDOW) -> dict:
     for m in models: m["card_top1"] = top1 if m["model_version"] == version else None
     return dict(served_model_version=version, card_top1=top1, window=window, models=models)
 
+# %% ../nbs/11_api.ipynb #e6555d58
 def quality_routes(s: Service) -> APIRouter:
     "`GET /quality`: live accuracy from users' feedback, per model version."
     router = APIRouter()
@@ -399,6 +405,7 @@ class AccessSettings:
         return (f"AccessSettings(api_key={'set' if self.api_key else None}, public_metrics={self.public_metrics}, "
                 f"rate_limit_per_minute={self.rate_limit_per_minute}, ui_with_key={self.ui_with_key})")
 
+# %% ../nbs/11_api.ipynb #8bf98168
 PER = {"second": 60, "minute": 1, "hour": 1 / 60}
 
 def parse_rate_limit(text: str | None) -> float:
@@ -411,6 +418,7 @@ def parse_rate_limit(text: str | None) -> float:
         raise DogBreedError(f"--rate-limit {text!r} is not a rate: give requests per second, minute or hour, e.g. 60/minute")
     return n * PER[unit.strip().lower().rstrip("s")]
 
+# %% ../nbs/11_api.ipynb #861d8c0b
 def read_api_key(env_value: str | None, key_file: str | Path | None) -> str | None:
     "The API key from a file (a mounted secret; surrounding whitespace dropped) or the environment, else None."
     if key_file is not None:
@@ -454,15 +462,18 @@ def open_paths(app: FastAPI, access: AccessSettings) -> frozenset[str]:
     docs = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
     return frozenset(["/", *PROBES, *filter(None, docs), *(["/metrics"] if access.public_metrics else [])])
 
+# %% ../nbs/11_api.ipynb #c159f78b
 def _is_open(app: FastAPI, path: str, open_set: frozenset[str]) -> bool:
     demo = getattr(app.state, "ui", None) is not None   # mounted beside a key only with --ui-with-key
     return path in open_set or (demo and (path == UI_PATH or path.startswith(UI_PATH + "/")))
 
+# %% ../nbs/11_api.ipynb #7bc80ff7
 def _bearer_key(request: Request) -> str | None:
     "The key in `Authorization: Bearer <key>`, or None for any other header or scheme."
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     return key.strip() if scheme.lower() == "bearer" and key.strip() else None
 
+# %% ../nbs/11_api.ipynb #1344f360
 def add_access_control(app: FastAPI, metrics: ApiMetrics, access: AccessSettings):
     "Refuse every path but the open ones without the API key (401), and clients over the rate limit (429)."
     limiter, open_set = RateLimiter(access.rate_limit_per_minute), open_paths(app, access)
@@ -548,11 +559,13 @@ def load_predictor(model_dir: str | Path | None, # a serving folder
     except DogBreedError as e:
         log.error("model not loaded: %s", e); return None, str(e)
 
+# %% ../nbs/11_api.ipynb #f36ff5b5
 def _on_sighup(follower) -> bool:
     "Make SIGHUP wake `follower` (a reload now); False where signals cannot be set (not the main thread, Windows)."
     try: signal.signal(signal.SIGHUP, lambda *_: follower.wake.set()); return True
     except (ValueError, AttributeError, OSError): return False
 
+# %% ../nbs/11_api.ipynb #139c1759
 def drift_gauges_lifespan(monitor: DriftMonitor, metrics: ApiMetrics, settings: DriftSettings, quality=None, follower=None):
     "A FastAPI lifespan: drift (and `quality()`) gauges every `settings.refresh_seconds` (0: never); `follower` run, woken by SIGHUP."
     def refresh(stop: threading.Event):
@@ -630,6 +643,7 @@ def _add_middleware(app: FastAPI, s: Service, st: ServeSettings):
     add_request_metrics(app, s.metrics, s.limits)
     add_error_handlers(app, s.metrics)
 
+# %% ../nbs/11_api.ipynb #f8a9b50c
 def _demo_allowed(st: ServeSettings) -> bool:
     "Whether to mount the demo: asked for, and not a way around an API key (unless --ui-with-key)."
     if st.ui and st.access.api_key and not st.access.ui_with_key:

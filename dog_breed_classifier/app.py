@@ -44,6 +44,7 @@ def headline_markdown(answer: dict) -> str:
     hedge = "" if sure >= 0.5 else " — not sure: see the other breeds below"
     return f"### {answer['display_name']}\n{sure:.0%} sure{hedge}"
 
+# %% ../nbs/10_app.ipynb #2a7d2801
 def top_breeds(answer: dict, predictor: Predictor) -> dict[str, float]:
     "The answer's top-k as {display name: probability}, for `gr.Label`."
     names = dict(zip(predictor.classes, predictor.display_names))
@@ -72,6 +73,7 @@ def uploaded_photo(payload: dict | None) -> str | None:
     if not path.is_relative_to(folder): raise ApiError(422, "bad_upload", "photos are accepted only as uploads through the page")
     return str(path)
 
+# %% ../nbs/10_app.ipynb #02871ee0
 def as_upload(path: str | Path) -> dict:
     "`path` copied into Gradio's upload folder, as the raw value the image input would send (for notebooks and tests)."
     from gradio.utils import get_upload_folder
@@ -118,6 +120,7 @@ def feedback_choices() -> list[tuple[str, str]]:
     "The demo's list of what a photo can really be: `(label, value)`, no dog first, then the 120 breeds by name."
     return [("No dog here", NO_DOG), *sorted((b.display_name, b.name) for b in breed_vocab())]
 
+# %% ../nbs/10_app.ipynb #e7514296
 def _feedback_events(record: PredictionRecorder):
     "The demo's feedback handlers: `confirm` (✓, the answer was right) and `correct` (the breed it really is)."
     def say(last: dict | None, breed: str | None) -> str:
@@ -129,6 +132,15 @@ def _feedback_events(record: PredictionRecorder):
     def confirm(last: dict | None) -> str: return say(last, (last or {}).get("breed"))
     def correct(last: dict | None, breed: str | None) -> str: return say(last, breed)
     return confirm, correct
+
+# %% ../nbs/10_app.ipynb #ee069c38
+def _feedback_controls() -> tuple:
+    "The demo's feedback row (✓ Right, a breed list, Send) and its thank-you line, made inside the caller's Blocks."
+    with gr.Row(elem_id="feedback"):
+        right = gr.Button("✓ Right", size="sm", elem_id="feedback-right")
+        actual = gr.Dropdown(feedback_choices(), value=None, label="Wrong? It is…", filterable=True, elem_id="feedback-breed")
+        send = gr.Button("Send", size="sm", elem_id="feedback-send")
+    return right, actual, send, gr.Markdown(elem_id="feedback-thanks")
 
 # %% ../nbs/10_app.ipynb #76e640fc
 def create_demo(predictor: Predictor | None, # the model (None: every prediction answers that no model is loaded)
@@ -160,11 +172,7 @@ def create_demo(predictor: Predictor | None, # the model (None: every prediction
                 top5 = gr.Label(num_top_classes=5, label="Top 5 breeds", elem_id="top5")
                 heatmap = gr.Image(visible=False, interactive=False, elem_id="heatmap", buttons=["download"])
                 cost = gr.Markdown(elem_id="heatmap-cost")
-                with gr.Row(elem_id="feedback"):
-                    right = gr.Button("✓ Right", size="sm", elem_id="feedback-right")
-                    actual = gr.Dropdown(feedback_choices(), value=None, label="Wrong? It is…", filterable=True, elem_id="feedback-breed")
-                    send = gr.Button("Send", size="sm", elem_id="feedback-send")
-                thanks = gr.Markdown(elem_id="feedback-thanks")
+                right, actual, send, thanks = _feedback_controls()
         with gr.Accordion("About this model", open=False):
             gr.Markdown(model_card_markdown(predictor.card, predictor.selection_reason) if predictor is not None
                         else f"No model is loaded: {record.load_error}")

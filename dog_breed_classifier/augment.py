@@ -50,11 +50,13 @@ def offline_pipelines(settings: AugmentSettings) -> dict[str, A.Compose]:
                           A.GaussNoise(std_range=(c.noise / 2, c.noise), p=1.0 if c.noise > 0 else 0.0)]))
     return {name: every[name] for name in settings.offline}
 
+# %% ../nbs/02_augment.ipynb #7add96d0
 def augment_image(img: Image.Image, pipeline: A.Compose, seed: int) -> Image.Image:
     "`img` through `pipeline` with its randomness fixed by `seed`."
     pipeline.set_random_seed(seed)
     return Image.fromarray(pipeline(image=np.asarray(img.convert("RGB")))["image"])
 
+# %% ../nbs/02_augment.ipynb #32133482
 def variant_seed(sha256: str, variant: str, seed: int) -> int:
     "A photo's own seed for one variant: the same photo always gets the same variant."
     return stable_seed(seed, variant, sha256)
@@ -68,6 +70,7 @@ class _VariantJob:
     seed: int
     settings: AugmentSettings
 
+# %% ../nbs/02_augment.ipynb #bed8c2e2
 _PIPELINES: dict = {}   # per process: built once from the settings the first job brings (any start method)
 
 def _make_variant(job: _VariantJob) -> tuple[int, int]:
@@ -118,6 +121,7 @@ def online_train_transforms(settings: AugmentSettings, # params.yaml's `augment:
 def _eval_crop(image: np.ndarray, size: int, crop_fraction: float, **kwargs) -> np.ndarray:
     return np.asarray(center_crop(Image.fromarray(image), size, crop_fraction))
 
+# %% ../nbs/02_augment.ipynb #b6875b8b
 def eval_transforms(size: int, # the model's input size
                     crop_fraction: float = EVAL_CROP_FRACTION, # the architecture's centre-crop fraction
                    ) -> A.Compose:

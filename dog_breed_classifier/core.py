@@ -115,6 +115,7 @@ def atomic_file(path: str | Path): # the file to write
     except BaseException:
         tmp.unlink(missing_ok=True); raise
 
+# %% ../nbs/00_core.ipynb #94fbf6a5
 def atomic_write(path: str | Path, # the file to write
                  content: str | bytes) -> Path:
     "Write `content` (text or bytes) to `path` all at once, or not at all."
@@ -131,6 +132,7 @@ def publish_atomically(tmp: Path, # the finished folder
     os.replace(tmp, dest)
     shutil.rmtree(old, ignore_errors=True)
 
+# %% ../nbs/00_core.ipynb #aef5f413
 @contextmanager
 def atomic_folder(dest: str | Path): # the folder to build
     "Yield an empty temporary folder to fill; on success it replaces `dest`, on failure it is removed."
@@ -164,6 +166,7 @@ def _ranged(default, lo=None, hi=None, doc=""):
     "A dataclass field whose value must lie in [lo, hi]."
     return field(default=default, metadata=dict(lo=lo, hi=hi, doc=doc))
 
+# %% ../nbs/00_core.ipynb #a6e7b306
 @dataclass
 class SampleSettings:
     "The built-in synthetic smoke dataset (`data.source: sample`): real breed names, drawn images."
@@ -201,6 +204,7 @@ class AffineSettings:
     rotate: float = _ranged(15.0, 0, 180)  # degrees, either way
     shear: float = _ranged(8.0, 0, 45)     # degrees, either way
 
+# %% ../nbs/00_core.ipynb #95797de4
 @dataclass
 class ColourSettings:
     "Offline variant (b): colour and noise."
@@ -209,6 +213,7 @@ class ColourSettings:
     brightness: float = _ranged(0.2, 0, 1)
     contrast: float = _ranged(0.2, 0, 1)
 
+# %% ../nbs/00_core.ipynb #5402058c
 @dataclass
 class OnlineSettings:
     "Random transforms applied to each training batch (not stored)."
@@ -217,6 +222,7 @@ class OnlineSettings:
     flip: bool = True
     colour_jitter: float = _ranged(0.2, 0, 1)
 
+# %% ../nbs/00_core.ipynb #f04e66f8
 @dataclass
 class AugmentSettings:
     "Augmentation (`augment:` in params.yaml)."
@@ -235,6 +241,7 @@ class ModelSettings:
     pretrained: str = "package"           # package (offline ImageNet weights) | hub | none | path to a state dict
     classes: Literal["data", "all"] = "data"  # the breeds of the training data, or all 120
 
+# %% ../nbs/00_core.ipynb #36d3227a
 @dataclass
 class TrainSettings:
     "The fine-tuning recipe (`train:` in params.yaml)."
@@ -268,6 +275,7 @@ class ExportSettings:
     no_dog_threshold: float | Literal["auto"] = _ranged("auto", 0.0, 1.0)
     opset: int = _ranged(17, 13, 23)           # ONNX opset
 
+# %% ../nbs/00_core.ipynb #bdffdafe
 @dataclass
 class DriftSettings:
     "Drift detection (`drift:` in params.yaml): what is compared, and what counts as drift (thresholds chosen in 08_drift)."
@@ -303,6 +311,7 @@ def _describe(tp) -> str:
     if typing.get_origin(tp) is typing.Union: return " or ".join(_describe(t) for t in typing.get_args(tp))
     return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(tp, str(tp))
 
+# %% ../nbs/00_core.ipynb #5081d975
 def _check_value(key: str, value, tp, meta: dict):
     "`value` converted to `tp`, or a `ParamsError` naming `key`."
     origin = typing.get_origin(tp)
@@ -419,6 +428,7 @@ class Breed:
 def _display_name(lemma: str) -> str:
     return " ".join(w[:1].upper() + w[1:] for w in lemma.split(" "))
 
+# %% ../nbs/00_core.ipynb #c278a065
 def build_breed_vocab() -> list[Breed]:
     "The 120 breeds derived from timm's ImageNet synsets and lemmas (needs `timm`; the library ships the result)."
     from timm.data import ImageNetInfo
@@ -444,6 +454,7 @@ def write_breed_vocab_file(breeds: list[Breed], path: Path):
         w.writerow(_VOCAB_COLUMNS)
         for b in breeds: w.writerow([b.name, b.display_name, b.synset, b.imagenet_index, b.lemma, "|".join(b.aliases)])
 
+# %% ../nbs/00_core.ipynb #e6208228
 def read_breed_vocab_file(path: Path) -> list[Breed]:
     "The breeds in a CSV written by `write_breed_vocab_file`."
     with open(path, newline="") as f:
@@ -456,8 +467,20 @@ def _name_key(name: str) -> str:
     name = re.sub(r"^n\d{8}[-_ ]", "", str(name).strip())
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
+# %% ../nbs/00_core.ipynb #a6027f85
 class UnknownBreedsError(DogBreedError):
     "Names that are not among the 120 breeds."
+
+# %% ../nbs/00_core.ipynb #8f12e196
+def _lookup_keys(breeds: list[Breed]) -> dict:
+    "`{name key: breed}` over every name of every breed; a name two breeds share names neither, and canonical names always win."
+    keys, ambiguous = {}, set()
+    for b in breeds:
+        for n in (b.name, b.display_name, b.synset, b.stanford_folder, *b.aliases):
+            k = _name_key(n) if not re.fullmatch(r"n\d{8}", n) else n
+            if keys.get(k, b) is not b: ambiguous.add(k)
+            keys[k] = b
+    return {k: b for k, b in keys.items() if k not in ambiguous} | {_name_key(b.name): b for b in breeds}
 
 # %% ../nbs/00_core.ipynb #ccbf300c
 class BreedVocab:
@@ -465,15 +488,7 @@ class BreedVocab:
     def __init__(self, breeds: list[Breed]):
         self.breeds = list(breeds)
         self.by_name = {b.name: b for b in self.breeds}
-        keys, ambiguous = {}, set()
-        for b in self.breeds:
-            for n in (b.name, b.display_name, b.synset, b.stanford_folder, *b.aliases):
-                k = _name_key(n) if not re.fullmatch(r"n\d{8}", n) else n
-                if keys.get(k, b) is not b: ambiguous.add(k)
-                keys[k] = b
-        # a name shared by two breeds names neither; the canonical names always win
-        self._keys = {k: b for k, b in keys.items() if k not in ambiguous}
-        self._keys.update({_name_key(b.name): b for b in self.breeds})
+        self._keys = _lookup_keys(self.breeds)
 
     def __len__(self): return len(self.breeds)
     def __iter__(self): return iter(self.breeds)

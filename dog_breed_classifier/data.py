@@ -238,8 +238,10 @@ class SourceItem:
     box: tuple[int, int, int, int] | None = None   # (left, top, right, bottom) in original pixels
     train_only: bool = False                       # from `data.extra_paths`: training split only, never valid or test
 
+# %% ../nbs/01_data.ipynb #a420806d
 def _visible(p: Path) -> bool: return not any(part.startswith(".") for part in p.parts)
 
+# %% ../nbs/01_data.ipynb #9e8e0f3d
 def kaggle_items(path: Path) -> list[SourceItem]:
     "Kaggle layout: `labels.csv` (id,breed) and `train/<id>.jpg`."
     f = path/"labels.csv"
@@ -261,6 +263,7 @@ def _stanford_box(annotation: Path) -> tuple[int, int, int, int] | None:
         except (TypeError, ValueError): continue
     return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), default=None)
 
+# %% ../nbs/01_data.ipynb #4442cb39
 def stanford_items(path: Path, crop_to_boxes: bool = False) -> list[SourceItem]:
     "Stanford layout: `Images/<synset>-<Breed>/*.jpg`, boxes from `Annotation/<synset>-<Breed>/<stem>`."
     images = path/"Images" if (path/"Images").is_dir() else path
@@ -328,6 +331,7 @@ class _Job:
     max_pixels: int
     staging: str
 
+# %% ../nbs/01_data.ipynb #aa1613e2
 def _prepare_one(job: _Job) -> dict:
     "Validate, convert, shrink and stage one photo; a dict describing the result either way."
     try:
@@ -366,6 +370,7 @@ def split_counts(n: int, valid_pct: float, test_pct: float) -> tuple[int, int, i
         else: n_test -= 1
     return n - n_valid - n_test, n_valid, n_test
 
+# %% ../nbs/01_data.ipynb #149f81a7
 def stratified_split(df: pd.DataFrame, valid_pct: float, test_pct: float, seed: int) -> pd.Series:
     "A `split` column (train/valid/test) for `df`'s rows, stratified by `df.breed`, keyed on `df.sha256`."
     split = pd.Series("train", index=df.index, dtype=object)
@@ -410,6 +415,7 @@ def run_in_processes(jobs: list, fn: Callable, workers: int, progress: bool, des
     with ProcessPoolExecutor(workers) as pool:
         return list(tqdm(pool.map(fn, jobs, chunksize=max(1, min(32, len(jobs) // (workers * 8)))), **bar))
 
+# %% ../nbs/01_data.ipynb #a56b95ae
 def _note_kind(note: str) -> str:
     "Group conversion notes for the summary ('first of 3 frames' → 'first frame of animation')."
     if note.startswith("first of"): return "first frame of animation"

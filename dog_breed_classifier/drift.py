@@ -40,6 +40,7 @@ REFERENCE_FILE, REFERENCE_EMBEDDINGS_FILE = SERVING_FILES.reference, SERVING_FIL
 class DriftError(DogBreedError):
     "Drift cannot be computed as asked: no reference, an unreadable reference, nothing to compare."
 
+# %% ../nbs/08_drift.ipynb #7bc8de74
 @dataclass
 class DriftData:
     "Rows to compare: image statistics, optionally predictions, optionally (row-aligned) embeddings."
@@ -76,6 +77,7 @@ def prediction_columns(is_dog: bool, # the answer's is_dog
     return dict(breed=answered_breed(is_dog, breed), confidence=float(top[0]["probability"]),
                 is_dog="dog" if is_dog else "no dog")
 
+# %% ../nbs/08_drift.ipynb #b6deab85
 def drift_data_from_answers(answers: list[dict], # `Predictor.predict(..., embeddings=True)` answers
                             source: str, # where they came from, in words
                            ) -> DriftData:
@@ -114,6 +116,7 @@ def _photo_files(folder: Path) -> list[Path]:
     "The image files under `folder`, at any depth, with the suffixes prepare reads."
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
+# %% ../nbs/08_drift.ipynb #d692a91d
 def reference_from_photos(predictor, # the served model's `Predictor`
                           photos: list, # photo paths
                           stats: pd.DataFrame | None = None, # their statistics as prepare measured them (row-aligned), if known
@@ -226,6 +229,7 @@ class _Comparison:
     components: list[str]        # embedding components ([] when embeddings are not compared)
     notes: list[str]
 
+# %% ../nbs/08_drift.ipynb #24704ebc
 def _compare(reference: DriftData, current: DriftData, s: DriftSettings) -> _Comparison:
     from evidently import DataDefinition, Dataset
     notes = []
@@ -250,12 +254,14 @@ def _compare(reference: DriftData, current: DriftData, s: DriftSettings) -> _Com
     return _Comparison(Dataset.from_pandas(ref, data_definition=definition), Dataset.from_pandas(cur, data_definition=definition),
                        columns, components, notes)
 
+# %% ../nbs/08_drift.ipynb #04a3cf70
 @contextmanager
 def _quiet():
     "Evidently divides by the spread of constant columns (all photos 224 px wide, say): expected, not news."
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning); yield
 
+# %% ../nbs/08_drift.ipynb #cc09980a
 def _methods(s: DriftSettings) -> dict:
     return dict(num_method=s.numerical_method, num_threshold=s.numerical_threshold,
                 cat_method=s.categorical_method, cat_threshold=s.categorical_threshold)
@@ -266,6 +272,7 @@ def _status(reference: DriftData, current: DriftData, s: DriftSettings) -> str |
     if len(current) < s.min_rows or len(reference) < s.min_rows: return "not_enough_data"
     return None
 
+# %% ../nbs/08_drift.ipynb #79f63b1b
 NOT_ENOUGH_DATA = dict(status="not_enough_data", drift_detected=None, drift_share=None, embedding_drift_score=None)
 
 def drift_decision(reference: DriftData, # what the model was trained on
@@ -277,6 +284,7 @@ def drift_decision(reference: DriftData, # what the model was trained on
     if _status(reference, current, s): return dict(NOT_ENOUGH_DATA)
     return _decide(_compare(reference, current, s), s)
 
+# %% ../nbs/08_drift.ipynb #2e18a08e
 def _decide(c: _Comparison, s: DriftSettings) -> dict:
     "The verdict on one comparison: two `DriftedColumnsCount` (columns, embedding components)."
     from evidently import Report
@@ -292,6 +300,7 @@ def _decide(c: _Comparison, s: DriftSettings) -> dict:
                 columns_drifted=bool(columns_drifted), embedding_drift_score=emb,
                 embedding_drift_detected=None if emb is None else bool(emb_drifted), notes=c.notes)
 
+# %% ../nbs/08_drift.ipynb #455aefd9
 def _finite(x) -> float | None:
     "`x` rounded, or None when it is not a finite number (JSON has no NaN; a constant column can give one)."
     return round(float(x), 5) if x is not None and np.isfinite(float(x)) else None

@@ -34,6 +34,7 @@ class _PooledBody(nn.Module):
     def __init__(self, model: nn.Module): super().__init__(); self.model = model
     def forward(self, x): return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
 
+# %% ../nbs/03a_embeddings.ipynb #471d4414
 def embedding_runtime(model: nn.Module, # a timm model; its body's weights are used as they are
                       size: int, # the input side in pixels
                      ):
@@ -63,6 +64,7 @@ def _inputs(files: list, spec: ModelInput, mirrored: bool) -> np.ndarray:
     batch = np.stack([model_input(decode_image(f).image, spec.size, spec.mean, spec.std, spec.crop_fraction) for f in files])
     return np.ascontiguousarray(batch[..., ::-1]) if mirrored else batch
 
+# %% ../nbs/03a_embeddings.ipynb #12ea838f
 def photo_embeddings(runtime, # from `embedding_runtime`
                      files: list, # photos: paths, bytes or PIL images
                      spec: ModelInput, # the model's input
@@ -91,6 +93,7 @@ class EmbeddingSet:
         "`(embeddings, labels)` as float32 and int64 tensors on `device`."
         return (torch.from_numpy(np.asarray(self.x, np.float32)).to(device), torch.from_numpy(np.asarray(self.y, np.int64)).to(device))
 
+# %% ../nbs/03a_embeddings.ipynb #db745ec9
 @torch.no_grad()
 def head_scores(head: nn.Linear, data: EmbeddingSet) -> dict:
     "Validation loss, accuracy (and top-5 accuracy with more than five classes) of `head` on `data`."
@@ -134,6 +137,7 @@ def scaled_log_loss(logits: np.ndarray, targets: np.ndarray, # (n, k) logits and
     z = z - z.max(1, keepdims=True)
     return float((np.log(np.exp(z).sum(1)) - z[np.arange(len(z)), targets]).mean())
 
+# %% ../nbs/03a_embeddings.ipynb #be443a9a
 def fit_temperature(logits: np.ndarray, # (n, k) held-out logits
                     targets: np.ndarray, # (n,) their true class indices
                     lo: float = 0.05, hi: float = 20.0, # the search range of T

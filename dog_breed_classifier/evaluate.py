@@ -41,6 +41,7 @@ def photo_tensor(source, size: int, mean, std, crop_fraction: float = EVAL_CROP_
     "One photo (path, bytes or PIL image) as the model's normalised 3×size×size input."
     return torch.from_numpy(model_input(decode_image(source).image, size, mean, std, crop_fraction))
 
+# %% ../nbs/05_evaluate.ipynb #32bc1c7b
 @torch.no_grad()
 def predict_logits(model, # a model from `create_model` or `load_trained_model`
                    photos: list, # paths, bytes or PIL images
@@ -55,6 +56,7 @@ def predict_logits(model, # a model from `create_model` or `load_trained_model`
         out.append(model(batch).float().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(model.classes)), dtype=np.float32)
 
+# %% ../nbs/05_evaluate.ipynb #12bd5671
 def predict_probs(model, photos: list, size: int, crop_fraction: float = EVAL_CROP_FRACTION,
                   temperature: float = 1.0, # divides the logits before the softmax (see `embeddings.fit_temperature`)
                   batch_size: int = 32, progress: bool = False) -> np.ndarray:
@@ -81,6 +83,7 @@ def _per_breed_table(trained: dict, zero_shot: dict) -> pd.DataFrame:
     return pd.DataFrame(dict(breed=list(trained["per_breed"]), accuracy=list(trained["per_breed"].values()),
                              zero_shot=[zero_shot["per_breed"].get(b, np.nan) for b in trained["per_breed"]])).sort_values("accuracy")
 
+# %% ../nbs/05_evaluate.ipynb #993717ed
 def _per_breed_figure(per: pd.DataFrame, note: str):
     "Bars of per-breed accuracy, the 40 worst breeds, trained beside zero-shot."
     import matplotlib.pyplot as plt
@@ -103,6 +106,7 @@ def _history_figure(h: pd.DataFrame):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/05_evaluate.ipynb #67046063
 def _write_reports(reports: Path, metrics: dict, trained: dict, zero_shot: dict, classes: list[str], history: Path,
                    note: str):
     "metrics.json, the plot data DVC reads, and the figures in plots/ (swapped in whole)."
@@ -126,12 +130,14 @@ def _write_reports(reports: Path, metrics: dict, trained: dict, zero_shot: dict,
 def _summary(m: dict) -> dict:
     return {k: round(m[k], 4) for k in ("top1", "top5", "log_loss", "ece")} | {"photos": m["photos"]}
 
+# %% ../nbs/05_evaluate.ipynb #81363f01
 def _scored(logits: np.ndarray, targets: np.ndarray, classes: list[str], temperature: float) -> tuple[dict, dict]:
     "(metrics with the temperature applied, their summary for metrics.json with the uncalibrated log loss and ECE)."
     raw = classification_metrics(torch.softmax(torch.from_numpy(logits), 1).numpy(), targets, classes)
     calibrated = classification_metrics(torch.softmax(torch.from_numpy(logits) / temperature, 1).numpy(), targets, classes)
     return calibrated, _summary(calibrated) | {"temperature": temperature, "uncalibrated": {k: round(raw[k], 4) for k in ("log_loss", "ece")}}
 
+# %% ../nbs/05_evaluate.ipynb #c13c5c8f
 def evaluate(params: Params, root: str | Path | None = None, split: str = "test", progress: bool = True) -> dict:
     "Score the trained model and the zero-shot model on the `split` photos; write reports/ (metrics, plot data, figures)."
     paths = ProjectPaths.of(root)

@@ -53,6 +53,7 @@ def export_onnx(serving: ServingModel, path: str | Path, input_size: int, opset:
                           opset_version=opset, dynamo=False)
     return path
 
+# %% ../nbs/09_export.ipynb #325405d9
 def onnx_session(path: str | Path, threads: int = 0):
     "An ONNX Runtime CPU session for `path` (`threads` 0 = ONNX Runtime's choice)."
     import onnxruntime as ort
@@ -103,6 +104,7 @@ def _images_per_second(sess, batch: np.ndarray, rounds: int) -> list[float]:
         t = time.perf_counter(); sess.run(["logits"], {"image": batch}); out.append(len(batch) / (time.perf_counter() - t))
     return out
 
+# %% ../nbs/09_export.ipynb #508d95ba
 def compare_runtimes(fp32_path: str | Path, int8_path: str | Path, test_batch: np.ndarray, test_targets: np.ndarray,
                      speed_batch: np.ndarray, rounds: int = 3, max_top1_drop: float = DEFAULTS.max_int8_top1_drop, min_test_photos: int = 100) -> dict:
     "Speed (img/s, interleaved rounds) and test top-1 of fp32 vs int8, and whether int8 earns its place."
@@ -126,6 +128,7 @@ def compare_runtimes(fp32_path: str | Path, int8_path: str | Path, test_batch: n
 # %% ../nbs/09_export.ipynb #3df4d358
 def _crop(meta: dict) -> float: return float(meta.get("crop_fraction", EVAL_CROP_FRACTION))
 
+# %% ../nbs/09_export.ipynb #911a3a14
 def build_model_card(meta: dict, onnx_path: Path, parity: dict, int8: dict | None = None, metrics: dict | None = None,
                      no_dog_threshold: float = 0.3, pretrained: str = "package") -> ModelCard:
     "The model card for the model described by `meta` (train's model.json) and exported to `onnx_path`."
@@ -159,10 +162,12 @@ def _photo_batch(files: list[Path], meta: dict) -> np.ndarray:
     if not files: return np.zeros((0, 3, size, size), np.float32)
     return np.stack([model_input(decode_image(f).image, size, meta["mean"], meta["std"], _crop(meta)) for f in files])
 
+# %% ../nbs/09_export.ipynb #6bd8e813
 def _probe_images(rng) -> list:
     "Drawn dogs for the parity check when no photos are given (the zero-shot build)."
     return [draw_sample_dog(b, rng, (288, 256)) for b in ["pug", "beagle", "chow", "papillon"]]
 
+# %% ../nbs/09_export.ipynb #db706a5e
 def _int8_decision(onnx_path: Path, out_dir: Path, meta: dict, calibration: list[Path], test: list[tuple[Path, str]],
                    max_top1_drop: float, min_test_photos: int) -> dict:
     "Quantise, measure against fp32 on the test photos, keep `model.int8.onnx` in `out_dir` only if it earns it."
@@ -275,6 +280,7 @@ def _test_metrics(reports: Path) -> dict | None:
     metrics = json.loads(f.read_text())
     return {k: metrics[k] for k in ("split", "model", "zero_shot", "gain_top1", "data_source") if k in metrics}
 
+# %% ../nbs/09_export.ipynb #45176707
 def export(params: Params, root: str | Path | None = None, out_dir: str | Path | None = None) -> ModelCard:
     "Export the model in models/trained/ to models/serving/ (ONNX + model card); returns the card."
     paths = ProjectPaths.of(root)

@@ -31,6 +31,7 @@ class ImageDecodeError(DogBreedError):
         super().__init__(message)
         self.reason = reason
 
+# %% ../nbs/00a_images.ipynb #49098e35
 @dataclass
 class DecodedImage:
     "An 8-bit RGB photo and what it took to get there."
@@ -82,6 +83,31 @@ def _corrupt(name: str, e: Exception) -> ImageDecodeError:
         return ImageDecodeError("truncated", f"{name}: the file is truncated (an incomplete download or copy?)")
     return ImageDecodeError("unreadable", f"{name}: the image data is corrupt ({e})")
 
+# %% ../nbs/00a_images.ipynb #67f55adb
+def _open_image(source: str | Path | bytes, # a path or the file's bytes
+                name: str | None, # how to call the file in messages (default: the path, or "upload")
+                max_pixels: int) -> tuple[Image.Image, bytes, str]:
+    "`source` opened by PIL (not decoded yet), its bytes, and its name for messages; or `ImageDecodeError` saying why not."
+    if isinstance(source, (bytes, bytearray, memoryview)): data, name = bytes(source), name or "upload"
+    else:
+        name = name or str(source)
+        try: data = Path(source).read_bytes()
+        except FileNotFoundError: raise ImageDecodeError("missing_file", f"{name}: file not found") from None
+        except OSError as e: raise ImageDecodeError("unreadable", f"{name}: cannot be read ({e.strerror})") from None
+    if not data: raise ImageDecodeError("empty_file", f"{name}: the file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageDecodeError("too_large", f"{name}: more than {max_pixels:,} pixels; resize it before use") from None
+    except UnidentifiedImageError:
+        kind = _looks_like_text(data)
+        if kind: raise ImageDecodeError("not_an_image", f"{name}: this is {kind}, not a photo") from None
+        raise ImageDecodeError("not_an_image", f"{name}: not an image file PIL can read (JPEG, PNG, GIF, BMP, WebP or TIFF)") from None
+    except Exception as e: raise _corrupt(name, e) from None
+    return img, data, name
+
 # %% ../nbs/00a_images.ipynb #7accd726
 def decode_image(source: str | Path | bytes | Image.Image, # a path, the file's bytes, or a PIL image
                  max_pixels: int = 40_000_000, # larger images are refused before decoding (decompression bombs)
@@ -91,25 +117,7 @@ def decode_image(source: str | Path | bytes | Image.Image, # a path, the file's 
                 ) -> DecodedImage:
     "Decode `source` into an 8-bit RGB `DecodedImage`, or raise `ImageDecodeError` saying why not."
     if isinstance(source, Image.Image): img, data, name = source, None, name or "image"
-    else:
-        if isinstance(source, (bytes, bytearray, memoryview)): data, name = bytes(source), name or "upload"
-        else:
-            name = name or str(source)
-            try: data = Path(source).read_bytes()
-            except FileNotFoundError: raise ImageDecodeError("missing_file", f"{name}: file not found") from None
-            except OSError as e: raise ImageDecodeError("unreadable", f"{name}: cannot be read ({e.strerror})") from None
-        if not data: raise ImageDecodeError("empty_file", f"{name}: the file is empty (0 bytes)")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageDecodeError("too_large", f"{name}: more than {max_pixels:,} pixels; resize it before use") from None
-        except UnidentifiedImageError:
-            kind = _looks_like_text(data)
-            if kind: raise ImageDecodeError("not_an_image", f"{name}: this is {kind}, not a photo") from None
-            raise ImageDecodeError("not_an_image", f"{name}: not an image file PIL can read (JPEG, PNG, GIF, BMP, WebP or TIFF)") from None
-        except Exception as e: raise _corrupt(name, e) from None
+    else: img, data, name = _open_image(source, name, max_pixels)
     fmt = img.format or "RAW"
     if data is not None and fmt not in SUPPORTED_FORMATS:
         raise ImageDecodeError("unsupported_format", f"{name}: {fmt} images are not supported; use one of {', '.join(SUPPORTED_FORMATS)}")
@@ -151,6 +159,7 @@ def center_crop(img: Image.Image, size: int = 224, crop_fraction: float = EVAL_C
     left, top = (new[0] - size) // 2, (new[1] - size) // 2
     return img.crop((left, top, left + size, top + size))
 
+# %% ../nbs/00a_images.ipynb #7154d865
 def model_input(img: Image.Image, # the photo
                 size: int, mean, std, # the model's input size and normalisation
                 crop_fraction: float = EVAL_CROP_FRACTION, # the architecture's centre-crop fraction (its model card says)

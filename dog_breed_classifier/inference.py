@@ -76,6 +76,7 @@ def available_backends() -> list[str]:
     import importlib.util
     return [n for n, m in (("openvino", "openvino"), ("onnxruntime", "onnxruntime")) if importlib.util.find_spec(m)]
 
+# %% ../nbs/06_inference.ipynb #224b1b79
 def load_backend(path: Path, backend: str = "auto", threads: int | None = None):
     "The backend `backend` (auto: the fastest installed) running `path`."
     have = available_backends()
@@ -169,6 +170,7 @@ def _answer(self: Predictor, d: DecodedImage, p: np.ndarray, g: float, top_k: in
                 width=d.original_size[0], height=d.original_size[1], format=d.format, notes=list(d.notes),
                 model_version=self.model_version, latency_ms=round(latency_ms, 2))
 
+# %% ../nbs/06_inference.ipynb #34c1c365
 @patch
 def predict_decoded(self: Predictor, images: list[DecodedImage], # photos from `Predictor.decode`
                     top_k: int = 5, # breeds per answer

@@ -49,6 +49,7 @@ class ModelInput:
     @property
     def resize_shorter_side(self) -> int: "The shorter side a photo is resized to before the centre crop."; return round(self.size / self.crop_fraction)
 
+# %% ../nbs/03_model.ipynb #b834cd92
 def model_input_spec(arch: str = DEFAULT_ARCH, # a timm architecture name
                      size: int | str = "auto", # `augment.online.size`: auto = the architecture's own
                     ) -> ModelInput:
@@ -64,6 +65,7 @@ def model_input_spec(arch: str = DEFAULT_ARCH, # a timm architecture name
 # %% ../nbs/03_model.ipynb #ad91ad75
 def _kind(key: str) -> str: return key.rsplit(".", 1)[-1]   # weight, bias, running_mean, …
 
+# %% ../nbs/03_model.ipynb #5d33b90d
 def map_state_dict_in_order(source: dict, target: dict, what: str = "weights") -> dict:
     "`source`'s tensors under `target`'s names, matched by position; every shape and parameter kind must agree."
     if len(source) != len(target):
@@ -108,6 +110,7 @@ def resolve_classes(classes) -> list[str]:
     if classes in (None, "all"): return vocab.names
     return [vocab.resolve([c], "model classes")[c].name for c in classes]
 
+# %% ../nbs/03_model.ipynb #7cd62cc6
 def create_model(arch: str = DEFAULT_ARCH, # a timm architecture name
                  classes: list[str] | str = "all", # the breeds to predict, or 'all' 120
                  pretrained: str = "package", # package | hub | none | path to an ImageNet state dict
@@ -131,6 +134,7 @@ def body_head_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
     head = {id(p) for p in model.get_classifier().parameters()}
     return [[p for p in model.parameters() if id(p) not in head], list(model.get_classifier().parameters())]
 
+# %% ../nbs/03_model.ipynb #ef378755
 def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
     "The (mean, std) the model's weights expect, from its pretrained config."
     return tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])

@@ -130,6 +130,7 @@ class TrainingData(CardPart):
     train_photos: int | None = optional()
     breeds: int | None = optional()
 
+# %% ../nbs/00c_model_card.ipynb #276efcdf
 @dataclass(kw_only=True)
 class Training(CardPart):
     "How the model was made: its data, starting weights, and the best epoch against the zero-shot start."
@@ -168,6 +169,7 @@ class NoDogRule(CardPart):
     meaning: str = ("ImageNet classifier's softmax mass on classes 151-275 (dogs and wild dogs); "
                     "below the threshold the answer is is_dog: false")
 
+# %% ../nbs/00c_model_card.ipynb #7c6e74f5
 @dataclass(kw_only=True)
 class Parity(CardPart):
     "Torch against ONNX Runtime on the same batch at export."
@@ -187,6 +189,7 @@ class Int8Report(CardPart):
     images_per_second: dict | None = optional()   # {fp32: …, int8: …}
     top1: dict | None = optional()                # {fp32: …, int8: …}
 
+# %% ../nbs/00c_model_card.ipynb #c1404674
 @dataclass(kw_only=True)
 class DriftReferenceEntry(CardPart):
     "The drift reference written beside the model (see `drift.write_reference`)."

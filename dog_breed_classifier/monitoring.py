@@ -81,6 +81,7 @@ def answered_breed(is_dog: bool, # the answer's is_dog
 class StoreError(DogBreedError):
     "The prediction store cannot be opened or written."
 
+# %% ../nbs/07_monitoring.ipynb #c93d4271
 def default_store_url(root: str | Path | None = None) -> str:
     "`DOG_BREED_STORE_URL`, else a SQLite file `predictions.db` under `root` (default: the current folder)."
     env = os.environ.get("DOG_BREED_STORE_URL")
@@ -176,6 +177,7 @@ def add(self: PredictionStore, prediction: dict, # a `Predictor` answer (with it
         raise StoreError(f"prediction not recorded: {str(e).splitlines()[0][:200]}") from None
     return pid
 
+# %% ../nbs/07_monitoring.ipynb #44e44bdd
 @patch
 def count(self: PredictionStore) -> int:
     "How many predictions the store holds."
@@ -221,6 +223,7 @@ def recent(self: PredictionStore, limit: int | None = None, # at most this many,
 class UnknownPredictionError(DogBreedError):
     "Feedback about a prediction id the store does not hold."
 
+# %% ../nbs/07_monitoring.ipynb #d415f24c
 def _feedback_row(conn, prediction_id: str, breed: str, source: str, note: str | None) -> dict:
     p = conn.execute(sa.select(PREDICTIONS.c.breed, PREDICTIONS.c.is_dog, PREDICTIONS.c.model_version)
                      .where(PREDICTIONS.c.id == prediction_id)).first()
@@ -230,6 +233,7 @@ def _feedback_row(conn, prediction_id: str, breed: str, source: str, note: str |
                 verdict="confirmed" if breed == predicted else "corrected", model_version=p.model_version,
                 source=source, note=note)
 
+# %% ../nbs/07_monitoring.ipynb #d97b12a1
 FEEDBACK_RETRIES = 10
 
 @patch
@@ -284,6 +288,7 @@ def wilson_interval(k: int, # successes (confirmed answers)
     centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
     return max(0.0, centre - half), min(1.0, centre + half)
 
+# %% ../nbs/07_monitoring.ipynb #3f4bbfc1
 def live_accuracy(words, # `PredictionStore.feedback()` rows
                   top_pairs: int = 5, # how many most-corrected pairs to name per model
                  ) -> list[dict]:

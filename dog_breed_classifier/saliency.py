@@ -35,6 +35,7 @@ def heat_colours(heatmap: np.ndarray) -> np.ndarray:
     f = (x - i)[..., None]
     return ((1 - f) * HEAT_COLOURS[i] + f * HEAT_COLOURS[i + 1]).round().astype(np.uint8)
 
+# %% ../nbs/09a_saliency.ipynb #5869dd84
 @dataclass
 class Saliency:
     "Where the model looked when it predicted `breed`, and what finding out cost."
@@ -57,6 +58,7 @@ class Saliency:
         backward = " + one backward pass" if self.method == "grad-cam" else ""
         return f"{self.method} on {self.runtime}: {runs}{backward}, {self.seconds * 1000:.0f} ms"
 
+# %% ../nbs/09a_saliency.ipynb #a34c9ca1
 def _scaled(heatmap: np.ndarray) -> np.ndarray:
     top = float(heatmap.max())
     return (heatmap / top if top > 0 else np.zeros_like(heatmap)).astype(np.float32)
@@ -68,6 +70,7 @@ def _breed_index(predictor: Predictor, breed: str | None) -> int | None:
         raise DogBreedError(f"breed {breed!r} is not one this model predicts; use one of its classes (e.g. {predictor.classes[0]!r})")
     return predictor.classes.index(breed)
 
+# %% ../nbs/09a_saliency.ipynb #278aa17a
 def occlusion_saliency(predictor: Predictor, image: Image.Image, # an RGB photo
                        breed: str | None = None, # the breed to explain (default: the top prediction)
                        patch: int | None = None, # the grey square's side (default: a quarter of the input size)
@@ -151,6 +154,7 @@ def saliency_method(predictor: Predictor, method: str = "auto") -> str:
     if method == "auto": return "occlusion" if grad_cam_unavailable(predictor) else "grad-cam"
     return method
 
+# %% ../nbs/09a_saliency.ipynb #2ff0d21c
 def explain(predictor: Predictor, image, # a path, the file's bytes, or a PIL image
             breed: str | None = None, # the breed to explain (default: the top prediction)
             method: str = "auto") -> Saliency:

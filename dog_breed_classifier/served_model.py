@@ -76,6 +76,7 @@ def _save(self: ModelRegistry, state: RegistryState):
     "Replace `registry.json` with `state`, all at once."
     atomic_write(self.state_file, json.dumps(state.to_json(), indent=1))
 
+# %% ../nbs/06a_served_model.ipynb #aafddf61
 @patch
 def publish(self: ModelRegistry, model_dir: str | Path, # a serving folder (model.onnx + model_card.json)
             record: dict | None = None, # what to keep about this promotion (figures, forced, …)
@@ -117,6 +118,7 @@ class ModelChoice:
     model_dir: Path | None
     reason: str
 
+# %% ../nbs/06a_served_model.ipynb #f01bedf2
 def registry_reason(folder: Path, registry: ModelRegistry) -> str:
     "Why a registry's version is served, in the words the log, /health and /model show."
     return f"the registry's current version ({folder.name}, {registry.path})"
@@ -204,6 +206,7 @@ def _load(self: ModelFollower, target: Path) -> Predictor | None:
         self.on_reload("failed"); log.error("model reload: %s", self.error)
         return None
 
+# %% ../nbs/06a_served_model.ipynb #d8a91aab
 @patch
 def check(self: ModelFollower, retry: bool = False, # try again a version that failed to load (SIGHUP does)
          ) -> bool:

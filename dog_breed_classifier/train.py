@@ -54,6 +54,7 @@ def training_classes(processed: Path, classes: str) -> list[str]:
     present = set(pd.read_csv(processed/"breeds.csv").name)
     return [n for n in breed_vocab().names if n in present]
 
+# %% ../nbs/04_train.ipynb #91d54d14
 def create_dataloaders(processed: str | Path, # a folder written by `prepare`
                        classes: list[str], # the model's classes, in order
                        params: Params, # the recipe: `augment`, batch size, workers
@@ -151,11 +152,13 @@ class _GlooFriendlyDL(DistributedDL):
         torch.distributed.broadcast(t, rank)
         return t.tolist()
 
+# %% ../nbs/04_train.ipynb #50dfebae
 class DataParallelTrainer(DistributedTrainer):
     "fastai's DistributedTrainer that also works on CPUs (gloo): the device comes from accelerate."
     def _wrap_dl(self, dl):
         return dl if isinstance(dl, DistributedDL) else _GlooFriendlyDL(dl, device=self.accelerator.device)
 
+# %% ../nbs/04_train.ipynb #a6bf84e2
 def distributed_world() -> tuple[int, int]:
     "(rank, world size) from the launcher's environment; (0, 1) when not launched in several processes."
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -191,6 +194,7 @@ def _write_model(out_dir: Path, model, meta: dict, history: pd.DataFrame):
         (tmp/"model.json").write_text(json.dumps(meta, indent=1))
         history.to_csv(tmp/"history.csv", index=False)
 
+# %% ../nbs/04_train.ipynb #f7441223
 def load_trained_model(models_dir: str | Path):
     "The model saved by `train` in `models_dir`, in eval mode, and its model.json."
     models_dir = Path(models_dir)
@@ -208,6 +212,7 @@ def _fit_phase(learn, epochs: int, lr, frozen: bool):
     try: learn.fit_one_cycle(epochs, lr)
     except CancelFitException: pass
 
+# %% ../nbs/04_train.ipynb #a82046f4
 def training_learner(params: Params, # settings (see `load_params`)
                      processed: Path, # the prepared data folder
                      classes: list[str], # the breeds to predict
@@ -257,6 +262,7 @@ def _embedding_sets(model, processed: Path, classes: list[str], spec: ModelInput
     train = EmbeddingSet(np.concatenate(train_x), np.tile(train_rows.breed.map(index).to_numpy(), len(train_x)))
     return train, EmbeddingSet(embed(valid_rows, what="embedding validation photos"), valid_rows.breed.map(index).to_numpy())
 
+# %% ../nbs/04_train.ipynb #a64871f2
 def _head_phase(learn, keep: KeepBest, params: Params, processed: Path, classes: list[str], spec: ModelInput,
                 progress: bool, run=None) -> tuple[dict, EmbeddingSet]:
     "The frozen phase on cached embeddings; returns the zero-shot scores and the validation embeddings."

@@ -11,7 +11,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS, LIB = ROOT / "nbs", ROOT / "dog_breed_classifier"
-MAX_LINES = 60            # the longest library function and the longest exported cell
+MAX_FUNCTION_LINES = 45   # the longest library function or method
+MAX_PARAMETERS = 10       # the most parameters of a library function (self and *args/**kwargs not counted)
+MAX_CELL_LINES = 40       # the most code lines (not blank, not comments) of an exported cell
+MAX_MEAN_CELL_LINES = 14  # their mean over every exported cell
+MAX_MULTI_SHARE = 0.10    # exported cells defining more than one function or class (fastcore: one definition a cell)
 MIN_EXAMPLE_SHARE = 0.70  # exported cells followed by an example or a test
 MAX_OUTPUT_BYTES = 300 * 1024   # committed notebook outputs, all notebooks together: figures as small JPEGs
 
@@ -70,20 +74,32 @@ def upward_imports(edges, order):
             for d, line in deps.items() if d in order and m in order and order[d] > order[m]]
 
 
-def long_functions(limit=MAX_LINES):
-    "`module.function: lines` for each library function or method longer than `limit` lines."
+def long_functions(limit=MAX_FUNCTION_LINES, max_parameters=MAX_PARAMETERS):
+    "`module.function: …` for each library function or method longer than `limit` lines or with too many parameters."
     out = []
     for py in sorted(LIB.glob("*.py")):
         if py.stem.startswith("_"): continue
         for node in ast.walk(ast.parse(py.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 n = node.end_lineno - node.lineno + 1
+                params = [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs if a.arg not in ("self", "cls")]
                 if n > limit: out.append(f"{py.stem}.{node.name}: {n} lines")
+                if len(params) > max_parameters: out.append(f"{py.stem}.{node.name}: {len(params)} parameters")
     return out
 
 
+def code_lines(source: str) -> int:
+    "Lines that are neither blank nor comments (nbdev's `#|` directives are comments)."
+    return sum(1 for line in source.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+
+def definitions(source: str) -> list[str]:
+    "The functions and classes a cell defines at its top level."
+    return [n.name for n in ast.parse(source).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+
+
 def exported_cells():
-    "`(notebook, cell lines, followed by an example or test)` for each exported cell of the library notebooks."
+    "`(notebook, code lines, followed by an example or test, definitions)` for each exported cell of the library notebooks."
     out = []
     for nb in sorted(NBS.glob("[0-9]*.ipynb")):
         cells = _code_cells(nb)
@@ -91,7 +107,8 @@ def exported_cells():
             if "export" not in _directives(cell): continue
             nxt = cells[i + 1] if i + 1 < len(cells) else None
             followed = nxt is not None and not ({"export", "hide"} & _directives(nxt))
-            out.append((nb.name, len("".join(cell["source"]).splitlines()), followed))
+            source = "".join(cell["source"])
+            out.append((nb.name, code_lines(source), followed, definitions(source)))
     return out
 
 
@@ -146,12 +163,21 @@ def test_no_long_functions():
 
 
 def test_no_long_exported_cells():
-    assert [(nb, n) for nb, n, _ in exported_cells() if n > MAX_LINES] == []
+    cells = exported_cells()
+    assert [(nb, n) for nb, n, *_ in cells if n > MAX_CELL_LINES] == []
+    mean = sum(n for _, n, *_ in cells) / len(cells)
+    assert mean <= MAX_MEAN_CELL_LINES, f"exported cells hold {mean:.1f} code lines on average"
+
+
+def test_one_definition_a_cell():
+    cells = exported_cells()
+    several = [(nb, d) for nb, _, _, d in cells if len(d) > 1]
+    assert len(several) / len(cells) <= MAX_MULTI_SHARE, f"{len(several)} of {len(cells)} exported cells: {several}"
 
 
 def test_exported_cells_are_followed_by_examples():
     cells = exported_cells()
-    share = sum(f for *_, f in cells) / len(cells)
+    share = sum(f for _, _, f, _ in cells) / len(cells)
     assert share >= MIN_EXAMPLE_SHARE, f"{share:.0%} of exported cells are followed by an example or a test"
 
 
@@ -218,17 +244,21 @@ def test_the_checks_catch_what_they_should():
     assert upward_imports({"b": {"a": 3}}, {"a": "00a", "b": "01"}) == []
     assert reachable({"a": {"b": 1}, "b": {"c": 2}, "c": {}}, "a") == {"b", "c"}
     assert "train" in modules_importing("fastai")
+    assert code_lines("#| export\n# why\n\ndef f(): pass\n") == 1
+    assert definitions("X = 1\ndef f(): pass\nclass A: pass\n") == ["f", "A"]
 
 
 if __name__ == "__main__":
     edges, order, cells = library_imports(), notebook_of_module(), exported_cells()
     print("cycles:", import_cycles(edges))
     print("upward imports:", *upward_imports(edges, order), sep="\n  ")
-    print("functions over 60 lines:", *long_functions(), sep="\n  ")
-    print("exported cells over 60 lines:", *[(nb, n) for nb, n, _ in cells if n > MAX_LINES], sep="\n  ")
-    print(f"exported cells followed by an example or test: {sum(f for *_, f in cells)}/{len(cells)} "
-          f"= {sum(f for *_, f in cells) / len(cells):.0%}")
+    print(f"functions over {MAX_FUNCTION_LINES} lines or {MAX_PARAMETERS} parameters:", *long_functions(), sep="\n  ")
+    lines = [n for _, n, _, _ in cells]
+    print(f"exported cells: {len(cells)}, code lines mean {sum(lines) / len(cells):.1f}, max {max(lines)}; "
+          f"more than one definition: {sum(len(d) > 1 for *_, d in cells) / len(cells):.0%}")
+    print(f"exported cells followed by an example or test: {sum(f for _, _, f, _ in cells)}/{len(cells)} "
+          f"= {sum(f for _, _, f, _ in cells) / len(cells):.0%}")
     print(f"committed notebook outputs: {committed_output_bytes() / 1024:.0f} KB")
     per_nb = {}
-    for nb, _, f in cells: per_nb.setdefault(nb, []).append(f)
+    for nb, _, f, _ in cells: per_nb.setdefault(nb, []).append(f)
     for nb, fs in per_nb.items(): print(f"  {nb}: {sum(fs)}/{len(fs)}")
