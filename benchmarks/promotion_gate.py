@@ -52,7 +52,7 @@ def main():
     data, registry = ["--data", real/"data"/"processed"], ["--registry", work/"registry"]
     from dog_breed_classifier.served_model import zero_shot_model_dir
     zero = zero_shot_model_dir()
-    start, _ = run("promote", zero, *data, *registry, "--against", zero, cwd=real)
+    start, _ = run("promote", zero, *data, *registry, "--served", zero, cwd=real)
     trained, seconds["promote_trained"] = run("promote", real/"models"/"serving", *data, *registry, cwd=real, ok=(0, 1))
     print(trained)
     refused, seconds["promote_cartoon"] = run("promote", cartoon/"models"/"serving", *data, *registry, cwd=real, ok=(0, 1))

@@ -241,12 +241,12 @@ def cmd_data_report(args) -> int:
 
 def cmd_check_model(args) -> int:
     "Check a serving folder before serving it: integrity, accuracy vs its card and the served model, speed; exit 1 on a regression."
-    from dog_breed_classifier.delivery import check_model   # the serve extra
-    for flag, d in [("MODEL_DIR", args.model_dir), ("--baseline", args.baseline)]:
+    from dog_breed_classifier.delivery import CheckSettings, check_model   # the serve extra
+    for flag, d in [("MODEL_DIR", args.model_dir), ("--served", args.served)]:
         if d and not (Path(d)/SERVING_FILES.card).is_file():
             raise DogBreedError(f"{flag} {d} is not a serving folder (no model_card.json): give the folder `dog-breed export` wrote")
-    check = check_model(args.model_dir, args.data, split=args.split, baseline_dir=args.baseline, tolerance=args.tolerance,
-                        max_slowdown=args.max_slowdown)
+    check = check_model(args.model_dir, args.data, split=args.split, served_dir=args.served,
+                        settings=CheckSettings(tolerance=args.tolerance, max_slowdown=args.max_slowdown))
     _write_report(check.markdown(), args.out)
     return 0 if check.ok else 1
 
@@ -267,8 +267,10 @@ def cmd_promote(args) -> int:
         raise DogBreedError(f"MODEL_DIR {args.model_dir} is not a serving folder (no model_card.json): give the folder `dog-breed export` wrote")
     if args.wandb_artifact and (why := wandb_alias_ready()): raise DogBreedError(f"--wandb-artifact: {why}; nothing was published")
     registry = ModelRegistry.of_project(args.registry)
-    against = args.against or (None if registry.current() else zero_shot_model_dir())
-    result = promote(args.model_dir, registry, args.data, current_dir=against, force=args.force,
+    if args.served and not (Path(args.served)/SERVING_FILES.card).is_file():
+        raise DogBreedError(f"--served {args.served} is not a serving folder (no model_card.json): give the folder `dog-breed export` wrote")
+    served = args.served or (None if registry.current() else zero_shot_model_dir())
+    result = promote(args.model_dir, registry, args.data, served_dir=served, force=args.force,
                      settings=GateSettings(max_slowdown=args.max_slowdown))
     _write_report(result.markdown(), args.out)
     if result.published: print(f"current version: {registry.current().name} ({registry.path})")
@@ -376,11 +378,12 @@ MONITORING_COMMANDS = {
         arg("--out", metavar="FILE.md", help="also write the report here")]),
     "check-model": (cmd_check_model, [
         arg("model_dir", metavar="MODEL_DIR", help="the candidate serving folder (model.onnx + model_card.json)"),
-        arg("--baseline", metavar="DIR", help="the serving folder served now, to compare with (e.g. models/serving)"),
+        arg("--served", "--baseline", dest="served", metavar="DIR",
+            help="the served model's folder, to compare with (e.g. models/serving; --baseline is the old name)"),
         arg("--data", default="data/processed", metavar="DIR", help="a prepared dataset with the test photos (default: data/processed)"),
         arg("--split", default="test", choices=["train", "valid", "test"], help="whose photos to score (default: test)"),
         arg("--tolerance", type=float, default=0.05, metavar="F", help="how much lower top-1 may be (default: 0.05)"),
-        arg("--max-slowdown", type=float, default=1.5, metavar="X", help="how many times slower than the baseline, at most (default: 1.5)"),
+        arg("--max-slowdown", type=float, default=1.5, metavar="X", help="how many times the served model's time, at most (default: 1.5)"),
         arg("--out", metavar="FILE.md", help="also write the report here")]),
     "breeds": (cmd_breeds, [arg("--csv", action="store_true", help="print CSV")]),
 }
@@ -396,8 +399,9 @@ LOOP_COMMANDS = {
     "promote": (cmd_promote, [
         arg("model_dir", metavar="MODEL_DIR", help="the candidate serving folder (e.g. models/serving)"), REGISTRY,
         arg("--data", default="data/processed", metavar="DIR", help="a prepared dataset whose test photos both models score"),
-        arg("--against", metavar="DIR", help="compare with this serving folder when the registry is empty (default: zero-shot)"),
-        arg("--max-slowdown", type=float, default=1.2, metavar="X", help="how many times slower than the current model, at most"),
+        arg("--served", "--against", dest="served", metavar="DIR", help="the served model's folder, compared with when the "
+            "registry is empty (default: the zero-shot model; --against is the old name)"),
+        arg("--max-slowdown", type=float, default=1.2, metavar="X", help="how many times the served model's time, at most"),
         arg("--force", action="store_true", help="publish even when a check fails (recorded as forced)"),
         arg("--wandb-artifact", metavar="NAME", help="once published, point a W&B alias at this artifact (ENTITY/PROJECT/NAME:VERSION)"),
         arg("--wandb-alias", default="production", help="the alias --wandb-artifact moves (default: production)"),

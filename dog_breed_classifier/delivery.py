@@ -11,7 +11,8 @@ import importlib.metadata
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +20,17 @@ import pandas as pd
 
 import dog_breed_classifier
 from .answers import model_card_markdown
-from .core import SERVING_FILES, DogBreedError
+from .core import SERVING_FILES, DogBreedError, classification_metrics
 from .data import load_report
 from .images import model_input
 from .inference import Predictor
 from .model_card import ModelCard, file_sha256, read_model_card
+from .non_dogs import synthetic_non_dogs
 
 # %% auto #0
-__all__ = ['SPLITS', 'SPACE_FRONT_MATTER', 'SPACE_README', 'SPACE_APP', 'Check', 'checks_markdown', 'DataReport', 'data_report',
-           'ModelFigures', 'ModelCheck', 'card_accuracy', 'alternating_speeds', 'integrity_check', 'check_model',
+__all__ = ['SPLITS', 'FIGURES', 'SPACE_FRONT_MATTER', 'SPACE_README', 'SPACE_APP', 'Check', 'checks_markdown', 'DataReport',
+           'data_report', 'ModelScores', 'card_accuracy', 'model_inputs', 'score_model', 'alternating_speeds',
+           'ModelComparison', 'compare_models', 'ModelCheck', 'CheckSettings', 'integrity_check', 'check_model',
            'space_requirements', 'build_space']
 
 # %% ../nbs/12_delivery.ipynb #a5754460
@@ -114,59 +117,62 @@ def data_report(data_dir: str | Path, # a folder `prepare` wrote (data/processed
                         "would flatter the model"))
     return DataReport(Path(data_dir), rep.summary, counts, checks)
 
-# %% ../nbs/12_delivery.ipynb #100c3edd
+# %% ../nbs/12_delivery.ipynb #e3235ea7
+FIGURES = ("model_version", "breeds_known", "top1", "top5", "log_loss", "ece", "no_dog_caught", "dogs_rejected", "images_per_second")
+
+# %% ../nbs/12_delivery.ipynb #e6722e30
 @dataclass
-class ModelFigures:
-    "What one model scored on the check's photos, and how fast it ran them."
+class ModelScores:
+    "One model's figures on a comparison's photos: accuracy, calibration, the no-dog rule, speed, and its card's claim."
     model_dir: Path
     model_version: str
+    breeds_known: int                # of the photos' breeds, how many the model has a class for
     top1: float
     top5: float
-    images_per_second: float
-    card_top1: float | None
-    card_source: str | None
+    log_loss: float
+    ece: float
+    no_dog_caught: float             # share of the dog-free images the no-dog rule catches
+    dogs_rejected: float             # share of the photos (all dogs) it wrongly calls dog-free
+    images_per_second: float = 0.0   # timed beside the other model (`alternating_speeds`)
+    card_top1: float | None = None   # the test top-1 the model's card claims …
+    card_source: str | None = None   # … and the data source it was measured on
+    per_breed: dict = field(default_factory=dict, repr=False)
 
-@dataclass
-class ModelCheck:
-    "What `check_model` measured and concluded."
-    candidate: ModelFigures
-    baseline: ModelFigures | None
-    photos: int
-    data_source: str
-    split: str
-    checks: list[Check] = field(default_factory=list)
+    def figures(self) -> dict:
+        "The figures a registry version records (what `dog-breed models` shows): no folder, card claim or per-breed table."
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items() if k in FIGURES}
 
-    @property
-    def ok(self) -> bool: "Whether every check passed."; return all(c.ok for c in self.checks)
-
-    def markdown(self) -> str:
-        "The candidate (and the served baseline) side by side, then the checks table, as Markdown."
-        rows = [("candidate", self.candidate)] + ([("served (baseline)", self.baseline)] if self.baseline else [])
-        fmt = lambda v: "–" if v is None else f"{v:.3f}"
-        lines = [f"## Model check: {'passed' if self.ok else 'FAILED'}", "",
-                 f"{self.photos} {self.split} photos from `{self.data_source}`.", "",
-                 "| model | version | top-1 | top-5 | images/s | card top-1 (source) |", "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {name} | `{m.model_version}` | {m.top1:.3f} | {m.top5:.3f} | {m.images_per_second:.1f} | "
-                  f"{fmt(m.card_top1)} ({m.card_source or '–'}) |" for name, m in rows]
-        return "\n".join(lines + ["", checks_markdown(self.checks)]) + "\n"
-
-    def __repr__(self): return self.markdown()
-
-# %% ../nbs/12_delivery.ipynb #7dc7f5f8
+# %% ../nbs/12_delivery.ipynb #cf92ac2f
 def card_accuracy(card: ModelCard) -> tuple[float | None, str | None]:
     "The test top-1 a model card claims, and the data source it was measured on (the zero-shot card: Stanford dev)."
     m = card.metrics
     if m is None or m.top1 is None: return None, None
     return m.top1, m.data_source if m.model is not None else "stanford"
 
-def _accuracy(predictor, batches: list[np.ndarray], breeds: list[str]) -> tuple[float, float]:
-    "Top-1 and top-5 of `predictor` on `batches` (a photo whose breed the model does not know counts as wrong)."
-    index = {b: i for i, b in enumerate(predictor.classes)}
-    target = np.array([index.get(b, -1) for b in breeds])
-    probs = np.concatenate([predictor.run(b)[0] for b in batches])
-    top5 = np.argsort(-probs, axis=1)[:, :5]
-    return float((top5[:, 0] == target).mean()), float((top5 == target[:, None]).any(1).mean())
+# %% ../nbs/12_delivery.ipynb #a92677ff
+def model_inputs(p: Predictor, # the model
+                 images: list, # decoded photos (PIL)
+                ) -> np.ndarray:
+    "`images` as `p`'s input batch: its size, centre crop and normalisation."
+    return np.stack([model_input(im, p.size, p.mean, p.std, p.crop_fraction) for im in images])
 
+# %% ../nbs/12_delivery.ipynb #31781d73
+def score_model(p: Predictor, # the model
+                photos: list, # decoded photos (PIL)
+                breeds: list[str], # their breeds
+                non_dogs: list, # dog-free images (PIL)
+                classes: list[str], # every breed of the comparison: the photos' and both models'
+               ) -> ModelScores:
+    "One model's accuracy, log loss, calibration, per-breed top-1 and no-dog rule on the photos."
+    probs, _, p_dog = p.run(model_inputs(p, photos))
+    wide = np.zeros((len(photos), len(classes)), np.float64)
+    wide[:, [classes.index(c) for c in p.classes]] = probs
+    m = classification_metrics(wide, np.array([classes.index(b) for b in breeds]), classes)
+    caught = float((p.run(model_inputs(p, non_dogs))[2] < p.no_dog_threshold).mean()) if p.no_dog_threshold > 0 else 0.0
+    return ModelScores(Path(p.model_dir), p.model_version, len(set(breeds) & set(p.classes)), m["top1"], m["top5"], m["log_loss"],
+                       m["ece"], caught, float((p_dog < p.no_dog_threshold).mean()), 0.0, *card_accuracy(p.card), m["per_breed"])
+
+# %% ../nbs/12_delivery.ipynb #4235e226
 def alternating_speeds(predictors: list, # the models to time
                        batches: list[list[np.ndarray]], # each predictor's input batches (the same photos, its own input size)
                        rounds: int) -> list[float]:
@@ -181,7 +187,77 @@ def alternating_speeds(predictors: list, # the models to time
     n = sum(len(b) for b in batches[0])
     return [n / float(np.median(s)) for s in seconds]
 
-# %% ../nbs/12_delivery.ipynb #4018c3eb
+# %% ../nbs/12_delivery.ipynb #9cffadeb
+@dataclass
+class ModelComparison:
+    "A candidate and the served model scored on the same photos and dog-free images, and timed in the same run."
+    candidate: ModelScores
+    served: ModelScores | None    # None: nothing to compare with
+    photos: int
+    data_source: str
+    split: str
+    breed_photos: Counter = field(default_factory=Counter)   # photos per breed
+
+    def table(self) -> str:
+        "Both models side by side, as Markdown."
+        fmt = lambda v: "–" if v is None else f"{v:.3f}"
+        rows = [("candidate", self.candidate)] + ([("served", self.served)] if self.served else [])
+        lines = [f"{self.photos} {self.split} photos from `{self.data_source}`.", "",
+                 "| model | version | top-1 | top-5 | log loss | ECE | no-dog caught | images/s | card top-1 (source) |",
+                 "| --- " * 9 + "|"]
+        lines += [f"| {name} | `{m.model_version}` | {m.top1:.3f} | {m.top5:.3f} | {m.log_loss:.3f} | {m.ece:.3f} | "
+                  f"{m.no_dog_caught:.0%} | {m.images_per_second:.1f} | {fmt(m.card_top1)} ({m.card_source or '–'}) |"
+                  for name, m in rows]
+        return "\n".join(lines)
+
+# %% ../nbs/12_delivery.ipynb #e3373053
+def compare_models(candidate_dir: str | Path, # the candidate serving folder (model.onnx + model_card.json)
+                   served_dir: str | Path | None, # the served model's folder (None: the candidate alone)
+                   data_dir: str | Path, # a prepared dataset folder (data/processed)
+                   split: str = "test", # whose photos to score
+                   backend: str = "auto", rounds: int = 3, # the runtime; timing rounds
+                   timed_photos: int = 64, # at most this many photos are timed, in batches of 16
+                  ) -> ModelComparison:
+    "Score the candidate and the served model on the same photos and dog-free images; time them alternately."
+    data_dir = Path(data_dir)
+    rep = load_report(data_dir)
+    rows = rep.labels[(rep.labels.split == split) & (rep.labels.variant == "")]
+    if rows.empty: raise DogBreedError(f"{data_dir} has no {split} photos to compare the models on")
+    models = [Predictor(candidate_dir, backend=backend)] + ([Predictor(served_dir, backend=backend)] if served_dir else [])
+    photos = [models[0].decode(data_dir/p).image for p in rows.path]
+    non_dogs = [im for ims in synthetic_non_dogs(np.random.default_rng(0), n_each=8).values() for im in ims]
+    classes = sorted(set(rows.breed).union(*(m.classes for m in models)))
+    scored = [score_model(m, photos, list(rows.breed), non_dogs, classes) for m in models]
+    batches = [[model_inputs(m, photos[i:i + 16]) for i in range(0, min(len(photos), timed_photos), 16)] for m in models]
+    for s, speed in zip(scored, alternating_speeds(models, batches, rounds)): s.images_per_second = speed
+    return ModelComparison(scored[0], scored[1] if served_dir else None, len(rows), rep.summary["source"], split, Counter(rows.breed))
+
+# %% ../nbs/12_delivery.ipynb #94e83c46
+@dataclass
+class ModelCheck:
+    "What `check_model` (or `loop.promote`) measured and concluded: the comparison, and one `Check` per question."
+    comparison: ModelComparison
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool: "Whether every check passed."; return all(c.ok for c in self.checks)
+
+    def heading(self) -> str: "The report's title and verdict."; return f"Model check: {'passed' if self.ok else 'FAILED'}"
+
+    def markdown(self) -> str:
+        "The verdict, both models side by side and the checks table, as Markdown (a workflow's job summary)."
+        return "\n".join([f"## {self.heading()}", "", self.comparison.table(), "", checks_markdown(self.checks)]) + "\n"
+
+    def __repr__(self): return self.markdown()
+
+# %% ../nbs/12_delivery.ipynb #fc5a80d0
+@dataclass
+class CheckSettings:
+    "How far `check_model` lets a candidate fall behind its own card and the served model."
+    tolerance: float = 0.05     # top-1 may be this much lower than the card's or the served model's
+    max_slowdown: float = 1.5   # at most this many times the served model's time, timed in the same run
+
+# %% ../nbs/12_delivery.ipynb #bbeea69f
 def integrity_check(model_dir: Path, card: ModelCard) -> Check:
     "Is model.onnx the file the card describes (its SHA-256)?"
     expected, actual = card.files.onnx_sha256, file_sha256(model_dir/card.files.onnx)
@@ -190,7 +266,8 @@ def integrity_check(model_dir: Path, card: ModelCard) -> Check:
                  f"model.onnx has SHA-256 {actual[:12]}, the card says {str(expected)[:12]}: a damaged download "
                  "or a card from another model; fetch the artifact again")
 
-def _card_check(cand: ModelFigures, source: str, tolerance: float) -> Check:
+# %% ../nbs/12_delivery.ipynb #a140e2cd
+def _card_check(cand: ModelScores, source: str, tolerance: float) -> Check:
     "Does the candidate reproduce its card's top-1 on photos of the card's source?"
     if cand.card_top1 is None:
         return Check("accuracy vs its card", False, "the model card has no test metrics (metrics.model.top1): "
@@ -202,46 +279,28 @@ def _card_check(cand: ModelFigures, source: str, tolerance: float) -> Check:
     return Check("accuracy vs its card", ok, f"top-1 {cand.top1:.3f} here vs {cand.card_top1:.3f} on the card "
                  f"(at most {tolerance:g} lower)" + ("" if ok else ": the artifact does not reproduce its own figures"))
 
-def _baseline_checks(cand: ModelFigures, base: ModelFigures, tolerance: float, max_slowdown: float) -> list[Check]:
+# %% ../nbs/12_delivery.ipynb #f89939a8
+def _served_checks(cand: ModelScores, served: ModelScores, s: CheckSettings) -> list[Check]:
     "Accuracy and speed of the candidate against the served model, on the same photos in the same run."
-    slowdown = base.images_per_second / cand.images_per_second
-    return [Check("accuracy vs the served model", cand.top1 >= base.top1 - tolerance,
-                  f"top-1 {cand.top1:.3f} vs {base.top1:.3f} (`{base.model_version}`, same photos; at most {tolerance:g} lower)"),
-            Check("speed vs the served model", slowdown <= max_slowdown,
-                  f"{cand.images_per_second:.1f} vs {base.images_per_second:.1f} images/s in the same run: "
-                  f"{slowdown:.2f}× the served model's time (at most {max_slowdown:g}×)")]
+    slowdown = served.images_per_second / cand.images_per_second
+    return [Check("accuracy vs the served model", cand.top1 >= served.top1 - s.tolerance,
+                  f"top-1 {cand.top1:.3f} vs {served.top1:.3f} (`{served.model_version}`, same photos; at most {s.tolerance:g} lower)"),
+            Check("speed vs the served model", slowdown <= s.max_slowdown,
+                  f"{cand.images_per_second:.1f} vs {served.images_per_second:.1f} images/s in the same run: "
+                  f"{slowdown:.2f}× the served model's time (at most {s.max_slowdown:g}×)")]
 
-# %% ../nbs/12_delivery.ipynb #647cdbf0
+# %% ../nbs/12_delivery.ipynb #b27c4b8c
 def check_model(model_dir: str | Path, # the candidate serving folder (model.onnx + model_card.json)
                 data_dir: str | Path, # a prepared dataset folder (data/processed) holding the test photos
                 split: str = "test", # which split's photos to score
-                baseline_dir: str | Path | None = None, # the model served now, to compare with (optional)
-                tolerance: float = 0.05, # top-1 may be this much lower than the card's or the baseline's
-                max_slowdown: float = 1.5, # the candidate may be at most this many times slower than the baseline
-                batch_size: int = 16, rounds: int = 3, backend: str = "auto") -> ModelCheck:
+                served_dir: str | Path | None = None, # the model served now, to compare with (optional)
+                settings: CheckSettings | None = None, # tolerances (default: `CheckSettings()`)
+                backend: str = "auto", rounds: int = 3) -> ModelCheck:
     "Check a serving folder before it is served: file integrity, accuracy against its card and the served model, speed."
-    model_dir, data_dir = Path(model_dir), Path(data_dir)
-    card = read_model_card(model_dir)
-    rep = load_report(data_dir)
-    photos = rep.labels[(rep.labels.split == split) & (rep.labels.variant == "")]
-    if photos.empty: raise DogBreedError(f"{data_dir} has no {split} photos to check the model on")
-    checks = [integrity_check(model_dir, card)]
-    predictors = [Predictor(model_dir, backend=backend)] + ([Predictor(baseline_dir, backend=backend)] if baseline_dir else [])
-    p0 = predictors[0]
-    images = [p0.decode(data_dir/path).image for path in photos.path]
-    inputs = np.stack([model_input(im, p0.size, p0.mean, p0.std, p0.crop_fraction) for im in images])
-    batches = [inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)]
-    speeds = alternating_speeds(predictors, [batches] * len(predictors), rounds)
-    figures = []
-    for p, speed in zip(predictors, speeds):
-        top1, top5 = _accuracy(p, batches if (p.size, p.mean, p.std, p.crop_fraction) == (p0.size, p0.mean, p0.std, p0.crop_fraction) else
-                               [np.stack([model_input(im, p.size, p.mean, p.std, p.crop_fraction) for im in images[i:i + batch_size]])
-                                for i in range(0, len(images), batch_size)], list(photos.breed))
-        figures.append(ModelFigures(Path(p.model_dir), p.model_version, top1, top5, speed, *card_accuracy(p.card)))
-    cand, base, source = figures[0], (figures[1] if baseline_dir else None), rep.summary["source"]
-    checks.append(_card_check(cand, source, tolerance))
-    if base: checks += _baseline_checks(cand, base, tolerance, max_slowdown)
-    return ModelCheck(cand, base, len(photos), source, split, checks)
+    s, model_dir = settings or CheckSettings(), Path(model_dir)
+    c = compare_models(model_dir, served_dir, data_dir, split, backend=backend, rounds=rounds)
+    checks = [integrity_check(model_dir, read_model_card(model_dir)), _card_check(c.candidate, c.data_source, s.tolerance)]
+    return ModelCheck(c, checks + (_served_checks(c.candidate, c.served, s) if c.served else []))
 
 # %% ../nbs/12_delivery.ipynb #c36b3b4d
 SPACE_FRONT_MATTER = """---

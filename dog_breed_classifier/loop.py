@@ -8,27 +8,20 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/loop.html.md""
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from .core import DogBreedError, atomic_write, classification_metrics
-from .data import load_report
-from .delivery import Check, alternating_speeds, checks_markdown, integrity_check
-from .non_dogs import synthetic_non_dogs
-from .images import model_input
-from .inference import Predictor
+from .core import DogBreedError, atomic_write
+from .delivery import Check, ModelCheck, ModelComparison, compare_models, integrity_check
 from .served_model import ModelRegistry
 from .model_card import read_model_card
 from .monitoring import NO_DOG, ImageArchive, PredictionStore
 
 # %% auto #0
-__all__ = ['MANIFEST_COLUMNS', 'HarvestReport', 'read_manifest', 'harvest', 'GateSettings', 'GateScores', 'score_for_gate',
-           'gate_checks', 'Promotion', 'promotion_gate', 'promote', 'wandb_alias_ready', 'move_wandb_alias',
-           'models_table']
+__all__ = ['MANIFEST_COLUMNS', 'HarvestReport', 'read_manifest', 'harvest', 'GateSettings', 'gate_checks', 'Promotion',
+           'promotion_gate', 'promote', 'wandb_alias_ready', 'move_wandb_alias', 'models_table']
 
 # %% ../nbs/12a_loop.ipynb #176e997e
 MANIFEST_COLUMNS = ["prediction_id", "breed", "predicted", "model_version", "given_at", "content_sha256", "file"]
@@ -105,7 +98,7 @@ def harvest(store: PredictionStore, # the prediction log holding the feedback
     atomic_write(out/"manifest.csv", rows.to_csv(index=False))
     return report
 
-# %% ../nbs/12a_loop.ipynb #00568efd
+# %% ../nbs/12a_loop.ipynb #1cdc9bec
 @dataclass
 class GateSettings:
     "How much worse than the served model a candidate may be on each figure and still be published."
@@ -117,147 +110,82 @@ class GateSettings:
     max_no_dog_drop: float = 0.05     # share of dog-free images caught by the no-dog rule, at most this much lower
     max_slowdown: float = 1.2         # at most 20 % slower, timed alternately in the same run
 
-# %% ../nbs/12a_loop.ipynb #33b3c4c4
-@dataclass
-class GateScores:
-    "One model's figures on the gate's photos."
-    model_version: str
-    breeds_known: int             # of the test photos' breeds, how many the model has a class for
-    top1: float
-    top5: float
-    log_loss: float
-    ece: float
-    no_dog_caught: float          # share of the dog-free images the no-dog rule catches
-    dogs_rejected: float          # share of the test photos (all dogs) it wrongly calls dog-free
-    images_per_second: float
-    per_breed: dict = field(default_factory=dict, repr=False)
-
-    def figures(self) -> dict:
-        "The figures without the per-breed table (what `dog-breed models` shows)."
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items() if k != "per_breed"}
-
-# %% ../nbs/12a_loop.ipynb #625c75f8
-def _inputs(p: Predictor, images: list) -> np.ndarray:
-    return np.stack([model_input(im, p.size, p.mean, p.std, p.crop_fraction) for im in images])
-
-def score_for_gate(p: Predictor, # the model
-                   photos: list, # the test photos (decoded PIL images)
-                   breeds: list[str], # their breeds
-                   non_dogs: list, # dog-free images (PIL)
-                   classes: list[str], # every breed of the comparison: the photos' and both models'
-                  ) -> GateScores:
-    "One model's accuracy, log loss, calibration, per-breed top-1 and no-dog rule on the gate's images (speed: later)."
-    probs, _, p_dog = p.run(_inputs(p, photos))
-    wide = np.zeros((len(photos), len(classes)), np.float64)
-    wide[:, [classes.index(c) for c in p.classes]] = probs
-    m = classification_metrics(wide, np.array([classes.index(b) for b in breeds]), classes)
-    caught = float((p.run(_inputs(p, non_dogs))[2] < p.no_dog_threshold).mean()) if p.no_dog_threshold > 0 else 0.0
-    return GateScores(p.model_version, len(set(breeds) & set(p.classes)), m["top1"], m["top5"], m["log_loss"], m["ece"],
-                      caught, float((p_dog < p.no_dog_threshold).mean()), 0.0, m["per_breed"])
-
-# %% ../nbs/12a_loop.ipynb #45afd304
-def _breed_check(cand: GateScores, cur: GateScores, counts: Counter, s: GateSettings) -> Check:
-    "No breed (with enough photos) much worse than it is now."
+# %% ../nbs/12a_loop.ipynb #d6c7ee0c
+def _breed_check(c: ModelComparison, s: GateSettings) -> Check:
+    "No breed (with enough photos) much worse than it is with the served model."
+    cand, served, counts = c.candidate.per_breed, c.served.per_breed, c.breed_photos
     judged = [b for b, n in counts.items() if n >= s.min_breed_photos]
-    worse = sorted(((cur.per_breed.get(b, 0) - cand.per_breed.get(b, 0), b) for b in judged), reverse=True)
+    worse = sorted(((served.get(b, 0) - cand.get(b, 0), b) for b in judged), reverse=True)
     bad = [(d, b) for d, b in worse if d > s.max_breed_drop]
     if not worse: detail = "no breed judged"
     elif bad:
         detail = (f"{len(bad)} down by more than {s.max_breed_drop * 100:g} pt: " +
-                  ", ".join(f"{b} {cur.per_breed.get(b, 0):.0%} → {cand.per_breed.get(b, 0):.0%}" for _, b in bad[:5]))
+                  ", ".join(f"{b} {served.get(b, 0):.0%} → {cand.get(b, 0):.0%}" for _, b in bad[:5]))
     else:
         drop, breed = worse[0]
         detail = f"largest drop {drop * 100:.0f} pt ({breed}; one photo of {counts[breed]} is {100 / counts[breed]:.0f} pt)"
     return Check("no breed much worse", not bad, f"{len(judged)} breeds with ≥ {s.min_breed_photos} photos; {detail}")
 
-def gate_checks(cand: GateScores, # the candidate's figures
-                cur: GateScores, # the served model's, on the same images
-                counts: Counter, # test photos per breed
+# %% ../nbs/12a_loop.ipynb #eede495d
+def gate_checks(c: ModelComparison, # the candidate and the served model on the same images
                 s: GateSettings | None = None) -> list[Check]:
     "One check per tolerance of `s` (default `GateSettings()`): is the candidate not worse than the served model?"
-    s = s or GateSettings()
-    slower = cur.images_per_second / cand.images_per_second
-    return [Check("knows every breed", cand.breeds_known >= cur.breeds_known,
-                  f"{cand.breeds_known} of the {len(counts)} test breeds (served: {cur.breeds_known})"),
-            Check("top-1", cand.top1 >= cur.top1 - s.max_top1_drop,
-                  f"{cand.top1:.3f} vs {cur.top1:.3f} (at most {s.max_top1_drop * 100:g} pt lower)"),
-            Check("log loss", cand.log_loss <= cur.log_loss + s.max_log_loss_rise,
-                  f"{cand.log_loss:.3f} vs {cur.log_loss:.3f} (at most {s.max_log_loss_rise:g} higher)"),
-            Check("calibration error", cand.ece <= cur.ece + s.max_ece_rise,
-                  f"{cand.ece:.3f} vs {cur.ece:.3f} (at most {s.max_ece_rise:g} higher)"),
-            _breed_check(cand, cur, counts, s),
-            Check("no-dog rule", cand.no_dog_caught >= cur.no_dog_caught - s.max_no_dog_drop,
-                  f"catches {cand.no_dog_caught:.0%} of the dog-free images vs {cur.no_dog_caught:.0%} "
-                  f"(at most {s.max_no_dog_drop * 100:g} pt fewer); rejects {cand.dogs_rejected:.1%} of the dogs vs {cur.dogs_rejected:.1%}"),
+    s, cand, served = s or GateSettings(), c.candidate, c.served
+    slower = served.images_per_second / cand.images_per_second
+    return [Check("knows every breed", cand.breeds_known >= served.breeds_known,
+                  f"{cand.breeds_known} of the {len(c.breed_photos)} test breeds (served: {served.breeds_known})"),
+            Check("top-1", cand.top1 >= served.top1 - s.max_top1_drop,
+                  f"{cand.top1:.3f} vs {served.top1:.3f} (at most {s.max_top1_drop * 100:g} pt lower)"),
+            Check("log loss", cand.log_loss <= served.log_loss + s.max_log_loss_rise,
+                  f"{cand.log_loss:.3f} vs {served.log_loss:.3f} (at most {s.max_log_loss_rise:g} higher)"),
+            Check("calibration error", cand.ece <= served.ece + s.max_ece_rise,
+                  f"{cand.ece:.3f} vs {served.ece:.3f} (at most {s.max_ece_rise:g} higher)"),
+            _breed_check(c, s),
+            Check("no-dog rule", cand.no_dog_caught >= served.no_dog_caught - s.max_no_dog_drop,
+                  f"catches {cand.no_dog_caught:.0%} of the dog-free images vs {served.no_dog_caught:.0%} "
+                  f"(at most {s.max_no_dog_drop * 100:g} pt fewer); rejects {cand.dogs_rejected:.1%} of the dogs vs {served.dogs_rejected:.1%}"),
             Check("speed", slower <= s.max_slowdown,
-                  f"{cand.images_per_second:.1f} vs {cur.images_per_second:.1f} images/s: {slower:.2f}× the served "
+                  f"{cand.images_per_second:.1f} vs {served.images_per_second:.1f} images/s: {slower:.2f}× the served "
                   f"model's time (at most {s.max_slowdown:g}×)")]
 
-# %% ../nbs/12a_loop.ipynb #9650fdc0
+# %% ../nbs/12a_loop.ipynb #8e37e044
 @dataclass
-class Promotion:
-    "What `promote` measured, concluded and did."
-    candidate: GateScores
-    current: GateScores | None    # None: the registry was empty and nothing else served
-    photos: int
-    data_source: str
-    checks: list[Check]
+class Promotion(ModelCheck):
+    "What `promote` measured, concluded and did: a `ModelCheck` and its outcome."
     published: bool = False
     forced: bool = False
 
-    @property
-    def ok(self) -> bool: "Whether every check passed."; return all(c.ok for c in self.checks)
+    def heading(self) -> str:
+        "The report's title and outcome: published, published past failed checks, or refused."
+        return "Promotion: " + (("published (forced past failed checks)" if self.forced else "published") if self.published else "REFUSED")
 
-    def markdown(self) -> str:
-        "The two models side by side, the checks table and the outcome, as Markdown (a workflow's job summary)."
-        rows = [("candidate", self.candidate)] + ([("served", self.current)] if self.current else [])
-        outcome = ("published (forced past failed checks)" if self.forced else "published") if self.published else "REFUSED"
-        lines = [f"## Promotion: {outcome}", "", f"{self.photos} test photos from `{self.data_source}`.", "",
-                 "| model | version | top-1 | top-5 | log loss | ECE | no-dog caught | images/s |",
-                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {name} | `{m.model_version}` | {m.top1:.3f} | {m.top5:.3f} | {m.log_loss:.3f} | {m.ece:.3f} | "
-                  f"{m.no_dog_caught:.0%} | {m.images_per_second:.1f} |" for name, m in rows]
-        return "\n".join(lines + ["", checks_markdown(self.checks)]) + "\n"
-
-    def __repr__(self): return self.markdown()
-
-# %% ../nbs/12a_loop.ipynb #cb7b842c
+# %% ../nbs/12a_loop.ipynb #fce3fcca
 def promotion_gate(candidate_dir: str | Path, # the candidate serving folder
-                   current_dir: str | Path | None, # the served one (None: nothing to compare with)
+                   served_dir: str | Path | None, # the served model's folder (None: nothing to compare with)
                    data_dir: str | Path, # a prepared dataset whose test photos both models score
                    settings: GateSettings | None = None, rounds: int = 3) -> Promotion:
     "Score the candidate and the served model on the same test photos and dog-free images; the checks, nothing published."
-    rep = load_report(data_dir)
-    test = rep.labels[(rep.labels.split == "test") & (rep.labels.variant == "")]
-    if test.empty: raise DogBreedError(f"{data_dir} has no test photos to compare the models on")
-    models = [Predictor(candidate_dir)] + ([Predictor(current_dir)] if current_dir else [])
-    photos = [models[0].decode(Path(data_dir)/p).image for p in test.path]
-    non_dogs = [im for ims in synthetic_non_dogs(np.random.default_rng(0), n_each=8).values() for im in ims]
-    classes = sorted(set(test.breed).union(*(m.classes for m in models)))
-    scored = [score_for_gate(m, photos, list(test.breed), non_dogs, classes) for m in models]
-    batches = [[_inputs(m, photos[i:i + 16]) for i in range(0, min(len(photos), 64), 16)] for m in models]
-    for s, speed in zip(scored, alternating_speeds(models, batches, rounds)): s.images_per_second = speed
+    c = compare_models(candidate_dir, served_dir, data_dir, "test", rounds=rounds)
     checks = [integrity_check(Path(candidate_dir), read_model_card(candidate_dir))]
-    if current_dir: checks += gate_checks(scored[0], scored[1], Counter(test.breed), settings or GateSettings())
-    return Promotion(scored[0], scored[1] if current_dir else None, len(test), rep.summary["source"], checks)
+    return Promotion(c, checks + (gate_checks(c, settings) if c.served else []))
 
-# %% ../nbs/12a_loop.ipynb #6fc10f7c
+# %% ../nbs/12a_loop.ipynb #06d43043
 def promote(candidate_dir: str | Path, # the candidate serving folder (e.g. models/serving)
             registry: ModelRegistry, # where to publish
             data_dir: str | Path, # a prepared dataset with test photos
-            current_dir: str | Path | None = None, # the served model when the registry is empty (else its current)
+            served_dir: str | Path | None = None, # the served model when the registry is empty (else its current version)
             settings: GateSettings | None = None,
             force: bool = False, # publish even when a check fails (recorded as forced)
            ) -> Promotion:
     "Run the gate against the registry's current version and publish the candidate if it is not worse (or `force`)."
     version = read_model_card(candidate_dir).model_version
     if registry.state().current == version: raise DogBreedError(f"{version} is already the current version in {registry.path}")
-    current = registry.current() or current_dir
-    gate = promotion_gate(candidate_dir, current, data_dir, settings)
+    gate = promotion_gate(candidate_dir, registry.current() or served_dir, data_dir, settings)
+    c = gate.comparison
     if gate.ok or force:
-        registry.publish(candidate_dir, dict(forced=not gate.ok, against=gate.current.model_version if gate.current else None,
-                                             figures=gate.candidate.figures(), photos=gate.photos, data_source=gate.data_source,
-                                             failed=[c.name for c in gate.checks if not c.ok]))
+        registry.publish(candidate_dir, dict(forced=not gate.ok, served=c.served.model_version if c.served else None,
+                                             figures=c.candidate.figures(), photos=c.photos, data_source=c.data_source,
+                                             failed=[k.name for k in gate.checks if not k.ok]))
         gate.published, gate.forced = True, not gate.ok
     return gate
 
@@ -286,7 +214,7 @@ def models_table(registry: ModelRegistry) -> pd.DataFrame:
     "One row per published version (newest first): its figures at promotion, forced or not, and which is current."
     state = registry.state()
     rows = [dict(version=v, current="✓" if v == state.current else "", published_at=r.get("published_at"),
-                 forced="forced" if r.get("forced") else "", against=r.get("against"),
+                 forced="forced" if r.get("forced") else "", served=r.get("served", r.get("against")),
                  **{k: (r.get("figures") or {}).get(k) for k in ("top1", "log_loss", "ece", "images_per_second")})
             for v, r in state.versions.items()]
     return pd.DataFrame(rows).iloc[::-1].reset_index(drop=True)

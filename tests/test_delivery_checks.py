@@ -46,7 +46,7 @@ def test_data_report_on_a_folder_that_is_not_a_dataset(tmp_path):
 
 
 def test_check_model_against_the_served_model(prepared, zero_shot_dir):
-    res = run_cli("check-model", zero_shot_dir, "--baseline", zero_shot_dir, "--out", "reports/model_check.md", cwd=prepared)
+    res = run_cli("check-model", zero_shot_dir, "--served", zero_shot_dir, "--out", "reports/model_check.md", cwd=prepared)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "## Model check: passed" in res.stdout and "| ✅ | speed vs the served model |" in res.stdout
     assert (prepared/"reports"/"model_check.md").read_text() == res.stdout
@@ -57,7 +57,7 @@ def test_check_model_fails_a_damaged_artifact(prepared, zero_shot_dir, tmp_path)
     shutil.copytree(zero_shot_dir, damaged)
     with open(damaged/"model.onnx", "r+b") as f:           # one byte changed: still loads, no longer the card's file
         f.seek(-1, 2); last = f.read(1); f.seek(-1, 2); f.write(bytes([last[0] ^ 1]))
-    res = run_cli("check-model", damaged, "--baseline", zero_shot_dir, cwd=prepared)
+    res = run_cli("check-model", damaged, "--baseline", zero_shot_dir, cwd=prepared)   # --served's old name still works
     assert res.returncode == 1, res.stdout + res.stderr
     assert "| ❌ | integrity |" in res.stdout and "fetch the artifact again" in res.stdout
 
@@ -72,6 +72,8 @@ def test_check_model_fails_a_model_worse_than_its_card(prepared, zero_shot_dir, 
     assert res.returncode == 1 and "| ❌ | accuracy vs its card |" in res.stdout, res.stdout
 
 
-def test_check_model_usage_errors(prepared):
+def test_check_model_usage_errors(prepared, zero_shot_dir):
     res = run_cli("check-model", prepared, cwd=prepared)
     assert res.returncode == 2 and "is not a serving folder" in res.stderr and "Traceback" not in res.stderr
+    res = run_cli("check-model", zero_shot_dir, "--baseline", prepared, cwd=prepared)
+    assert res.returncode == 2 and f"--served {prepared} is not a serving folder" in res.stderr

@@ -41,7 +41,7 @@ def project(tmp_path_factory, zero_shot_dir) -> Path:
 
 def test_promote_refuses_the_cartoon_model_and_rollback_returns(project, zero_shot_dir):
     data = ["--data", project/"gate_data"]
-    first = run_cli("promote", zero_shot_dir, *data, "--against", zero_shot_dir, cwd=project, timeout=600)
+    first = run_cli("promote", zero_shot_dir, *data, "--against", zero_shot_dir, cwd=project, timeout=600)   # --served's old name
     assert first.returncode == 0 and "## Promotion: published" in first.stdout, first.stdout + first.stderr
     zero_version = json.loads((zero_shot_dir/"model_card.json").read_text())["model_version"]
 
