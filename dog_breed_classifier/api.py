@@ -363,9 +363,8 @@ def drift_routes(s: Service) -> APIRouter:
 # %% ../nbs/11_api.ipynb #05d0f12c
 def swap_model(s: Service, # the app's shared state
                p: Predictor): # the newly loaded model
-    "Serve `p` from now on: the recorder, the routes, the drift window (this model's rows) and the model gauges."
+    "Serve `p` from now on: the recorder holds it (the routes, the drift monitor and the demo read it there); the model gauges."
     s.record.predictor, s.record.load_error = p, None
-    s.monitor.use_model(p)
     s.metrics.observe_model(p)
 
 # %% ../nbs/11_api.ipynb #2036c516
@@ -625,8 +624,7 @@ def build_service(predictor: Predictor | None, # the model; None: load `st.model
                                 load_error or st.model_error)
     if predictor is not None:
         metrics.observe_model(predictor); log.info("serving %s (%s)", predictor, predictor.selection_reason or "model given")
-    monitor = DriftMonitor(store, st.drift_reference, model_dir=predictor.model_dir if predictor else None,
-                           predictor=predictor, settings=st.drift_settings)
+    monitor = DriftMonitor(store, st.drift_reference, served=lambda: record.predictor, settings=st.drift_settings)
     s = Service(store, record, monitor, metrics, UploadLimits(st.max_upload_bytes, st.max_batch_files))
     if st.registry is not None:
         s.follower = ModelFollower(st.registry, lambda: s.predictor, lambda p: swap_model(s, p), st.reload_interval,

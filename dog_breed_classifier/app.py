@@ -81,10 +81,10 @@ def as_upload(path: str | Path) -> dict:
     return {"path": shutil.copy(path, folder/Path(path).name), "orig_name": Path(path).name}
 
 # %% ../nbs/10_app.ipynb #40f14215
-def _demo_events(predictor: Predictor | None, record: PredictionRecorder, method: str):
-    "The demo's two event handlers: `identify` (a new photo) and `toggle_why` (the heatmap switch)."
+def _demo_events(record: PredictionRecorder, method: str):
+    "The demo's two event handlers: `identify` (a new photo) and `toggle_why` (the heatmap switch); the model is the recorder's."
     def why(photo: str, breed: str) -> tuple:
-        p = record.predictor or predictor   # the recorder's: a server following a model registry swaps it
+        p = record.predictor   # the served model, read where it is kept: a server following a model registry swaps it
         try: s = explain(p, Path(photo).read_bytes(), breed, method)
         except (DogBreedError, OSError, ValueError) as e: return gr.Image(value=None, visible=False), f"No heatmap: {e}"
         name = p.display_names[p.classes.index(s.breed)]
@@ -103,7 +103,7 @@ def _demo_events(predictor: Predictor | None, record: PredictionRecorder, method
         except Exception:
             log.exception("the demo failed on a photo")
             raise gr.Error("something went wrong on the server; it is logged — try again or another photo") from None
-        label = gr.Label(value=top_breeds(answer, record.predictor or predictor), label="Top 5 breeds" if answer["is_dog"] else "Closest breeds (no dog found)")
+        label = gr.Label(value=top_breeds(answer, record.predictor), label="Top 5 breeds" if answer["is_dog"] else "Closest breeds (no dog found)")
         shown = (photo, answer["top_k"][0]["breed"])
         heat, cost = why(*shown) if show_why else (gr.Image(value=None, visible=False), f"Heatmap off ({method}; tick the box to see it)")
         headline_text = f"{headline_markdown(answer)}\n\n<small>model {answer['model_version']} · {answer['latency_ms']:.0f} ms · logged as {answer['prediction_id']}</small>"
@@ -153,7 +153,7 @@ def create_demo(predictor: Predictor | None, # the model (None: every prediction
     record = record or PredictionRecorder(predictor, store or PredictionStore())
     method = saliency_method(predictor, saliency) if predictor is not None else saliency
     examples = example_photos(examples_dir or Path(tempfile.gettempdir())/"dog_breed_classifier_examples")
-    identify, toggle_why = _demo_events(predictor, record, method)
+    identify, toggle_why = _demo_events(record, method)
     confirm, correct = _feedback_events(record)
     # Gradio keeps uploads in its cache folder: delete them after 10 minutes (the store has what monitoring needs)
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(600, 600)) as demo:

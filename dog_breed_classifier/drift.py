@@ -13,16 +13,18 @@ import os
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 
 from .core import SERVING_FILES, DogBreedError, DriftSettings, atomic_file
 from .data import IMAGE_SUFFIXES
-from .images import IMAGE_STAT_NAMES, STAT_COLUMNS, SUPPORTED_FORMATS, ImageDecodeError
+from .images import IMAGE_STAT_NAMES, STAT_COLUMNS, SUPPORTED_FORMATS, ImageDecodeError, stat_columns
 from .monitoring import NO_DOG, answered_breed
 
 os.environ.setdefault("DO_NOT_TRACK", "1")   # Evidently reports usage to its makers unless this is set before import
@@ -82,7 +84,7 @@ def drift_data_from_answers(answers: list[dict], # `Predictor.predict(..., embed
                             source: str, # where they came from, in words
                            ) -> DriftData:
     "`DriftData` from `Predictor.predict(..., embeddings=True)` answers."
-    frame = pd.DataFrame([{**{c: a["image_stats"][n] for n, c in zip(IMAGE_STAT_NAMES, STAT_COLUMNS)},
+    frame = pd.DataFrame([{**stat_columns(a["image_stats"]),
                            **prediction_columns(a["is_dog"], a["breed"], a["top_k"])} for a in answers],
                          columns=[*STAT_COLUMNS, *PREDICTION_COLUMNS])
     emb = [a.get("embedding") for a in answers]
@@ -386,47 +388,55 @@ def drift_report(reference: DriftData, # what the model was trained on
 
 # %% ../nbs/08_drift.ipynb #d1552d10
 class DriftMonitor:
-    "Drift of a prediction store's recent rows against a reference, for a server: lazy reference, one computation at a time."
+    "Drift of a prediction store's recent rows against the served model's reference, for a server: one computation at a time."
     def __init__(self, store, # the `PredictionStore` the server logs to
-                 reference: str | Path | DriftData | None = None, # given by the operator (default: the model's own)
-                 model_dir: str | Path | None = None, # the served model's folder
-                 predictor=None, # the served `Predictor`: its version picks the window, it describes photo references
+                 reference: str | Path | DriftData | None = None, # given by the operator (default: the served model's own)
+                 model_dir: str | Path | None = None, # the model's folder when none is served (a notebook, a script)
+                 served: Callable | None = None, # `() -> Predictor | None`: the served model, asked at each computation
                  settings: DriftSettings | None = None): # methods, thresholds, window
-        self.store, self.model_dir, self.predictor = store, model_dir, predictor
-        self.model_version = predictor.model_version if predictor is not None else None   # the window: this model's predictions
+        self.store, self.model_dir, self.served = store, model_dir, served or (lambda: None)
         self.settings = settings or DriftSettings()
         self._reference_arg = reference
         self._reference: DriftData | None = reference if isinstance(reference, DriftData) else None
+        self._reference_of: str | None = None   # the model version the loaded reference describes
         self._lock = threading.Lock()
         self.last: dict | None = None   # the latest answer, for gauges
 
-    def use_model(self, predictor): # the newly served `Predictor`
-        "Measure this model's predictions from now on (its window, its own reference, loaded again on next use)."
-        with self._lock:
-            self.model_dir, self.predictor, self.model_version = predictor.model_dir, predictor, predictor.model_version
-            if not isinstance(self._reference_arg, DriftData): self._reference = None
-
-    def reference(self) -> DriftData:
-        "The reference, loaded on first use (`DriftError` if there is none)."
-        if self._reference is None:
-            self._reference = load_reference(self._reference_arg, self.model_dir, self.predictor).sample(self.settings.reference_rows)
+    def reference(self, predictor=None, # the served `Predictor` (default: ask `served`)
+                 ) -> DriftData:
+        "The served model's reference: loaded on first use, and again once another model serves (`DriftError` if none)."
+        p = predictor if predictor is not None else self.served()
+        version = p.model_version if p is not None else None
+        if self._reference is None or (version != self._reference_of and not isinstance(self._reference_arg, DriftData)):
+            model_dir = p.model_dir if p is not None else self.model_dir
+            self._reference = load_reference(self._reference_arg, model_dir, p).sample(self.settings.reference_rows)
+            self._reference_of = version
         return self._reference
 
-    def _run(self, fn, window: int | None, since: dt.datetime | None) -> dict:
-        window = window or self.settings.window
-        with self._lock:
-            try: reference = self.reference()
-            except DriftError as e:
-                out = dict(status="no_reference", drift_detected=None, drift_share=None, embedding_drift_score=None,
-                           message=str(e), computed_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-            else: out = fn(reference, current_from_store(self.store, window, since, self.model_version))
-            self.last = out
-            return out
 
-    def decision(self, window: int | None = None, since: dt.datetime | None = None) -> dict:
-        "The verdict only (fast): for periodic gauge updates."
-        return self._run(lambda r, c: dict(drift_decision(r, c, self.settings), current=dict(rows=len(c), **c.window)), window, since)
+# %% ../nbs/08_drift.ipynb #6e14b373
+@patch
+def _run(self: DriftMonitor, fn, window: int | None, since: dt.datetime | None) -> dict:
+    "`fn(reference, current)` under the lock; the served model read once, so the window and the reference are the same model's."
+    window = window or self.settings.window
+    with self._lock:
+        p = self.served()
+        try: reference = self.reference(p)
+        except DriftError as e:
+            out = dict(status="no_reference", drift_detected=None, drift_share=None, embedding_drift_score=None,
+                       message=str(e), computed_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        else: out = fn(reference, current_from_store(self.store, window, since, p.model_version if p is not None else None))
+        self.last = out
+        return out
 
-    def summary(self, window: int | None = None, since: dt.datetime | None = None, html: str | Path | None = None) -> dict:
-        "`drift_summary` of the window (and the HTML report, when `html` is a path)."
-        return self._run(lambda r, c: drift_report(r, c, self.settings, html), window, since)
+# %% ../nbs/08_drift.ipynb #668c67be
+@patch
+def decision(self: DriftMonitor, window: int | None = None, since: dt.datetime | None = None) -> dict:
+    "The verdict only (fast): for periodic gauge updates."
+    return self._run(lambda r, c: dict(drift_decision(r, c, self.settings), current=dict(rows=len(c), **c.window)), window, since)
+
+# %% ../nbs/08_drift.ipynb #c5af9af2
+@patch
+def summary(self: DriftMonitor, window: int | None = None, since: dt.datetime | None = None, html: str | Path | None = None) -> dict:
+    "`drift_summary` of the window (and the HTML report, when `html` is a path)."
+    return self._run(lambda r, c: drift_report(r, c, self.settings, html), window, since)
