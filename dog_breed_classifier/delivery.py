@@ -210,6 +210,11 @@ class ModelComparison:
                   for name, m in rows]
         return "\n".join(lines)
 
+    def __repr__(self):
+        against = f" vs {self.served.model_version}" if self.served else ""
+        return f"ModelComparison({self.candidate.model_version}{against}, {self.photos} {self.split} photos)"
+    def _repr_markdown_(self): return self.table()   # Jupyter and the docs show the table as a table
+
 # %% ../nbs/12_delivery.ipynb #e3373053
 def compare_models(candidate_dir: str | Path, # the candidate serving folder (model.onnx + model_card.json)
                    served_dir: str | Path | None, # the served model's folder (None: the candidate alone)
@@ -248,7 +253,8 @@ class ModelCheck:
         "The verdict, both models side by side and the checks table, as Markdown (a workflow's job summary)."
         return "\n".join([f"## {self.heading()}", "", self.comparison.table(), "", checks_markdown(self.checks)]) + "\n"
 
-    def __repr__(self): return self.markdown()
+    def __repr__(self): return f"{type(self).__name__}({self.heading()!r}, {len(self.checks)} checks)"
+    def _repr_markdown_(self): return self.markdown()   # Jupyter and the docs show the report as Markdown
 
 # %% ../nbs/12_delivery.ipynb #fc5a80d0
 @dataclass
