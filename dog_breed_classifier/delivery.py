@@ -249,12 +249,14 @@ class ModelCheck:
 
     def heading(self) -> str: "The report's title and verdict."; return f"Model check: {'passed' if self.ok else 'FAILED'}"
 
-    def markdown(self) -> str:
+    def markdown(self, level: int = 2, # the title's heading level (0: bold text, as a notebook shows it)
+                ) -> str:
         "The verdict, both models side by side and the checks table, as Markdown (a workflow's job summary)."
-        return "\n".join([f"## {self.heading()}", "", self.comparison.table(), "", checks_markdown(self.checks)]) + "\n"
+        title = f"{'#' * level} {self.heading()}" if level else f"**{self.heading()}**"
+        return "\n".join([title, "", self.comparison.table(), "", checks_markdown(self.checks)]) + "\n"
 
     def __repr__(self): return f"{type(self).__name__}({self.heading()!r}, {len(self.checks)} checks)"
-    def _repr_markdown_(self): return self.markdown()   # Jupyter and the docs show the report as Markdown
+    def _repr_markdown_(self): return self.markdown(level=0)   # Jupyter and the docs show the report as Markdown
 
 # %% ../nbs/12_delivery.ipynb #fc5a80d0
 @dataclass
