@@ -422,6 +422,13 @@ def _note_kind(note: str) -> str:
     if note.startswith("EXIF orientation"): return "EXIF orientation applied"
     return note
 
+# %% ../nbs/01_data.ipynb #0b1dcfe0
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt": return True   # signal 0 would terminate the process on Windows: assume alive, leave its folder
+    try: os.kill(pid, 0); return True
+    except ProcessLookupError: return False
+    except PermissionError: return True
+
 # %% ../nbs/01_data.ipynb #5584546a
 def _clean_stale(dest: Path):
     "Remove what killed runs left beside `dest`, restoring `dest` if a run died mid-swap."
@@ -432,13 +439,6 @@ def _clean_stale(dest: Path):
         pid = p.name.rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)): continue  # another run's work
         shutil.rmtree(p, ignore_errors=True)
-
-# %% ../nbs/01_data.ipynb #0b1dcfe0
-def _pid_alive(pid: int) -> bool:
-    if os.name == "nt": return True   # signal 0 would terminate the process on Windows: assume alive, leave its folder
-    try: os.kill(pid, 0); return True
-    except ProcessLookupError: return False
-    except PermissionError: return True
 
 # %% ../nbs/01_data.ipynb #f6b11787
 def _extra_refusal(breed: str, sha: str, labels_of: dict, source_breeds: set) -> tuple[str, str] | None:
