@@ -12,7 +12,9 @@ import dataclasses
 import hashlib
 import shutil
 import difflib
+import getpass
 import os
+import socket
 import re
 import typing
 from contextlib import contextmanager
@@ -27,12 +29,12 @@ import yaml
 
 # %% auto #0
 __all__ = ['PARAMS_FILE', 'SERVING_FILES', 'DEFAULT_ARCH', 'STANFORD_IMAGENET_INDICES', 'DogBreedError', 'ParamsError',
-           'find_project_root', 'ProjectPaths', 'ServingFiles', 'temporary_sibling', 'atomic_file', 'atomic_write',
-           'publish_atomically', 'atomic_folder', 'stable_seed', 'stanford_photos', 'SampleSettings', 'DataSettings',
-           'AffineSettings', 'ColourSettings', 'OnlineSettings', 'AugmentSettings', 'ModelSettings', 'TrainSettings',
-           'ExportSettings', 'DriftSettings', 'Params', 'parse_override', 'load_params', 'load_project', 'Breed',
-           'build_breed_vocab', 'write_breed_vocab_file', 'read_breed_vocab_file', 'UnknownBreedsError', 'BreedVocab',
-           'breed_vocab', 'classification_metrics']
+           'user_at_host', 'find_project_root', 'ProjectPaths', 'ServingFiles', 'temporary_sibling', 'atomic_file',
+           'atomic_write', 'publish_atomically', 'atomic_folder', 'stable_seed', 'stanford_photos', 'SampleSettings',
+           'DataSettings', 'AffineSettings', 'ColourSettings', 'OnlineSettings', 'AugmentSettings', 'ModelSettings',
+           'TrainSettings', 'ExportSettings', 'DriftSettings', 'LoopSettings', 'Params', 'parse_override',
+           'load_params', 'load_project', 'Breed', 'build_breed_vocab', 'write_breed_vocab_file',
+           'read_breed_vocab_file', 'UnknownBreedsError', 'BreedVocab', 'breed_vocab', 'classification_metrics']
 
 # %% ../nbs/00_core.ipynb #06d1a6ab
 class DogBreedError(Exception):
@@ -40,6 +42,13 @@ class DogBreedError(Exception):
 
 class ParamsError(DogBreedError):
     "A bad `params.yaml`: unknown key, wrong type or a value outside the allowed ones."
+
+# %% ../nbs/00_core.ipynb #c72d2d50
+def user_at_host() -> str:
+    "`user@host` of this process, for the records of who published or reviewed what."
+    try: user = getpass.getuser()
+    except Exception: user = "?"   # no name for this uid (some containers)
+    return f"{user}@{socket.gethostname()}"
 
 # %% ../nbs/00_core.ipynb #e7ca9dce
 PARAMS_FILE = "params.yaml"
@@ -291,6 +300,16 @@ class DriftSettings:
     embedding_share: float = _ranged(0.2, 0.0, 1.0)    # embedding drift when more than this share of components drifted
     refresh_seconds: int = _ranged(300, 0, 86_400)     # the API recomputes its drift gauges this often; 0 = only on GET /drift
 
+# %% ../nbs/00_core.ipynb #ddcc62a8
+@dataclass
+class LoopSettings:
+    "Learning from users (`loop:` in params.yaml): whose words `dog-breed harvest` turns into training photos unreviewed."
+    # key names (`dog-breed serve --api-keys-file`; one key alone is `default`), `cli` (dog-breed feedback),
+    # `ui` (every demo visitor), `api` (every caller of a server without keys); everyone else waits for review
+    trusted_clients: list[str] = field(default_factory=lambda: ["cli"])
+    # this many distinct clients giving the same breed for the same photo let it through unreviewed; 0 = off
+    min_agreement: int = _ranged(0, 0, 1000)
+
 # %% ../nbs/00_core.ipynb #a4b61d9a
 @dataclass
 class Params:
@@ -301,6 +320,7 @@ class Params:
     train: TrainSettings = field(default_factory=TrainSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
+    loop: LoopSettings = field(default_factory=LoopSettings)
     def to_dict(self) -> dict: "Every setting as plain dicts, as `params.yaml` spells them."; return dataclasses.asdict(self)
 
 # %% ../nbs/00_core.ipynb #d2e2e36d

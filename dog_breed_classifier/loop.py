@@ -8,20 +8,22 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/loop.html.md""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .core import DogBreedError, atomic_write
+from .core import DogBreedError, LoopSettings, atomic_write, user_at_host
 from .delivery import Check, ModelCheck, ModelComparison, compare_models, integrity_check
 from .served_model import ModelRegistry
 from .model_card import read_model_card
-from .monitoring import NO_DOG, ImageArchive, PredictionStore
+from .monitoring import NO_DOG, ImageArchive, PredictionStore, client_matches
 
 # %% auto #0
-__all__ = ['MANIFEST_COLUMNS', 'HarvestReport', 'read_manifest', 'harvest', 'GateSettings', 'gate_checks', 'Promotion',
-           'promotion_gate', 'promote', 'wandb_alias_ready', 'move_wandb_alias', 'models_table']
+__all__ = ['MANIFEST_COLUMNS', 'REVIEW_COLUMNS', 'HarvestReport', 'read_manifest', 'word_standing', 'waiting_words', 'harvest',
+           'GateSettings', 'gate_checks', 'Promotion', 'promotion_gate', 'promote', 'wandb_alias_ready',
+           'move_wandb_alias', 'models_table']
 
 # %% ../nbs/12a_loop.ipynb #176e997e
 MANIFEST_COLUMNS = ["prediction_id", "breed", "predicted", "model_version", "given_at", "content_sha256", "file"]
@@ -38,12 +40,20 @@ class HarvestReport:
     no_dog: int = 0         # "no dog here": nothing to learn a breed from
     not_archived: int = 0   # the server kept no copy (serve with --archive)
     missing: int = 0        # no longer in the archive, or changed there since it was logged
+    rejected: int = 0       # a person rejected the word (`dog-breed review`): never written, withdrawn if it was
+    waiting: dict = field(default_factory=dict)   # client → words from untrusted clients waiting for review
+    trusted: tuple = ("cli",)                     # whose words were written without review
 
     def __repr__(self):
+        waiting = ", ".join(f"{c} {n}" for c, n in sorted(self.waiting.items(), key=lambda x: -x[1]))
+        hint = ("; a server with one key names its clients `default`: list it in loop.trusted_clients (or --trusted default) "
+                "to trust them" if "default" in self.waiting else "")
         return (f"harvested into {self.out_dir}: {self.written} new photos, {self.relabelled} relabelled, {self.withdrawn} withdrawn, "
                 f"{self.kept} already there; "
                 f"not written: {self.duplicates} duplicates, {self.no_dog} no dog, {self.not_archived} not archived, "
-                f"{self.missing} missing from the archive")
+                f"{self.missing} missing from the archive, {self.rejected} rejected in review, "
+                f"{sum(self.waiting.values())} waiting for review ({waiting or 'none'}; `dog-breed review` lists them); "
+                f"trusted without review: {', '.join(self.trusted) or 'nobody'}{hint}")
 
 # %% ../nbs/12a_loop.ipynb #9412e5a4
 def read_manifest(out_dir: str | Path, # a folder `harvest` wrote (or an empty one)
@@ -57,15 +67,51 @@ def read_manifest(out_dir: str | Path, # a folder `harvest` wrote (or an empty o
         raise DogBreedError(f"{f} is not a harvest manifest (columns {', '.join(rows.columns)}); harvest into another folder")
     return {r["prediction_id"]: r for r in rows.to_dict("records")}
 
+# %% ../nbs/12a_loop.ipynb #a0711cb2
+def word_standing(words: pd.DataFrame, # `PredictionStore.feedback()` rows
+                  trusted=("cli",), # clients whose words count without review (see `monitoring.client_matches`)
+                  min_agreement: int = 0, # this many distinct clients, same breed, same photo: no review needed (0: off)
+                 ) -> pd.Series:
+    "Each word's standing: `rejected`/`accepted` (a person decided), `trusted` (its client is), `agreed`, else `waiting`."
+    review = words.review.fillna("").to_numpy()
+    is_trusted = np.array([client_matches(c, trusted) for c in words.client], dtype=bool)
+    agreed = np.zeros(len(words), dtype=bool)
+    if min_agreement > 0 and len(words):
+        known = words.client.notna() & words.content_sha256.notna()
+        clients = words[known].groupby(["content_sha256", "breed"]).client.transform("nunique")
+        agreed[np.flatnonzero(known)] = (clients >= min_agreement).to_numpy()
+    return pd.Series(np.select([review == "rejected", review == "accepted", is_trusted, agreed],
+                               ["rejected", "accepted", "trusted", "agreed"], "waiting"), index=words.index)
+
+# %% ../nbs/12a_loop.ipynb #3bd9489f
+REVIEW_COLUMNS = ["prediction_id", "client", "given_at", "predicted", "breed", "archived_as"]
+
+def waiting_words(store: PredictionStore, # the prediction log holding the feedback
+                  trusted=("cli",), min_agreement: int = 0, # as `word_standing`
+                 ) -> pd.DataFrame:
+    "The words waiting for review (oldest first), in `REVIEW_COLUMNS`."
+    words = store.feedback()
+    waiting = words[word_standing(words, trusted, min_agreement) == "waiting"].iloc[::-1]
+    return waiting.rename(columns={"created_at": "given_at"})[REVIEW_COLUMNS].reset_index(drop=True)
+
 # %% ../nbs/12a_loop.ipynb #bb80b53a
+def _withdraw(pid: str, out: Path, done: dict, seen: set, report: HarvestReport):
+    "Remove the photo harvested for `pid` (its word changed to no dog, was rejected, or is no longer trusted)."
+    old = done.pop(pid); (out/old["file"]).unlink(missing_ok=True); seen.discard(old["content_sha256"]); report.withdrawn += 1
+
 def _harvest_word(w, archive: ImageArchive, out: Path, done: dict, seen: set, report: HarvestReport):
     "Write the photo of feedback row `w` under its breed (or count why not), updating `done` and `seen`."
     old = done.get(w.prediction_id)
     if old is not None and not (out/old["file"]).is_file():   # deleted by hand since: harvest it afresh
         del done[w.prediction_id]; seen.discard(old["content_sha256"]); old = None
+    if w.standing in ("rejected", "waiting"):
+        if w.standing == "rejected": report.rejected += 1
+        else: report.waiting[str(w.client)] = report.waiting.get(str(w.client), 0) + 1
+        if old is not None: _withdraw(w.prediction_id, out, done, seen, report)
+        return
     if w.breed == NO_DOG:
         if old is None: report.no_dog += 1; return
-        (out/old["file"]).unlink(); del done[w.prediction_id]; seen.discard(old["content_sha256"]); report.withdrawn += 1; return
+        _withdraw(w.prediction_id, out, done, seen, report); return
     if old is not None:
         if old["breed"] == w.breed: report.kept += 1; return
         (out/w.breed).mkdir(parents=True, exist_ok=True)
@@ -86,13 +132,17 @@ def harvest(store: PredictionStore, # the prediction log holding the feedback
             archive: ImageArchive, # where the server kept the uploads (`serve --archive`)
             out_dir: str | Path, # the class-folder source to write (e.g. data/feedback)
             since=None, # only feedback given at or after this time (a datetime; naive: UTC)
+            trusted=("cli",), # whose words need no review (`loop.trusted_clients`; see `word_standing`)
+            min_agreement: int = 0, # `loop.min_agreement`: distinct clients agreeing on a photo (0: off)
            ) -> HarvestReport:
-    "Write the archived photo of every labelled prediction to `out_dir/<breed>/`, once, with `manifest.csv`."
+    "Write the archived photo of every trusted or accepted word to `out_dir/<breed>/`, once, with `manifest.csv`."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     done = read_manifest(out)
     seen = {r["content_sha256"] for r in done.values()}
-    report = HarvestReport(out)
-    for w in store.feedback(since).iloc[::-1].itertuples():   # oldest first: the first word on a photo wins
+    report = HarvestReport(out, trusted=tuple(trusted))
+    words = store.feedback(since)
+    words["standing"] = word_standing(words, trusted, min_agreement)
+    for w in words.iloc[::-1].itertuples():   # oldest first: the first word on a photo wins
         _harvest_word(w, archive, out, done, seen, report)
     rows = pd.DataFrame(list(done.values()), columns=MANIFEST_COLUMNS).sort_values("given_at")
     atomic_write(out/"manifest.csv", rows.to_csv(index=False))

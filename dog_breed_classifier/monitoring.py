@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import time
 import uuid
 from pathlib import Path
@@ -27,10 +28,10 @@ from .images import IMAGE_STAT_NAMES, STAT_COLUMNS
 log = logging.getLogger("dog_breed_classifier.monitoring")
 
 # %% auto #0
-__all__ = ['log', 'METADATA', 'PREDICTIONS', 'FEEDBACK', 'NO_DOG', 'HEALTH', 'STORE_TIMEOUT_SECONDS',
+__all__ = ['log', 'METADATA', 'PREDICTIONS', 'FEEDBACK', 'SETTINGS', 'NO_DOG', 'HEALTH', 'STORE_TIMEOUT_SECONDS',
            'STORE_CONNECT_TIMEOUT_SECONDS', 'FEEDBACK_RETRIES', 'new_prediction_id', 'answered_breed', 'StoreError',
-           'default_store_url', 'PredictionStore', 'as_utc', 'UnknownPredictionError', 'wilson_interval',
-           'live_accuracy', 'ImageArchive']
+           'default_store_url', 'PredictionStore', 'as_utc', 'UnknownPredictionError', 'client_matches',
+           'wilson_interval', 'live_accuracy', 'ImageArchive']
 
 # %% ../nbs/07_monitoring.ipynb #69d8b6a8
 METADATA = sa.MetaData()
@@ -53,6 +54,7 @@ PREDICTIONS = sa.Table(
     sa.Column("embedding", sa.LargeBinary),       # float16 little-endian
     sa.Column("source", sa.String(16), nullable=False),   # api | batch | ui | cli
     sa.Column("archived_as", sa.String(200)),
+    sa.Column("client", sa.String(80)),           # who asked: an API key's name, ui:<hash>, api:<hash>, cli (null: older rows)
 )
 FEEDBACK = sa.Table(   # what users say about a prediction: one word each (a second one replaces the first)
     "feedback", METADATA,
@@ -64,7 +66,13 @@ FEEDBACK = sa.Table(   # what users say about a prediction: one word each (a sec
     sa.Column("model_version", sa.String(80), nullable=False),
     sa.Column("source", sa.String(16), nullable=False),       # api | ui | cli
     sa.Column("note", sa.String(500)),
+    sa.Column("client", sa.String(80)),       # who gave the word (see `predictions.client`); null: older rows, untrusted
+    sa.Column("review", sa.String(16)),       # accepted | rejected by a person (`dog-breed review`); null: not reviewed
+    sa.Column("reviewed_by", sa.String(120)), # user@host of whoever decided
+    sa.Column("reviewed_at", sa.DateTime(timezone=True)),
 )
+SETTINGS = sa.Table("store_settings", METADATA, sa.Column("name", sa.String(40), primary_key=True),
+                    sa.Column("value", sa.String(200), nullable=False))   # e.g. the salt of the demo's client names
 NO_DOG = "no_dog"   # the feedback "there is no dog in this photo", and the model's answer when it found none
 HEALTH = sa.Table("store_health", METADATA, sa.Column("id", sa.Integer, primary_key=True))
 
@@ -136,13 +144,14 @@ class PredictionStore:
 
     def _add_missing_columns(self):
         "Bring a store written by an older version up to date: add the (nullable) columns it lacks; nothing is rewritten."
-        existing = {c["name"] for c in sa.inspect(self.engine).get_columns(PREDICTIONS.name)}
-        missing = [c for c in PREDICTIONS.c if c.name not in existing]
-        if not missing: return
-        with self.engine.begin() as conn:
-            for c in missing:
-                conn.exec_driver_sql(f"ALTER TABLE {PREDICTIONS.name} ADD COLUMN {c.name} {c.type.compile(self.engine.dialect)}")
-        log.info("prediction store %s: added columns %s", self._safe_url(), ", ".join(c.name for c in missing))
+        for table in (PREDICTIONS, FEEDBACK):
+            existing = {c["name"] for c in sa.inspect(self.engine).get_columns(table.name)}
+            missing = [c for c in table.c if c.name not in existing]
+            if not missing: continue
+            with self.engine.begin() as conn:
+                for c in missing:
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {c.name} {c.type.compile(self.engine.dialect)}")
+            log.info("prediction store %s: added %s columns %s", self._safe_url(), table.name, ", ".join(c.name for c in missing))
 
     def _safe_url(self) -> str:
         "The URL without its password, for messages and logs."
@@ -158,6 +167,7 @@ def add(self: PredictionStore, prediction: dict, # a `Predictor` answer (with it
         prediction_id: str | None = None, # the id to store it under (default: a new one)
         content: bytes | None = None, # the photo's bytes: their size and SHA-256 are kept, not the bytes
         archived_as: str | None = None, # where `ImageArchive` kept the photo, if it did
+        client: str | None = None, # who asked (an API key's name, `ui:<hash>`, …; see `address_client`)
        ) -> str:
     "Commit one prediction (a `Predictor` answer) and return its id; raises `StoreError` if it was not stored."
     pid = prediction_id or new_prediction_id()
@@ -169,7 +179,7 @@ def add(self: PredictionStore, prediction: dict, # a `Predictor` answer (with it
                bytes=len(content) if content is not None else None,
                content_sha256=hashlib.sha256(content).hexdigest() if content is not None else None,
                embedding=None if emb is None else np.asarray(emb, dtype="<f2").tobytes(),
-               source=source, archived_as=archived_as,
+               source=source, archived_as=archived_as, client=client,
                **{c: float(prediction["image_stats"][n]) for n, c in zip(IMAGE_STAT_NAMES, STAT_COLUMNS)})
     try:
         with self.engine.begin() as conn: conn.execute(PREDICTIONS.insert().values(**row))
@@ -224,14 +234,14 @@ class UnknownPredictionError(DogBreedError):
     "Feedback about a prediction id the store does not hold."
 
 # %% ../nbs/07_monitoring.ipynb #d415f24c
-def _feedback_row(conn, prediction_id: str, breed: str, source: str, note: str | None) -> dict:
+def _feedback_row(conn, prediction_id: str, breed: str, source: str, note: str | None, client: str | None) -> dict:
     p = conn.execute(sa.select(PREDICTIONS.c.breed, PREDICTIONS.c.is_dog, PREDICTIONS.c.model_version)
                      .where(PREDICTIONS.c.id == prediction_id)).first()
     if p is None: raise UnknownPredictionError(f"no prediction {prediction_id!r} in the log; use the prediction_id an answer gave")
     predicted = answered_breed(p.is_dog, p.breed)
     return dict(prediction_id=prediction_id, created_at=dt.datetime.now(dt.timezone.utc), breed=breed, predicted=predicted,
                 verdict="confirmed" if breed == predicted else "corrected", model_version=p.model_version,
-                source=source, note=note)
+                source=source, note=note, client=client)
 
 # %% ../nbs/07_monitoring.ipynb #d97b12a1
 FEEDBACK_RETRIES = 10
@@ -241,12 +251,13 @@ def add_feedback(self: PredictionStore, prediction_id: str, # the id an answer g
                  breed: str, # a canonical breed name, or `NO_DOG`
                  *, source: str = "api", # api | ui | cli
                  note: str | None = None, # up to 500 characters
+                 client: str | None = None, # who gives the word: trust is judged on it (see `loop.harvest`)
                 ) -> dict:
     "Commit a user's word on a prediction; the row as stored, with `replaced`: whether it replaced an earlier word."
     for attempt in range(FEEDBACK_RETRIES):   # words racing on one prediction: each loser retries, replacing the winner
         try:
             with self.engine.begin() as conn:
-                row = _feedback_row(conn, prediction_id, breed, source, note)
+                row = _feedback_row(conn, prediction_id, breed, source, note, client)
                 replaced = conn.execute(FEEDBACK.delete().where(FEEDBACK.c.prediction_id == prediction_id)).rowcount > 0
                 conn.execute(FEEDBACK.insert().values(**row))
             return {**row, "replaced": replaced}
@@ -276,6 +287,65 @@ def feedback(self: PredictionStore, since: dt.datetime | None = None, # only wor
         with self.engine.connect() as conn: return pd.DataFrame(conn.execute(q).mappings().all(), columns=columns)
     except sa.exc.SQLAlchemyError as e:
         raise StoreError(f"cannot read the feedback in {self._safe_url()} ({str(e).splitlines()[0][:200]})") from None
+
+# %% ../nbs/07_monitoring.ipynb #5624e552
+@patch
+def client_salt(self: PredictionStore) -> str:
+    "The store's secret salt for client names made from addresses: made once, kept in the store's `store_settings`."
+    if getattr(self, "_salt", None): return self._salt
+    read = sa.select(SETTINGS.c.value).where(SETTINGS.c.name == "client_salt")
+    try:
+        with self.engine.begin() as conn:
+            if (salt := conn.execute(read).scalar()) is None:
+                salt = secrets.token_hex(16); conn.execute(SETTINGS.insert().values(name="client_salt", value=salt))
+    except sa.exc.IntegrityError:   # another process made it at the same moment: theirs it is
+        with self.engine.connect() as conn: salt = conn.execute(read).scalar_one()
+    except sa.exc.SQLAlchemyError as e:
+        raise StoreError(f"cannot read the store's client salt ({str(e).splitlines()[0][:200]})") from None
+    self._salt = salt
+    return salt
+
+# %% ../nbs/07_monitoring.ipynb #e93eb8c8
+@patch
+def address_client(self: PredictionStore, kind: str, # `ui` (the demo) or `api` (a server without keys)
+                   address: str | None, # the caller's address
+                  ) -> str:
+    "`kind:` and 12 hex digits of the salted SHA-256 of `address`: one client per address, never the address itself."
+    return f"{kind}:{hashlib.sha256(f'{self.client_salt()}|{address or chr(63)}'.encode()).hexdigest()[:12]}"
+
+# %% ../nbs/07_monitoring.ipynb #3a6f9f9a
+def client_matches(client: str | None, # a word's client (None: written before clients were recorded)
+                   names, # key names, `cli`, or a kind (`ui`, `api`) meaning all its clients
+                  ) -> bool:
+    "Whether `client` is one of `names`."
+    return client is not None and any(client == n or client.startswith(n + ":") for n in names)
+
+# %% ../nbs/07_monitoring.ipynb #756fabf7
+def _clients_where(names):
+    "SQL for `client_matches`: the feedback rows whose client is one of `names`."
+    return sa.or_(sa.false(), *[sa.or_(FEEDBACK.c.client == n, FEEDBACK.c.client.startswith(n + ":", autoescape=True)) for n in names])
+
+# %% ../nbs/07_monitoring.ipynb #b5b56fe3
+@patch
+def review(self: PredictionStore, decision: str, # `accepted` or `rejected`
+           prediction_ids=(), # the words on these predictions, whatever was decided on them before
+           clients=(), # every word of these clients not decided yet (`ui`: every demo visitor)
+           by: str = "?", # who decides (user@host)
+          ) -> int:
+    "Record a person's decision on feedback words; how many it decided. An id with no word: nothing decided."
+    if decision not in ("accepted", "rejected"): raise ValueError(f"decision {decision!r}: accepted or rejected")
+    ids = list(dict.fromkeys(map(str, prediction_ids)))
+    where = sa.or_(FEEDBACK.c.prediction_id.in_(ids), sa.and_(FEEDBACK.c.review.is_(None), _clients_where(clients)))
+    now = dt.datetime.now(dt.timezone.utc)
+    try:
+        with self.engine.begin() as conn:
+            known = set(conn.execute(sa.select(FEEDBACK.c.prediction_id).where(FEEDBACK.c.prediction_id.in_(ids))).scalars())
+            if missing := [i for i in ids if i not in known]:
+                raise UnknownPredictionError(f"no feedback word on {', '.join(missing[:5])}: nothing was decided; "
+                                             "`dog-breed review` lists the words waiting")
+            return conn.execute(FEEDBACK.update().where(where).values(review=decision, reviewed_by=by, reviewed_at=now)).rowcount
+    except sa.exc.SQLAlchemyError as e:
+        raise StoreError(f"review not recorded: {str(e).splitlines()[0][:200]}") from None
 
 # %% ../nbs/07_monitoring.ipynb #48c67453
 def wilson_interval(k: int, # successes (confirmed answers)
