@@ -235,7 +235,8 @@ def promote(candidate_dir: str | Path, # the candidate serving folder (e.g. mode
     if gate.ok or force:
         registry.publish(candidate_dir, dict(forced=not gate.ok, served=c.served.model_version if c.served else None,
                                              figures=c.candidate.figures(), photos=c.photos, data_source=c.data_source,
-                                             failed=[k.name for k in gate.checks if not k.ok]))
+                                             failed=[k.name for k in gate.checks if not k.ok]),
+                         served_before=served_dir)   # into an empty registry: the served model first, so rollback works
         gate.published, gate.forced = True, not gate.ok
     return gate
 

@@ -17,21 +17,24 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastcore.basics import patch
 
-from .core import DEFAULT_ARCH, SERVING_FILES, DogBreedError, atomic_folder, atomic_write, find_project_root
+from .core import (DEFAULT_ARCH, SERVING_FILES, DogBreedError, atomic_folder, atomic_write, find_project_root,
+                                       user_at_host)
 from .inference import Predictor
 from .model_card import CardPart, ModelLoadError, read_model_card
 
 log = logging.getLogger("dog_breed_classifier.served_model")
 
 # %% auto #0
-__all__ = ['log', 'REGISTRY_DIR', 'RegistryState', 'ModelRegistry', 'zero_shot_cache_dir', 'ModelChoice', 'registry_reason',
-           'choose_model_dir', 'zero_shot_model_dir', 'serving_model_dir', 'ModelFollower']
+__all__ = ['log', 'REGISTRY_DIR', 'REGISTRY_LOCK_SECONDS', 'RegistryState', 'ModelRegistry', 'zero_shot_cache_dir', 'ModelChoice',
+           'registry_reason', 'choose_model_dir', 'zero_shot_model_dir', 'serving_model_dir', 'ModelFollower']
 
 # %% ../nbs/06a_served_model.ipynb #0cce413c
 REGISTRY_DIR = "models/registry"   # the project's registry, relative to its root
@@ -76,32 +79,67 @@ def _save(self: ModelRegistry, state: RegistryState):
     "Replace `registry.json` with `state`, all at once."
     atomic_write(self.state_file, json.dumps(state.to_json(), indent=1))
 
-# %% ../nbs/06a_served_model.ipynb #aafddf61
+# %% ../nbs/06a_served_model.ipynb #d27c4041
+REGISTRY_LOCK_SECONDS = 120   # how long a promote or rollback waits for another one to finish
+
 @patch
-def publish(self: ModelRegistry, model_dir: str | Path, # a serving folder (model.onnx + model_card.json)
-            record: dict | None = None, # what to keep about this promotion (figures, forced, …)
-           ) -> Path:
-    "Copy `model_dir` in as its own version (once) and make it current; the version's folder."
+@contextmanager
+def _locked(self: ModelRegistry, timeout: float = REGISTRY_LOCK_SECONDS):
+    "Hold the registry's exclusive lock (`registry.lock`) while the block runs; `DogBreedError` after `timeout` s."
+    import fcntl
+    self.path.mkdir(parents=True, exist_ok=True)
+    with open(self.path/"registry.lock", "a") as f:
+        deadline = time.monotonic() + timeout
+        while True:
+            try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DogBreedError(f"{self.path} is locked by another promote or rollback for over {timeout:g} s; "
+                                        "try again when it has finished") from None
+                time.sleep(0.05)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+
+# %% ../nbs/06a_served_model.ipynb #1635d17b
+@patch
+def _add_version(self: ModelRegistry, model_dir: str | Path, record: dict, state: RegistryState) -> Path:
+    "Copy `model_dir` in as its version (once), record it in `state` and make it current there; its folder."
     version = read_model_card(model_dir).model_version
     if not re.fullmatch(r"[\w.-]+", version): raise DogBreedError(f"model version {version!r} cannot name a folder")
     dest = self.path/version
     if not (dest/SERVING_FILES.card).is_file():
         with atomic_folder(dest) as tmp: shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
-    state = self.state()
-    state.versions[version] = dict(record or {}, published_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    state.versions[version] = dict(record, published_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                                   published_by=user_at_host())
     state.history.append(version); state.current = version
-    self._save(state)
+    return dest
+
+# %% ../nbs/06a_served_model.ipynb #aafddf61
+@patch
+def publish(self: ModelRegistry, model_dir: str | Path, # a serving folder (model.onnx + model_card.json)
+            record: dict | None = None, # what to keep about this promotion (figures, forced, …)
+            served_before: str | Path | None = None, # the model served until now: recorded first when nothing was published
+           ) -> Path:
+    "Copy `model_dir` in as its own version (once) and make it current, under the lock; the version's folder."
+    with self._locked():
+        state = self.state()
+        if served_before is not None and not state.history and \
+           read_model_card(served_before).model_version != read_model_card(model_dir).model_version:
+            self._add_version(served_before, dict(note="served before the first promotion: what a rollback returns to"), state)
+        dest = self._add_version(model_dir, record or {}, state)
+        self._save(state)
     return dest
 
 # %% ../nbs/06a_served_model.ipynb #8fc85fa5
 @patch
 def rollback(self: ModelRegistry) -> str:
-    "Make the version that was current before this one current again; that version."
-    state = self.state()
-    if len(state.history) < 2:
-        raise DogBreedError(f"nothing to roll back to in {self.path}: {len(state.history)} version(s) were ever made current")
-    state.history.pop(); state.current = state.history[-1]
-    self._save(state)
+    "Make the version that was current before this one current again (under the lock); that version."
+    with self._locked():
+        state = self.state()
+        if len(state.history) < 2:
+            raise DogBreedError(f"nothing to roll back to in {self.path}: {len(state.history)} version(s) were ever made current")
+        state.history.pop(); state.current = state.history[-1]
+        self._save(state)
     return state.current
 
 # %% ../nbs/06a_served_model.ipynb #5a9b9f42
