@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import time
 
-from .core import BreedVocab, breed_vocab
+from .core import BreedVocab, DogBreedError, breed_vocab
 from .images import ImageDecodeError
 from .inference import Predictor
 from .model_card import CardMetrics, ModelCard
@@ -20,16 +22,18 @@ from .monitoring import (NO_DOG, ImageArchive, PredictionStore, StoreError, Unkn
 log = logging.getLogger("dog_breed_classifier.answers")
 
 # %% auto #0
-__all__ = ['log', 'ALLOWED_FORMATS', 'NO_DOG_WORDS', 'MAX_NOTE_CHARS', 'IMAGENET_OVERLAP', 'ApiError', 'decode_error_answer',
-           'PredictionRecorder', 'feedback_breed', 'record_feedback', 'model_card_markdown']
+__all__ = ['log', 'ALLOWED_FORMATS', 'PER', 'NO_DOG_WORDS', 'MAX_NOTE_CHARS', 'IMAGENET_OVERLAP', 'ApiError',
+           'decode_error_answer', 'PredictionRecorder', 'parse_rate_limit', 'RateLimiter', 'feedback_limiter',
+           'feedback_breed', 'record_feedback', 'model_card_markdown']
 
 # %% ../nbs/07a_answers.ipynb #c59c5833
 class ApiError(Exception):
     "An error answer: HTTP status, a reason code and a sentence for the client."
     def __init__(self, status: int, # the HTTP status: 4xx the client's to fix, 5xx the server's
                  reason: str, # a short code for programs
-                 detail: str): # a sentence for people: what is wrong and what to do
-        super().__init__(detail); self.status, self.reason, self.detail = status, reason, detail
+                 detail: str, # a sentence for people: what is wrong and what to do
+                 retry_after: float | None = None): # seconds before trying again makes sense (a 429's Retry-After)
+        super().__init__(detail); self.status, self.reason, self.detail, self.retry_after = status, reason, detail, retry_after
 
 # %% ../nbs/07a_answers.ipynb #810d2707
 ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF")
@@ -47,8 +51,10 @@ class PredictionRecorder:
                  store: PredictionStore, # the prediction log
                  archive: ImageArchive | None = None, # where to keep the uploaded photos (default: not kept)
                  metrics=None, # anything with `observe_prediction(answer, size)`, e.g. the API's `ApiMetrics`
-                 load_error: str | None = None): # why there is no model, when the caller knows
+                 load_error: str | None = None, # why there is no model, when the caller knows
+                 feedback_limit: RateLimiter | None = None): # words per client (`feedback_limiter`), shared by the API and demo
         self.predictor, self.store, self.archive, self.metrics = predictor, store, archive, metrics
+        self.feedback_limit = feedback_limit
         self.load_error = load_error or ("no model given" if predictor is None else None)
 
     def _decode(self, content: bytes, p: Predictor | None):
@@ -61,16 +67,17 @@ class PredictionRecorder:
         return decoded
 
     def __call__(self, content: bytes, # the photo's bytes, as sent
-                 source: str, # who asked: api | batch | ui
+                 source: str, # how it came: api | batch | ui
+                 client: str | None = None, # who asked (see `PredictionStore.address_client`)
                 ) -> dict:
-        "The answer for the photo `content` (its bytes as sent), logged with `source`; raises `ApiError`."
+        "The answer for the photo `content` (its bytes as sent), logged with `source` and `client`; raises `ApiError`."
         p = self.predictor   # once: a model swapped in meanwhile answers the next request, not half of this one
         decoded = self._decode(content, p)
         answer = p.predict_decoded([decoded], embeddings=True)[0]
         pid, archived = new_prediction_id(), None
         try:
             if self.archive is not None: archived = self.archive.put(content, pid, decoded.format)
-            self.store.add(answer, source=source, prediction_id=pid, content=content, archived_as=archived)
+            self.store.add(answer, source=source, prediction_id=pid, content=content, archived_as=archived, client=client)
         except (StoreError, OSError) as e:
             log.error("prediction %s not recorded: %s", pid, e)
             if archived: self.archive.remove(archived)   # no archived photo without its row
@@ -78,6 +85,55 @@ class PredictionRecorder:
         answer.pop("embedding")
         if self.metrics is not None: self.metrics.observe_prediction(answer, len(content))
         return {"prediction_id": pid, **answer}
+
+# %% ../nbs/07a_answers.ipynb #8bf98168
+PER = {"second": 60, "minute": 1, "hour": 1 / 60}
+
+def parse_rate_limit(text: str | None, # e.g. 60/minute, 20/hour
+                     flag: str = "--rate-limit", # the option it came from, for the error
+                    ) -> float:
+    "`'60/minute'` → 60 requests a minute (also /second, /hour); None or '' → 0 (no limit)."
+    if not text: return 0
+    count, _, unit = text.strip().partition("/")
+    try: n = float(count)
+    except ValueError: n = -1
+    if n <= 0 or unit.strip().lower().rstrip("s") not in PER:
+        raise DogBreedError(f"{flag} {text!r} is not a rate: give a number per second, minute or hour, e.g. 60/minute")
+    return n * PER[unit.strip().lower().rstrip("s")]
+
+# %% ../nbs/07a_answers.ipynb #bd1a199c
+class RateLimiter:
+    "Token buckets per client: `per_minute` a minute, bursts up to the same number (or `burst`)."
+    def __init__(self, per_minute: float, # the allowance; 0 = no limit
+                 clock=time.monotonic, max_clients: int = 100_000,
+                 burst: float | None = None): # the bucket's size (default: a minute's allowance, at least 1)
+        self.rate, self.clock, self.max_clients = per_minute / 60, clock, max_clients
+        self.capacity = burst or max(1.0, per_minute)
+        self.buckets: dict[str, tuple[float, float]] = {}   # client → (tokens, when)
+
+    def wait(self, client: str) -> float:
+        "Take a token for `client`: 0 if it may go ahead, else the seconds until it may."
+        if self.rate <= 0: return 0.0
+        now = self.clock()
+        tokens, then = self.buckets.get(client, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - then) * self.rate)
+        if tokens >= 1:
+            self.buckets[client] = (tokens - 1, now)
+            if len(self.buckets) > self.max_clients: self._forget_full(now)
+            return 0.0
+        self.buckets[client] = (tokens, now)
+        return (1 - tokens) / self.rate
+
+    def _forget_full(self, now: float):
+        self.buckets = {c: (k, w) for c, (k, w) in self.buckets.items() if k + (now - w) * self.rate < self.capacity}
+
+# %% ../nbs/07a_answers.ipynb #532feb2a
+def feedback_limiter(text: str | None, # `N/minute` or `N/hour` (None or '': no limit)
+                     clock=time.monotonic) -> RateLimiter | None:
+    "`--feedback-limit` as a `RateLimiter`: N words per window, bursts of N; None for no limit."
+    if not text: return None
+    per_minute = parse_rate_limit(text, "--feedback-limit")
+    return RateLimiter(per_minute, clock, burst=float(text.strip().partition("/")[0]))
 
 # %% ../nbs/07a_answers.ipynb #311b039a
 NO_DOG_WORDS = ("no_dog", "no dog", "no dog here", "not a dog", "none")
@@ -102,14 +158,19 @@ def record_feedback(store: PredictionStore, # the prediction log the prediction 
                     prediction_id: str, # the id an answer gave
                     breed: str, # what the person says it is (see `feedback_breed`)
                     *, source: str, # api | ui | cli
+                    client: str | None = None, # who gives it: trust is judged on this (`loop.harvest`)
                     note: str | None = None, # a remark, at most `MAX_NOTE_CHARS`
                     metrics=None, # anything with `observe_feedback(verdict)`, e.g. the API's `ApiMetrics`
+                    limit: RateLimiter | None = None, # words per client (`feedback_limiter`); None: no limit
                    ) -> dict:
-    "Store a person's word on a prediction and return the answer to show; raises `ApiError` (404, 422, 503)."
+    "Store a person's word on a prediction and return the answer to show; raises `ApiError` (404, 422, 429, 503)."
+    if limit is not None and (wait := limit.wait(str(client))):
+        raise ApiError(429, "feedback_limited", f"over the limit of feedback words for this client; try again in "
+                                                f"{math.ceil(wait)} s", retry_after=math.ceil(wait))
     if note is not None and len(note) > MAX_NOTE_CHARS:
         raise ApiError(422, "note_too_long", f"the note has {len(note)} characters; keep it to {MAX_NOTE_CHARS}")
     name = feedback_breed(breed)
-    try: row = store.add_feedback(str(prediction_id), name, source=source, note=note or None)
+    try: row = store.add_feedback(str(prediction_id), name, source=source, note=note or None, client=client)
     except UnknownPredictionError as e: raise ApiError(404, "unknown_prediction", str(e)) from None
     except StoreError as e:
         log.error("feedback on %s not recorded: %s", prediction_id, e)

@@ -13,6 +13,7 @@ import html
 import logging
 import math
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -34,7 +35,8 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
                                PlatformCollector, ProcessCollector, generate_latest)
 
 import dog_breed_classifier
-from .answers import ApiError, PredictionRecorder, record_feedback
+from .answers import (ApiError, PredictionRecorder, RateLimiter, feedback_limiter, parse_rate_limit,
+                                          record_feedback)
 from .core import DogBreedError, DriftSettings
 from .drift import DriftMonitor
 from .inference import Predictor
@@ -44,12 +46,13 @@ from .monitoring import ImageArchive, PredictionStore, StoreError, live_accuracy
 log = logging.getLogger("dog_breed_classifier.api")
 
 # %% auto #0
-__all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'QUALITY_WINDOW', 'PER', 'PROBES', 'UI_PATH',
-           'process_threads', 'ApiMetrics', 'ErrorAnswer', 'error_responses', 'error_response', 'add_error_handlers',
-           'UploadLimits', 'add_request_metrics', 'Service', 'prediction_routes', 'FeedbackIn', 'feedback_routes',
-           'status_routes', 'drift_routes', 'swap_model', 'quality_report', 'quality_routes', 'AccessSettings',
-           'parse_rate_limit', 'read_api_key', 'RateLimiter', 'open_paths', 'add_access_control', 'deadline_protocol',
-           'mount_demo', 'load_predictor', 'drift_gauges_lifespan', 'ServeSettings', 'build_service', 'create_app']
+__all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'QUALITY_WINDOW', 'KEY_NAME', 'RESERVED_CLIENTS',
+           'PROBES', 'UI_PATH', 'process_threads', 'ApiMetrics', 'ErrorAnswer', 'error_responses', 'error_response',
+           'add_error_handlers', 'UploadLimits', 'add_request_metrics', 'Service', 'client_of', 'prediction_routes',
+           'FeedbackIn', 'feedback_routes', 'status_routes', 'drift_routes', 'swap_model', 'quality_report',
+           'quality_routes', 'AccessSettings', 'read_api_key', 'parse_api_keys', 'ApiKeys', 'open_paths',
+           'add_access_control', 'deadline_protocol', 'mount_demo', 'load_predictor', 'drift_gauges_lifespan',
+           'ServeSettings', 'build_service', 'create_app']
 
 # %% ../nbs/11_api.ipynb #4c121483
 DRIFT_STATUSES = ("no_drift", "drift", "not_enough_data", "no_reference")
@@ -153,7 +156,7 @@ class ErrorAnswer(BaseModel):
 ERROR_STATUSES = {400: "the body is not valid multipart/form-data", 401: "an API key is required: Authorization: Bearer <key>",
                   409: "the server is set up so that this cannot be answered (said why)",
                   404: "no such prediction (or path)", 413: "the upload is over the size limit", 415: "not a photo, or a format that is not accepted",
-                  422: "the request or the photo cannot be used (said why)", 429: "over the rate limit: wait Retry-After seconds",
+                  422: "the request or the photo cannot be used (said why)", 429: "over the rate limit (or the feedback limit): wait Retry-After seconds",
                   503: "not ready: no model, or the log is unavailable (Retry-After says when to try again)"}
 RETRY_AFTER_SECONDS = 5   # what a 503 tells clients to wait: the store's bounded timeouts make most outages shorter
 
@@ -163,9 +166,10 @@ def error_responses(*statuses: int) -> dict:
 
 # %% ../nbs/11_api.ipynb #24eaddfa
 def error_response(e: ApiError, metrics: ApiMetrics, headers: dict | None = None) -> JSONResponse:
-    "The JSON answer for `e`, counted by its reason; a 503 says when to retry."
+    "The JSON answer for `e`, counted by its reason; a 503 (and an error that knows) says when to retry."
     metrics.errors.labels(e.reason).inc()
-    headers = {**({"Retry-After": str(RETRY_AFTER_SECONDS)} if e.status == 503 else {}), **(headers or {})}
+    retry = e.retry_after if e.retry_after is not None else RETRY_AFTER_SECONDS if e.status == 503 else None
+    headers = {**({"Retry-After": str(math.ceil(retry))} if retry is not None else {}), **(headers or {})}
     return JSONResponse({"detail": e.detail, "reason": e.reason}, status_code=e.status, headers=headers)
 
 # %% ../nbs/11_api.ipynb #25464b5c
@@ -246,6 +250,13 @@ class Service:
     @property
     def load_error(self) -> str | None: "Why the model could not be loaded, or None."; return self.record.load_error
 
+# %% ../nbs/11_api.ipynb #36a95717
+def client_of(request: Request, s: Service) -> str:
+    "Who is asking: the name of the API key the request came with, else `api:` and the salted hash of its address."
+    if name := getattr(request.state, "client", None): return name
+    try: return s.store.address_client("api", request.client.host if request.client else None)
+    except StoreError: return "api:?"   # the store is down: the request will say so itself
+
 # %% ../nbs/11_api.ipynb #e6485aae
 def prediction_routes(s: Service) -> APIRouter:
     "`POST /predict` and `POST /predict/batch`: every answer recorded before it is returned."
@@ -257,18 +268,18 @@ def prediction_routes(s: Service) -> APIRouter:
             if len((await request.form()).getlist("file")) > 1:   # FastAPI would quietly use one of them
                 raise ApiError(422, "bad_request", "send one photo in the `file` field; several photos go to /predict/batch")
             content = await s.limits.read(file)
-            answer = await run_in_threadpool(s.record, content, "api")
+            answer = await run_in_threadpool(s.record, content, "api", client_of(request, s))
         except ApiError as e: return error_response(e, s.metrics)
         answer["latency_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return answer
 
     @router.post("/predict/batch", summary="Predict the breeds in several photos", responses=error_responses(400, 401, 413, 422, 429, 503))
-    async def predict_batch(files: Annotated[list[UploadFile], File(description="several photos (32 at most by default)")]):
+    async def predict_batch(request: Request, files: Annotated[list[UploadFile], File(description="several photos (32 at most by default)")]):
         if len(files) > s.limits.max_batch_files:
             return error_response(ApiError(413, "too_many_files", f"{len(files)} files; send at most {s.limits.max_batch_files} per request"), s.metrics)
         out = []
         for i, f in enumerate(files):
-            try: out.append(await run_in_threadpool(s.record, await s.limits.read(f), "batch"))
+            try: out.append(await run_in_threadpool(s.record, await s.limits.read(f), "batch", client_of(request, s)))
             except ApiError as e:
                 if e.status == 503: return error_response(e, s.metrics)
                 s.metrics.errors.labels(e.reason).inc()
@@ -289,9 +300,10 @@ def feedback_routes(s: Service) -> APIRouter:
     router = APIRouter()
     @router.post("/feedback", status_code=201, summary="Say whether an answer was right, or what the breed really is",
                  responses=error_responses(400, 401, 404, 422, 429, 503))
-    async def feedback(body: FeedbackIn):
+    async def feedback(request: Request, body: FeedbackIn):
         try: return await run_in_threadpool(record_feedback, s.store, body.prediction_id, body.breed, source="api",
-                                            note=body.note, metrics=s.metrics)
+                                            client=client_of(request, s), note=body.note, metrics=s.metrics,
+                                            limit=s.record.feedback_limit)
         except ApiError as e: return error_response(e, s.metrics)
     return router
 
@@ -396,26 +408,18 @@ def quality_routes(s: Service) -> APIRouter:
 @dataclass
 class AccessSettings:
     "Who may call the API, and how often (see `dog-breed serve --help`)."
-    api_key: str | None = None        # when set, protected routes need `Authorization: Bearer <key>`
-    public_metrics: bool = False      # with a key: leave /metrics open for a scraper
+    api_key: str | None = None        # one key for every client (named `default`): protected routes need `Authorization: Bearer <key>`
+    public_metrics: bool = False      # with keys: leave /metrics open for a scraper
     rate_limit_per_minute: float = 0  # per client address on the protected routes; 0 = no limit
-    ui_with_key: bool = False         # with a key: mount the demo anyway (protect it in front of the server)
+    ui_with_key: bool = False         # with keys: mount the demo anyway (protect it in front of the server)
+    api_keys_file: str | Path | None = None   # named keys instead: `name:key` lines, re-read on SIGHUP
+    feedback_limit: str | None = None # feedback words per client, e.g. 20/hour; None: no limit
     def __repr__(self):   # the key never appears in a log or a traceback
-        return (f"AccessSettings(api_key={'set' if self.api_key else None}, public_metrics={self.public_metrics}, "
-                f"rate_limit_per_minute={self.rate_limit_per_minute}, ui_with_key={self.ui_with_key})")
-
-# %% ../nbs/11_api.ipynb #8bf98168
-PER = {"second": 60, "minute": 1, "hour": 1 / 60}
-
-def parse_rate_limit(text: str | None) -> float:
-    "`'60/minute'` → 60 requests a minute (also /second, /hour); None or '' → 0 (no limit)."
-    if not text: return 0
-    count, _, unit = text.strip().partition("/")
-    try: n = float(count)
-    except ValueError: n = -1
-    if n <= 0 or unit.strip().lower().rstrip("s") not in PER:
-        raise DogBreedError(f"--rate-limit {text!r} is not a rate: give requests per second, minute or hour, e.g. 60/minute")
-    return n * PER[unit.strip().lower().rstrip("s")]
+        return (f"AccessSettings(api_key={'set' if self.api_key else None}, api_keys_file={self.api_keys_file}, "
+                f"public_metrics={self.public_metrics}, rate_limit_per_minute={self.rate_limit_per_minute}, "
+                f"ui_with_key={self.ui_with_key}, feedback_limit={self.feedback_limit})")
+    @property
+    def locked(self) -> bool: "Whether protected routes need a key."; return bool(self.api_key or self.api_keys_file)
 
 # %% ../nbs/11_api.ipynb #861d8c0b
 def read_api_key(env_value: str | None, key_file: str | Path | None) -> str | None:
@@ -428,29 +432,58 @@ def read_api_key(env_value: str | None, key_file: str | Path | None) -> str | No
         return key
     return (env_value or "").strip() or None
 
-# %% ../nbs/11_api.ipynb #bd1a199c
-class RateLimiter:
-    "Token buckets per client address: `per_minute` requests a minute, bursts up to the same number."
-    def __init__(self, per_minute: float, # the allowance; 0 = no limit
-                 clock=time.monotonic, max_clients: int = 100_000):
-        self.rate, self.capacity, self.clock, self.max_clients = per_minute / 60, max(1.0, per_minute), clock, max_clients
-        self.buckets: dict[str, tuple[float, float]] = {}   # client → (tokens, when)
+# %% ../nbs/11_api.ipynb #434d574c
+KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+RESERVED_CLIENTS = ("cli", "ui", "api")   # the clients that are not keys (see `monitoring.client_matches`)
 
-    def wait(self, client: str) -> float:
-        "Take a token for `client`: 0 if it may go ahead, else the seconds until it may."
-        if self.rate <= 0: return 0.0
-        now = self.clock()
-        tokens, then = self.buckets.get(client, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - then) * self.rate)
-        if tokens >= 1:
-            self.buckets[client] = (tokens - 1, now)
-            if len(self.buckets) > self.max_clients: self._forget_full(now)
-            return 0.0
-        self.buckets[client] = (tokens, now)
-        return (1 - tokens) / self.rate
+def parse_api_keys(path: str | Path) -> dict[str, str]:
+    "The `name:key` lines of `path` (`#` comments, blank lines skipped) as {name: key}; `DogBreedError` naming the line."
+    path, keys = Path(path), {}
+    try: lines = path.read_text().splitlines()
+    except OSError as e: raise DogBreedError(f"--api-keys-file {path}: cannot be read ({e.strerror})") from None
+    for n, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
+        if not line: continue
+        name, sep, key = (p.strip() for p in line.partition(":"))
+        where = f"--api-keys-file {path} line {n}"
+        if not sep or not KEY_NAME.fullmatch(name) or name in RESERVED_CLIENTS:
+            raise DogBreedError(f"{where}: write `name:key`, the name a word of letters, digits, _ . - (not cli, ui or api)")
+        if not key or any(c.isspace() for c in key): raise DogBreedError(f"{where}: the key of {name} is empty or has spaces")
+        if name in keys or key in keys.values(): raise DogBreedError(f"{where}: {name} or its key is listed twice")
+        keys[name] = key
+    if not keys: raise DogBreedError(f"--api-keys-file {path} lists no keys; add `name:key` lines")
+    return keys
 
-    def _forget_full(self, now: float):
-        self.buckets = {c: (k, w) for c, (k, w) in self.buckets.items() if k + (now - w) * self.rate < self.capacity}
+# %% ../nbs/11_api.ipynb #327e83f1
+class ApiKeys:
+    "The API keys by client name: from `--api-keys-file` (re-read by `reload`, on SIGHUP), or one key named `default`."
+    def __init__(self, keys: dict[str, str], # name → key
+                 path: str | Path | None = None): # the file they came from (None: they cannot be reloaded)
+        self.keys, self.path = dict(keys), Path(path) if path else None
+
+    @classmethod
+    def of(cls, access: AccessSettings) -> ApiKeys | None:
+        "The keys `access` names (a file, or one key named `default`); None when the API is open."
+        if access.api_keys_file: return cls(parse_api_keys(access.api_keys_file), access.api_keys_file)
+        return cls({"default": access.api_key}) if access.api_key else None
+
+    def name_of(self, given: str | None) -> str | None:
+        "The name of the key `given`, compared in constant time with every key; None when it is none of them."
+        found = None
+        for name, key in list(self.keys.items()):
+            if given is not None and hmac.compare_digest(given.encode(), key.encode()): found = name
+        return found
+
+    def reload(self) -> str:
+        "Re-read the file; one that does not read keeps the keys as they were. What happened, in words (no key)."
+        try: keys = parse_api_keys(self.path)
+        except DogBreedError as e: log.error("API keys not reloaded, the old ones stay: %s", e); return f"kept: {e}"
+        added, revoked = sorted(set(keys) - set(self.keys)), sorted(set(self.keys) - set(keys))
+        self.keys = keys
+        log.info("API keys reloaded from %s: %d keys; added %s; revoked %s", self.path, len(keys), added or "none", revoked or "none")
+        return f"{len(keys)} keys; added {', '.join(added) or 'none'}; revoked {', '.join(revoked) or 'none'}"
+
+    def __repr__(self): return f"ApiKeys({', '.join(self.keys)}{f' from {self.path}' if self.path else ''})"
 
 # %% ../nbs/11_api.ipynb #dbd22035
 PROBES = ("/live", "/health")
@@ -474,8 +507,9 @@ def _bearer_key(request: Request) -> str | None:
 
 # %% ../nbs/11_api.ipynb #1344f360
 def add_access_control(app: FastAPI, metrics: ApiMetrics, access: AccessSettings):
-    "Refuse every path but the open ones without the API key (401), and clients over the rate limit (429)."
+    "Refuse every path but the open ones without a known API key (401), and clients over the rate limit (429)."
     limiter, open_set = RateLimiter(access.rate_limit_per_minute), open_paths(app, access)
+    keys = app.state.api_keys = ApiKeys.of(access)   # the lifespan reloads them on SIGHUP
     @app.middleware("http")
     async def check_access(request: Request, call_next):
         if request.method == "OPTIONS": return await call_next(request)   # CORS preflights carry no credentials
@@ -486,9 +520,9 @@ def add_access_control(app: FastAPI, metrics: ApiMetrics, access: AccessSettings
             return error_response(ApiError(429, "rate_limited", f"over the rate limit of {access.rate_limit_per_minute:g} "
                                            f"requests a minute; try again in {math.ceil(wait)} s"),
                                   metrics, {"Retry-After": str(math.ceil(wait))})
-        if access.api_key:
-            given = _bearer_key(request)
-            if given is None or not hmac.compare_digest(given.encode(), access.api_key.encode()):
+        if keys is not None:
+            request.state.client = keys.name_of(_bearer_key(request))   # who the key says it is: recorded with its rows
+            if request.state.client is None:
                 return error_response(ApiError(401, "unauthorized", "this server needs an API key: send it as "
                                                "`Authorization: Bearer <key>`"), metrics, {"WWW-Authenticate": "Bearer"})
         return await call_next(request)
@@ -559,14 +593,16 @@ def load_predictor(model_dir: str | Path | None, # a serving folder
         log.error("model not loaded: %s", e); return None, str(e)
 
 # %% ../nbs/11_api.ipynb #f36ff5b5
-def _on_sighup(follower) -> bool:
-    "Make SIGHUP wake `follower` (a reload now); False where signals cannot be set (not the main thread, Windows)."
-    try: signal.signal(signal.SIGHUP, lambda *_: follower.wake.set()); return True
+def _on_sighup(*actions) -> bool:
+    "Make SIGHUP run each of `actions` (wake the model follower, re-read the keys); False where signals cannot be set."
+    def hangup(*_):
+        for act in actions: act()
+    try: signal.signal(signal.SIGHUP, hangup); return True
     except (ValueError, AttributeError, OSError): return False
 
 # %% ../nbs/11_api.ipynb #139c1759
 def drift_gauges_lifespan(monitor: DriftMonitor, metrics: ApiMetrics, settings: DriftSettings, quality=None, follower=None):
-    "A FastAPI lifespan: drift (and `quality()`) gauges every `settings.refresh_seconds` (0: never); `follower` run, woken by SIGHUP."
+    "A FastAPI lifespan: drift (and `quality()`) gauges every `settings.refresh_seconds` (0: never); SIGHUP wakes `follower` and re-reads the keys file."
     def refresh(stop: threading.Event):
         while True:
             try: metrics.observe_drift(monitor.decision())
@@ -579,10 +615,13 @@ def drift_gauges_lifespan(monitor: DriftMonitor, metrics: ApiMetrics, settings: 
     async def lifespan(app: FastAPI):
         stop = threading.Event()
         if settings.refresh_seconds > 0: threading.Thread(target=refresh, args=(stop,), name="drift-gauges", daemon=True).start()
+        keys = getattr(app.state, "api_keys", None)
+        keys = keys if keys is not None and keys.path else None
+        hup = _on_sighup(*([follower.wake.set] if follower else []), *([keys.reload] if keys else [])) if follower or keys else False
         if follower is not None:
             threading.Thread(target=follower.run, args=(stop,), name="model-follower", daemon=True).start()
-            log.info("following %s every %s s%s", follower.registry.path, follower.interval or "∞",
-                     " and on SIGHUP" if _on_sighup(follower) else "")
+            log.info("following %s every %s s%s", follower.registry.path, follower.interval or "∞", " and on SIGHUP" if hup else "")
+        if keys is not None: log.info("%s, re-read on SIGHUP", keys)
         yield
         stop.set()
         if follower is not None: follower.wake.set()
@@ -621,7 +660,7 @@ def build_service(predictor: Predictor | None, # the model; None: load `st.model
     if predictor is not None and st.selection_reason: predictor.selection_reason = st.selection_reason
     store, metrics = store or PredictionStore(), ApiMetrics()
     record = PredictionRecorder(predictor, store, ImageArchive(st.archive_url) if st.archive_url else None, metrics,
-                                load_error or st.model_error)
+                                load_error or st.model_error, feedback_limiter(st.access.feedback_limit))
     if predictor is not None:
         metrics.observe_model(predictor); log.info("serving %s (%s)", predictor, predictor.selection_reason or "model given")
     monitor = DriftMonitor(store, st.drift_reference, served=lambda: record.predictor, settings=st.drift_settings)
@@ -644,7 +683,7 @@ def _add_middleware(app: FastAPI, s: Service, st: ServeSettings):
 # %% ../nbs/11_api.ipynb #f8a9b50c
 def _demo_allowed(st: ServeSettings) -> bool:
     "Whether to mount the demo: asked for, and not a way around an API key (unless --ui-with-key)."
-    if st.ui and st.access.api_key and not st.access.ui_with_key:
+    if st.ui and st.access.locked and not st.access.ui_with_key:
         log.warning("an API key is set: the demo at %s is off (it would be a way around the key); --ui-with-key mounts it", UI_PATH)
         return False
     return st.ui
