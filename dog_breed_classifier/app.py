@@ -22,7 +22,7 @@ from .data import draw_sample_dog
 from .non_dogs import synthetic_non_dog
 from .inference import Predictor
 from .served_model import serving_model_dir
-from .monitoring import NO_DOG, PredictionStore, answered_breed, default_store_url
+from .monitoring import NO_DOG, PredictionStore, StoreError, answered_breed, default_store_url
 from .saliency import explain, saliency_method
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # Gradio reports usage to its makers unless told not to
@@ -32,7 +32,7 @@ log = logging.getLogger("dog_breed_classifier.app")
 
 # %% auto #0
 __all__ = ['log', 'SPACE_QUEUE_SIZE', 'headline_markdown', 'top_breeds', 'example_photos', 'uploaded_photo', 'as_upload',
-           'feedback_choices', 'create_demo', 'space_demo']
+           'visitor_client', 'about_model', 'feedback_choices', 'create_demo', 'space_demo']
 
 # %% ../nbs/10_app.ipynb #35675511
 def headline_markdown(answer: dict) -> str:
@@ -80,6 +80,21 @@ def as_upload(path: str | Path) -> dict:
     folder = Path(get_upload_folder())/"dog_breed_classifier"; folder.mkdir(parents=True, exist_ok=True)
     return {"path": shutil.copy(path, folder/Path(path).name), "orig_name": Path(path).name}
 
+# %% ../nbs/10_app.ipynb #f2676c8a
+def visitor_client(record: PredictionRecorder, # the recorder (its store holds the salt)
+                   request=None, # Gradio's `gr.Request` for the event (None: called outside a page)
+                  ) -> str:
+    "The demo visitor as a client: `ui:` and the salted hash of their address."
+    host = getattr(getattr(request, "client", None), "host", None)
+    try: return record.store.address_client("ui", host)
+    except StoreError: return "ui:?"   # the store is down: recording will say so itself
+
+# %% ../nbs/10_app.ipynb #cfa43762
+def about_model(record: PredictionRecorder) -> str:
+    "The served model's card in Markdown (the recorder holds the served model), or why there is none."
+    p = record.predictor
+    return model_card_markdown(p.card, p.selection_reason) if p is not None else f"No model is loaded: {record.load_error}"
+
 # %% ../nbs/10_app.ipynb #40f14215
 def _demo_events(record: PredictionRecorder, method: str):
     "The demo's two event handlers: `identify` (a new photo) and `toggle_why` (the heatmap switch); the model is the recorder's."
@@ -91,12 +106,12 @@ def _demo_events(record: PredictionRecorder, method: str):
         return (gr.Image(value=s.overlay(), visible=True, label=f"Why {name}: where the model looked"),
                 f"Heatmap: {s.cost}")
 
-    def identify(payload: dict | None, show_why: bool):
+    def identify(payload: dict | None, show_why: bool, request: gr.Request = None):
         if payload is None:   # the photo was cleared
-            return "", gr.Label(value=None, label="Top 5 breeds"), gr.Image(value=None, visible=False), "", None, None, ""
+            return "", gr.Label(value=None, label="Top 5 breeds"), gr.Image(value=None, visible=False), "", None, None, "", about_model(record)
         try:
             photo = uploaded_photo(payload)
-            answer = record(Path(photo).read_bytes(), "ui")
+            answer = record(Path(photo).read_bytes(), "ui", visitor_client(record, request))
         except ApiError as e:   # the API's sentence; 4xx: the photo, 5xx: the server
             raise gr.Error(e.detail, title="This photo cannot be used" if e.status < 500 else "Try again shortly") from None
         except OSError as e: raise gr.Error(f"the upload could not be read ({e.strerror}); try again") from None
@@ -108,7 +123,7 @@ def _demo_events(record: PredictionRecorder, method: str):
         heat, cost = why(*shown) if show_why else (gr.Image(value=None, visible=False), f"Heatmap off ({method}; tick the box to see it)")
         headline_text = f"{headline_markdown(answer)}\n\n<small>model {answer['model_version']} · {answer['latency_ms']:.0f} ms · logged as {answer['prediction_id']}</small>"
         last = {"prediction_id": answer["prediction_id"], "breed": answered_breed(answer["is_dog"], answer["breed"])}
-        return headline_text, label, heat, cost, shown, last, ""   # a new answer: the feedback line starts empty
+        return headline_text, label, heat, cost, shown, last, "", about_model(record)   # a new answer: no feedback line yet
 
     def toggle_why(shown: tuple | None, show_why: bool):
         if not show_why or shown is None: return gr.Image(value=None, visible=False), f"Heatmap off ({method})"
@@ -123,14 +138,15 @@ def feedback_choices() -> list[tuple[str, str]]:
 # %% ../nbs/10_app.ipynb #e7514296
 def _feedback_events(record: PredictionRecorder):
     "The demo's feedback handlers: `confirm` (✓, the answer was right) and `correct` (the breed it really is)."
-    def say(last: dict | None, breed: str | None) -> str:
+    def say(last: dict | None, breed: str | None, request) -> str:
         if not last: return "Upload a photo first: the feedback is about its answer."
         if not breed: return "Pick what it really is first (or “No dog here”)."
-        try: message = record_feedback(record.store, last["prediction_id"], breed, source="ui", metrics=record.metrics)["message"]
+        try: message = record_feedback(record.store, last["prediction_id"], breed, source="ui", client=visitor_client(record, request),
+                                       metrics=record.metrics, limit=record.feedback_limit)["message"]
         except ApiError as e: return f"Not recorded: {e.detail}"
         return message[0].upper() + message[1:] + "."
-    def confirm(last: dict | None) -> str: return say(last, (last or {}).get("breed"))
-    def correct(last: dict | None, breed: str | None) -> str: return say(last, breed)
+    def confirm(last: dict | None, request: gr.Request = None) -> str: return say(last, (last or {}).get("breed"), request)
+    def correct(last: dict | None, breed: str | None, request: gr.Request = None) -> str: return say(last, breed, request)
     return confirm, correct
 
 # %% ../nbs/10_app.ipynb #ee069c38
@@ -174,9 +190,8 @@ def create_demo(predictor: Predictor | None, # the model (None: every prediction
                 cost = gr.Markdown(elem_id="heatmap-cost")
                 right, actual, send, thanks = _feedback_controls()
         with gr.Accordion("About this model", open=False):
-            gr.Markdown(model_card_markdown(predictor.card, predictor.selection_reason) if predictor is not None
-                        else f"No model is loaded: {record.load_error}")
-        photo.change(identify, [photo, show_why], [headline, top5, heatmap, cost, shown, last, thanks], concurrency_limit=4,
+            about = gr.Markdown(lambda: about_model(record), elem_id="about-model")   # asked again at every page load
+        photo.change(identify, [photo, show_why], [headline, top5, heatmap, cost, shown, last, thanks, about], concurrency_limit=4,
                      preprocess=False)   # the upload as sent: see `uploaded_photo`
         show_why.change(toggle_why, [shown, show_why], [heatmap, cost], concurrency_limit=4)
         right.click(confirm, [last], [thanks], api_name="confirm")

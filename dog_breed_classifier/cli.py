@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import dog_breed_classifier
-from .core import (PARAMS_FILE, SERVING_FILES, DogBreedError, DriftSettings, atomic_write, breed_vocab,
-                                       load_project)
+from .core import (PARAMS_FILE, SERVING_FILES, DogBreedError, DriftSettings, LoopSettings, atomic_write,
+                                       breed_vocab, load_project, user_at_host)
 from .data import make_sample_dataset
 from .drift import REFERENCE_FILE, current_from_store, drift_report, load_reference
 from .images import ImageDecodeError
@@ -27,10 +27,10 @@ from .model_card import read_model_card
 
 # %% auto #0
 __all__ = ['PARAMS_ARGS', 'QUIET', 'MODEL_DIR', 'BACKEND', 'STORE_URL', 'TTA', 'PIPELINE_COMMANDS', 'SERVING_COMMANDS',
-           'MONITORING_COMMANDS', 'REGISTRY', 'LOOP_COMMANDS', 'COMMANDS', 'cmd_prepare', 'cmd_sample', 'cmd_train',
-           'cmd_evaluate', 'cmd_export', 'cmd_breeds', 'cmd_serve', 'cmd_predict', 'cmd_space', 'cmd_drift',
-           'cmd_feedback', 'cmd_data_report', 'cmd_check_model', 'cmd_harvest', 'cmd_promote', 'cmd_rollback',
-           'cmd_models', 'arg', 'build_parser', 'main']
+           'MONITORING_COMMANDS', 'REGISTRY', 'TRUST', 'LOOP_COMMANDS', 'COMMANDS', 'cmd_prepare', 'cmd_sample',
+           'cmd_train', 'cmd_evaluate', 'cmd_export', 'cmd_breeds', 'cmd_serve', 'cmd_predict', 'cmd_space',
+           'cmd_drift', 'cmd_feedback', 'cmd_data_report', 'cmd_check_model', 'cmd_harvest', 'cmd_promote',
+           'cmd_rollback', 'cmd_models', 'cmd_review', 'arg', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #e0f74419
 def cmd_prepare(args) -> int:
@@ -95,6 +95,16 @@ def cmd_breeds(args) -> int:
         print("\n".join(f"{r[0]:<{width}}  {r[2]}  {r[3]:>3}  {r[1]}" for r in rows))
     return 0
 
+# %% ../nbs/13_cli.ipynb #6e9d2364
+def _check_access(access) -> None:
+    "Refuse access settings that cannot both hold (one key and named keys), a bad keys file or a bad feedback limit."
+    from dog_breed_classifier.answers import feedback_limiter
+    from dog_breed_classifier.api import ApiKeys
+    if access.api_key and access.api_keys_file:
+        raise DogBreedError("--api-keys-file and a single key (DOG_BREED_API_KEY or --api-key-file) both given: use one; "
+                            "in the keys file a line `default:<key>` keeps the single key working")
+    ApiKeys.of(access); feedback_limiter(access.feedback_limit)
+
 # %% ../nbs/13_cli.ipynb #3c17e214
 def cmd_serve(args) -> int:
     "Serve the API (and /metrics) with uvicorn."
@@ -102,7 +112,8 @@ def cmd_serve(args) -> int:
     from dog_breed_classifier.api import AccessSettings, create_app, deadline_protocol, parse_rate_limit, read_api_key
     from dog_breed_classifier.monitoring import PredictionStore, default_store_url
     access = AccessSettings(read_api_key(os.environ.get("DOG_BREED_API_KEY"), args.api_key_file), args.public_metrics,
-                            parse_rate_limit(args.rate_limit), args.ui_with_key)   # bad settings: refused before anything starts
+                            parse_rate_limit(args.rate_limit), args.ui_with_key, args.api_keys_file, args.feedback_limit)
+    _check_access(access)   # bad settings: refused before anything starts
     if min(args.header_timeout, args.body_timeout) <= 0: raise DogBreedError("--header-timeout and --body-timeout must be above 0 seconds")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     model_error, registry = None, ModelRegistry.of_project(args.registry) if args.registry or not args.model_dir else None
@@ -216,10 +227,10 @@ def cmd_drift(args) -> int:
 
 # %% ../nbs/13_cli.ipynb #6e30d455
 def cmd_feedback(args) -> int:
-    "Record a person's word on a logged prediction: the breed it really is, or no_dog."
+    "Record a person's word on a logged prediction (as client `cli`): the breed it really is, or no_dog."
     from dog_breed_classifier.answers import ApiError, record_feedback
     store = _existing_store(args.store_url)
-    try: said = record_feedback(store, args.prediction_id, args.breed, source="cli", note=args.note)
+    try: said = record_feedback(store, args.prediction_id, args.breed, source="cli", client="cli", note=args.note)
     except ApiError as e: raise DogBreedError(e.detail) from None
     print(f"{said['verdict']}: {said['message']}")
     return 0
@@ -251,13 +262,23 @@ def cmd_check_model(args) -> int:
     return 0 if check.ok else 1
 
 # %% ../nbs/13_cli.ipynb #c4e77045
+def _loop_settings(args) -> LoopSettings:
+    "Whom harvest and review trust: --trusted/--min-agreement, else params.yaml's `loop:` (outside a project: [cli], off)."
+    try: settings = load_project()[0].loop
+    except DogBreedError: settings = LoopSettings()
+    if args.trusted: settings.trusted_clients = args.trusted
+    if args.min_agreement is not None: settings.min_agreement = max(0, args.min_agreement)
+    return settings
+
 def cmd_harvest(args) -> int:
-    "Write the archived photos users labelled into a class-folder source (DIR/<breed>/<prediction_id>.<ext> + manifest.csv)."
+    "Write the archived photos trusted clients (or a review) labelled into a class-folder source (DIR/<breed>/<id>.<ext> + manifest.csv)."
     from dog_breed_classifier.loop import harvest   # the serve extra
     from dog_breed_classifier.monitoring import ImageArchive
     if "://" not in args.archive and not Path(args.archive).is_dir():
         raise DogBreedError(f"--archive {args.archive} is not a folder: give the folder (or URL) `dog-breed serve --archive` kept uploads in")
-    print(harvest(_existing_store(args.store_url), ImageArchive(args.archive), args.out, since=_since(args.since)))
+    loop = _loop_settings(args)
+    print(harvest(_existing_store(args.store_url), ImageArchive(args.archive), args.out, since=_since(args.since),
+                  trusted=loop.trusted_clients, min_agreement=loop.min_agreement))
     return 0
 
 def cmd_promote(args) -> int:
@@ -290,6 +311,32 @@ def cmd_models(args) -> int:
     table = models_table(registry)
     if table.empty: print(f"nothing published in {registry.path} yet: `dog-breed promote MODEL_DIR` publishes")
     else: print(table.to_json(orient="records", force_ascii=False) if args.json else table.to_string(index=False))
+    return 0
+
+# %% ../nbs/13_cli.ipynb #30715c48
+def _decide(store, args) -> list[str]:
+    "Record --accept/--reject (ids) and --accept-client/--reject-client (their undecided words); what was decided."
+    done = []
+    for decision, ids, clients in (("accepted", args.accept, args.accept_client), ("rejected", args.reject, args.reject_client)):
+        if ids or clients:
+            n = store.review(decision, ids or (), clients or (), by=user_at_host())
+            done.append(f"{decision} {n} word(s)" + (f" of {', '.join(clients)}" if clients else ""))
+    return done
+
+def cmd_review(args) -> int:
+    "List the feedback words waiting for review (untrusted clients), or accept/reject them: harvest writes accepted words only."
+    from dog_breed_classifier.loop import waiting_words   # the serve extra
+    from dog_breed_classifier.monitoring import UnknownPredictionError
+    store, loop = _existing_store(args.store_url), _loop_settings(args)
+    if set(args.accept or ()) & set(args.reject or ()): raise DogBreedError("an id is both --accept'ed and --reject'ed: choose one")
+    try: decided = _decide(store, args)
+    except UnknownPredictionError as e: raise DogBreedError(str(e)) from None
+    waiting = waiting_words(store, loop.trusted_clients, loop.min_agreement)
+    if args.json: print(waiting.to_json(orient="records", date_format="iso", force_ascii=False)); return 0
+    for line in decided: print(line)
+    if waiting.empty: print(f"nothing waits for review (trusted without review: {', '.join(loop.trusted_clients)})"); return 0
+    print(waiting.assign(given_at=waiting.given_at.astype(str).str[:19]).to_string(index=False))
+    print(f"{len(waiting)} word(s) wait: dog-breed review --accept ID… / --reject ID… / --accept-client NAME / --reject-client NAME")
     return 0
 
 # %% ../nbs/13_cli.ipynb #0c87b0fc
@@ -334,6 +381,12 @@ SERVING_COMMANDS = {
                  "from $DOG_BREED_API_KEY (never a command-line value)"),
         arg("--public-metrics", action="store_true", help="with a key: leave /metrics open"),
         arg("--ui-with-key", action="store_true", help="with a key: mount the demo anyway (protect /ui in front of the server)"),
+        arg("--api-keys-file", metavar="PATH", default=os.environ.get("DOG_BREED_API_KEYS_FILE"),
+            help="named keys instead of one: `name:key` lines (# comments), re-read on SIGHUP; the name is recorded as the "
+                 "client of every prediction and feedback word (default: $DOG_BREED_API_KEYS_FILE)"),
+        arg("--feedback-limit", metavar="N/hour", default=os.environ.get("DOG_BREED_FEEDBACK_LIMIT"),
+            help="feedback words per client (key name; a demo visitor's hashed address), bursts of N, e.g. 20/hour "
+                 "(default: $DOG_BREED_FEEDBACK_LIMIT, else none)"),
         arg("--rate-limit", metavar="N/minute", default=os.environ.get("DOG_BREED_RATE_LIMIT"),
             help="requests per client address on the API routes, e.g. 60/minute (default: $DOG_BREED_RATE_LIMIT, else none)"),
         arg("--forwarded-allow-ips", metavar="IPS", default=os.environ.get("FORWARDED_ALLOW_IPS"),
@@ -390,12 +443,22 @@ MONITORING_COMMANDS = {
 
 # %% ../nbs/13_cli.ipynb #2f02c1e4
 REGISTRY = arg("--registry", metavar="DIR", help="the model registry (default: the project's models/registry)")
+TRUST = [arg("--trusted", action="append", metavar="NAME", help="trust this client's words without review (repeatable: a key's name, "
+                                                               "cli, ui for every demo visitor, api; default: loop.trusted_clients)"),
+         arg("--min-agreement", type=int, metavar="N", help="N distinct clients giving the same breed for the same photo need "
+                                                            "no review (default: loop.min_agreement; 0 = off)")]
 LOOP_COMMANDS = {
     "harvest": (cmd_harvest, [
         arg("--out", default="data/feedback", metavar="DIR", help="the class-folder source to write (default: data/feedback, "
                                                                   "which params.yaml's data.extra_paths lists)"),
         arg("--archive", required=True, metavar="DIR_OR_URL", help="where `serve --archive` kept the uploaded photos"),
-        arg("--since", metavar="TIME", help="only feedback given since this ISO 8601 time"), STORE_URL]),
+        arg("--since", metavar="TIME", help="only feedback given since this ISO 8601 time"), STORE_URL, *TRUST]),
+    "review": (cmd_review, [
+        STORE_URL, *TRUST, arg("--json", action="store_true", help="the waiting words as one JSON array"),
+        arg("--accept", nargs="+", metavar="ID", help="accept the words on these predictions"),
+        arg("--reject", nargs="+", metavar="ID", help="reject the words on these predictions (a harvested photo is withdrawn)"),
+        arg("--accept-client", action="append", metavar="NAME", help="accept every word of NAME waiting now (repeatable; ui: every visitor)"),
+        arg("--reject-client", action="append", metavar="NAME", help="reject every word of NAME waiting now (repeatable)")]),
     "promote": (cmd_promote, [
         arg("model_dir", metavar="MODEL_DIR", help="the candidate serving folder (e.g. models/serving)"), REGISTRY,
         arg("--data", default="data/processed", metavar="DIR", help="a prepared dataset whose test photos both models score"),
