@@ -97,6 +97,34 @@ def version_of(folder: Path, suffix: str, out: Path, broken: bool = False) -> Pa
     return out
 
 
+def test_a_forced_first_promotion_rolls_back_to_the_model_served_before(project, zero_shot_dir, tmp_path):
+    registry = ["--registry", tmp_path/"r"]
+    forced = run_cli("promote", project/"models"/"serving", "--data", project/"gate_data", "--served", zero_shot_dir, "--force",
+                     *registry, cwd=project, timeout=600)
+    assert forced.returncode == 0 and "published (forced" in forced.stdout, forced.stdout + forced.stderr
+    zero_version = json.loads((zero_shot_dir/"model_card.json").read_text())["model_version"]
+    state = json.loads((tmp_path/"r"/"registry.json").read_text())
+    assert state["history"][0] == zero_version and len(state["history"]) == 2          # the served model recorded first
+    assert all("@" in record["published_by"] for record in state["versions"].values())  # and who published
+    back = run_cli("rollback", *registry, cwd=project)
+    assert back.returncode == 0 and zero_version in back.stdout, back.stdout + back.stderr
+
+
+def test_two_forced_promotions_at_the_same_moment_are_both_recorded(project, tmp_path):
+    import subprocess
+    from conftest import dog_breed_command
+    candidates = [version_of(project/"models"/"serving", f"-race{i}", tmp_path/f"c{i}") for i in (1, 2)]
+    procs = [subprocess.Popen([*dog_breed_command(), "promote", str(c), "--data", str(project/"gate_data"), "--force",
+                               "--registry", str(tmp_path/"r"), "--served", str(project/"models"/"serving")],
+                              cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in candidates]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    state = json.loads((tmp_path/"r"/"registry.json").read_text())   # valid JSON: never half-written
+    versions = {json.loads((c/"model_card.json").read_text())["model_version"] for c in candidates}
+    assert versions <= set(state["history"]) and versions <= set(state["versions"]), state["history"]
+    assert state["current"] in versions and len(state["history"]) == 3   # the served model first, then both, in some order
+
+
 def test_a_running_server_follows_the_registry_without_failing_a_request(zero_shot_dir, tmp_path):
     import signal
     import threading
