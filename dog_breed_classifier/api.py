@@ -474,16 +474,18 @@ class ApiKeys:
             if given is not None and hmac.compare_digest(given.encode(), key.encode()): found = name
         return found
 
-    def reload(self) -> str:
-        "Re-read the file; one that does not read keeps the keys as they were. What happened, in words (no key)."
-        try: keys = parse_api_keys(self.path)
-        except DogBreedError as e: log.error("API keys not reloaded, the old ones stay: %s", e); return f"kept: {e}"
-        added, revoked = sorted(set(keys) - set(self.keys)), sorted(set(self.keys) - set(keys))
-        self.keys = keys
-        log.info("API keys reloaded from %s: %d keys; added %s; revoked %s", self.path, len(keys), added or "none", revoked or "none")
-        return f"{len(keys)} keys; added {', '.join(added) or 'none'}; revoked {', '.join(revoked) or 'none'}"
-
     def __repr__(self): return f"ApiKeys({', '.join(self.keys)}{f' from {self.path}' if self.path else ''})"
+
+# %% ../nbs/11_api.ipynb #490db5ab
+@patch
+def reload(self: ApiKeys) -> str:
+    "Re-read the file (SIGHUP); one that does not read keeps the keys as they were. What happened, in words (no key)."
+    try: keys = parse_api_keys(self.path)
+    except DogBreedError as e: log.error("API keys not reloaded, the old ones stay: %s", e); return f"kept: {e}"
+    added, revoked = sorted(set(keys) - set(self.keys)), sorted(set(self.keys) - set(keys))
+    self.keys = keys
+    log.info("API keys reloaded from %s: %d keys; added %s; revoked %s", self.path, len(keys), added or "none", revoked or "none")
+    return f"{len(keys)} keys; added {', '.join(added) or 'none'}; revoked {', '.join(revoked) or 'none'}"
 
 # %% ../nbs/11_api.ipynb #dbd22035
 PROBES = ("/live", "/health")

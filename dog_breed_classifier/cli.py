@@ -26,10 +26,10 @@ from .served_model import ModelRegistry, choose_model_dir, serving_model_dir, ze
 from .model_card import read_model_card
 
 # %% auto #0
-__all__ = ['PARAMS_ARGS', 'QUIET', 'MODEL_DIR', 'BACKEND', 'STORE_URL', 'TTA', 'PIPELINE_COMMANDS', 'SERVING_COMMANDS',
-           'MONITORING_COMMANDS', 'REGISTRY', 'TRUST', 'LOOP_COMMANDS', 'COMMANDS', 'cmd_prepare', 'cmd_sample',
-           'cmd_train', 'cmd_evaluate', 'cmd_export', 'cmd_breeds', 'cmd_serve', 'cmd_predict', 'cmd_space',
-           'cmd_drift', 'cmd_feedback', 'cmd_data_report', 'cmd_check_model', 'cmd_harvest', 'cmd_promote',
+__all__ = ['PARAMS_ARGS', 'QUIET', 'MODEL_DIR', 'BACKEND', 'STORE_URL', 'TTA', 'PIPELINE_COMMANDS', 'ACCESS_ARGS',
+           'SERVING_COMMANDS', 'MONITORING_COMMANDS', 'REGISTRY', 'TRUST', 'LOOP_COMMANDS', 'COMMANDS', 'cmd_prepare',
+           'cmd_sample', 'cmd_train', 'cmd_evaluate', 'cmd_export', 'cmd_breeds', 'cmd_serve', 'cmd_predict',
+           'cmd_space', 'cmd_drift', 'cmd_feedback', 'cmd_data_report', 'cmd_check_model', 'cmd_harvest', 'cmd_promote',
            'cmd_rollback', 'cmd_models', 'cmd_review', 'arg', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #e0f74419
@@ -281,6 +281,8 @@ def cmd_harvest(args) -> int:
                   trusted=loop.trusted_clients, min_agreement=loop.min_agreement))
     return 0
 
+
+# %% ../nbs/13_cli.ipynb #2474d482
 def cmd_promote(args) -> int:
     "Publish a serving folder to the model registry if it is not worse than the current version; exit 1 when refused."
     from dog_breed_classifier.loop import GateSettings, move_wandb_alias, promote, wandb_alias_ready   # the serve extra
@@ -361,6 +363,23 @@ PIPELINE_COMMANDS = {
     "export": (cmd_export, [*PARAMS_ARGS, *QUIET]),
 }
 
+# %% ../nbs/13_cli.ipynb #7de07747
+ACCESS_ARGS = [   # who may call `serve`, how often, and how many feedback words
+    arg("--api-key-file", metavar="PATH", default=os.environ.get("DOG_BREED_API_KEY_FILE"),
+        help="require this key (Authorization: Bearer) on every route but the open ones (probes, /, the OpenAPI "
+             "schema and docs; /metrics with --public-metrics, /ui with --ui-with-key); the key may also come "
+             "from $DOG_BREED_API_KEY (never a command-line value)"),
+    arg("--public-metrics", action="store_true", help="with a key: leave /metrics open"),
+    arg("--ui-with-key", action="store_true", help="with a key: mount the demo anyway (protect /ui in front of the server)"),
+    arg("--api-keys-file", metavar="PATH", default=os.environ.get("DOG_BREED_API_KEYS_FILE"),
+        help="named keys instead of one: `name:key` lines (# comments), re-read on SIGHUP; the name is recorded as the "
+             "client of every prediction and feedback word (default: $DOG_BREED_API_KEYS_FILE)"),
+    arg("--feedback-limit", metavar="N/hour", default=os.environ.get("DOG_BREED_FEEDBACK_LIMIT"),
+        help="feedback words per client (key name; a demo visitor's hashed address), bursts of N, e.g. 20/hour "
+             "(default: $DOG_BREED_FEEDBACK_LIMIT, else none)"),
+    arg("--rate-limit", metavar="N/minute", default=os.environ.get("DOG_BREED_RATE_LIMIT"),
+        help="requests per client address on the API routes, e.g. 60/minute (default: $DOG_BREED_RATE_LIMIT, else none)")]
+
 # %% ../nbs/13_cli.ipynb #f1e8e59b
 SERVING_COMMANDS = {
     "serve": (cmd_serve, [
@@ -375,20 +394,7 @@ SERVING_COMMANDS = {
         arg("--drift-refresh", type=int, metavar="SECONDS", help="recompute the drift gauges this often; 0 = only on GET /drift "
                                                                   "(default: drift.refresh_seconds)"),
         arg("--no-ui", action="store_true", help="do not mount the Gradio demo at /ui"),
-        arg("--api-key-file", metavar="PATH", default=os.environ.get("DOG_BREED_API_KEY_FILE"),
-            help="require this key (Authorization: Bearer) on every route but the open ones (probes, /, the OpenAPI "
-                 "schema and docs; /metrics with --public-metrics, /ui with --ui-with-key); the key may also come "
-                 "from $DOG_BREED_API_KEY (never a command-line value)"),
-        arg("--public-metrics", action="store_true", help="with a key: leave /metrics open"),
-        arg("--ui-with-key", action="store_true", help="with a key: mount the demo anyway (protect /ui in front of the server)"),
-        arg("--api-keys-file", metavar="PATH", default=os.environ.get("DOG_BREED_API_KEYS_FILE"),
-            help="named keys instead of one: `name:key` lines (# comments), re-read on SIGHUP; the name is recorded as the "
-                 "client of every prediction and feedback word (default: $DOG_BREED_API_KEYS_FILE)"),
-        arg("--feedback-limit", metavar="N/hour", default=os.environ.get("DOG_BREED_FEEDBACK_LIMIT"),
-            help="feedback words per client (key name; a demo visitor's hashed address), bursts of N, e.g. 20/hour "
-                 "(default: $DOG_BREED_FEEDBACK_LIMIT, else none)"),
-        arg("--rate-limit", metavar="N/minute", default=os.environ.get("DOG_BREED_RATE_LIMIT"),
-            help="requests per client address on the API routes, e.g. 60/minute (default: $DOG_BREED_RATE_LIMIT, else none)"),
+        *ACCESS_ARGS,
         arg("--forwarded-allow-ips", metavar="IPS", default=os.environ.get("FORWARDED_ALLOW_IPS"),
             help="proxies whose X-Forwarded-For names the client (comma-separated; default: none, the peer is the client)"),
         arg("--header-timeout", type=float, default=10.0, metavar="S", help="close connections whose headers take longer (default 10)"),
@@ -447,6 +453,9 @@ TRUST = [arg("--trusted", action="append", metavar="NAME", help="trust this clie
                                                                "cli, ui for every demo visitor, api; default: loop.trusted_clients)"),
          arg("--min-agreement", type=int, metavar="N", help="N distinct clients giving the same breed for the same photo need "
                                                             "no review (default: loop.min_agreement; 0 = off)")]
+
+
+# %% ../nbs/13_cli.ipynb #0f936039
 LOOP_COMMANDS = {
     "harvest": (cmd_harvest, [
         arg("--out", default="data/feedback", metavar="DIR", help="the class-folder source to write (default: data/feedback, "

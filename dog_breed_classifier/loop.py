@@ -99,6 +99,8 @@ def _withdraw(pid: str, out: Path, done: dict, seen: set, report: HarvestReport)
     "Remove the photo harvested for `pid` (its word changed to no dog, was rejected, or is no longer trusted)."
     old = done.pop(pid); (out/old["file"]).unlink(missing_ok=True); seen.discard(old["content_sha256"]); report.withdrawn += 1
 
+
+# %% ../nbs/12a_loop.ipynb #effb110c
 def _harvest_word(w, archive: ImageArchive, out: Path, done: dict, seen: set, report: HarvestReport):
     "Write the photo of feedback row `w` under its breed (or count why not), updating `done` and `seen`."
     old = done.get(w.prediction_id)
@@ -128,6 +130,7 @@ def _harvest_word(w, archive: ImageArchive, out: Path, done: dict, seen: set, re
                                  content_sha256=w.content_sha256, file=file)
     seen.add(w.content_sha256); report.written += 1
 
+# %% ../nbs/12a_loop.ipynb #f8a051a4
 def harvest(store: PredictionStore, # the prediction log holding the feedback
             archive: ImageArchive, # where the server kept the uploads (`serve --archive`)
             out_dir: str | Path, # the class-folder source to write (e.g. data/feedback)

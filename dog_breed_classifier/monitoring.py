@@ -28,7 +28,7 @@ from .images import IMAGE_STAT_NAMES, STAT_COLUMNS
 log = logging.getLogger("dog_breed_classifier.monitoring")
 
 # %% auto #0
-__all__ = ['log', 'METADATA', 'PREDICTIONS', 'FEEDBACK', 'SETTINGS', 'NO_DOG', 'HEALTH', 'STORE_TIMEOUT_SECONDS',
+__all__ = ['log', 'METADATA', 'PREDICTIONS', 'NO_DOG', 'HEALTH', 'FEEDBACK', 'SETTINGS', 'STORE_TIMEOUT_SECONDS',
            'STORE_CONNECT_TIMEOUT_SECONDS', 'FEEDBACK_RETRIES', 'new_prediction_id', 'answered_breed', 'StoreError',
            'default_store_url', 'PredictionStore', 'as_utc', 'UnknownPredictionError', 'client_matches',
            'wilson_interval', 'live_accuracy', 'ImageArchive']
@@ -56,6 +56,12 @@ PREDICTIONS = sa.Table(
     sa.Column("archived_as", sa.String(200)),
     sa.Column("client", sa.String(80)),           # who asked: an API key's name, ui:<hash>, api:<hash>, cli (null: older rows)
 )
+NO_DOG = "no_dog"   # the feedback "there is no dog in this photo", and the model's answer when it found none
+HEALTH = sa.Table("store_health", METADATA, sa.Column("id", sa.Integer, primary_key=True))
+
+def new_prediction_id() -> str: return uuid.uuid4().hex
+
+# %% ../nbs/07_monitoring.ipynb #07683658
 FEEDBACK = sa.Table(   # what users say about a prediction: one word each (a second one replaces the first)
     "feedback", METADATA,
     sa.Column("prediction_id", sa.String(32), primary_key=True),
@@ -73,10 +79,6 @@ FEEDBACK = sa.Table(   # what users say about a prediction: one word each (a sec
 )
 SETTINGS = sa.Table("store_settings", METADATA, sa.Column("name", sa.String(40), primary_key=True),
                     sa.Column("value", sa.String(200), nullable=False))   # e.g. the salt of the demo's client names
-NO_DOG = "no_dog"   # the feedback "there is no dog in this photo", and the model's answer when it found none
-HEALTH = sa.Table("store_health", METADATA, sa.Column("id", sa.Integer, primary_key=True))
-
-def new_prediction_id() -> str: return uuid.uuid4().hex
 
 # %% ../nbs/07_monitoring.ipynb #9e18d373
 def answered_breed(is_dog: bool, # the answer's is_dog
