@@ -41,7 +41,7 @@ from .core import DogBreedError, DriftSettings
 from .drift import DriftMonitor
 from .inference import Predictor
 from .served_model import ModelFollower, ModelRegistry
-from .monitoring import ImageArchive, PredictionStore, StoreError, live_accuracy
+from .monitoring import ImageArchive, PredictionStore, StoreError, live_accuracy, words_by_client
 
 log = logging.getLogger("dog_breed_classifier.api")
 
@@ -383,12 +383,13 @@ def swap_model(s: Service, # the app's shared state
 QUALITY_WINDOW = 1000   # the newest feedback words /quality and the gauges look at
 
 def quality_report(s: Service, window: int = QUALITY_WINDOW) -> dict:
-    "Live accuracy per model version from the newest `window` feedback words, the served model's card top-1 beside it."
+    "Live accuracy per model version from the newest `window` feedback words (the card's top-1 beside it), and who gave them."
     p = s.predictor
     version, top1 = (p.model_version, p.card.top1) if p is not None else (None, None)
-    models = live_accuracy(s.store.feedback(limit=window))
+    words = s.store.feedback(limit=window)
+    models = live_accuracy(words)
     for m in models: m["card_top1"] = top1 if m["model_version"] == version else None
-    return dict(served_model_version=version, card_top1=top1, window=window, models=models)
+    return dict(served_model_version=version, card_top1=top1, window=window, models=models, clients=words_by_client(words))
 
 # %% ../nbs/11_api.ipynb #e6555d58
 def quality_routes(s: Service) -> APIRouter:

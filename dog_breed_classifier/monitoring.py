@@ -31,7 +31,7 @@ log = logging.getLogger("dog_breed_classifier.monitoring")
 __all__ = ['log', 'METADATA', 'PREDICTIONS', 'NO_DOG', 'HEALTH', 'FEEDBACK', 'SETTINGS', 'STORE_TIMEOUT_SECONDS',
            'STORE_CONNECT_TIMEOUT_SECONDS', 'FEEDBACK_RETRIES', 'new_prediction_id', 'answered_breed', 'StoreError',
            'default_store_url', 'PredictionStore', 'as_utc', 'UnknownPredictionError', 'client_matches',
-           'wilson_interval', 'live_accuracy', 'ImageArchive']
+           'wilson_interval', 'live_accuracy', 'words_by_client', 'ImageArchive']
 
 # %% ../nbs/07_monitoring.ipynb #69d8b6a8
 METADATA = sa.MetaData()
@@ -373,6 +373,17 @@ def live_accuracy(words, # `PredictionStore.feedback()` rows
         out.append(dict(model_version=version, feedback=n, confirmed=k, accuracy=k / n, interval=[round(lo, 4), round(hi, 4)],
                         most_corrected=[dict(predicted=p, said=b, count=int(c)) for (p, b), c in pairs.items()]))
     return sorted(out, key=lambda r: -r["feedback"])
+
+# %% ../nbs/07_monitoring.ipynb #bf61b307
+def words_by_client(words, # `PredictionStore.feedback()` rows
+                   ) -> list[dict]:
+    "Per client (most words first): words given, confirmed, corrected, and how many a person accepted or rejected."
+    out = []
+    for client, g in words.assign(client=words.client.fillna("(not recorded)")).groupby("client", sort=False):
+        out.append(dict(client=client, feedback=len(g), confirmed=int((g.verdict == "confirmed").sum()),
+                        corrected=int((g.verdict == "corrected").sum()), accepted=int((g.review == "accepted").sum()),
+                        rejected=int((g.review == "rejected").sum())))
+    return sorted(out, key=lambda r: (-r["feedback"], r["client"]))
 
 # %% ../nbs/07_monitoring.ipynb #b5eb4993
 class ImageArchive:

@@ -133,7 +133,7 @@ def test_harvest_writes_each_labelled_archived_photo_once_byte_for_byte(served, 
                           "join predictions p on p.id = f.prediction_id").fetchall()
     assert len(words) >= 10
     out, args = tmp_path/"feedback", ["--store-url", f"sqlite:///{served.db}", "--archive", served.db.parent/"uploads"]
-    res = run_cli("harvest", "--out", out, *args, "--trusted", "default", "--trusted", "ui", cwd=tmp_path)   # the one key (`default`) and the demo's visitors
+    res = run_cli("harvest", "--out", out, *args, "--trusted", "default", "--trusted", "ui", "--trusted", "cli", cwd=tmp_path)   # everyone here: the one key (`default`), the demo's visitors, the CLI
     assert res.returncode == 0, res.stderr
     labelled = [w for w in words if w[1] != "no_dog"]
     unique = {w[3] for w in labelled}
@@ -147,7 +147,7 @@ def test_harvest_writes_each_labelled_archived_photo_once_byte_for_byte(served, 
             assert hashlib.sha256(written[f]).hexdigest() == sha
     with open(out/"manifest.csv") as f: manifest = list(csv.DictReader(f))
     assert sorted(r["file"] for r in manifest) == sorted(written)
-    again = run_cli("harvest", "--out", out, *args, "--trusted", "default", "--trusted", "ui", cwd=tmp_path)
+    again = run_cli("harvest", "--out", out, *args, "--trusted", "default", "--trusted", "ui", "--trusted", "cli", cwd=tmp_path)
     assert again.returncode == 0 and "0 new photos" in again.stdout and f"{len(unique)} already there" in again.stdout, again.stdout
     missing = run_cli("harvest", "--out", out, "--store-url", f"sqlite:///{served.db}", "--archive", tmp_path/"nowhere", cwd=tmp_path)
     assert missing.returncode == 2 and "--archive" in missing.stderr and "Traceback" not in missing.stderr

@@ -183,13 +183,15 @@ def test_space_runs_without_torch(tmp_path, zero_shot_dir):
         from gradio_client import Client, handle_file
         drawing = tmp_path/"drawn_beagle.jpg"
         photo("beagle", seed=1, size=(320, 288)).save(drawing)
-        headline, label, heatmap, cost, _thanks = Client(url, verbose=False).predict(handle_file(str(drawing)), True, api_name="/identify")
+        headline, label, heatmap, cost, _thanks, about = Client(url, verbose=False).predict(handle_file(str(drawing)), True, api_name="/identify")
         version = json.loads((zero_shot_dir/"model_card.json").read_text())["model_version"]
         assert f"model {version}" in headline and "logged as" in headline   # the model shipped in the Space
+        assert f"`{version}`" in about   # the card of the model that answered
         assert label["label"] == "Closest breeds (no dog found)" and len(label["value"]["confidences"]) == 5
         assert cost.startswith("Heatmap: occlusion on"), cost   # no torch: the heatmap comes from the ONNX model
         with sqlite3.connect(space/"predictions.db") as c:
-            assert c.execute("select source from predictions").fetchall() == [("ui",)]
+            [(source, client)] = c.execute("select source, client from predictions").fetchall()
+            assert source == "ui" and client.startswith("ui:") and "127.0.0.1" not in client   # the visitor, hashed
     finally:
         proc.terminate()
         try: proc.wait(20)
