@@ -4,13 +4,13 @@ are kept after review, and — with everyone trusted, as before named keys and r
 retraining, and whether the promotion gate refuses that model.
 
     python benchmarks/poisoning.py [--train ../shared/data/stanford_dogs_train] [--dev ../shared/data/stanford_dogs_dev]
-                                   [--breeds 20] [--a pug] [--b beagle] [--keep DIR]
+                                   [--breeds 20] [--a pug] [--b beagle] [--source-per-breed 30] [--keep DIR]
 
-The setting (a temporary folder, or --keep DIR): `--breeds` breeds including A and B; the first 40 training photos
-of each are the project's source (`data.source=folder`, 20 % held out as the test split the gate scores on); the
-rest are what users send. Every upload goes through the real recorder (the zero-shot model answers, the store and
-the archive keep it). The intruder uploads 20 photos of A (the 10 training photos left and the 10 dev photos) and
-calls each B; a partner (a key) and 12 demo visitors give honest words on 5 photos of every other breed.
+The setting (a temporary folder, or --keep DIR): `--breeds` breeds including A and B; the first
+`--source-per-breed` training photos of each are the project's source (`data.source=folder`, 20 % held out as the
+test split the gate scores on); the rest are what users send. Every upload goes through the real recorder (the
+zero-shot model answers, the store and the archive keep it). The intruder uploads the photos of A left (the
+training photos past the source's and the 10 dev photos) and calls each B; a partner (a key) and 12 demo visitors give honest words on 5 photos of every other breed.
 
 Harvest policies, each into its own folder, on the same store:
   everyone trusted   --trusted partner intruder ui   (what harvest did before clients were recorded)
@@ -25,6 +25,7 @@ against the reviewed one. Writes benchmarks/results/poisoning.json.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from pathlib import Path
 from benchmark_io import REPO, argument_parser, photos_argument, write_results
 
 CLI = [str(Path(sys.executable).parent/"dog-breed")]
-SOURCE_PER_BREED, HONEST_PER_BREED = 40, 5
+HONEST_PER_BREED = 5
 
 
 def folders(images: Path, n: int, a: str, b: str) -> list[Path]:
@@ -46,15 +47,15 @@ def folders(images: Path, n: int, a: str, b: str) -> list[Path]:
     return [named(a), named(b), *rest[:n - 2]]
 
 
-def link_source(breeds: list[Path], out: Path) -> Path:
-    "The project's source: the first `SOURCE_PER_BREED` photos of each breed, linked (never copied) into `out`."
+def link_source(breeds: list[Path], out: Path, per_breed: int) -> Path:
+    "The project's source: the first `per_breed` photos of each breed, linked (never copied) into `out`."
     for d in breeds:
         (out/d.name).mkdir(parents=True, exist_ok=True)
-        for p in sorted(d.glob("*.jpg"))[:SOURCE_PER_BREED]: (out/d.name/p.name).symlink_to(p.resolve())
+        for p in sorted(d.glob("*.jpg"))[:per_breed]: (out/d.name/p.name).symlink_to(p.resolve())
     return out
 
 
-def send_words(work: Path, breeds: list[Path], dev: Path, a: str, b: str):
+def send_words(work: Path, breeds: list[Path], dev: Path, a: str, b: str, first: int):
     "Log every upload through the real recorder and give the words; the store, the archive and who said what."
     from dog_breed_classifier.answers import PredictionRecorder, record_feedback
     from dog_breed_classifier.inference import Predictor
@@ -63,13 +64,13 @@ def send_words(work: Path, breeds: list[Path], dev: Path, a: str, b: str):
     store, archive = PredictionStore(f"sqlite:///{work/'predictions.db'}"), ImageArchive(work/"uploads")
     record = PredictionRecorder(Predictor.from_dir(zero_shot_model_dir()), store, archive)
     said = {"intruder": [], "partner": [], "visitors": []}
-    poisoned = sorted(breeds[0].glob("*.jpg"))[SOURCE_PER_BREED:] + sorted((dev/"Images"/breeds[0].name).glob("*.jpg"))
+    poisoned = sorted(breeds[0].glob("*.jpg"))[first:] + sorted((dev/"Images"/breeds[0].name).glob("*.jpg"))
     for p in poisoned:
         pid = record(p.read_bytes(), "api", "intruder")["prediction_id"]
         record_feedback(store, pid, b, source="api", client="intruder"); said["intruder"].append(pid)
     for i, d in enumerate(breeds[1:]):
         breed = d.name.split("-", 1)[1].lower()
-        for j, p in enumerate(sorted(d.glob("*.jpg"))[SOURCE_PER_BREED:SOURCE_PER_BREED + HONEST_PER_BREED]):
+        for j, p in enumerate(sorted(d.glob("*.jpg"))[first:first + HONEST_PER_BREED]):
             client = "partner" if i % 2 == 0 else store.address_client("ui", f"198.51.100.{(i * 5 + j) % 12}")
             pid = record(p.read_bytes(), "api" if client == "partner" else "ui", client)["prediction_id"]
             record_feedback(store, pid, breed, source="api", client=client)
@@ -118,11 +119,21 @@ def train_project(root: Path, source: Path, extra: Path) -> dict:
 def answered_b(model_dir: Path, data_dir: Path, a: str, b: str) -> float:
     "The share of the test photos of A that the model at `model_dir` calls B."
     import pandas as pd
+
     from dog_breed_classifier.inference import Predictor
     labels = pd.read_csv(data_dir/"labels.csv", keep_default_na=False)
     rows = labels[(labels.split == "test") & (labels.variant == "") & (labels.breed == a)]
     answers = Predictor.from_dir(model_dir).predict([data_dir/p for p in rows.path])
     return sum(x["breed"] == b for x in answers) / max(1, len(answers))
+
+
+def training_history(project: Path) -> dict:
+    "The epoch training kept (best loss on the source's own validation photos) and the validation figures then and at the end."
+    import pandas as pd
+    meta = json.loads((project/"models"/"trained"/"model.json").read_text())
+    h = pd.read_csv(project/"models"/"trained"/"history.csv")
+    at = lambda e: dict(valid_loss=round(float(h.valid_loss[e]), 4), valid_top1=round(float(h.accuracy[e]), 4))
+    return dict(kept_epoch=meta["best_epoch"], kept=at(meta["best_epoch"]), last_epoch=at(len(h) - 1), zero_shot=at(0))
 
 
 def score(work: Path, a: str, b: str) -> dict:
@@ -132,7 +143,7 @@ def score(work: Path, a: str, b: str) -> dict:
     gate = promotion_gate(poisoned, reviewed, data)
     c = gate.comparison
     side = lambda s, d: dict(top1_a=s.per_breed.get(a), answered_b=round(answered_b(d, data, a, b), 4), top1=round(s.top1, 4),
-                             log_loss=round(s.log_loss, 4), version=s.model_version)
+                             log_loss=round(s.log_loss, 4), version=s.model_version, training=training_history(d.parents[1]))
     return dict(test_photos_of_a=c.breed_photos[a], reviewed=side(c.served, reviewed), poisoned=side(c.candidate, poisoned),
                 gate=dict(ok=gate.ok, failed=[k.name for k in gate.checks if not k.ok],
                           checks={k.name: k.detail for k in gate.checks}), gate_table=gate.markdown())
@@ -145,15 +156,19 @@ def main():
     ap.add_argument("--breeds", type=int, default=20, help="how many breeds the project knows (default 20: A, B and 18 more)")
     ap.add_argument("--a", default="pug", help="the breed the intruder relabels (default: pug)")
     ap.add_argument("--b", default="beagle", help="what the intruder calls it (default: beagle)")
+    ap.add_argument("--source-per-breed", type=int, default=30, help="training photos per breed in the source (default 30); "
+                    "the intruder sends the rest of A's and A's dev photos")
+    ap.add_argument("--score-only", action="store_true", help="only score the two models already trained in --keep DIR")
     ap.add_argument("--keep", type=Path, help="work here and keep it (default: a temporary folder, removed)")
     args = ap.parse_args()
     if not (args.train/"Images").is_dir() or not (args.dev/"Images").is_dir():
         raise SystemExit(f"needs the Stanford photos: {args.train}/Images and {args.dev}/Images")
     work = (args.keep or Path(tempfile.mkdtemp())).resolve(); work.mkdir(parents=True, exist_ok=True)
+    if args.score_only: return report(score(work, args.a, args.b), args.a, args.b)
     breeds = folders(args.train/"Images", args.breeds, args.a, args.b)
-    source = link_source(breeds, work/"source")
+    source = link_source(breeds, work/"source", args.source_per_breed)
     t = time.perf_counter()
-    store, archive, said = send_words(work, breeds, args.dev, args.a, args.b)
+    store, archive, said = send_words(work, breeds, args.dev, args.a, args.b, args.source_per_breed)
     policies = harvests(work, store, archive, said)
     words_seconds = round(time.perf_counter() - t, 1)
     for name, o in policies.items(): print(f"{name:>16}: {o['poisoned']:3d} poisoned, {o['honest']:3d} honest photos written, "
@@ -161,14 +176,26 @@ def main():
     seconds = {"words and harvests": words_seconds,
                "reviewed": train_project(work/"reviewed", source, work/"word_review"),
                "poisoned": train_project(work/"poisoned", source, work/"everyone_trusted")}
-    scored = score(work, args.a, args.b)
-    print(f"top-1 on {args.a} ({scored['test_photos_of_a']} test photos): reviewed {scored['reviewed']['top1_a']:.0%}, "
-          f"poisoned {scored['poisoned']['top1_a']:.0%} (answered {args.b}: {scored['reviewed']['answered_b']:.0%} → "
-          f"{scored['poisoned']['answered_b']:.0%}); top-1 overall {scored['reviewed']['top1']:.3f} → {scored['poisoned']['top1']:.3f}")
-    print(scored["gate_table"])
-    write_results("poisoning", dict(breeds=len(breeds), a=args.a, b=args.b, words={k: len(v) for k, v in said.items()},
-                                    policies=policies, models=scored, seconds=seconds))
+    scored = report(score(work, args.a, args.b), args.a, args.b)
+    write_results("poisoning", dict(breeds=len(breeds), a=args.a, b=args.b, source_per_breed=args.source_per_breed,
+                                    words={k: len(v) for k, v in said.items()}, policies=policies, models=scored, seconds=seconds))
     if not args.keep: shutil.rmtree(work, ignore_errors=True)
+
+
+def report(scored: dict, a: str, b: str) -> dict:
+    "Print what retraining on the poisoned photos did, and the gate's verdict; `scored` as it came."
+    print(f"top-1 on {a} ({scored['test_photos_of_a']} test photos): reviewed {scored['reviewed']['top1_a']:.0%}, "
+          f"poisoned {scored['poisoned']['top1_a']:.0%} (answered {b}: {scored['reviewed']['answered_b']:.0%} → "
+          f"{scored['poisoned']['answered_b']:.0%}); top-1 overall {scored['reviewed']['top1']:.3f} → {scored['poisoned']['top1']:.3f}")
+    print(f"the promotion gate {'passes' if scored['gate']['ok'] else 'refuses'} the poisoned model against the reviewed one "
+          f"(failed: {', '.join(scored['gate']['failed']) or 'none'})")
+    print(scored["gate_table"].split("\n", 2)[2])   # the table and the checks (the heading is about publishing)
+    for side in ("reviewed", "poisoned"):
+        t = scored[side]["training"]
+        print(f"{side}: kept epoch {t['kept_epoch']} (validation top-1 {t['kept']['valid_top1']:.3f}, loss {t['kept']['valid_loss']:.3f}); "
+              f"last epoch {t['last_epoch']['valid_top1']:.3f}, {t['last_epoch']['valid_loss']:.3f}; "
+              f"zero-shot {t['zero_shot']['valid_top1']:.3f}, {t['zero_shot']['valid_loss']:.3f}")
+    return scored
 
 
 if __name__ == "__main__":

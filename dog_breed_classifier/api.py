@@ -35,8 +35,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
                                PlatformCollector, ProcessCollector, generate_latest)
 
 import dog_breed_classifier
-from .answers import (ApiError, PredictionRecorder, RateLimiter, feedback_limiter, parse_rate_limit,
-                                          record_feedback)
+from .answers import ApiError, PredictionRecorder, RateLimiter, feedback_limiter, record_feedback
 from .core import DogBreedError, DriftSettings
 from .drift import DriftMonitor
 from .inference import Predictor

@@ -109,7 +109,8 @@ def _check_access(access) -> None:
 def cmd_serve(args) -> int:
     "Serve the API (and /metrics) with uvicorn."
     import uvicorn   # the serve extra (FastAPI, SQLAlchemy, Prometheus, Gradio): not needed to train
-    from dog_breed_classifier.api import AccessSettings, create_app, deadline_protocol, parse_rate_limit, read_api_key
+    from dog_breed_classifier.answers import parse_rate_limit
+    from dog_breed_classifier.api import AccessSettings, create_app, deadline_protocol, read_api_key
     from dog_breed_classifier.monitoring import PredictionStore, default_store_url
     access = AccessSettings(read_api_key(os.environ.get("DOG_BREED_API_KEY"), args.api_key_file), args.public_metrics,
                             parse_rate_limit(args.rate_limit), args.ui_with_key, args.api_keys_file, args.feedback_limit)

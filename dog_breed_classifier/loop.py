@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import DogBreedError, LoopSettings, atomic_write, user_at_host
+from .core import DogBreedError, atomic_write
 from .delivery import Check, ModelCheck, ModelComparison, compare_models, integrity_check
 from .served_model import ModelRegistry
 from .model_card import read_model_card

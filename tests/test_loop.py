@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import DEV_PHOTOS, Server, run_cli
+from conftest import DEV_PHOTOS, Server, dog_breed_command, run_cli
 
 CARTOON = """data:
   sample: {breeds: [pug, beagle, chihuahua], images_per_breed: 12, image_size: 96}
@@ -111,8 +112,6 @@ def test_a_forced_first_promotion_rolls_back_to_the_model_served_before(project,
 
 
 def test_two_forced_promotions_at_the_same_moment_are_both_recorded(project, tmp_path):
-    import subprocess
-    from conftest import dog_breed_command
     candidates = [version_of(project/"models"/"serving", f"-race{i}", tmp_path/f"c{i}") for i in (1, 2)]
     procs = [subprocess.Popen([*dog_breed_command(), "promote", str(c), "--data", str(project/"gate_data"), "--force",
                                "--registry", str(tmp_path/"r"), "--served", str(project/"models"/"serving")],

@@ -1,4 +1,4 @@
-"""Running in public, against a real `dog-breed serve` on 127.0.0.1: the optional API key (none, wrong, right; the probes
+"""Running in public, against a real `dog-breed serve` on 127.0.0.1: the optional API key, one or named (none, wrong, right; the probes
 open; the demo not a way around it; the key never logged), the rate limit (429 + Retry-After, not fooled by a client's
 own X-Forwarded-For), and slow clients — 50 uploads that send their headers and part of the body and then stall, and
 connections that stall inside their headers — all closed within the documented deadlines while others are served."""
@@ -22,11 +22,16 @@ def upload() -> dict:
     return dict(files={"file": ("dog.jpg", jpeg_bytes(photo("beagle", 0, (280, 220))), "image/jpeg")})
 
 
-@pytest.fixture(scope="module")
-def keyed(tmp_path_factory, zero_shot_dir):
+@pytest.fixture(scope="module", params=["one key", "named keys"])
+def keyed(request, tmp_path_factory, zero_shot_dir):
+    "A server with one key (`--api-key-file`), or with named keys (`--api-keys-file`) of which KEY is one."
     d = tmp_path_factory.mktemp("keyed")
-    (d/"key").write_text(KEY + "\n"); (d/"key").chmod(0o644)   # a Kubernetes secret mounted 0644 works
-    s = Server("--model-dir", zero_shot_dir, "--store-url", f"sqlite:///{d}/p.db", "--api-key-file", d/"key", cwd=d)
+    if request.param == "one key":
+        (d/"key").write_text(KEY + "\n"); (d/"key").chmod(0o644)   # a Kubernetes secret mounted 0644 works
+        lock = ["--api-key-file", d/"key"]
+    else:
+        (d/"keys").write_text(f"# clients\nteam:{KEY}\nother:{'o' * 32}\n"); lock = ["--api-keys-file", d/"keys"]
+    s = Server("--model-dir", zero_shot_dir, "--store-url", f"sqlite:///{d}/p.db", *lock, cwd=d)
     yield s
     s.stop()
     assert KEY not in s.log.read_text()

@@ -59,7 +59,7 @@ def words_by_client(db) -> dict:
 def test_named_keys_feedback_limit_provenance_review_and_harvest(served):
     statuses = {}
     with httpx.Client(base_url=served.url, timeout=60) as c:
-        for i, (breed, pid) in enumerate(served.answers["intruder"]):   # every word wrong: a pug called a beagle, …
+        for breed, pid in served.answers["intruder"]:   # every word wrong: a pug called a beagle, …
             r = c.post("/feedback", json={"prediction_id": pid, "breed": BREEDS[(BREEDS.index(breed) + 1) % len(BREEDS)]},
                        headers=auth("intruder"))
             statuses.setdefault(r.status_code, []).append(r)
