@@ -335,10 +335,13 @@ def cmd_review(args) -> int:
     try: decided = _decide(store, args)
     except UnknownPredictionError as e: raise DogBreedError(str(e)) from None
     waiting = waiting_words(store, loop.trusted_clients, loop.min_agreement)
-    if args.json: print(waiting.to_json(orient="records", date_format="iso", force_ascii=False)); return 0
+    if args.json:
+        print(json.dumps(waiting.assign(given_at=waiting.given_at.map(lambda t: t.isoformat())).to_dict("records"), ensure_ascii=False))
+        return 0
     for line in decided: print(line)
     if waiting.empty: print(f"nothing waits for review (trusted without review: {', '.join(loop.trusted_clients)})"); return 0
-    print(waiting.assign(given_at=waiting.given_at.astype(str).str[:19]).to_string(index=False))
+    print(waiting.assign(given_at=waiting.given_at.dt.strftime("%Y-%m-%d %H:%M UTC"),
+                         client=waiting.client.fillna("(not recorded)")).to_string(index=False))
     print(f"{len(waiting)} word(s) wait: dog-breed review --accept ID… / --reject ID… / --accept-client NAME / --reject-client NAME")
     return 0
 

@@ -92,7 +92,8 @@ def waiting_words(store: PredictionStore, # the prediction log holding the feedb
     "The words waiting for review (oldest first), in `REVIEW_COLUMNS`."
     words = store.feedback()
     waiting = words[word_standing(words, trusted, min_agreement) == "waiting"].iloc[::-1]
-    return waiting.rename(columns={"created_at": "given_at"})[REVIEW_COLUMNS].reset_index(drop=True)
+    waiting = waiting.rename(columns={"created_at": "given_at"})[REVIEW_COLUMNS].reset_index(drop=True)
+    return waiting.assign(given_at=pd.to_datetime(waiting.given_at, utc=True))   # the store keeps UTC; say so
 
 # %% ../nbs/12a_loop.ipynb #bb80b53a
 def _withdraw(pid: str, out: Path, done: dict, seen: set, report: HarvestReport):
