@@ -18,6 +18,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Literal
@@ -36,11 +37,12 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
 
 import dog_breed_classifier
 from .answers import ApiError, PredictionRecorder, RateLimiter, feedback_limiter, record_feedback
-from .core import DogBreedError, DriftSettings
+from .core import DogBreedError, DriftSettings, LoopSettings
 from .drift import DriftMonitor
 from .inference import Predictor
 from .served_model import ModelFollower, ModelRegistry
-from .monitoring import ImageArchive, PredictionStore, StoreError, live_accuracy, words_by_client
+from .monitoring import (ImageArchive, PredictionStore, StoreError, client_matches, live_accuracy,
+                                             words_by_client)
 
 log = logging.getLogger("dog_breed_classifier.api")
 
@@ -50,8 +52,8 @@ __all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'QU
            'add_error_handlers', 'UploadLimits', 'add_request_metrics', 'Service', 'client_of', 'prediction_routes',
            'FeedbackIn', 'feedback_routes', 'status_routes', 'drift_routes', 'swap_model', 'quality_report',
            'quality_routes', 'AccessSettings', 'read_api_key', 'parse_api_keys', 'ApiKeys', 'open_paths',
-           'add_access_control', 'deadline_protocol', 'mount_demo', 'load_predictor', 'drift_gauges_lifespan',
-           'ServeSettings', 'build_service', 'create_app']
+           'add_access_control', 'deadline_protocol', 'reviewer_of', 'mount_demo', 'load_predictor',
+           'drift_gauges_lifespan', 'ServeSettings', 'build_service', 'create_app']
 
 # %% ../nbs/11_api.ipynb #4c121483
 DRIFT_STATUSES = ("no_drift", "drift", "not_enough_data", "no_reference")
@@ -570,16 +572,30 @@ def deadline_protocol(header_timeout: float = 10, # seconds for the request line
     DeadlineProtocol.__name__ = DeadlineProtocol.__qualname__ = f"DeadlineProtocol_{Base.__name__}"
     return DeadlineProtocol
 
+# %% ../nbs/11_api.ipynb #3883fb2e
+def reviewer_of(keys: ApiKeys | None, # the server's keys (None: an open server, where nobody may review in the demo)
+                trusted) -> Callable[[str], str | None] | None: # `loop.trusted_clients`
+    "Who may review feedback in the demo: a key whose name is a trusted client; the key's name, else None."
+    if keys is None: return None
+    def reviewer(key: str) -> str | None:
+        name = keys.name_of(key)   # read at each call: a key revoked on SIGHUP stops reviewing at once
+        return name if name is not None and client_matches(name, trusted) else None
+    return reviewer
+
 # %% ../nbs/11_api.ipynb #5d1e21c1
-def mount_demo(app: FastAPI, record: PredictionRecorder, max_upload_bytes: int):
+def mount_demo(app: FastAPI, record: PredictionRecorder, max_upload_bytes: int,
+               reviewer: Callable[[str], str | None] | None = None, # who may review in the demo (`reviewer_of`)
+               loop: LoopSettings | None = None): # the harvest policy that decides what waits for review
     "Mount the Gradio demo at `UI_PATH` on `app`, recording through `record`; the Blocks, or None without gradio."
     import importlib.util
     if importlib.util.find_spec("gradio") is None:
         log.warning("gradio is not installed: no demo at %s (pip install 'dog_breed_classifier[ui]')", UI_PATH); return None
     # imported here: the demo module imports gradio (≈1 s, optional), which an API without the demo never needs
     import gradio as gr
-    from dog_breed_classifier.app import create_demo
-    demo = create_demo(record.predictor, record=record)
+    from dog_breed_classifier.app import ReviewAccess, create_demo
+    loop = loop or LoopSettings()
+    review = ReviewAccess(reviewer, tuple(loop.trusted_clients), loop.min_agreement) if reviewer is not None else None
+    demo = create_demo(record.predictor, record=record, review=review)
     gr.mount_gradio_app(app, demo, path=UI_PATH, max_file_size=max_upload_bytes)
     return demo
 
@@ -648,9 +664,11 @@ class ServeSettings:
     access: AccessSettings | None = None       # API key and rate limit (None: open, unlimited)
     registry: ModelRegistry | None = None      # follow this registry's current version (see `ModelFollower`)
     reload_interval: float = 10.0              # seconds between checks of the registry (0: only on SIGHUP)
+    loop: LoopSettings | None = None           # whom harvest trusts: which keys may review in the demo (None: the defaults)
 
     def __post_init__(self):
         self.drift_settings, self.access = self.drift_settings or DriftSettings(), self.access or AccessSettings()
+        self.loop = self.loop or LoopSettings()
 
 # %% ../nbs/11_api.ipynb #9357e7b0
 def build_service(predictor: Predictor | None, # the model; None: load `st.model_dir`
@@ -705,7 +723,8 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
     app.state.service = s   # what the routes share, for whoever holds the app (tests, the follower)
     _add_middleware(app, s, st)
     for router in (prediction_routes(s), feedback_routes(s), quality_routes(s), status_routes(s), drift_routes(s)): app.include_router(router)
-    app.state.ui = mount_demo(app, s.record, st.max_upload_bytes) if _demo_allowed(st) else None
+    app.state.ui = (mount_demo(app, s.record, st.max_upload_bytes, reviewer_of(app.state.api_keys, st.loop.trusted_clients), st.loop)
+                    if _demo_allowed(st) else None)
     @app.get("/", include_in_schema=False)
     async def home():   # people who open the server's address get the demo (or, without it, the API's docs)
         return RedirectResponse("/ui/" if app.state.ui is not None else "/docs")

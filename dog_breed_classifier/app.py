@@ -7,14 +7,18 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/app.html.md"""
 # %% ../nbs/10_app.ipynb #c387a586
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .answers import ApiError, PredictionRecorder, model_card_markdown, record_feedback
 from .core import SERVING_FILES, DogBreedError, breed_vocab
@@ -22,7 +26,7 @@ from .data import draw_sample_dog
 from .non_dogs import synthetic_non_dog
 from .inference import Predictor
 from .served_model import serving_model_dir
-from .monitoring import NO_DOG, PredictionStore, StoreError, answered_breed, default_store_url
+from .monitoring import NO_DOG, PredictionStore, StoreError, answered_breed, default_store_url, waiting_words
 from .saliency import explain, saliency_method
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # Gradio reports usage to its makers unless told not to
@@ -32,7 +36,8 @@ log = logging.getLogger("dog_breed_classifier.app")
 
 # %% auto #0
 __all__ = ['log', 'SPACE_QUEUE_SIZE', 'headline_markdown', 'top_breeds', 'example_photos', 'uploaded_photo', 'as_upload',
-           'visitor_client', 'about_model', 'feedback_choices', 'create_demo', 'space_demo']
+           'visitor_client', 'about_model', 'feedback_choices', 'ReviewAccess', 'next_waiting', 'create_demo',
+           'space_demo']
 
 # %% ../nbs/10_app.ipynb #35675511
 def headline_markdown(answer: dict) -> str:
@@ -149,6 +154,58 @@ def _feedback_events(record: PredictionRecorder):
     def correct(last: dict | None, breed: str | None, request: gr.Request = None) -> str: return say(last, breed, request)
     return confirm, correct
 
+# %% ../nbs/10_app.ipynb #383a9c04
+@dataclass
+class ReviewAccess:
+    "Who may review feedback in the demo, and the harvest policy that decides what waits."
+    reviewer: Callable[[str], str | None]   # a key → the name of a trusted client it belongs to (None: not a reviewer's key)
+    trusted: tuple = ("cli",)               # `loop.trusted_clients`: their words do not wait
+    min_agreement: int = 0                  # `loop.min_agreement`
+
+# %% ../nbs/10_app.ipynb #c7a4cbe3
+def next_waiting(record: PredictionRecorder, # the recorder: its store holds the words, its archive the photos
+                 access: ReviewAccess) -> dict | None:
+    "The oldest word waiting for review, with `photo` (the archived photo, or None), or None when nothing waits."
+    waiting = waiting_words(record.store, access.trusted, access.min_agreement)
+    if waiting.empty: return None
+    w = waiting.iloc[0].to_dict()
+    content = record.archive.read(w["archived_as"]) if record.archive is not None and w["archived_as"] else None
+    try: w["photo"] = Image.open(io.BytesIO(content)).convert("RGB") if content else None
+    except OSError: w["photo"] = None   # the archive's copy does not open: the word can still be decided
+    return w
+
+# %% ../nbs/10_app.ipynb #0199e65d
+def _review_events(record: PredictionRecorder, access: ReviewAccess):
+    "The review panel's handlers: `show` the oldest waiting word, `accept` or `reject` it (then show the next)."
+    def show(key: str | None) -> tuple:
+        if access.reviewer(key or "") is None:
+            return None, "Not a reviewer's key: give the key of a client listed in `loop.trusted_clients`.", None
+        w = next_waiting(record, access)
+        if w is None: return None, "Nothing waits for review.", None
+        text = (f"**{w['client'] or '(not recorded)'}** says **{w['breed']}**; the model said {w['predicted']} · "
+                f"{w['given_at']:%Y-%m-%d %H:%M} UTC · `{w['prediction_id']}`" + ("" if w["photo"] else " · no archived photo"))
+        return w["photo"], text, w["prediction_id"]
+    def decide(key: str | None, pid: str | None, decision: str) -> tuple:
+        if (name := access.reviewer(key or "")) is not None and pid:
+            record.store.review(decision, [pid], by=f"{name} (the demo)")
+        return show(key)
+    return show, lambda key, pid: decide(key, pid, "accepted"), lambda key, pid: decide(key, pid, "rejected")
+
+# %% ../nbs/10_app.ipynb #fca7a99a
+def _review_panel(record: PredictionRecorder, access: ReviewAccess):
+    "The folded review panel, made and wired inside the caller's Blocks."
+    show, accept, reject = _review_events(record, access)
+    with gr.Accordion("Review feedback (curators)", open=False, elem_id="review"):
+        key = gr.Textbox(type="password", label="Your API key (a trusted client's)", elem_id="review-key")
+        with gr.Row():
+            photo, word = gr.Image(interactive=False, label="The photo", height=240), gr.Markdown(elem_id="review-word")
+        pid = gr.State(None)
+        with gr.Row():
+            nxt, yes, no = gr.Button("Next word", size="sm"), gr.Button("Accept", size="sm"), gr.Button("Reject", size="sm")
+    nxt.click(show, [key], [photo, word, pid], api_name="review_next")
+    yes.click(accept, [key, pid], [photo, word, pid], api_name="review_accept")
+    no.click(reject, [key, pid], [photo, word, pid], api_name="review_reject")
+
 # %% ../nbs/10_app.ipynb #ee069c38
 def _feedback_controls() -> tuple:
     "The demo's feedback row (✓ Right, a breed list, Send) and its thank-you line, made inside the caller's Blocks."
@@ -164,7 +221,8 @@ def create_demo(predictor: Predictor | None, # the model (None: every prediction
                 *, record: PredictionRecorder | None = None, # the API's recorder, to share its log and metrics
                 saliency: str = "auto", # auto | grad-cam | occlusion (see `saliency.explain`)
                 examples_dir: str | Path | None = None, # where to write the example images (default: a temporary folder)
-                title: str = "Which dog breed is this?") -> gr.Blocks:
+                title: str = "Which dog breed is this?",
+                review: ReviewAccess | None = None) -> gr.Blocks: # a review panel for curators (None: none)
     "The Gradio Blocks demo around `predictor`; every prediction goes through `record` into the store."
     record = record or PredictionRecorder(predictor, store or PredictionStore())
     method = saliency_method(predictor, saliency) if predictor is not None else saliency
@@ -191,6 +249,7 @@ def create_demo(predictor: Predictor | None, # the model (None: every prediction
                 right, actual, send, thanks = _feedback_controls()
         with gr.Accordion("About this model", open=False):
             about = gr.Markdown(lambda: about_model(record), elem_id="about-model")   # asked again at every page load
+        if review is not None: _review_panel(record, review)
         photo.change(identify, [photo, show_why], [headline, top5, heatmap, cost, shown, last, thanks, about], concurrency_limit=4,
                      preprocess=False)   # the upload as sent: see `uploaded_photo`
         show_why.change(toggle_why, [shown, show_why], [heatmap, cost], concurrency_limit=4)

@@ -123,14 +123,14 @@ def cmd_serve(args) -> int:
         model_dir, reason, model_error = None, "", str(e)
         logging.getLogger("dog_breed_classifier.api").error("no model: %s", e)
     store = PredictionStore(args.store_url or default_store_url())
-    try: drift_settings = load_project()[0].drift
-    except DogBreedError: drift_settings = DriftSettings()
+    try: params = load_project()[0]; drift_settings, loop = params.drift, params.loop
+    except DogBreedError: drift_settings, loop = DriftSettings(), LoopSettings()
     if args.drift_refresh is not None: drift_settings.refresh_seconds = max(0, args.drift_refresh)
     app = create_app(store=store, model_dir=model_dir, selection_reason=reason, archive_url=args.archive, model_error=model_error,
                      max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), backend=args.backend, tta=args.tta,
                      cors_origins=args.cors_origin or None, drift_reference=args.drift_reference, drift_settings=drift_settings,
                      ui=not args.no_ui, access=access, registry=registry if args.reload_interval >= 0 else None,
-                     reload_interval=max(0.0, args.reload_interval))
+                     reload_interval=max(0.0, args.reload_interval), loop=loop)
     logging.getLogger("dog_breed_classifier.api").info("prediction store: %s; %s", store, access)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.no_access_log,
                 http=deadline_protocol(args.header_timeout, args.body_timeout),
@@ -328,8 +328,7 @@ def _decide(store, args) -> list[str]:
 
 def cmd_review(args) -> int:
     "List the feedback words waiting for review (untrusted clients), or accept/reject them: harvest writes accepted words only."
-    from dog_breed_classifier.loop import waiting_words   # the serve extra
-    from dog_breed_classifier.monitoring import UnknownPredictionError
+    from dog_breed_classifier.monitoring import UnknownPredictionError, waiting_words   # the serve extra
     store, loop = _existing_store(args.store_url), _loop_settings(args)
     if set(args.accept or ()) & set(args.reject or ()): raise DogBreedError("an id is both --accept'ed and --reject'ed: choose one")
     try: decided = _decide(store, args)

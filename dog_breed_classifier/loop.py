@@ -11,19 +11,17 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .core import DogBreedError, atomic_write
 from .delivery import Check, ModelCheck, ModelComparison, compare_models, integrity_check
 from .served_model import ModelRegistry
 from .model_card import read_model_card
-from .monitoring import NO_DOG, ImageArchive, PredictionStore, client_matches
+from .monitoring import NO_DOG, ImageArchive, PredictionStore, word_standing
 
 # %% auto #0
-__all__ = ['MANIFEST_COLUMNS', 'REVIEW_COLUMNS', 'HarvestReport', 'read_manifest', 'word_standing', 'waiting_words', 'harvest',
-           'GateSettings', 'gate_checks', 'Promotion', 'promotion_gate', 'promote', 'wandb_alias_ready',
-           'move_wandb_alias', 'models_table']
+__all__ = ['MANIFEST_COLUMNS', 'HarvestReport', 'read_manifest', 'harvest', 'GateSettings', 'gate_checks', 'Promotion',
+           'promotion_gate', 'promote', 'wandb_alias_ready', 'move_wandb_alias', 'models_table']
 
 # %% ../nbs/12a_loop.ipynb #176e997e
 MANIFEST_COLUMNS = ["prediction_id", "breed", "predicted", "model_version", "given_at", "content_sha256", "file"]
@@ -66,34 +64,6 @@ def read_manifest(out_dir: str | Path, # a folder `harvest` wrote (or an empty o
     if list(rows.columns) != MANIFEST_COLUMNS:
         raise DogBreedError(f"{f} is not a harvest manifest (columns {', '.join(rows.columns)}); harvest into another folder")
     return {r["prediction_id"]: r for r in rows.to_dict("records")}
-
-# %% ../nbs/12a_loop.ipynb #a0711cb2
-def word_standing(words: pd.DataFrame, # `PredictionStore.feedback()` rows
-                  trusted=("cli",), # clients whose words count without review (see `monitoring.client_matches`)
-                  min_agreement: int = 0, # this many distinct clients, same breed, same photo: no review needed (0: off)
-                 ) -> pd.Series:
-    "Each word's standing: `rejected`/`accepted` (a person decided), `trusted` (its client is), `agreed`, else `waiting`."
-    review = words.review.fillna("").to_numpy()
-    is_trusted = np.array([client_matches(c, trusted) for c in words.client], dtype=bool)
-    agreed = np.zeros(len(words), dtype=bool)
-    if min_agreement > 0 and len(words):
-        known = words.client.notna() & words.content_sha256.notna()
-        clients = words[known].groupby(["content_sha256", "breed"]).client.transform("nunique")
-        agreed[np.flatnonzero(known)] = (clients >= min_agreement).to_numpy()
-    return pd.Series(np.select([review == "rejected", review == "accepted", is_trusted, agreed],
-                               ["rejected", "accepted", "trusted", "agreed"], "waiting"), index=words.index)
-
-# %% ../nbs/12a_loop.ipynb #3bd9489f
-REVIEW_COLUMNS = ["prediction_id", "client", "given_at", "predicted", "breed", "archived_as"]
-
-def waiting_words(store: PredictionStore, # the prediction log holding the feedback
-                  trusted=("cli",), min_agreement: int = 0, # as `word_standing`
-                 ) -> pd.DataFrame:
-    "The words waiting for review (oldest first), in `REVIEW_COLUMNS`."
-    words = store.feedback()
-    waiting = words[word_standing(words, trusted, min_agreement) == "waiting"].iloc[::-1]
-    waiting = waiting.rename(columns={"created_at": "given_at"})[REVIEW_COLUMNS].reset_index(drop=True)
-    return waiting.assign(given_at=pd.to_datetime(waiting.given_at, utc=True))   # the store keeps UTC; say so
 
 # %% ../nbs/12a_loop.ipynb #bb80b53a
 def _withdraw(pid: str, out: Path, done: dict, seen: set, report: HarvestReport):

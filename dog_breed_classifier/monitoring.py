@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 from fastcore.basics import patch
 
@@ -29,9 +30,9 @@ log = logging.getLogger("dog_breed_classifier.monitoring")
 
 # %% auto #0
 __all__ = ['log', 'METADATA', 'PREDICTIONS', 'NO_DOG', 'HEALTH', 'FEEDBACK', 'SETTINGS', 'STORE_TIMEOUT_SECONDS',
-           'STORE_CONNECT_TIMEOUT_SECONDS', 'FEEDBACK_RETRIES', 'new_prediction_id', 'answered_breed', 'StoreError',
-           'default_store_url', 'PredictionStore', 'as_utc', 'UnknownPredictionError', 'client_matches',
-           'wilson_interval', 'live_accuracy', 'words_by_client', 'ImageArchive']
+           'STORE_CONNECT_TIMEOUT_SECONDS', 'FEEDBACK_RETRIES', 'REVIEW_COLUMNS', 'new_prediction_id', 'answered_breed',
+           'StoreError', 'default_store_url', 'PredictionStore', 'as_utc', 'UnknownPredictionError', 'client_matches',
+           'word_standing', 'waiting_words', 'wilson_interval', 'live_accuracy', 'words_by_client', 'ImageArchive']
 
 # %% ../nbs/07_monitoring.ipynb #69d8b6a8
 METADATA = sa.MetaData()
@@ -217,7 +218,6 @@ def recent(self: PredictionStore, limit: int | None = None, # at most this many,
            model_version: str | None = None, # only this model's predictions
           ):
     "The latest predictions (newest first) as a DataFrame; `embedding` decoded to float32 arrays."
-    import pandas as pd
     q = sa.select(PREDICTIONS).order_by(PREDICTIONS.c.created_at.desc())
     if since is not None:   # rows are stored in UTC; SQLite compares the text, so the bound must be UTC too
         since = as_utc(since)
@@ -276,7 +276,6 @@ def feedback(self: PredictionStore, since: dt.datetime | None = None, # only wor
              limit: int | None = None, # at most this many, newest first
             ):
     "Every feedback row (newest first) as a DataFrame, with its prediction's `archived_as`, `content_sha256` and time."
-    import pandas as pd
     q = (sa.select(FEEDBACK, PREDICTIONS.c.archived_as, PREDICTIONS.c.content_sha256,
                    PREDICTIONS.c.created_at.label("predicted_at"))
          .join(PREDICTIONS, PREDICTIONS.c.id == FEEDBACK.c.prediction_id).order_by(FEEDBACK.c.created_at.desc()))
@@ -348,6 +347,34 @@ def review(self: PredictionStore, decision: str, # `accepted` or `rejected`
             return conn.execute(FEEDBACK.update().where(where).values(review=decision, reviewed_by=by, reviewed_at=now)).rowcount
     except sa.exc.SQLAlchemyError as e:
         raise StoreError(f"review not recorded: {str(e).splitlines()[0][:200]}") from None
+
+# %% ../nbs/07_monitoring.ipynb #a0711cb2
+def word_standing(words: pd.DataFrame, # `PredictionStore.feedback()` rows
+                  trusted=("cli",), # clients whose words count without review (see `client_matches`)
+                  min_agreement: int = 0, # this many distinct clients, same breed, same photo: no review needed (0: off)
+                 ) -> pd.Series:
+    "Each word's standing: `rejected`/`accepted` (a person decided), `trusted` (its client is), `agreed`, else `waiting`."
+    review = words.review.fillna("").to_numpy()
+    is_trusted = np.array([client_matches(c, trusted) for c in words.client], dtype=bool)
+    agreed = np.zeros(len(words), dtype=bool)
+    if min_agreement > 0 and len(words):
+        known = words.client.notna() & words.content_sha256.notna()
+        clients = words[known].groupby(["content_sha256", "breed"]).client.transform("nunique")
+        agreed[np.flatnonzero(known)] = (clients >= min_agreement).to_numpy()
+    return pd.Series(np.select([review == "rejected", review == "accepted", is_trusted, agreed],
+                               ["rejected", "accepted", "trusted", "agreed"], "waiting"), index=words.index)
+
+# %% ../nbs/07_monitoring.ipynb #3bd9489f
+REVIEW_COLUMNS = ["prediction_id", "client", "given_at", "predicted", "breed", "archived_as"]
+
+def waiting_words(store: PredictionStore, # the prediction log holding the feedback
+                  trusted=("cli",), min_agreement: int = 0, # as `word_standing`
+                 ) -> pd.DataFrame:
+    "The words waiting for review (oldest first), in `REVIEW_COLUMNS`."
+    words = store.feedback()
+    waiting = words[word_standing(words, trusted, min_agreement) == "waiting"].iloc[::-1]
+    waiting = waiting.rename(columns={"created_at": "given_at"})[REVIEW_COLUMNS].reset_index(drop=True)
+    return waiting.assign(given_at=pd.to_datetime(waiting.given_at, utc=True))   # the store keeps UTC; say so
 
 # %% ../nbs/07_monitoring.ipynb #48c67453
 def wilson_interval(k: int, # successes (confirmed answers)

@@ -127,3 +127,34 @@ def test_one_key_and_named_keys_together_are_refused(tmp_path):
     assert res.returncode == 2 and "line 1" in res.stderr and "k-123" not in res.stderr
     res = run_cli("serve", "--feedback-limit", "lots", "--no-ui", cwd=tmp_path, timeout=60)
     assert res.returncode == 2 and "--feedback-limit 'lots' is not a rate" in res.stderr
+
+
+def test_a_curator_reviews_in_the_demo_and_visitors_words_are_limited(tmp_path, zero_shot_dir):
+    "The demo beside named keys (--ui-with-key): a visitor's words are recorded as ui:<hash>, limited, and wait; a curator's key reviews them."
+    from gradio_client import Client, handle_file
+    (tmp_path/"params.yaml").write_text("loop:\n  trusted_clients: [cli, curator]\n")   # the curator's words need no review
+    (tmp_path/"keys").write_text(f"curator:{KEYS['curator']}\npartner:{KEYS['partner']}\n")
+    s = Server("--model-dir", zero_shot_dir, "--store-url", f"sqlite:///{tmp_path}/p.db", "--archive", tmp_path/"uploads",
+               "--api-keys-file", tmp_path/"keys", "--ui-with-key", "--feedback-limit", "2/hour", "--drift-refresh", "0", cwd=tmp_path)
+    try:
+        ui = Client(s.url + "/ui/", verbose=False)
+        said = []
+        for i, (breed, content) in enumerate(labelled_photos(3)):
+            (tmp_path/f"{i}.jpg").write_bytes(content)
+            ui.predict(handle_file(str(tmp_path/f"{i}.jpg")), False, api_name="/identify")
+            said.append(ui.predict("chow", api_name="/correct"))
+        assert said[0].startswith("Thank you") and said[2].startswith("Not recorded: over the limit"), said
+        with sqlite3.connect(tmp_path/"p.db") as c:
+            clients = {row[0] for row in c.execute("select client from feedback")}
+        assert len(clients) == 1 and clients.pop().startswith("ui:")
+        assert ui.predict(KEYS["partner"], api_name="/review_next")[1].startswith("Not a reviewer's key")   # a key, not trusted
+        photo_shown, text = ui.predict(KEYS["curator"], api_name="/review_next")
+        assert "says **chow**" in text and photo_shown, text
+        ui.predict(KEYS["curator"], api_name="/review_reject")
+        _, text = ui.predict(KEYS["curator"], api_name="/review_accept")
+        assert "Nothing waits for review" in text, text
+        with sqlite3.connect(tmp_path/"p.db") as c:
+            decided = sorted(c.execute("select review, reviewed_by from feedback").fetchall())
+        assert decided == [("accepted", "curator (the demo)"), ("rejected", "curator (the demo)")], decided
+    finally:
+        s.stop()
