@@ -23,7 +23,7 @@ log = logging.getLogger("dog_breed_classifier.answers")
 
 # %% auto #0
 __all__ = ['log', 'ALLOWED_FORMATS', 'PER', 'NO_DOG_WORDS', 'MAX_NOTE_CHARS', 'IMAGENET_OVERLAP', 'ApiError',
-           'decode_error_answer', 'PredictionRecorder', 'parse_rate_limit', 'RateLimiter', 'feedback_limiter',
+           'decode_error_answer', 'parse_rate_limit', 'RateLimiter', 'feedback_limiter', 'PredictionRecorder',
            'feedback_breed', 'record_feedback', 'model_card_markdown']
 
 # %% ../nbs/07a_answers.ipynb #c59c5833
@@ -43,48 +43,6 @@ def decode_error_answer(e: ImageDecodeError) -> ApiError:
     if e.reason in ("not_an_image", "unsupported_format"):
         return ApiError(415, e.reason, f"{str(e).rstrip('.')}; send a JPEG, PNG, WebP, BMP or GIF photo")
     return ApiError(422, e.reason, str(e))
-
-# %% ../nbs/07a_answers.ipynb #102cf374
-class PredictionRecorder:
-    "Decode, predict, archive and commit one photo; the answer is returned only once its row is committed."
-    def __init__(self, predictor: Predictor | None, # the model (None: every call answers 503 model_not_loaded)
-                 store: PredictionStore, # the prediction log
-                 archive: ImageArchive | None = None, # where to keep the uploaded photos (default: not kept)
-                 metrics=None, # anything with `observe_prediction(answer, size)`, e.g. the API's `ApiMetrics`
-                 load_error: str | None = None, # why there is no model, when the caller knows
-                 feedback_limit: RateLimiter | None = None): # words per client (`feedback_limiter`), shared by the API and demo
-        self.predictor, self.store, self.archive, self.metrics = predictor, store, archive, metrics
-        self.feedback_limit = feedback_limit
-        self.load_error = load_error or ("no model given" if predictor is None else None)
-
-    def _decode(self, content: bytes, p: Predictor | None):
-        "The decoded upload, or the `ApiError` that refuses it."
-        if p is None: raise ApiError(503, "model_not_loaded", f"no model is loaded ({self.load_error}); see /health")
-        try: decoded = p.decode(content, name="the upload")
-        except ImageDecodeError as e: raise decode_error_answer(e) from None
-        if decoded.format not in ALLOWED_FORMATS:
-            raise ApiError(415, "unsupported_format", f"{decoded.format} images are not accepted; send a JPEG, PNG, WebP, BMP or GIF photo")
-        return decoded
-
-    def __call__(self, content: bytes, # the photo's bytes, as sent
-                 source: str, # how it came: api | batch | ui
-                 client: str | None = None, # who asked (see `PredictionStore.address_client`)
-                ) -> dict:
-        "The answer for the photo `content` (its bytes as sent), logged with `source` and `client`; raises `ApiError`."
-        p = self.predictor   # once: a model swapped in meanwhile answers the next request, not half of this one
-        decoded = self._decode(content, p)
-        answer = p.predict_decoded([decoded], embeddings=True)[0]
-        pid, archived = new_prediction_id(), None
-        try:
-            if self.archive is not None: archived = self.archive.put(content, pid, decoded.format)
-            self.store.add(answer, source=source, prediction_id=pid, content=content, archived_as=archived, client=client)
-        except (StoreError, OSError) as e:
-            log.error("prediction %s not recorded: %s", pid, e)
-            if archived: self.archive.remove(archived)   # no archived photo without its row
-            raise ApiError(503, "store_unavailable", "the prediction could not be recorded; try again shortly") from None
-        answer.pop("embedding")
-        if self.metrics is not None: self.metrics.observe_prediction(answer, len(content))
-        return {"prediction_id": pid, **answer}
 
 # %% ../nbs/07a_answers.ipynb #8bf98168
 PER = {"second": 60, "minute": 1, "hour": 1 / 60}
@@ -134,6 +92,48 @@ def feedback_limiter(text: str | None, # `N/minute` or `N/hour` (None or '': no 
     if not text: return None
     per_minute = parse_rate_limit(text, "--feedback-limit")
     return RateLimiter(per_minute, clock, burst=float(text.strip().partition("/")[0]))
+
+# %% ../nbs/07a_answers.ipynb #102cf374
+class PredictionRecorder:
+    "Decode, predict, archive and commit one photo; the answer is returned only once its row is committed."
+    def __init__(self, predictor: Predictor | None, # the model (None: every call answers 503 model_not_loaded)
+                 store: PredictionStore, # the prediction log
+                 archive: ImageArchive | None = None, # where to keep the uploaded photos (default: not kept)
+                 metrics=None, # anything with `observe_prediction(answer, size)`, e.g. the API's `ApiMetrics`
+                 load_error: str | None = None, # why there is no model, when the caller knows
+                 feedback_limit: RateLimiter | None = None): # words per client (`feedback_limiter`), shared by the API and demo
+        self.predictor, self.store, self.archive, self.metrics = predictor, store, archive, metrics
+        self.feedback_limit = feedback_limit
+        self.load_error = load_error or ("no model given" if predictor is None else None)
+
+    def _decode(self, content: bytes, p: Predictor | None):
+        "The decoded upload, or the `ApiError` that refuses it."
+        if p is None: raise ApiError(503, "model_not_loaded", f"no model is loaded ({self.load_error}); see /health")
+        try: decoded = p.decode(content, name="the upload")
+        except ImageDecodeError as e: raise decode_error_answer(e) from None
+        if decoded.format not in ALLOWED_FORMATS:
+            raise ApiError(415, "unsupported_format", f"{decoded.format} images are not accepted; send a JPEG, PNG, WebP, BMP or GIF photo")
+        return decoded
+
+    def __call__(self, content: bytes, # the photo's bytes, as sent
+                 source: str, # how it came: api | batch | ui
+                 client: str | None = None, # who asked (see `PredictionStore.address_client`)
+                ) -> dict:
+        "The answer for the photo `content` (its bytes as sent), logged with `source` and `client`; raises `ApiError`."
+        p = self.predictor   # once: a model swapped in meanwhile answers the next request, not half of this one
+        decoded = self._decode(content, p)
+        answer = p.predict_decoded([decoded], embeddings=True)[0]
+        pid, archived = new_prediction_id(), None
+        try:
+            if self.archive is not None: archived = self.archive.put(content, pid, decoded.format)
+            self.store.add(answer, source=source, prediction_id=pid, content=content, archived_as=archived, client=client)
+        except (StoreError, OSError) as e:
+            log.error("prediction %s not recorded: %s", pid, e)
+            if archived: self.archive.remove(archived)   # no archived photo without its row
+            raise ApiError(503, "store_unavailable", "the prediction could not be recorded; try again shortly") from None
+        answer.pop("embedding")
+        if self.metrics is not None: self.metrics.observe_prediction(answer, len(content))
+        return {"prediction_id": pid, **answer}
 
 # %% ../nbs/07a_answers.ipynb #311b039a
 NO_DOG_WORDS = ("no_dog", "no dog", "no dog here", "not a dog", "none")
