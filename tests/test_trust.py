@@ -139,7 +139,7 @@ def test_a_curator_reviews_in_the_demo_and_visitors_words_are_limited(tmp_path, 
     try:
         ui = Client(s.url + "/ui/", verbose=False)
         said = []
-        for i, (breed, content) in enumerate(labelled_photos(3)):
+        for i, (_, content) in enumerate(labelled_photos(3)):
             (tmp_path/f"{i}.jpg").write_bytes(content)
             ui.predict(handle_file(str(tmp_path/f"{i}.jpg")), False, api_name="/identify")
             said.append(ui.predict("chow", api_name="/correct"))
