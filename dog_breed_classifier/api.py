@@ -255,8 +255,7 @@ class Service:
 def client_of(request: Request, s: Service) -> str:
     "Who is asking: the name of the API key the request came with, else `api:` and the salted hash of its address."
     if name := getattr(request.state, "client", None): return name
-    try: return s.store.address_client("api", request.client.host if request.client else None)
-    except StoreError: return "api:?"   # the store is down: the request will say so itself
+    return s.store.address_client("api", request.client.host if request.client else None)
 
 # %% ../nbs/11_api.ipynb #e6485aae
 def prediction_routes(s: Service) -> APIRouter:
@@ -444,8 +443,8 @@ def parse_api_keys(path: str | Path) -> dict[str, str]:
     try: lines = path.read_text().splitlines()
     except OSError as e: raise DogBreedError(f"--api-keys-file {path}: cannot be read ({e.strerror})") from None
     for n, line in enumerate(lines, 1):
-        line = line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
-        if not line: continue
+        line = line.strip()
+        if not line or line.startswith("#"): continue
         name, sep, key = (p.strip() for p in line.partition(":"))
         where = f"--api-keys-file {path} line {n}"
         if not sep or not KEY_NAME.fullmatch(name) or name in RESERVED_CLIENTS:
@@ -471,9 +470,10 @@ class ApiKeys:
 
     def name_of(self, given: str | None) -> str | None:
         "The name of the key `given`, compared in constant time with every key; None when it is none of them."
+        if given is None: return None
         found = None
-        for name, key in list(self.keys.items()):
-            if given is not None and hmac.compare_digest(given.encode(), key.encode()): found = name
+        for name, key in self.keys.items():   # every key, found or not: the time says nothing of which matched
+            if hmac.compare_digest(given.encode(), key.encode()): found = name
         return found
 
     def __repr__(self): return f"ApiKeys({', '.join(self.keys)}{f' from {self.path}' if self.path else ''})"
@@ -634,8 +634,9 @@ def drift_gauges_lifespan(monitor: DriftMonitor, metrics: ApiMetrics, settings: 
         stop = threading.Event()
         if settings.refresh_seconds > 0: threading.Thread(target=refresh, args=(stop,), name="drift-gauges", daemon=True).start()
         keys = getattr(app.state, "api_keys", None)
-        keys = keys if keys is not None and keys.path else None
-        hup = _on_sighup(*([follower.wake.set] if follower else []), *([keys.reload] if keys else [])) if follower or keys else False
+        keys = keys if keys is not None and keys.path else None   # only a keys file can be re-read
+        actions = [*([follower.wake.set] if follower else []), *([keys.reload] if keys else [])]
+        hup = bool(actions) and _on_sighup(*actions)
         if follower is not None:
             threading.Thread(target=follower.run, args=(stop,), name="model-follower", daemon=True).start()
             log.info("following %s every %s s%s", follower.registry.path, follower.interval or "∞", " and on SIGHUP" if hup else "")

@@ -26,7 +26,7 @@ from .data import draw_sample_dog
 from .non_dogs import synthetic_non_dog
 from .inference import Predictor
 from .served_model import serving_model_dir
-from .monitoring import NO_DOG, PredictionStore, StoreError, answered_breed, default_store_url, waiting_words
+from .monitoring import NO_DOG, PredictionStore, answered_breed, default_store_url, waiting_words
 from .saliency import explain, saliency_method
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # Gradio reports usage to its makers unless told not to
@@ -90,9 +90,7 @@ def visitor_client(record: PredictionRecorder, # the recorder (its store holds t
                    request=None, # Gradio's `gr.Request` for the event (None: called outside a page)
                   ) -> str:
     "The demo visitor as a client: `ui:` and the salted hash of their address."
-    host = getattr(getattr(request, "client", None), "host", None)
-    try: return record.store.address_client("ui", host)
-    except StoreError: return "ui:?"   # the store is down: recording will say so itself
+    return record.store.address_client("ui", getattr(getattr(request, "client", None), "host", None))
 
 # %% ../nbs/10_app.ipynb #cfa43762
 def about_model(record: PredictionRecorder) -> str:

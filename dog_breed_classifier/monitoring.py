@@ -312,7 +312,9 @@ def address_client(self: PredictionStore, kind: str, # `ui` (the demo) or `api` 
                    address: str | None, # the caller's address
                   ) -> str:
     "`kind:` and 12 hex digits of the salted SHA-256 of `address`: one client per address, never the address itself."
-    return f"{kind}:{hashlib.sha256(f'{self.client_salt()}|{address or chr(63)}'.encode()).hexdigest()[:12]}"
+    try: salt = self.client_salt()
+    except StoreError: return f"{kind}:?"   # the store is down: recording the request will say so itself
+    return f"{kind}:{hashlib.sha256(f'{salt}|{address or chr(63)}'.encode()).hexdigest()[:12]}"
 
 # %% ../nbs/07_monitoring.ipynb #3a6f9f9a
 def client_matches(client: str | None, # a word's client (None: written before clients were recorded)
