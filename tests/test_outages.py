@@ -101,9 +101,9 @@ def test_postgresql_stopped_under_load_and_started_again(tmp_path, zero_shot_dir
 def fill(filler) -> int:
     "Fill the file system holding `filler` (created beforehand, so no new inode is needed) by appending; the bytes written."
     written = 0
-    with open(filler, "ab") as f:
+    with open(filler, "ab", buffering=0) as f:  # unbuffered: nothing left over for close() to flush into a full disk
         try:
-            while True: f.write(b"\0" * 65536); f.flush(); written += 65536
+            while True: written += f.write(b"\0" * 65536)
         except OSError as e:
             if e.errno != errno.ENOSPC: raise
     return written
