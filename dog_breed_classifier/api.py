@@ -110,7 +110,7 @@ def observe_model(self: ApiMetrics, predictor: Predictor):
     "Record the loaded model: its identity and the runtime's threads."
     self.model_loaded.set(1)
     self.model_info.info(dict(version=predictor.model_version, arch=predictor.card.arch,
-                              backend=predictor.backend.name, breeds=str(len(predictor.classes)),
+                              backend=predictor.backend.name, precision=predictor.precision, breeds=str(len(predictor.classes)),
                               zero_shot=str(predictor.card.zero_shot)))
     self.runtime_threads.set(getattr(predictor.backend, "threads", math.nan))
 
@@ -322,6 +322,7 @@ def status_routes(s: Service) -> APIRouter:
         ok = p is not None and writable
         body = dict(status="ok" if ok else "unavailable", model_loaded=p is not None,
                     model_version=p.model_version if p else None, model_selection=(p.selection_reason if p else None),
+                    precision=p.precision if p else None,
                     model_error=s.load_error, store_writable=writable, version=dog_breed_classifier.__version__,
                     reload_error=s.follower.error if s.follower else None)
         return JSONResponse(body, status_code=200 if ok else 503)
@@ -331,7 +332,8 @@ def status_routes(s: Service) -> APIRouter:
         p = s.predictor
         if p is None: return error_response(ApiError(503, "model_not_loaded", f"no model is loaded ({s.load_error})"), s.metrics)
         return {**p.card.to_json(), "selection_reason": p.selection_reason,
-                "runtime": {"backend": p.backend.name, "version": p.backend.version, "file": p.model_file.name}}
+                "runtime": {"backend": p.backend.name, "version": p.backend.version, "file": p.model_file.name,
+                            "precision": p.precision}}
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus_metrics():
@@ -603,10 +605,11 @@ def mount_demo(app: FastAPI, record: PredictionRecorder, max_upload_bytes: int,
 def load_predictor(model_dir: str | Path | None, # a serving folder
                    backend: str = "auto", selection_reason: str = "",
                    tta: bool | None = None, # mirror-image averaging (None: as the card says)
+                   precision: str = "auto", # auto (what export kept) | fp32 | int8
                   ) -> tuple[Predictor | None, str | None]:
     "(the Predictor, None), or (None, why it could not be loaded) — logged, never raised."
     if model_dir is None: return None, None
-    try: return Predictor.from_dir(model_dir, backend=backend, selection_reason=selection_reason, tta=tta), None
+    try: return Predictor.from_dir(model_dir, backend=backend, selection_reason=selection_reason, tta=tta, precision=precision), None
     except DogBreedError as e:
         log.error("model not loaded: %s", e); return None, str(e)
 
@@ -655,6 +658,7 @@ class ServeSettings:
     model_error: str | None = None             # why there is no model, when the caller already knows
     backend: str = "auto"                      # auto | openvino | onnxruntime
     tta: bool | None = None                    # average each photo with its mirror image (None: as the model card says)
+    precision: str = "auto"                    # auto (the int8 file export kept, else fp32) | fp32 | int8
     archive_url: str | None = None             # keep uploaded photos here (a folder or an fsspec URL); default: not kept
     max_upload_bytes: int = 10 * 1024 * 1024   # per photo
     max_batch_files: int = 32                  # per /predict/batch request
@@ -676,7 +680,7 @@ def build_service(predictor: Predictor | None, # the model; None: load `st.model
                   store: PredictionStore | None, # the prediction log (default: `default_store_url()`)
                   st: ServeSettings) -> Service:
     "What the routes share: the model (loaded from `st.model_dir` when none is given), log, recorder, drift monitor, metrics."
-    if predictor is None: predictor, load_error = load_predictor(st.model_dir, st.backend, st.selection_reason, st.tta)
+    if predictor is None: predictor, load_error = load_predictor(st.model_dir, st.backend, st.selection_reason, st.tta, st.precision)
     else: load_error = None
     if predictor is not None and st.selection_reason: predictor.selection_reason = st.selection_reason
     store, metrics = store or PredictionStore(), ApiMetrics()
@@ -688,7 +692,7 @@ def build_service(predictor: Predictor | None, # the model; None: load `st.model
     s = Service(store, record, monitor, metrics, UploadLimits(st.max_upload_bytes, st.max_batch_files))
     if st.registry is not None:
         s.follower = ModelFollower(st.registry, lambda: s.predictor, lambda p: swap_model(s, p), st.reload_interval,
-                                   st.backend, st.tta, on_reload=lambda outcome: s.metrics.model_reloads.labels(outcome).inc())
+                                   st.backend, st.tta, st.precision, on_reload=lambda outcome: s.metrics.model_reloads.labels(outcome).inc())
     return s
 
 # %% ../nbs/11_api.ipynb #cb7d8c5a

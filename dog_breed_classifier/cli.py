@@ -26,11 +26,12 @@ from .served_model import ModelRegistry, choose_model_dir, serving_model_dir, ze
 from .model_card import read_model_card
 
 # %% auto #0
-__all__ = ['PARAMS_ARGS', 'QUIET', 'MODEL_DIR', 'BACKEND', 'STORE_URL', 'TTA', 'PIPELINE_COMMANDS', 'ACCESS_ARGS',
-           'SERVING_COMMANDS', 'MONITORING_COMMANDS', 'REGISTRY', 'TRUST', 'LOOP_COMMANDS', 'COMMANDS', 'cmd_prepare',
-           'cmd_sample', 'cmd_train', 'cmd_evaluate', 'cmd_export', 'cmd_breeds', 'cmd_serve', 'cmd_predict',
-           'cmd_space', 'cmd_drift', 'cmd_feedback', 'cmd_data_report', 'cmd_check_model', 'cmd_harvest', 'cmd_promote',
-           'cmd_rollback', 'cmd_models', 'cmd_review', 'arg', 'build_parser', 'main']
+__all__ = ['PARAMS_ARGS', 'QUIET', 'MODEL_DIR', 'BACKEND', 'STORE_URL', 'TTA', 'PRECISION', 'CALIBRATION_PHOTOS',
+           'PIPELINE_COMMANDS', 'ACCESS_ARGS', 'SERVING_COMMANDS', 'MONITORING_COMMANDS', 'REGISTRY', 'TRUST',
+           'LOOP_COMMANDS', 'COMMANDS', 'cmd_prepare', 'cmd_sample', 'cmd_train', 'cmd_evaluate', 'cmd_export',
+           'cmd_breeds', 'cmd_serve', 'cmd_predict', 'cmd_space', 'cmd_drift', 'cmd_feedback', 'cmd_data_report',
+           'cmd_check_model', 'cmd_harvest', 'cmd_promote', 'cmd_rollback', 'cmd_models', 'cmd_review', 'arg',
+           'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #e0f74419
 def cmd_prepare(args) -> int:
@@ -78,10 +79,12 @@ def cmd_export(args) -> int:
     from dog_breed_classifier.export import export   # torch: the train extra
     params, root = load_project(args.params, args.overrides)
     card = export(params, root)
-    int8 = card.int8
+    reports = card.int8
+    runtimes = [(r, getattr(reports, r)) for r in ("openvino", "onnxruntime") if reports and getattr(reports, r)]
     print(f"exported {card.model_version} ({len(card.classes)} breeds) → {root/'models'/'serving'}; "
           f"parity max logit diff {card.parity.max_abs_logit_diff:.1e}; int8: "
-          + ("not tried" if int8 is None else f"{'kept' if int8.kept else 'dropped'} ({int8.reason})"))
+          + ("; ".join(f"{r} {'kept' if i.kept else 'dropped'} ({i.reason})" for r, i in runtimes) or "not tried")
+          + (f" — on {reports.machine}" if reports and reports.machine else ""))
     return 0
 
 # %% ../nbs/13_cli.ipynb #84cef132
@@ -118,7 +121,7 @@ def cmd_serve(args) -> int:
     if min(args.header_timeout, args.body_timeout) <= 0: raise DogBreedError("--header-timeout and --body-timeout must be above 0 seconds")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     model_error, registry = None, ModelRegistry.of_project(args.registry) if args.registry or not args.model_dir else None
-    try: model_dir, reason = serving_model_dir(args.model_dir, registry=registry)
+    try: model_dir, reason = serving_model_dir(args.model_dir, registry=registry, photos=args.calibration_photos)
     except DogBreedError as e:   # the server still starts: /health answers 503 with this reason
         model_dir, reason, model_error = None, "", str(e)
         logging.getLogger("dog_breed_classifier.api").error("no model: %s", e)
@@ -128,7 +131,7 @@ def cmd_serve(args) -> int:
     if args.drift_refresh is not None: drift_settings.refresh_seconds = max(0, args.drift_refresh)
     app = create_app(store=store, model_dir=model_dir, selection_reason=reason, archive_url=args.archive, model_error=model_error,
                      max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), backend=args.backend, tta=args.tta,
-                     cors_origins=args.cors_origin or None, drift_reference=args.drift_reference, drift_settings=drift_settings,
+                     precision=args.precision, cors_origins=args.cors_origin or None, drift_reference=args.drift_reference, drift_settings=drift_settings,
                      ui=not args.no_ui, access=access, registry=registry if args.reload_interval >= 0 else None,
                      reload_interval=max(0.0, args.reload_interval), loop=loop)
     logging.getLogger("dog_breed_classifier.api").info("prediction store: %s; %s", store, access)
@@ -140,9 +143,9 @@ def cmd_serve(args) -> int:
 # %% ../nbs/13_cli.ipynb #781df438
 def cmd_predict(args) -> int:
     "Predict the breeds of image files (a table, or one JSON object per image with --json)."
-    model_dir, reason = serving_model_dir(args.model_dir, quiet=args.json)
-    predictor = Predictor.from_dir(model_dir, backend=args.backend, selection_reason=reason, tta=args.tta)
-    if not args.json: print(f"model: {predictor.model_version} — {reason}", file=sys.stderr)
+    model_dir, reason = serving_model_dir(args.model_dir, quiet=args.json, photos=args.calibration_photos)
+    predictor = Predictor.from_dir(model_dir, backend=args.backend, selection_reason=reason, tta=args.tta, precision=args.precision)
+    if not args.json: print(f"model: {predictor.model_version} ({predictor.precision}, {predictor.backend.name}) — {reason}", file=sys.stderr)
     failed = 0
     for f in args.images:
         try: a = predictor.predict([f], top_k=args.top_k)[0]
@@ -357,6 +360,11 @@ STORE_URL = arg("--store-url", metavar="URL", help="SQLAlchemy URL of the predic
                                                    "sqlite:///predictions.db)")
 TTA = arg("--tta", action=argparse.BooleanOptionalAction, default=None,
           help="average each photo with its mirror image (about half the speed); default: as the model card says")
+PRECISION = arg("--precision", default="auto", choices=["auto", "fp32", "int8"],
+                help="auto: the int8 file export kept for the runtime (faster, as accurate), else fp32 (default auto)")
+CALIBRATION_PHOTOS = arg("--calibration-photos", metavar="DIR", default=None,
+                         help="Stanford photos (DIR/stanford_dogs_train, DIR/stanford_dogs_dev) to try int8 with when the "
+                              "zero-shot model is built (default: $DOG_BREED_PHOTOS, else fp32 only)")
 
 PIPELINE_COMMANDS = {
     "prepare": (cmd_prepare, [*PARAMS_ARGS, arg("--out", metavar="DIR", help="output folder (default: data/processed)"), *QUIET]),
@@ -389,7 +397,7 @@ SERVING_COMMANDS = {
         arg("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)"),
         arg("--port", type=int, default=8000), MODEL_DIR,
         STORE_URL,
-        arg("--archive", metavar="DIR_OR_URL", help="also keep uploaded photos here (a folder, gs://…, s3://…)"), BACKEND, TTA,
+        arg("--archive", metavar="DIR_OR_URL", help="also keep uploaded photos here (a folder, gs://…, s3://…)"), BACKEND, TTA, PRECISION, CALIBRATION_PHOTOS,
         arg("--max-upload-mb", type=float, default=10.0, help="larger uploads get 413 (default 10)"),
         arg("--cors-origin", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN (repeatable; default: none)"),
         arg("--no-access-log", action="store_true", help="no per-request log lines"),
@@ -412,7 +420,7 @@ SERVING_COMMANDS = {
     "predict": (cmd_predict, [
         arg("images", nargs="+", metavar="IMAGE"),
         arg("--json", action="store_true", help="one JSON object per image, the API's fields"), MODEL_DIR,
-        arg("--top-k", type=int, default=5), BACKEND, TTA]),
+        arg("--top-k", type=int, default=5), BACKEND, TTA, PRECISION, CALIBRATION_PHOTOS]),
 }
 
 # %% ../nbs/13_cli.ipynb #07135dd8

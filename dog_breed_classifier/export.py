@@ -8,9 +8,11 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/export.html.md
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import logging
 from dataclasses import dataclass, field, replace
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -21,12 +23,13 @@ import torch
 
 import dog_breed_classifier
 from .core import (SERVING_FILES, DogBreedError, ExportSettings, Params, ProjectPaths, atomic_file,
-                                       atomic_folder, breed_vocab)
+                                       atomic_folder, breed_vocab, cpu_kind)
 from .data import draw_sample_dog, load_report
 from .drift import reference_from_photos, write_reference
 from .evaluate import caveat
 from .images import EVAL_CROP_FRACTION, IMAGE_STAT_NAMES, STAT_COLUMNS, decode_image, model_input
-from .inference import Predictor
+from .inference import Predictor, available_backends, load_backend, softmax
+from .non_dogs import synthetic_non_dogs
 from .architectures import ARCHITECTURES, no_dog_threshold_for, zero_shot_temperature
 from .model import (DEFAULT_ARCH, OUTPUT_NAMES, ServingModel, create_model, model_input_spec,
                                         serving_model)
@@ -34,9 +37,9 @@ from .model_card import DriftReferenceEntry, ModelCard, file_sha256
 from .train import load_trained_model
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'export_onnx', 'onnx_session', 'check_parity', 'quantize_int8', 'compare_runtimes', 'build_model_card',
-           'save_torch_weights', 'ExportPhotos', 'write_serving_dir', 'zero_shot_serving_dir', 'export_photos',
-           'export']
+__all__ = ['DEFAULTS', 'export_onnx', 'onnx_session', 'check_parity', 'quantize_int8', 'quantize_openvino_int8', 'graph_figures',
+           'int8_verdict', 'compare_precisions', 'build_model_card', 'save_torch_weights', 'ExportPhotos',
+           'write_serving_dir', 'zero_shot_photos', 'zero_shot_serving_dir', 'export_photos', 'export']
 
 # %% ../nbs/09_export.ipynb #fc29f144
 DEFAULTS = ExportSettings()            # params.yaml's `export:` defaults, for callers without a Params
@@ -97,33 +100,77 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, # the float model
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
     return out_path
 
+# %% ../nbs/09_export.ipynb #a9be24f3
+def quantize_openvino_int8(fp32_path: str | Path, # the float ONNX model
+                           out_path: str | Path, # its OpenVINO int8 copy (.xml; the weights go in the .bin beside it)
+                           calibration: np.ndarray, # model inputs (N×3×H×W) whose activations set the int8 ranges
+                          ) -> Path:
+    "OpenVINO int8 copy of `fp32_path` by NNCF post-training quantization (mixed preset, fast bias correction)."
+    import nncf
+    import openvino as ov
+    nncf.set_log_level(logging.ERROR)
+    model = ov.Core().read_model(str(fp32_path))
+    data = nncf.Dataset([calibration[i:i + 1] for i in range(len(calibration))])
+    quantized = nncf.quantize(model, data, preset=nncf.QuantizationPreset.MIXED, subset_size=len(calibration),
+                              fast_bias_correction=True)
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".int8-") as tmp:
+        ov.save_model(quantized, f"{tmp}/{out_path.name}", compress_to_fp16=False)
+        for f in (out_path.with_suffix(".bin"), out_path): (Path(tmp)/f.name).replace(f)   # weights first: no .xml without them
+    return out_path
+
 # %% ../nbs/09_export.ipynb #18b3a5d4
-def _images_per_second(sess, batch: np.ndarray, rounds: int) -> list[float]:
-    out = []
-    for _ in range(rounds):
-        t = time.perf_counter(); sess.run(["logits"], {"image": batch}); out.append(len(batch) / (time.perf_counter() - t))
-    return out
+def _outputs(backend, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "(logits, P(dog)) of `batch`, run in chunks of 32 (a whole test set at once needs gigabytes of activations)."
+    outs = [backend(batch[i:i + 32]) for i in range(0, len(batch), 32)]
+    return (np.concatenate([o[0] for o in outs]), np.concatenate([o[2] for o in outs])) if outs else (np.zeros((0, 1)), np.zeros(0))
+
+def graph_figures(backend, # a loaded runtime (`inference.load_backend`)
+                  test: np.ndarray, targets: np.ndarray, # the test photos' model inputs, and their class indices
+                  non_dogs: np.ndarray, # model inputs of images with no dog in them
+                  temperature: float = 1.0, # the card's calibration: probabilities = softmax(logits / temperature)
+                  no_dog_threshold: float | None = None, # the no-dog rule (None: the model has none)
+                 ) -> dict:
+    "Top-1 and log loss on the test photos, and how many dog-free images the no-dog rule catches."
+    logits, _ = _outputs(backend, test)
+    right = softmax(logits.astype(np.float64) / temperature)[np.arange(len(targets)), targets]
+    caught = None if no_dog_threshold is None else int((_outputs(backend, non_dogs)[1] < no_dog_threshold).sum())
+    return dict(top1=float((logits.argmax(1) == targets).mean()), log_loss=float(-np.log(np.clip(right, 1e-12, None)).mean()),
+                no_dog_caught=caught)
 
 # %% ../nbs/09_export.ipynb #508d95ba
-def compare_runtimes(fp32_path: str | Path, int8_path: str | Path, test_batch: np.ndarray, test_targets: np.ndarray,
-                     speed_batch: np.ndarray, rounds: int = 3, max_top1_drop: float = DEFAULTS.max_int8_top1_drop, min_test_photos: int = 100) -> dict:
-    "Speed (img/s, interleaved rounds) and test top-1 of fp32 vs int8, and whether int8 earns its place."
-    sessions = {"fp32": onnx_session(fp32_path), "int8": onnx_session(int8_path)}
-    for s in sessions.values(): s.run(["logits"], {"image": speed_batch[:1]})   # warm-up
-    speed = {k: [] for k in sessions}
+def int8_verdict(fp32: dict, int8: dict, # `graph_figures` of each precision
+                 images_per_second: dict, # {fp32: …, int8: …}, measured in the same run
+                 max_top1_drop: float = DEFAULTS.max_int8_top1_drop, # allowed loss of test top-1
+                 max_log_loss_rise: float = DEFAULTS.max_int8_log_loss_rise, # allowed rise of test log loss
+                ) -> tuple[bool, str]:
+    "Whether int8 earns its place — as accurate on all three counts, and faster — and why, in words."
+    fails = []
+    if fp32["top1"] - int8["top1"] > max_top1_drop + 1e-9:
+        fails.append(f"loses {100 * (fp32['top1'] - int8['top1']):.1f} pt top-1 (allowed {100 * max_top1_drop:.1f})")
+    if int8["log_loss"] - fp32["log_loss"] > max_log_loss_rise:
+        fails.append(f"raises the log loss by {int8['log_loss'] - fp32['log_loss']:.3f} (allowed {max_log_loss_rise})")
+    if (int8["no_dog_caught"] or 0) < (fp32["no_dog_caught"] or 0):
+        fails.append(f"the no-dog rule catches {int8['no_dog_caught']} dog-free images, not {fp32['no_dog_caught']}")
+    speedup = images_per_second["int8"] / images_per_second["fp32"]
+    if speedup <= 1: fails.append(f"no faster on this CPU ({speedup:.2f}× fp32)")
+    return (False, "; ".join(fails)) if fails else (True, f"as accurate, and {speedup:.2f}× fp32 on this CPU")
+
+# %% ../nbs/09_export.ipynb #8410f627
+def compare_precisions(runtime: str, # openvino | onnxruntime
+                       fp32_path: str | Path, int8_path: str | Path, # its two files
+                       test: np.ndarray, targets: np.ndarray, non_dogs: np.ndarray, # see `graph_figures`
+                       temperature: float = 1.0, no_dog_threshold: float | None = None, # see `graph_figures`
+                       rounds: int = 5, # timed rounds per precision
+                      ) -> dict:
+    "`graph_figures` of fp32 and int8 on `runtime`, and their model-only img/s at batch 32, measured in the same run."
+    backends = {"fp32": load_backend(Path(fp32_path), runtime), "int8": load_backend(Path(int8_path), runtime)}
+    figures = {k: graph_figures(b, test, targets, non_dogs, temperature, no_dog_threshold) for k, b in backends.items()}
+    speed, batch = {k: [] for k in backends}, test[:32]
     for _ in range(rounds):
-        for k, s in sessions.items(): speed[k] += _images_per_second(s, speed_batch, 1)
-    def predicted(s):   # in chunks: a whole test set in one call needs gigabytes of activations
-        return np.concatenate([s.run(["logits"], {"image": test_batch[i:i + 32]})[0].argmax(1) for i in range(0, len(test_batch), 32)])
-    top1 = {k: float((predicted(s) == test_targets).mean()) if len(test_batch) else None for k, s in sessions.items()}
-    ips = {k: float(np.median(v)) for k, v in speed.items()}
-    faster = ips["int8"] > ips["fp32"]
-    enough = len(test_batch) >= min_test_photos
-    accurate = enough and top1["fp32"] - top1["int8"] <= max_top1_drop
-    return dict(images_per_second=ips, top1=top1, test_photos=len(test_batch), kept=bool(faster and accurate),
-                reason=("faster and within the allowed top-1 drop" if faster and accurate else
-                        f"too few test photos ({len(test_batch)} < {min_test_photos}) to show int8 is as accurate" if not enough else
-                        "slower than fp32 on this CPU" if not faster else "loses too much top-1"))
+        for k, b in backends.items():
+            t = time.perf_counter(); b(batch); speed[k].append(len(batch) / (time.perf_counter() - t))
+    return dict(figures=figures, images_per_second={k: float(np.median(v)) for k, v in speed.items()})
 
 # %% ../nbs/09_export.ipynb #3df4d358
 def _crop(meta: dict) -> float: return float(meta.get("crop_fraction", EVAL_CROP_FRACTION))
@@ -142,7 +189,8 @@ def build_model_card(meta: dict, onnx_path: Path, parity: dict, int8: dict | Non
         display_names=[vocab[c].display_name for c in meta["classes"]],
         input=dict(size=meta["input_size"], crop_fraction=_crop(meta), mean=list(meta["mean"]), std=list(meta["std"])),
         calibration=meta.get("calibration") or {"temperature": 1.0, "note": "not calibrated"}, tta=meta.get("tta"),
-        files=dict(onnx=onnx_path.name, onnx_sha256=sha, int8=SERVING_FILES.int8 if int8 and int8["kept"] else None),
+        files=dict(onnx=onnx_path.name, onnx_sha256=sha, **{f"int8_{r}": getattr(SERVING_FILES, f"int8_{r}") if (
+                   (int8 or {}).get(r) or {}).get("kept") else None for r in ("onnxruntime", "openvino")}),
         outputs=OUTPUT_NAMES, zero_shot=bool(meta.get("zero_shot")), training=training, metrics=metrics,
         caveat=caveat(meta["data"]["source"])[0], parity=parity, int8=int8,
         no_dog_rule=None if pretrained == "none" else dict(threshold=no_dog_threshold)))
@@ -168,23 +216,55 @@ def _probe_images(rng) -> list:
     return [draw_sample_dog(b, rng, (288, 256)) for b in ["pug", "beagle", "chow", "papillon"]]
 
 # %% ../nbs/09_export.ipynb #db706a5e
+def _int8_runtimes() -> list[str]:
+    "The runtimes export makes int8 for here: OpenVINO when it and NNCF are installed, ONNX Runtime always."
+    import importlib.util
+    return [r for r in available_backends() if r != "openvino" or importlib.util.find_spec("nncf")]
+
+def _non_dog_batch(meta: dict, n_each: int = 8) -> np.ndarray:
+    "Model inputs of generated dog-free images (`n_each` of every kind): what the no-dog rule must keep catching."
+    images = [im for kind in synthetic_non_dogs(np.random.default_rng(0), n_each).values() for im in kind]
+    return np.stack([model_input(im, meta["input_size"], meta["mean"], meta["std"], _crop(meta)) for im in images])
+
+# %% ../nbs/09_export.ipynb #70b90026
+def _int8_report(runtime: str, onnx_path: Path, out_dir: Path, calib: np.ndarray, test: np.ndarray, targets: np.ndarray,
+                 non_dogs: np.ndarray, meta: dict, settings: ExportSettings, no_dog_threshold: float | None) -> dict:
+    "Quantise for `runtime`, compare with fp32, keep the int8 file in `out_dir` only if `int8_verdict` says so."
+    quantize, name = ((quantize_openvino_int8, SERVING_FILES.int8_openvino) if runtime == "openvino" else
+                      (quantize_int8, SERVING_FILES.int8_onnxruntime))
+    t = time.perf_counter(); path = quantize(onnx_path, out_dir/name, calib); took = time.perf_counter() - t
+    cmp = compare_precisions(runtime, onnx_path, path, test, targets, non_dogs,
+                             (meta.get("calibration") or {}).get("temperature", 1.0), no_dog_threshold)
+    f, ips = cmp["figures"], cmp["images_per_second"]
+    kept, reason = int8_verdict(f["fp32"], f["int8"], ips, settings.max_int8_top1_drop, settings.max_int8_log_loss_rise)
+    files = [path, path.with_suffix(".bin")] if runtime == "openvino" else [path]
+    megabytes = dict(fp32=round(onnx_path.stat().st_size / 1e6, 1), int8=round(sum(p.stat().st_size for p in files) / 1e6, 1))
+    if not kept:
+        for p in files: p.unlink()
+    method = ("NNCF post-training quantization (mixed preset, fast bias correction)" if runtime == "openvino" else
+              "ONNX Runtime static QDQ (stem and heads in float)") + f", calibrated on {len(calib)} photos in {took:.0f} s"
+    pair = lambda k, nd=4: {p: None if f[p][k] is None else round(f[p][k], nd) for p in ("fp32", "int8")}
+    return dict(kept=kept, reason=reason, method=method, test_photos=len(test), top1=pair("top1"), log_loss=pair("log_loss"),
+                no_dog_caught=pair("no_dog_caught"), non_dog_images=len(non_dogs), megabytes=megabytes,
+                images_per_second={k: round(v, 1) for k, v in ips.items()})
+
+# %% ../nbs/09_export.ipynb #dacfcc34
 def _int8_decision(onnx_path: Path, out_dir: Path, meta: dict, calibration: list[Path], test: list[tuple[Path, str]],
-                   max_top1_drop: float, min_test_photos: int) -> dict:
-    "Quantise, measure against fp32 on the test photos, keep `model.int8.onnx` in `out_dir` only if it earns it."
-    if len(test) < min_test_photos:   # it could not be kept: do not spend the time
-        return dict(kept=False, test_photos=len(test), reason=f"too few test photos ({len(test)} < "
-                    f"{min_test_photos}) to show int8 is as accurate; not tried")
+                   settings: ExportSettings, no_dog_threshold: float | None, min_test_photos: int) -> dict:
+    "Each runtime's int8 report (the card's `int8`); the int8 files that earn their place are left in `out_dir`."
+    runtimes = _int8_runtimes()
+    if len(test) < min_test_photos:   # int8 could not be kept: do not spend the time
+        why = f"too few test photos ({len(test)} < {min_test_photos}) to show int8 is as accurate; not tried"
+        return dict(machine=cpu_kind(), **{r: dict(kept=False, test_photos=len(test), reason=why) for r in runtimes})
     index = {c: i for i, c in enumerate(meta["classes"])}
     unknown = sorted({b for _, b in test} - set(index))
     if unknown: raise DogBreedError(f"the test photos include breeds the model was not trained on ({', '.join(unknown[:5])}); "
                                     f"the data changed since training: run `dog-breed train` (or `dvc repro`) again")
-    calib = _photo_batch(list(calibration), meta)
+    calib, batch = _photo_batch(list(calibration), meta), _photo_batch([f for f, _ in test], meta)
     targets = np.array([index[b] for _, b in test], dtype=int)
-    int8_path = quantize_int8(onnx_path, out_dir/SERVING_FILES.int8, calib)
-    report = compare_runtimes(onnx_path, int8_path, _photo_batch([f for f, _ in test], meta), targets, calib[:16],
-                              max_top1_drop=max_top1_drop, min_test_photos=min_test_photos)
-    if not report["kept"]: int8_path.unlink()
-    return report
+    non_dogs = _non_dog_batch(meta) if no_dog_threshold is not None else batch[:0]
+    return dict(machine=cpu_kind(), **{r: _int8_report(r, onnx_path, out_dir, calib, batch, targets, non_dogs, meta,
+                                                         settings, no_dog_threshold) for r in runtimes})
 
 # %% ../nbs/09_export.ipynb #e2907dd9
 def _add_drift_reference(folder: Path, card: ModelCard, photos: list[Path], stats: pd.DataFrame | None, source: str):
@@ -222,10 +302,11 @@ def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced w
         batch = (_photo_batch(list(photos.calibration[:8]), meta) if photos.calibration else np.stack(
             [model_input(s, size, meta["mean"], meta["std"], _crop(meta)) for s in _probe_images(np.random.default_rng(0))]))
         parity = check_parity(serving, onnx_path, batch)
-        int8_report = (_int8_decision(onnx_path, tmp, meta, photos.calibration, photos.test, settings.max_int8_top1_drop,
-                                      photos.min_test_photos) if settings.int8 and photos.calibration else None)
-        card = build_model_card(meta, onnx_path, parity, int8_report, metrics,
-                                no_dog_threshold_for(meta["arch"], settings.no_dog_threshold), pretrained)
+        threshold = no_dog_threshold_for(meta["arch"], settings.no_dog_threshold)
+        int8_report = (_int8_decision(onnx_path, tmp, meta, photos.calibration, photos.test, settings,
+                                      None if pretrained == "none" else threshold, photos.min_test_photos)
+                       if settings.int8 and photos.calibration else None)
+        card = build_model_card(meta, onnx_path, parity, int8_report, metrics, threshold, pretrained)
         card.files.torch = SERVING_FILES.torch
         card.write(tmp)
         if len(photos.reference):
@@ -233,11 +314,29 @@ def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced w
             card.write(tmp)
     return card
 
+# %% ../nbs/09_export.ipynb #f6d36087
+def zero_shot_photos(folder: str | Path, # holds stanford_dogs_train/Images and stanford_dogs_dev/Images (one folder per breed)
+                     calibration: int = DEFAULTS.calibration_photos, # training photos to calibrate on, spread over the breeds
+                    ) -> ExportPhotos:
+    "The photos that make and judge the zero-shot model's int8: training photos to calibrate, dev photos to test."
+    folder = Path(folder).expanduser()
+    missing = [f"{w}/Images" for w in ("stanford_dogs_train", "stanford_dogs_dev") if not (folder/w/"Images").is_dir()]
+    if missing: raise DogBreedError(f"{folder} has no {' or '.join(missing)}: int8 calibration photos are a folder holding "
+                                    "stanford_dogs_train/Images and stanford_dogs_dev/Images (a folder per breed)")
+    breeds = lambda w: [d for d in sorted((folder/w/"Images").iterdir()) if d.is_dir()]
+    by_breed = [sorted(d.glob("*.jpg")) for d in breeds("stanford_dogs_train")]
+    spread = [f for row in itertools.zip_longest(*by_breed) for f in row if f is not None]   # one of each breed in turn
+    vocab = breed_vocab()
+    test = [(f, vocab.lookup(d.name).name) for d in breeds("stanford_dogs_dev") for f in sorted(d.glob("*.jpg"))]
+    return ExportPhotos(calibration=spread[:calibration], test=test)
+
 # %% ../nbs/09_export.ipynb #dbb3086d
 def zero_shot_serving_dir(out_dir: str | Path, # the folder to build (kept when already complete)
                           arch: str = DEFAULT_ARCH, # an architecture with packaged weights
                           no_dog_threshold: float | str = "auto", # a number, or auto: the one measured for `arch`
-                          tta: bool = False) -> Path: # record test-time augmentation (mirror averaging) in the card
+                          tta: bool = False, # record test-time augmentation (mirror averaging) in the card
+                          photos: str | Path | None = None, # Stanford photos to make int8 with (see `zero_shot_photos`); None: fp32 only
+                         ) -> Path:
     "Build the 120-breed zero-shot serving model (ONNX + card) of `arch` in `out_dir` unless it is already there."
     out_dir = Path(out_dir)
     if SERVING_FILES.complete(out_dir): return out_dir
@@ -250,8 +349,9 @@ def zero_shot_serving_dir(out_dir: str | Path, # the folder to build (kept when 
                              "fitted_on": "Stanford Dogs training photos (benchmarks/architectures.py --calibrate)"})
     metrics = {"note": "benchmarks/architectures.py on the 1 200 Stanford Dogs dev photos (see the results page)",
                "dev_top1": ARCHITECTURES[arch].zero_shot_dev_top1 if arch in ARCHITECTURES else None, "caveat": caveat("stanford")[0]}
-    write_serving_dir(out_dir, serving_model(model, arch), meta, pretrained="package",
-                      settings=replace(DEFAULTS, no_dog_threshold=no_dog_threshold), metrics=metrics)
+    write_serving_dir(out_dir, serving_model(model, arch), meta, pretrained="package", metrics=metrics,
+                      settings=replace(DEFAULTS, no_dog_threshold=no_dog_threshold),
+                      photos=zero_shot_photos(photos) if photos else None)
     return out_dir
 
 # %% ../nbs/09_export.ipynb #ea603237

@@ -20,8 +20,8 @@ from .images import DecodedImage, decode_image, image_stats, model_input
 from .model_card import ModelCard, ModelLoadError, read_model_card
 
 # %% auto #0
-__all__ = ['OUTPUTS', 'default_threads', 'OnnxRuntimeBackend', 'OpenVINOBackend', 'available_backends', 'load_backend', 'softmax',
-           'Predictor']
+__all__ = ['OUTPUTS', 'PRECISIONS', 'default_threads', 'OnnxRuntimeBackend', 'OpenVINOBackend', 'available_backends',
+           'load_backend', 'choose_graph', 'softmax', 'Predictor']
 
 # %% ../nbs/06_inference.ipynb #4a2c33f8
 def default_threads() -> int:
@@ -87,6 +87,30 @@ def load_backend(path: Path, backend: str = "auto", threads: int | None = None):
     if backend not in have: raise DogBreedError(f"backend {backend} is not installed: pip install {backend}")
     return (OpenVINOBackend if backend == "openvino" else OnnxRuntimeBackend)(Path(path), threads or default_threads())
 
+# %% ../nbs/06_inference.ipynb #4f92e3f0
+PRECISIONS = ("auto", "fp32", "int8")
+
+def _no_int8_reason(card: ModelCard, runtimes: list[str]) -> str:
+    reports = card.int8
+    if reports is None: return "int8 was not tried when it was exported"
+    return "; ".join(f"{r}: {getattr(reports, r).reason}" if getattr(reports, r, None) else f"{r}: not tried" for r in runtimes)
+
+def choose_graph(card: ModelCard, # the serving folder's card
+                 backend: str = "auto", # auto (the fastest installed) | openvino | onnxruntime
+                 precision: str = "auto", # auto (int8 where export kept it) | fp32 | int8
+                ) -> tuple[str, str, str]: # (file in the folder, runtime, precision)
+    "The file to serve, on which runtime, at which precision."
+    if precision not in PRECISIONS: raise DogBreedError(f"precision {precision!r} is not auto, fp32 or int8")
+    runtimes = available_backends() if backend == "auto" else [backend]
+    if not runtimes: raise DogBreedError("no inference runtime installed: pip install onnxruntime (or openvino)")
+    int8 = {"openvino": card.files.int8_openvino, "onnxruntime": card.files.int8_onnxruntime}
+    for r in runtimes if precision != "fp32" else []:
+        if int8.get(r): return int8[r], r, "int8"
+    if precision == "int8":
+        raise DogBreedError(f"this model has no int8 file for {' or '.join(runtimes)} ({_no_int8_reason(card, runtimes)}); "
+                            f"serve it with precision auto or fp32")
+    return card.files.onnx, runtimes[0], "fp32"
+
 # %% ../nbs/06_inference.ipynb #f49ff5db
 def softmax(x: np.ndarray) -> np.ndarray:
     "Row-wise softmax, computed stably in the dtype given."
@@ -102,7 +126,7 @@ class Predictor:
                  max_pixels: int = 40_000_000, # larger photos are refused before decoding
                  batch_size: int = 16, # photos per runtime call
                  selection_reason: str = "", # why this model is served (shown by /health and /model)
-                 prefer_int8: bool = True, # run the int8 graph when export kept one
+                 precision: str = "auto", # auto (the int8 file export kept, else fp32) | fp32 | int8
                  tta: bool | None = None): # average each photo with its mirror image (None: as the card says)
         self.model_dir = Path(model_dir)
         self.card: ModelCard = read_model_card(self.model_dir)
@@ -114,11 +138,10 @@ class Predictor:
         self.tta = c.tta == "hflip" if tta is None else tta
         self.no_dog_threshold = c.no_dog_rule.threshold if c.no_dog_rule else 0.0
         self.max_pixels, self.batch_size, self.selection_reason = max_pixels, batch_size, selection_reason
-        int8 = c.files.int8 if prefer_int8 else None
-        if int8 and not (self.model_dir/int8).is_file(): raise ModelLoadError(f"{self.model_dir/int8} is missing; export the model again")
-        # int8 was measured (and kept) on ONNX Runtime at export time: run it there
-        self.model_file = self.model_dir/(int8 or c.files.onnx)
-        self.backend = load_backend(self.model_file, "onnxruntime" if int8 and backend == "auto" else backend, threads)
+        file, runtime, self.precision = choose_graph(c, backend, precision)
+        self.model_file = self.model_dir/file
+        if not self.model_file.is_file(): raise ModelLoadError(f"{self.model_file} is missing; export the model again")
+        self.backend = load_backend(self.model_file, runtime, threads)
         if isinstance(self.backend.input_size, int) and self.backend.input_size != self.size:
             raise ModelLoadError(f"{self.model_file} takes {self.backend.input_size}-pixel images but its card says "
                                  f"input.size {self.size}; the card is not this model's: export the model again")
@@ -133,7 +156,7 @@ class Predictor:
 
     def __repr__(self):
         return (f"Predictor({self.model_version}, {len(self.classes)} breeds, {self.backend.name} {self.backend.version}, "
-                f"{self.model_file})")
+                f"{self.precision}, {self.model_file})")
 
 # %% ../nbs/06_inference.ipynb #ca05ed3e
 @patch

@@ -21,8 +21,8 @@ from .images import EVAL_CROP_FRACTION
 
 # %% auto #0
 __all__ = ['ModelLoadError', 'optional', 'CardPart', 'CardInput', 'Calibration', 'CardFiles', 'TrainingData', 'Training',
-           'CardMetrics', 'NoDogRule', 'Parity', 'Int8Report', 'DriftReferenceEntry', 'ModelCard', 'file_sha256',
-           'read_model_card']
+           'CardMetrics', 'NoDogRule', 'Parity', 'Int8Report', 'Int8Reports', 'DriftReferenceEntry', 'ModelCard',
+           'file_sha256', 'read_model_card']
 
 # %% ../nbs/00c_model_card.ipynb #0c385f7d
 class ModelLoadError(DogBreedError):
@@ -117,8 +117,12 @@ class CardFiles(CardPart):
     "The files of the serving folder, relative to it."
     onnx: str = SERVING_FILES.onnx          # the fp32 graph
     onnx_sha256: str | None = None          # its SHA-256: what `check-model` verifies
-    int8: str | None = None                 # the int8 graph, when export kept one
+    int8_onnxruntime: str | None = None     # ONNX Runtime's int8 graph, when export kept it
+    int8_openvino: str | None = None        # OpenVINO's int8 model (.xml, weights in the .bin beside it), when kept
     torch: str | None = optional()          # safetensors weights (Grad-CAM)
+
+    def _check(self, where: str):   # cards written before there was an int8 file per runtime: `int8` was ONNX Runtime's
+        if "int8" in self.extra: self.int8_onnxruntime = self.int8_onnxruntime or self.extra.pop("int8")
 
 # %% ../nbs/00c_model_card.ipynb #bee922ce
 @dataclass(kw_only=True)
@@ -182,12 +186,32 @@ class Parity(CardPart):
 # %% ../nbs/00c_model_card.ipynb #b730e91b
 @dataclass(kw_only=True)
 class Int8Report(CardPart):
-    "Whether export kept an int8 graph, and the figures that decided."
+    "Whether export kept one runtime's int8 file, how it was made, and the figures — fp32 beside int8 — that decided."
     kept: bool
     reason: str
+    method: str | None = optional()               # how it was quantised, and on how many photos
     test_photos: int | None = optional()
-    images_per_second: dict | None = optional()   # {fp32: …, int8: …}
-    top1: dict | None = optional()                # {fp32: …, int8: …}
+    images_per_second: dict | None = optional()   # {fp32: …, int8: …}, model only, same run
+    top1: dict | None = optional()                # {fp32: …, int8: …} on the test photos
+    log_loss: dict | None = optional()            # {fp32: …, int8: …}, calibrated probabilities
+    no_dog_caught: dict | None = optional()       # {fp32: …, int8: …}: dog-free images the no-dog rule answers
+    non_dog_images: int | None = optional()
+    megabytes: dict | None = optional()           # {fp32: …, int8: …}: the files' sizes
+
+# %% ../nbs/00c_model_card.ipynb #336f021a
+@dataclass(kw_only=True)
+class Int8Reports(CardPart):
+    "Export's int8 verdicts, one per runtime, and the machine the speeds were measured on."
+    machine: str | None = optional()
+    openvino: Int8Report | None = optional()
+    onnxruntime: Int8Report | None = optional()
+
+    def _check(self, where: str):   # cards written before one report per runtime: the report was ONNX Runtime's
+        if "kept" in self.extra: self.onnxruntime = Int8Report.from_json(self.extra, where); self.extra = {}
+
+    def kept(self) -> list[str]:
+        "The runtimes whose int8 file export kept."
+        return [r for r in ("openvino", "onnxruntime") if getattr(self, r) is not None and getattr(self, r).kept]
 
 # %% ../nbs/00c_model_card.ipynb #c1404674
 @dataclass(kw_only=True)
@@ -220,7 +244,7 @@ class ModelCard(CardPart):
     caveat: str | None = None
     no_dog_rule: NoDogRule | None = None
     parity: Parity | None = None
-    int8: Int8Report | None = None
+    int8: Int8Reports | None = None
     drift_reference: DriftReferenceEntry | None = optional()
 
 # %% ../nbs/00c_model_card.ipynb #a286f1a2

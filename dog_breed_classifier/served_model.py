@@ -33,8 +33,9 @@ from .model_card import CardPart, ModelLoadError, read_model_card
 log = logging.getLogger("dog_breed_classifier.served_model")
 
 # %% auto #0
-__all__ = ['log', 'REGISTRY_DIR', 'REGISTRY_LOCK_SECONDS', 'RegistryState', 'ModelRegistry', 'zero_shot_cache_dir', 'ModelChoice',
-           'registry_reason', 'choose_model_dir', 'zero_shot_model_dir', 'serving_model_dir', 'ModelFollower']
+__all__ = ['log', 'REGISTRY_DIR', 'REGISTRY_LOCK_SECONDS', 'RegistryState', 'ModelRegistry', 'zero_shot_cache_dir', 'int8_photos',
+           'ModelChoice', 'registry_reason', 'choose_model_dir', 'zero_shot_model_dir', 'serving_model_dir',
+           'ModelFollower']
 
 # %% ../nbs/06a_served_model.ipynb #0cce413c
 REGISTRY_DIR = "models/registry"   # the project's registry, relative to its root
@@ -144,10 +145,17 @@ def rollback(self: ModelRegistry) -> str:
 
 # %% ../nbs/06a_served_model.ipynb #5a9b9f42
 def zero_shot_cache_dir(arch: str = DEFAULT_ARCH, # the architecture of the zero-shot model
+                        int8: bool = False, # the build that tries int8 (it needs photos), not the fp32-only one
                        ) -> Path:
     "Where the zero-shot serving model of `arch` is cached: `DOG_BREED_CACHE`, else ~/.cache/dog_breed_classifier."
     base = Path(os.environ.get("DOG_BREED_CACHE") or Path.home()/".cache"/"dog_breed_classifier").expanduser()
-    return base/"zero_shot"/arch
+    return base/"zero_shot"/f"{arch}-{'int8' if int8 else 'fp32'}"
+
+def int8_photos(given: str | Path | None = None, # --calibration-photos, when given
+               ) -> Path | None:
+    "The Stanford photos to make the zero-shot model's int8 with: `given`, else `DOG_BREED_PHOTOS`, else none (fp32)."
+    given = given or os.environ.get("DOG_BREED_PHOTOS")
+    return Path(given).expanduser() if given else None
 
 # %% ../nbs/06a_served_model.ipynb #c2fd6ed4
 @dataclass
@@ -165,6 +173,7 @@ def registry_reason(folder: Path, registry: ModelRegistry) -> str:
 def choose_model_dir(model_dir: str | Path | None = None, # --model-dir, when given: it is the choice
                      root: str | Path | None = None, # the project (default: found from the working directory)
                      registry: ModelRegistry | None = None, # the registry to serve from (default: the project's)
+                     photos: Path | None = None, # Stanford photos for the zero-shot model's int8 (see `int8_photos`)
                     ) -> ModelChoice:
     "Which serving folder: `model_dir`; else the registry's current; else the project's unless trained on the sample; else zero-shot."
     if model_dir is not None: return ModelChoice(Path(model_dir), f"--model-dir {model_dir}")
@@ -173,7 +182,7 @@ def choose_model_dir(model_dir: str | Path | None = None, # --model-dir, when gi
     if registry is None and root is not None: registry = ModelRegistry(root/REGISTRY_DIR)
     if registry is not None and (published := registry.current()) is not None:
         return ModelChoice(published, registry_reason(published, registry))
-    cached = zero_shot_cache_dir()
+    cached = zero_shot_cache_dir(int8=photos is not None)
     cached = cached if (cached/SERVING_FILES.card).is_file() else None
     if root is None or not (root/"models"/"serving"/SERVING_FILES.card).is_file():
         return ModelChoice(cached, "no exported model in this project: serving the 120-breed zero-shot model")
@@ -186,17 +195,20 @@ def choose_model_dir(model_dir: str | Path | None = None, # --model-dir, when gi
 
 # %% ../nbs/06a_served_model.ipynb #d081e9c9
 def zero_shot_model_dir(quiet: bool = False, # say nothing while building
+                        photos: Path | None = None, # Stanford photos to make int8 with (see `int8_photos`); None: fp32
                        ) -> Path:
     "The cached zero-shot serving folder, built once (in a child process: it needs torch) when it is not there yet."
-    out = zero_shot_cache_dir()
+    out = zero_shot_cache_dir(int8=photos is not None)
     if (out/SERVING_FILES.card).is_file(): return out
     missing = [m for m in ("torch", "timm", "onnx") if importlib.util.find_spec(m) is None]
     if missing:
         raise DogBreedError(f"the zero-shot model is not built yet, and building it needs the training extra ({', '.join(missing)} "
                             f"missing): pip install 'dog_breed_classifier[train]' once, or pass --model-dir")
-    if not quiet: print(f"building the zero-shot model once into {out} …", file=sys.stderr)
-    code = "import sys; from dog_breed_classifier.export import zero_shot_serving_dir; zero_shot_serving_dir(*sys.argv[1:])"
-    res = subprocess.run([sys.executable, "-c", code, str(out), DEFAULT_ARCH], capture_output=True, text=True)
+    if not quiet: print(f"building the zero-shot model once into {out}" + (f", trying int8 on the photos in {photos}" if photos else
+                        " (fp32: give --calibration-photos or DOG_BREED_PHOTOS to try int8)") + " …", file=sys.stderr)
+    code = ("import sys; from dog_breed_classifier.export import zero_shot_serving_dir; "
+            "zero_shot_serving_dir(sys.argv[1], sys.argv[2], photos=sys.argv[3] or None)")
+    res = subprocess.run([sys.executable, "-c", code, str(out), DEFAULT_ARCH, str(photos or "")], capture_output=True, text=True)
     if res.returncode != 0:
         raise DogBreedError(f"building the zero-shot model failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
     return out
@@ -205,11 +217,12 @@ def zero_shot_model_dir(quiet: bool = False, # say nothing while building
 def serving_model_dir(model_dir: str | None, # --model-dir, if given
                       quiet: bool = False, # say nothing while building
                       registry: ModelRegistry | None = None, # the registry to serve from (default: the project's)
+                      photos: str | Path | None = None, # --calibration-photos for the zero-shot model's int8 (see `int8_photos`)
                      ) -> tuple[Path, str]: # the folder, and why it was chosen
     "The serving folder to use and why, building the zero-shot model once when it is the choice."
-    choice = choose_model_dir(model_dir, registry=registry)
+    choice = choose_model_dir(model_dir, registry=registry, photos=int8_photos(photos))
     if choice.model_dir is not None: return choice.model_dir, choice.reason
-    return zero_shot_model_dir(quiet), choice.reason
+    return zero_shot_model_dir(quiet, int8_photos(photos)), choice.reason
 
 # %% ../nbs/06a_served_model.ipynb #093c868a
 class ModelFollower:
@@ -218,10 +231,10 @@ class ModelFollower:
                  served: Callable[[], Predictor | None], # what the server serves now
                  swap: Callable[[Predictor], None], # serve this newly loaded model from now on
                  interval: float = 10.0, # seconds between checks (0: only on SIGHUP or `check()`)
-                 backend: str = "auto", tta: bool | None = None, # how to load a version (see `Predictor`)
+                 backend: str = "auto", tta: bool | None = None, precision: str = "auto", # how to load a version (see `Predictor`)
                  on_reload: Callable[[str], None] | None = None): # told `loaded` or `failed` after each attempt
         self.registry, self.served, self.swap, self.interval = registry, served, swap, interval
-        self.backend, self.tta, self.on_reload = backend, tta, on_reload or (lambda outcome: None)
+        self.backend, self.tta, self.precision, self.on_reload = backend, tta, precision, on_reload or (lambda outcome: None)
         self.error: str | None = None   # why the last switch failed (None after a good one)
         self.wake = threading.Event()
         self._lock, self._failed = threading.Lock(), None   # the version that failed to load: tried again on SIGHUP only
@@ -236,7 +249,8 @@ class ModelFollower:
 @patch
 def _load(self: ModelFollower, target: Path) -> Predictor | None:
     "`target` loaded beside the served model; None (the reason in `error`) when it does not load."
-    try: return Predictor(target, backend=self.backend, tta=self.tta, selection_reason=registry_reason(target, self.registry))
+    try: return Predictor(target, backend=self.backend, tta=self.tta, precision=self.precision,
+                          selection_reason=registry_reason(target, self.registry))
     except Exception as e:   # any failure to load: the served model stays
         served = self.served()
         self.error = f"{target.name} did not load ({type(e).__name__}: {str(e)[:300]}); still serving {served.model_version if served else 'nothing'}"

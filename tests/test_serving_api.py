@@ -234,7 +234,7 @@ def test_first_start_builds_the_zero_shot_model_without_loading_torch_into_the_s
     s = Server("--store-url", f"sqlite:///{tmp_path}/p.db", cwd=tmp_path, env={"DOG_BREED_CACHE": str(cache)})
     try:
         h = httpx.get(s.url + "/health").json()
-        assert h["status"] == "ok" and "zero-shot" in h["model_selection"] and (cache/"zero_shot"/DEFAULT_ARCH/"model.onnx").is_file()
+        assert h["status"] == "ok" and "zero-shot" in h["model_selection"] and (cache/"zero_shot"/f"{DEFAULT_ARCH}-fp32"/"model.onnx").is_file()
         maps = Path(f"/proc/{s.proc.pid}/maps").read_text()
         assert "libtorch" not in maps and ("onnxruntime" in maps or "openvino" in maps)
     finally: s.stop()

@@ -1,0 +1,99 @@
+"""End to end, files → answers: a serving folder at the precision export chose, the same folder in fp32, and timm torch
+eager of the same model — paired runs in one process, on the same real photos.
+
+    python benchmarks/precision_speed.py [--model-dir models/serving] [--dev DIR] [--photos 256] [--batch 32] [--runs 3]
+
+Each run times every path over the same photo files, batch by batch: `Predictor.predict` (decode, crop,
+normalise, the runtime, the answers with their 14 image statistics) with `precision="auto"` and `"fp32"`, and torch
+eager — the serving folder's own weights in a timm model (`model.load_serving_model`), PIL decoding and timm's
+evaluation transform for its architecture, `torch.no_grad`. The order of the paths rotates from run to run; the
+figure is each path's median over the runs, and the ratios are taken within each run, then their median. Model only
+(inputs already decoded) is timed too, so the share that decoding and the answers take shows. Says which CPU
+(VNNI or only AVX2). Writes benchmarks/results/precision_speed.json.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from benchmark_io import REPO, argument_parser, photos_argument, write_results
+from dog_breed_classifier.core import cpu_kind
+from dog_breed_classifier.images import decode_image, model_input
+from dog_breed_classifier.inference import Predictor
+from dog_breed_classifier.model import load_serving_model
+
+
+def torch_eager(model_dir: Path):
+    "files → top-1 with timm's own evaluation transform and the folder's weights in torch, eager."
+    import timm.data
+    serving = load_serving_model(model_dir).eval()
+    config = timm.data.resolve_data_config({}, model=serving.model)
+    transform = timm.data.create_transform(**config)
+
+    @torch.no_grad()
+    def run(files):
+        x = torch.stack([transform(Image.open(f).convert("RGB")) for f in files])
+        return serving(x)[0].argmax(1).numpy()
+    return run, serving
+
+
+def timed(fn, files: list[Path], batch: int) -> float:
+    "Images per second of `fn` over `files`, `batch` at a time."
+    t = time.perf_counter()
+    for i in range(0, len(files), batch): fn(files[i:i + batch])
+    return len(files) / (time.perf_counter() - t)
+
+
+def main():
+    ap = argument_parser(__doc__)
+    ap.add_argument("--model-dir", type=Path, default=REPO/"models"/"serving")
+    photos_argument(ap)
+    ap.add_argument("--photos", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    files = sorted((args.dev.resolve()/"Images").glob("*/*.jpg"))
+    if not files: raise SystemExit(f"no photos under {args.dev}/Images")
+    files = files[::max(1, len(files) // args.photos)][:args.photos]   # spread over the breeds
+    auto = Predictor.from_dir(args.model_dir, batch_size=args.batch, tta=False)
+    fp32 = Predictor.from_dir(args.model_dir, batch_size=args.batch, tta=False, precision="fp32")
+    eager, serving = torch_eager(auto.model_dir)
+    paths = {f"auto ({auto.precision}, {auto.backend.name})": lambda fs: auto.predict(fs),
+             f"fp32 ({fp32.backend.name})": lambda fs: fp32.predict(fs), "timm torch eager": eager}
+    inputs = np.stack([model_input(decode_image(f).image, auto.size, auto.mean, auto.std, auto.crop_fraction) for f in files])
+
+    @torch.no_grad()
+    def eager_model_only(x): return serving(torch.from_numpy(x))[0]
+    model_only = {"auto": auto.run, "fp32": fp32.run, "timm torch eager": eager_model_only}
+    for fn in paths.values(): fn(files[:args.batch])   # warm-up
+    e2e, alone = {k: [] for k in paths}, {k: [] for k in model_only}
+    names = list(paths)
+    for r in range(args.runs):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            e2e[k].append(timed(paths[k], files, args.batch))
+        for k, fn in model_only.items():
+            t = time.perf_counter()
+            for i in range(0, len(inputs), args.batch): fn(inputs[i:i + args.batch])
+            alone[k].append(len(inputs) / (time.perf_counter() - t))
+    a, f, t = names
+    ratio = lambda x, y: float(np.median(np.array(e2e[x]) / np.array(e2e[y])))
+    result = dict(machine=cpu_kind(), model=auto.model_version, photos=len(files), batch=args.batch, runs=args.runs,
+                  end_to_end={k: round(float(np.median(v)), 1) for k, v in e2e.items()},
+                  model_only={k: round(float(np.median(v)), 1) for k, v in alone.items()},
+                  auto_vs_torch=round(ratio(a, t), 2), auto_vs_fp32=round(ratio(a, f), 2), fp32_vs_torch=round(ratio(f, t), 2),
+                  agree_auto_fp32=float(np.mean([x["top_k"][0]["breed"] == y["top_k"][0]["breed"]
+                                                 for x, y in zip(auto.predict(files), fp32.predict(files))])))
+    print(f"{result['machine']}; {result['model']}; {len(files)} photo files, batch {args.batch}, median of {args.runs} paired runs")
+    for k in names: print(f"  {k:34} end to end {result['end_to_end'][k]:6.1f} img/s")
+    for k, v in result["model_only"].items(): print(f"  {k:34} model only {v:6.1f} img/s")
+    print(f"  auto vs torch eager {result['auto_vs_torch']}×, auto vs fp32 {result['auto_vs_fp32']}×, "
+          f"fp32 vs torch eager {result['fp32_vs_torch']}×; top-1 answers auto = fp32 on {result['agree_auto_fp32']:.1%}")
+    write_results("precision_speed", result)
+
+
+if __name__ == "__main__":
+    main()
