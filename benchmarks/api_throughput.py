@@ -1,6 +1,7 @@
 """API throughput and latency vs the raw Predictor on the same photos, at concurrency 1, 4 and 16, in one run.
 
     python benchmarks/api_throughput.py [--requests 200] [--photos DIR] [--model-dir DIR] [--backend auto|openvino|onnxruntime]
+                                        [--precision auto|fp32|int8]
 
 Starts `dog-breed serve` on 127.0.0.1 (the zero-shot model unless --model-dir; a fresh SQLite log), sends
 --requests uploads per concurrency level from that many client threads, and reports req/s and p50/p95/p99; then
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from serving_process import running_server  # noqa: E402
 
 from benchmark_io import REPO, argument_parser, write_results
-from dog_breed_classifier.core import stanford_photos
+from dog_breed_classifier.core import cpu_kind, stanford_photos
 from dog_breed_classifier.data import draw_sample_dog  # noqa: E402
 from dog_breed_classifier.inference import Predictor  # noqa: E402
 
@@ -57,12 +58,13 @@ def main():
     ap.add_argument("--photos", type=Path)
     ap.add_argument("--model-dir", type=Path)
     ap.add_argument("--backend", default="auto", choices=["auto", "openvino", "onnxruntime"])
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
     args = ap.parse_args()
     data = photos(args.photos)
     items = [data[i % len(data)] for i in range(args.requests)]
     results = {}
     with tempfile.TemporaryDirectory() as d:
-        extra = (["--model-dir", str(args.model_dir)] if args.model_dir else []) + ["--backend", args.backend]
+        extra = (["--model-dir", str(args.model_dir)] if args.model_dir else []) + ["--backend", args.backend, "--precision", args.precision]
         with running_server(Path(d), *extra) as (url, proc):
             server = psutil.Process(proc.pid)
             card = httpx.get(url + "/model").json()
@@ -78,13 +80,15 @@ def main():
             rss_loaded = server.memory_info().rss
             with sqlite3.connect(Path(d)/"predictions.db") as db: rows = db.execute("select count(*) from predictions").fetchone()[0]
         from dog_breed_classifier.served_model import serving_model_dir
-        predictor = Predictor.from_dir(args.model_dir or serving_model_dir(None, quiet=True)[0], backend=args.backend)
+        predictor = Predictor.from_dir(args.model_dir or serving_model_dir(None, quiet=True)[0], backend=args.backend,
+                                       precision=args.precision)
         assert predictor.model_version == card["model_version"]
         predictor.predict([items[0]])
         for c in (1, 4, 16):
             ips, lat = timed(lambda b: predictor.predict([b]), items, c)
             results[f"raw Predictor c={c}"] = dict(per_s=ips, p50_ms=np.percentile(lat, 50), p95_ms=np.percentile(lat, 95), p99_ms=np.percentile(lat, 99))
-    print(f"{card['model_version']} on {card['runtime']['backend']} ({card['runtime']['file']}); {len(data)} distinct photos, "
+    print(f"{cpu_kind()}; {card['model_version']} on {card['runtime']['backend']} ({card['runtime']['file']}, "
+          f"{card['runtime']['precision']}); {len(data)} distinct photos, "
           f"{args.requests} requests per level\n")
     print(f"{'':22} {'/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}   API/raw")
     for c in (1, 4, 16):
@@ -95,7 +99,7 @@ def main():
                   + (f"   {ratio:.0%}" if kind == "api" else ""))
     print(f"\nrows logged {rows} (requests sent {3 * args.requests + 1}); server RSS idle {rss_idle / 2**20:.0f} MB, "
           f"after load {rss_loaded / 2**20:.0f} MB")
-    write_results("api_throughput", dict(model_version=card["model_version"], runtime=card["runtime"], rows_logged=rows,
+    write_results("api_throughput", dict(machine=cpu_kind(), model_version=card["model_version"], runtime=card["runtime"], rows_logged=rows,
                                          requests_sent=3 * args.requests + 1, rss_idle_mb=rss_idle / 2**20, rss_loaded_mb=rss_loaded / 2**20,
                                          levels={k: {m: round(float(v), 2) for m, v in r.items()} for k, r in results.items()}))
 

@@ -1,66 +1,104 @@
-"""Does static int8 keep its accuracy, and does it pay? Per architecture, on the same photos, in one run.
+"""fp32 against int8, per architecture and per runtime, as `export` judges it — and end to end, in one run.
 
-    python benchmarks/int8_recipe.py [--dev DIR] [--train DIR] [--archs tf_efficientnet_lite2] [--calibration 64 256]
+    python benchmarks/int8_recipe.py [--photos DIR] [--archs tf_efficientnet_lite0 tf_efficientnet_lite1 tf_efficientnet_lite2]
+                                     [--model-dir models/serving] [--files 256] [--runs 3]
 
-For each architecture's zero-shot model: fp32 on OpenVINO and ONNX Runtime, and int8 (QDQ, per-channel weights)
-on ONNX Runtime calibrated on N Stanford *training* photos, two ways — everything quantised, and `export.quantize_int8`'s
-recipe (the stem convolution and the heads left in float). Prints top-1 on the dev photos and model-only photos/s at
-batch 32 for each. Writes benchmarks/results/int8_recipe.json. Stanford Dogs is drawn from ImageNet: top-1 is optimistic.
+For each architecture the zero-shot model is built the way `dog-breed serve --calibration-photos DIR` builds it
+(`export.zero_shot_serving_dir(photos=DIR)`): int8 for OpenVINO (NNCF) and for ONNX Runtime (static QDQ), each
+calibrated on 300 Stanford *training* photos spread over the breeds and judged on the 1 200 dev photos — top-1, log
+loss, ECE, the no-dog rule on generated dog-free images, model-only photos/s at batch 32 — and kept or dropped by
+export's rule. `--model-dir` adds a trained serving folder as its export judged it (its own test photos). Then end to
+end (photo files → answers, batch 32), fp32 against int8 on each runtime, in paired runs whose order alternates — an
+int8 file export dropped is made again for this, so the cost of the dropped one shows too. DIR holds
+stanford_dogs_train/ and stanford_dogs_dev/ (default: $DOG_BREED_PHOTOS, else ../shared/data). Says which CPU.
+Writes benchmarks/results/int8_recipe.json.
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
-from architectures import labelled_photos
 
-from benchmark_io import argument_parser, items_per_second, photos_argument, write_results
-from dog_breed_classifier.core import DEFAULT_ARCH
-from dog_breed_classifier.export import quantize_int8, zero_shot_serving_dir
+from benchmark_io import REPO, argument_parser, write_results
+from dog_breed_classifier.core import SERVING_FILES, stanford_photos
+from dog_breed_classifier.export import quantize_int8, quantize_openvino_int8, zero_shot_photos, zero_shot_serving_dir
 from dog_breed_classifier.images import decode_image, model_input
-from dog_breed_classifier.inference import Predictor, load_backend
+from dog_breed_classifier.inference import Predictor
+from dog_breed_classifier.model_card import read_model_card
+
+RUNTIMES = {"openvino": (quantize_openvino_int8, SERVING_FILES.int8_openvino),
+            "onnxruntime": (quantize_int8, SERVING_FILES.int8_onnxruntime)}
 
 
-def inputs(predictor: Predictor, files: list[Path]) -> np.ndarray:
-    return np.stack([model_input(decode_image(f).image, predictor.size, predictor.mean, predictor.std, predictor.crop_fraction)
-                     for f in files])
+def with_every_int8(folder: Path, out: Path, calibration: list[Path]) -> Path:
+    "A copy of `folder` whose card names an int8 file for every runtime (made again where export dropped it)."
+    shutil.copytree(folder, out)
+    card = read_model_card(out)
+    p = Predictor.from_dir(out, precision="fp32")
+    batch = np.stack([model_input(decode_image(f).image, p.size, p.mean, p.std, p.crop_fraction) for f in calibration])
+    for runtime, (quantize, name) in RUNTIMES.items():
+        if not (out/name).is_file(): quantize(out/SERVING_FILES.onnx, out/name, batch)
+        setattr(card.files, f"int8_{runtime}", name)
+    card.write(out)
+    return out
 
 
-def top1(backend, batch: np.ndarray, targets: np.ndarray) -> float:
-    return float(np.mean(np.concatenate([backend(batch[i:i + 32])[0].argmax(1) for i in range(0, len(batch), 32)]) == targets))
+def end_to_end(folder: Path, files: list[Path], runs: int) -> dict:
+    "Photos per second, files → answers at batch 32, fp32 and int8 on each runtime; paired runs, medians."
+    paths = {f"{r} {p}": Predictor.from_dir(folder, backend=r, precision=p, batch_size=32, tta=False)
+             for r in RUNTIMES for p in ("fp32", "int8")}
+    for p in paths.values(): p.predict(files[:32])
+    speed = {k: [] for k in paths}
+    for run in range(runs):
+        for k in (list(paths) if run % 2 == 0 else list(paths)[::-1]):
+            t = time.perf_counter()
+            for i in range(0, len(files), 32): paths[k].predict(files[i:i + 32])
+            speed[k].append(len(files) / (time.perf_counter() - t))
+    return {k: round(float(np.median(v)), 1) for k, v in speed.items()}
+
+
+def summary(folder: Path) -> dict:
+    "What export decided, per runtime: the card's figures."
+    card = read_model_card(folder)
+    return dict(arch=card.arch, zero_shot=card.zero_shot, machine=card.int8.machine,
+                **{r: getattr(card.int8, r).to_json() for r in RUNTIMES if getattr(card.int8, r)})
+
+
+def print_row(row: dict):
+    print(f"\n{row['arch']}{'' if row['zero_shot'] else ' (trained)'} — {row['machine']}")
+    for r in RUNTIMES:
+        i = row.get(r)
+        if not i or "top1" not in i: print(f"  {r}: {i and i['reason']}"); continue
+        print(f"  {r:11} top-1 {i['top1']['fp32']:.4f} → {i['top1']['int8']:.4f}  log loss {i['log_loss']['fp32']:.4f} → "
+              f"{i['log_loss']['int8']:.4f}  ECE {i['ece']['fp32']:.3f} → {i['ece']['int8']:.3f}  no-dog "
+              f"{i['no_dog_caught']['fp32']} → {i['no_dog_caught']['int8']}/{i['non_dog_images']}  model only "
+              f"{i['images_per_second']['fp32']} → {i['images_per_second']['int8']}/s  {i['megabytes']['fp32']} → "
+              f"{i['megabytes']['int8']} MB  end to end {row['end_to_end'][f'{r} fp32']} → {row['end_to_end'][f'{r} int8']}/s"
+              f"  {'KEPT' if i['kept'] else 'dropped'}: {i['reason']}")
 
 
 def main():
     ap = argument_parser(__doc__)
-    photos_argument(ap)
-    photos_argument(ap, "stanford_dogs_train", "--train")
-    ap.add_argument("--archs", nargs="+", default=[DEFAULT_ARCH])
-    ap.add_argument("--calibration", nargs="+", type=int, default=[64, 256])
+    found = stanford_photos("stanford_dogs_dev", REPO)
+    ap.add_argument("--photos", type=Path, default=found.parent if found else REPO.parent/"shared"/"data")
+    ap.add_argument("--archs", nargs="+", default=["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"])
+    ap.add_argument("--model-dir", type=Path)
+    ap.add_argument("--files", type=int, default=256)
+    ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    dev_files, dev_breeds = labelled_photos(args.dev.resolve(), None)
-    train_files, _ = labelled_photos(args.train.resolve(), 5)
+    photos = zero_shot_photos(args.photos)
+    files = [f for f, _ in photos.test][::max(1, len(photos.test) // args.files)][:args.files]
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        for arch in args.archs:
-            folder = zero_shot_serving_dir(Path(d)/arch, arch)
-            predictor = Predictor.from_dir(folder, tta=False)
-            index = {c: i for i, c in enumerate(predictor.classes)}
-            targets = np.array([index[b] for b in dev_breeds])
-            dev, calib_all = inputs(predictor, dev_files), inputs(predictor, train_files[::2])
-            fp32 = {b: load_backend(folder/"model.onnx", b) for b in ("openvino", "onnxruntime")}
-            row = dict(arch=arch, fp32_top1=top1(fp32["onnxruntime"], dev, targets),
-                       photos_per_second={f"fp32 {b}": round(items_per_second(be, dev, 32, 3.0), 1) for b, be in fp32.items()}, int8={})
-            for n in args.calibration:
-                for recipe in ("all int8", "stem and heads in float"):
-                    out = Path(d)/f"{arch}-{n}-{recipe.split()[0]}.onnx"
-                    quantize_int8(folder/"model.onnx", out, calib_all[:n], keep_float=recipe != "all int8")
-                    be = load_backend(out, "onnxruntime")
-                    row["int8"][f"{recipe}, {n} photos"] = dict(top1=top1(be, dev, targets), photos_per_second=round(items_per_second(be, dev, 32, 3.0), 1))
-            rows.append(row); print(row, flush=True)
-    for r in rows:
-        print(f"\n{r['arch']}: fp32 top-1 {r['fp32_top1']:.4f}; " + ", ".join(f"{k} {v}/s" for k, v in r["photos_per_second"].items()))
-        for k, v in r["int8"].items(): print(f"  int8 {k:34} top-1 {v['top1']:.4f} ({v['top1'] - r['fp32_top1']:+.4f})  {v['photos_per_second']}/s")
+        folders = [zero_shot_serving_dir(Path(d)/a, a, photos=args.photos) for a in args.archs]
+        folders += [args.model_dir.resolve()] if args.model_dir else []
+        for folder in folders:
+            row = summary(folder)
+            row["end_to_end"] = end_to_end(with_every_int8(folder, Path(d)/f"{folder.name}-all", photos.calibration), files, args.runs)
+            rows.append(row); print_row(row)
     write_results("int8_recipe", rows)
 
 

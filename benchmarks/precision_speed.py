@@ -5,8 +5,9 @@ eager of the same model — paired runs in one process, on the same real photos.
 
 Each run times every path over the same photo files, batch by batch: `Predictor.predict` (decode, crop,
 normalise, the runtime, the answers with their 14 image statistics) with `precision="auto"` and `"fp32"`, and torch
-eager — the serving folder's own weights in a timm model (`model.load_serving_model`), PIL decoding and timm's
-evaluation transform for its architecture, `torch.no_grad`. The order of the paths rotates from run to run; the
+eager — the serving folder's own weights in a timm model (`model.load_serving_model`), `torch.no_grad` — fed two
+ways: PIL decoding and timm's own evaluation transform for its architecture (what a torch user would write), and
+the project's decode and crop (what `benchmarks/architectures.py` feeds it: JPEGs decoded at reduced scale). The order of the paths rotates from run to run; the
 figure is each path's median over the runs, and the ratios are taken within each run, then their median. Model only
 (inputs already decoded) is timed too, so the share that decoding and the answers take shows. Says which CPU
 (VNNI or only AVX2). Writes benchmarks/results/precision_speed.json.
@@ -41,6 +42,15 @@ def torch_eager(model_dir: Path):
     return run, serving
 
 
+def project_decode_then_torch(serving, p: Predictor):
+    "files → top-1 with the project's decode and crop, then the same torch model, eager."
+    @torch.no_grad()
+    def run(files):
+        x = np.stack([model_input(p.decode(f).image, p.size, p.mean, p.std, p.crop_fraction) for f in files])
+        return serving(torch.from_numpy(x))[0].argmax(1).numpy()
+    return run
+
+
 def timed(fn, files: list[Path], batch: int) -> float:
     "Images per second of `fn` over `files`, `batch` at a time."
     t = time.perf_counter()
@@ -63,7 +73,8 @@ def main():
     fp32 = Predictor.from_dir(args.model_dir, batch_size=args.batch, tta=False, precision="fp32")
     eager, serving = torch_eager(auto.model_dir)
     paths = {f"auto ({auto.precision}, {auto.backend.name})": lambda fs: auto.predict(fs),
-             f"fp32 ({fp32.backend.name})": lambda fs: fp32.predict(fs), "timm torch eager": eager}
+             f"fp32 ({fp32.backend.name})": lambda fs: fp32.predict(fs), "timm torch eager": eager,
+             "torch eager, the project's decode": project_decode_then_torch(serving, fp32)}
     inputs = np.stack([model_input(decode_image(f).image, auto.size, auto.mean, auto.std, auto.crop_fraction) for f in files])
 
     @torch.no_grad()
@@ -79,7 +90,7 @@ def main():
             t = time.perf_counter()
             for i in range(0, len(inputs), args.batch): fn(inputs[i:i + args.batch])
             alone[k].append(len(inputs) / (time.perf_counter() - t))
-    a, f, t = names
+    a, f, t, _ = names
     ratio = lambda x, y: float(np.median(np.array(e2e[x]) / np.array(e2e[y])))
     result = dict(machine=cpu_kind(), model=auto.model_version, photos=len(files), batch=args.batch, runs=args.runs,
                   end_to_end={k: round(float(np.median(v)), 1) for k, v in e2e.items()},

@@ -1,6 +1,6 @@
 """Profile the request path of a real server with py-spy: where `POST /predict` spends its time, every thread.
 
-    python benchmarks/profile_request.py [--requests 400] [--concurrency 4] [--model-dir DIR] [--no-ui]
+    python benchmarks/profile_request.py [--requests 400] [--concurrency 4] [--model-dir DIR] [--precision auto|fp32|int8] [--no-ui]
 
 Starts `dog-breed serve` on 127.0.0.1 (the zero-shot model unless --model-dir; a fresh SQLite log; the demo mounted
 unless --no-ui, as users run it), attaches `py-spy record` to it, sends --requests uploads (Stanford dev photos from
@@ -27,6 +27,7 @@ from hot_spots import hot_spots, markdown, py_spy  # noqa: E402
 from serving_process import running_server  # noqa: E402
 
 from benchmark_io import REPO, argument_parser
+from dog_breed_classifier.core import cpu_kind
 
 OUT = REPO/"reports"/"profile"
 
@@ -36,12 +37,14 @@ def main():
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--model-dir", type=Path)
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
     ap.add_argument("--no-ui", action="store_true")
     args = ap.parse_args()
     data = photos(None)
     OUT.mkdir(parents=True, exist_ok=True)
     raw = OUT/"request.raw.txt"
-    extra = (["--model-dir", str(args.model_dir)] if args.model_dir else []) + (["--no-ui"] if args.no_ui else [])
+    extra = ((["--model-dir", str(args.model_dir)] if args.model_dir else []) + (["--no-ui"] if args.no_ui else [])
+             + ["--precision", args.precision])
     with tempfile.TemporaryDirectory() as d, running_server(Path(d), *extra) as (url, proc):
         card = httpx.get(url + "/model").json()
         client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=32))
@@ -62,7 +65,8 @@ def main():
         if not raw.is_file(): raise SystemExit(f"py-spy wrote nothing: {err.decode()[-2000:]}")
     spots = hot_spots(raw)
     text = markdown("POST /predict", spots, [
-        f"`dog-breed serve` ({card['model_version']} on {card['runtime']['backend']}; {'no demo' if args.no_ui else 'demo mounted'}), "
+        f"`dog-breed serve` ({card['model_version']} on {card['runtime']['backend']}, {card['runtime']['precision']}; "
+        f"{'no demo' if args.no_ui else 'demo mounted'}; {cpu_kind()}), "
         f"{args.requests} uploads of {len(data)} distinct photos from {args.concurrency} client threads: "
         f"{args.requests / seconds:.1f} req/s, p50 {np.percentile(lat, 50):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms "
         "(under py-spy, 200 samples/s; idle threads not counted)."])

@@ -23,7 +23,7 @@ import torch
 
 import dog_breed_classifier
 from .core import (SERVING_FILES, DogBreedError, ExportSettings, Params, ProjectPaths, atomic_file,
-                                       atomic_folder, breed_vocab, cpu_kind)
+                                       atomic_folder, breed_vocab, classification_metrics, cpu_kind)
 from .data import draw_sample_dog, load_report
 from .drift import reference_from_photos, write_reference
 from .evaluate import caveat
@@ -100,10 +100,17 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, # the float model
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
     return out_path
 
+# %% ../nbs/09_export.ipynb #0ea8d797
+def _top1_of_compiled(compiled, pairs) -> float:
+    "Top-1 of an OpenVINO compiled model (its first output: the logits) over (input, class index) pairs."
+    return float(np.mean([int(np.asarray(compiled(x)[0]).argmax(1)[0]) == y for x, y in pairs]))
+
 # %% ../nbs/09_export.ipynb #a9be24f3
 def quantize_openvino_int8(fp32_path: str | Path, # the float ONNX model
                            out_path: str | Path, # its OpenVINO int8 copy (.xml; the weights go in the .bin beside it)
                            calibration: np.ndarray, # model inputs (N×3×H×W) whose activations set the int8 ranges
+                           validation: tuple[np.ndarray, np.ndarray] | None = None, # (inputs, class indices): accuracy control
+                           max_top1_drop: float = DEFAULTS.max_int8_top1_drop, # … keeps validation top-1 within this of fp32
                           ) -> Path:
     "OpenVINO int8 copy of `fp32_path` by NNCF post-training quantization (mixed preset, fast bias correction)."
     import nncf
@@ -111,8 +118,12 @@ def quantize_openvino_int8(fp32_path: str | Path, # the float ONNX model
     nncf.set_log_level(logging.ERROR)
     model = ov.Core().read_model(str(fp32_path))
     data = nncf.Dataset([calibration[i:i + 1] for i in range(len(calibration))])
-    quantized = nncf.quantize(model, data, preset=nncf.QuantizationPreset.MIXED, subset_size=len(calibration),
-                              fast_bias_correction=True)
+    common = dict(preset=nncf.QuantizationPreset.MIXED, subset_size=len(calibration), fast_bias_correction=True)
+    if validation is None or not len(validation[0]): quantized = nncf.quantize(model, data, **common)
+    else:
+        pairs = nncf.Dataset([(validation[0][i:i + 1], int(validation[1][i])) for i in range(len(validation[0]))])
+        quantized = nncf.quantize_with_accuracy_control(model, data, pairs, validation_fn=_top1_of_compiled, max_drop=max_top1_drop,
+                                                        drop_type=nncf.DropType.ABSOLUTE, **common)
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".int8-") as tmp:
         ov.save_model(quantized, f"{tmp}/{out_path.name}", compress_to_fp16=False)
@@ -131,12 +142,11 @@ def graph_figures(backend, # a loaded runtime (`inference.load_backend`)
                   temperature: float = 1.0, # the card's calibration: probabilities = softmax(logits / temperature)
                   no_dog_threshold: float | None = None, # the no-dog rule (None: the model has none)
                  ) -> dict:
-    "Top-1 and log loss on the test photos, and how many dog-free images the no-dog rule catches."
+    "Top-1, log loss and calibration error on the test photos, and how many dog-free images the no-dog rule catches."
     logits, _ = _outputs(backend, test)
-    right = softmax(logits.astype(np.float64) / temperature)[np.arange(len(targets)), targets]
+    m = classification_metrics(softmax(logits.astype(np.float64) / temperature), targets, list(map(str, range(logits.shape[1]))))
     caught = None if no_dog_threshold is None else int((_outputs(backend, non_dogs)[1] < no_dog_threshold).sum())
-    return dict(top1=float((logits.argmax(1) == targets).mean()), log_loss=float(-np.log(np.clip(right, 1e-12, None)).mean()),
-                no_dog_caught=caught)
+    return dict(top1=m["top1"], log_loss=m["log_loss"], ece=m["ece"], no_dog_caught=caught)
 
 # %% ../nbs/09_export.ipynb #508d95ba
 def int8_verdict(fp32: dict, int8: dict, # `graph_figures` of each precision
@@ -215,6 +225,18 @@ def _probe_images(rng) -> list:
     "Drawn dogs for the parity check when no photos are given (the zero-shot build)."
     return [draw_sample_dog(b, rng, (288, 256)) for b in ["pug", "beagle", "chow", "papillon"]]
 
+# %% ../nbs/09_export.ipynb #289c0d9a
+@dataclass
+class ExportPhotos:
+    "The photos an export uses: validation (parity batch, int8 calibration and accuracy control), test (the int8 decision), held-out (drift reference)."
+    calibration: list[Path] = field(default_factory=list)        # validation photos
+    validation: list[tuple[Path, str]] = field(default_factory=list)   # other validation photos, with breeds: int8's accuracy control
+    test: list[tuple[Path, str]] = field(default_factory=list)   # (photo, breed) pairs that decide whether int8 is kept
+    reference: list[Path] = field(default_factory=list)          # held-out photos for the drift reference (none: no reference)
+    reference_stats: pd.DataFrame | None = None                  # their statistics as prepare measured them
+    reference_source: str = ""                                   # the reference's description, in words
+    min_test_photos: int = 100                                   # fewer test photos cannot justify int8
+
 # %% ../nbs/09_export.ipynb #db706a5e
 def _int8_runtimes() -> list[str]:
     "The runtimes export makes int8 for here: OpenVINO when it and NNCF are installed, ONNX Runtime always."
@@ -227,13 +249,15 @@ def _non_dog_batch(meta: dict, n_each: int = 8) -> np.ndarray:
     return np.stack([model_input(im, meta["input_size"], meta["mean"], meta["std"], _crop(meta)) for im in images])
 
 # %% ../nbs/09_export.ipynb #70b90026
-def _int8_report(runtime: str, onnx_path: Path, out_dir: Path, calib: np.ndarray, test: np.ndarray, targets: np.ndarray,
+def _int8_report(runtime: str, onnx_path: Path, out_dir: Path, calib: np.ndarray, validation: tuple, test: tuple,
                  non_dogs: np.ndarray, meta: dict, settings: ExportSettings, no_dog_threshold: float | None) -> dict:
-    "Quantise for `runtime`, compare with fp32, keep the int8 file in `out_dir` only if `int8_verdict` says so."
-    quantize, name = ((quantize_openvino_int8, SERVING_FILES.int8_openvino) if runtime == "openvino" else
-                      (quantize_int8, SERVING_FILES.int8_onnxruntime))
-    t = time.perf_counter(); path = quantize(onnx_path, out_dir/name, calib); took = time.perf_counter() - t
-    cmp = compare_precisions(runtime, onnx_path, path, test, targets, non_dogs,
+    "Quantise for `runtime`, compare with fp32 on the `test` (inputs, classes), keep the file only if `int8_verdict` says so."
+    t = time.perf_counter()
+    if runtime == "openvino":   # NNCF, with accuracy control on the validation photos when there are any
+        path = quantize_openvino_int8(onnx_path, out_dir/SERVING_FILES.int8_openvino, calib, validation, settings.max_int8_top1_drop)
+    else: path = quantize_int8(onnx_path, out_dir/SERVING_FILES.int8_onnxruntime, calib)
+    took = time.perf_counter() - t
+    cmp = compare_precisions(runtime, onnx_path, path, *test, non_dogs,
                              (meta.get("calibration") or {}).get("temperature", 1.0), no_dog_threshold)
     f, ips = cmp["figures"], cmp["images_per_second"]
     kept, reason = int8_verdict(f["fp32"], f["int8"], ips, settings.max_int8_top1_drop, settings.max_int8_log_loss_rise)
@@ -241,29 +265,34 @@ def _int8_report(runtime: str, onnx_path: Path, out_dir: Path, calib: np.ndarray
     megabytes = dict(fp32=round(onnx_path.stat().st_size / 1e6, 1), int8=round(sum(p.stat().st_size for p in files) / 1e6, 1))
     if not kept:
         for p in files: p.unlink()
+    guard = f", accuracy control on {len(validation[0])} validation photos" if runtime == "openvino" and len(validation[0]) else ""
     method = ("NNCF post-training quantization (mixed preset, fast bias correction)" if runtime == "openvino" else
-              "ONNX Runtime static QDQ (stem and heads in float)") + f", calibrated on {len(calib)} photos in {took:.0f} s"
+              "ONNX Runtime static QDQ (stem and heads in float)") + f", calibrated on {len(calib)} photos{guard}, {took:.0f} s"
     pair = lambda k, nd=4: {p: None if f[p][k] is None else round(f[p][k], nd) for p in ("fp32", "int8")}
-    return dict(kept=kept, reason=reason, method=method, test_photos=len(test), top1=pair("top1"), log_loss=pair("log_loss"),
-                no_dog_caught=pair("no_dog_caught"), non_dog_images=len(non_dogs), megabytes=megabytes,
+    return dict(kept=kept, reason=reason, method=method, test_photos=len(test[1]), top1=pair("top1"), log_loss=pair("log_loss"),
+                ece=pair("ece"), no_dog_caught=pair("no_dog_caught"), non_dog_images=len(non_dogs), megabytes=megabytes,
                 images_per_second={k: round(v, 1) for k, v in ips.items()})
 
 # %% ../nbs/09_export.ipynb #dacfcc34
-def _int8_decision(onnx_path: Path, out_dir: Path, meta: dict, calibration: list[Path], test: list[tuple[Path, str]],
-                   settings: ExportSettings, no_dog_threshold: float | None, min_test_photos: int) -> dict:
-    "Each runtime's int8 report (the card's `int8`); the int8 files that earn their place are left in `out_dir`."
-    runtimes = _int8_runtimes()
-    if len(test) < min_test_photos:   # int8 could not be kept: do not spend the time
-        why = f"too few test photos ({len(test)} < {min_test_photos}) to show int8 is as accurate; not tried"
-        return dict(machine=cpu_kind(), **{r: dict(kept=False, test_photos=len(test), reason=why) for r in runtimes})
+def _labelled_batch(pairs: list[tuple[Path, str]], meta: dict, what: str) -> tuple[np.ndarray, np.ndarray]:
+    "Model inputs of (photo, breed) `pairs` and their class indices; the breeds must be the model's."
     index = {c: i for i, c in enumerate(meta["classes"])}
-    unknown = sorted({b for _, b in test} - set(index))
-    if unknown: raise DogBreedError(f"the test photos include breeds the model was not trained on ({', '.join(unknown[:5])}); "
+    unknown = sorted({b for _, b in pairs} - set(index))
+    if unknown: raise DogBreedError(f"the {what} photos include breeds the model was not trained on ({', '.join(unknown[:5])}); "
                                     f"the data changed since training: run `dog-breed train` (or `dvc repro`) again")
-    calib, batch = _photo_batch(list(calibration), meta), _photo_batch([f for f, _ in test], meta)
-    targets = np.array([index[b] for _, b in test], dtype=int)
-    non_dogs = _non_dog_batch(meta) if no_dog_threshold is not None else batch[:0]
-    return dict(machine=cpu_kind(), **{r: _int8_report(r, onnx_path, out_dir, calib, batch, targets, non_dogs, meta,
+    return _photo_batch([f for f, _ in pairs], meta), np.array([index[b] for _, b in pairs], dtype=int)
+
+def _int8_decision(onnx_path: Path, out_dir: Path, meta: dict, photos: ExportPhotos, settings: ExportSettings,
+                   no_dog_threshold: float | None) -> dict:
+    "Each runtime's int8 report (the card's `int8`); the int8 files that earn their place are left in `out_dir`."
+    runtimes, n = _int8_runtimes(), len(photos.test)
+    if n < photos.min_test_photos:   # int8 could not be kept: do not spend the time
+        why = f"too few test photos ({n} < {photos.min_test_photos}) to show int8 is as accurate; not tried"
+        return dict(machine=cpu_kind(), **{r: dict(kept=False, test_photos=n, reason=why) for r in runtimes})
+    test = _labelled_batch(photos.test, meta, "test")
+    calib, validation = _photo_batch(list(photos.calibration), meta), _labelled_batch(photos.validation, meta, "validation")
+    non_dogs = _non_dog_batch(meta) if no_dog_threshold is not None else test[0][:0]
+    return dict(machine=cpu_kind(), **{r: _int8_report(r, onnx_path, out_dir, calib, validation, test, non_dogs, meta,
                                                          settings, no_dog_threshold) for r in runtimes})
 
 # %% ../nbs/09_export.ipynb #e2907dd9
@@ -272,17 +301,6 @@ def _add_drift_reference(folder: Path, card: ModelCard, photos: list[Path], stat
     ref = reference_from_photos(Predictor.from_dir(folder), list(photos), stats=stats,
                                 source=source or f"{len(photos)} photos", progress=False)
     card.drift_reference = DriftReferenceEntry.from_json(write_reference(ref, folder), "drift_reference")
-
-# %% ../nbs/09_export.ipynb #289c0d9a
-@dataclass
-class ExportPhotos:
-    "The photos an export uses: validation (parity batch, int8 calibration), test (the int8 decision), held-out (drift reference)."
-    calibration: list[Path] = field(default_factory=list)        # validation photos
-    test: list[tuple[Path, str]] = field(default_factory=list)   # (photo, breed) pairs that decide whether int8 is kept
-    reference: list[Path] = field(default_factory=list)          # held-out photos for the drift reference (none: no reference)
-    reference_stats: pd.DataFrame | None = None                  # their statistics as prepare measured them
-    reference_source: str = ""                                   # the reference's description, in words
-    min_test_photos: int = 100                                   # fewer test photos cannot justify int8
 
 # %% ../nbs/09_export.ipynb #bc900998
 def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced whole, atomically)
@@ -303,8 +321,7 @@ def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced w
             [model_input(s, size, meta["mean"], meta["std"], _crop(meta)) for s in _probe_images(np.random.default_rng(0))]))
         parity = check_parity(serving, onnx_path, batch)
         threshold = no_dog_threshold_for(meta["arch"], settings.no_dog_threshold)
-        int8_report = (_int8_decision(onnx_path, tmp, meta, photos.calibration, photos.test, settings,
-                                      None if pretrained == "none" else threshold, photos.min_test_photos)
+        int8_report = (_int8_decision(onnx_path, tmp, meta, photos, settings, None if pretrained == "none" else threshold)
                        if settings.int8 and photos.calibration else None)
         card = build_model_card(meta, onnx_path, parity, int8_report, metrics, threshold, pretrained)
         card.files.torch = SERVING_FILES.torch
@@ -328,7 +345,8 @@ def zero_shot_photos(folder: str | Path, # holds stanford_dogs_train/Images and 
     spread = [f for row in itertools.zip_longest(*by_breed) for f in row if f is not None]   # one of each breed in turn
     vocab = breed_vocab()
     test = [(f, vocab.lookup(d.name).name) for d in breeds("stanford_dogs_dev") for f in sorted(d.glob("*.jpg"))]
-    return ExportPhotos(calibration=spread[:calibration], test=test)
+    return ExportPhotos(calibration=spread[:calibration], test=test,
+                        validation=[(f, vocab.lookup(f.parent.name).name) for f in spread[calibration:2 * calibration]])
 
 # %% ../nbs/09_export.ipynb #dbb3086d
 def zero_shot_serving_dir(out_dir: str | Path, # the folder to build (kept when already complete)
@@ -360,12 +378,14 @@ def export_photos(paths: ProjectPaths, params: Params) -> ExportPhotos:
     labels = load_report(paths.processed).labels
     originals = labels[labels.variant == ""]
     valid = originals[originals.split == "valid"]
-    valid = valid.sample(min(len(valid), params.export.calibration_photos), random_state=0) if len(valid) else valid
+    valid = valid.sample(frac=1.0, random_state=0)   # shuffled: the first ones calibrate, the rest guard the accuracy
+    calibration, guard = valid[:params.export.calibration_photos], valid[params.export.calibration_photos:]
     test = originals[originals.split == "test"]
     held_out = originals[originals.split.isin(["valid", "test"])]
     held_out = held_out if len(held_out) else originals
     stats = pd.read_csv(paths.processed/"reference_stats.csv").set_index("path").loc[held_out.path]
-    return ExportPhotos(calibration=[paths.processed/p for p in valid.path],
+    return ExportPhotos(calibration=[paths.processed/p for p in calibration.path],
+                        validation=[(paths.processed/p, b) for p, b in zip(guard.path, guard.breed)],
                         test=[(paths.processed/p, b) for p, b in zip(test.path, test.breed)],
                         reference=[paths.processed/p for p in held_out.path],
                         reference_stats=stats.rename(columns=dict(zip(IMAGE_STAT_NAMES, STAT_COLUMNS))),

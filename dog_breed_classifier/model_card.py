@@ -194,6 +194,7 @@ class Int8Report(CardPart):
     images_per_second: dict | None = optional()   # {fp32: …, int8: …}, model only, same run
     top1: dict | None = optional()                # {fp32: …, int8: …} on the test photos
     log_loss: dict | None = optional()            # {fp32: …, int8: …}, calibrated probabilities
+    ece: dict | None = optional()                 # {fp32: …, int8: …}: expected calibration error
     no_dog_caught: dict | None = optional()       # {fp32: …, int8: …}: dog-free images the no-dog rule answers
     non_dog_images: int | None = optional()
     megabytes: dict | None = optional()           # {fp32: …, int8: …}: the files' sizes
