@@ -73,7 +73,7 @@ def torch_eager_end_to_end(arch: str, contents: list[bytes], seconds: float) -> 
 
 def measure(model_dir: Path, files, breeds, seconds: float) -> dict:
     "Accuracy, calibration and speed of the serving folder `model_dir` on the dev photos."
-    predictor = Predictor.from_dir(model_dir, tta=False)
+    predictor = Predictor.from_dir(model_dir, tta=False, precision="fp32")   # int8 has its own benchmark
     arch = predictor.card.arch
     index = {c: i for i, c in enumerate(predictor.classes)}
     targets = np.array([index[b] for b in breeds])
@@ -88,7 +88,7 @@ def measure(model_dir: Path, files, breeds, seconds: float) -> dict:
     contents = [f.read_bytes() for f in files[::max(1, len(files) // 256)]]
     for backend in available_backends():
         for tta in (False, True):
-            p = Predictor.from_dir(model_dir, backend=backend, batch_size=32, tta=tta)
+            p = Predictor.from_dir(model_dir, backend=backend, batch_size=32, tta=tta, precision="fp32")
             row["photos_per_second"][f"{backend}{' tta' if tta else ''}"] = round(items_per_second(p.predict, contents, 32, seconds), 1)
     row["photos_per_second"]["torch eager"] = round(torch_eager_end_to_end(arch, contents, seconds), 1)
     best = max(v for k, v in row["photos_per_second"].items() if "tta" not in k and k != "torch eager")

@@ -220,8 +220,8 @@ def test_openvino_and_onnxruntime_agree(zero_shot_dir):
     from dog_breed_classifier.inference import Predictor, available_backends
     if "openvino" not in available_backends(): pytest.skip("openvino is not installed")
     photos = [photo(b, 5, (256, 256)) for b in ["pug", "beagle", "chow"]]
-    a = Predictor.from_dir(zero_shot_dir, backend="openvino").predict(photos)
-    b = Predictor.from_dir(zero_shot_dir, backend="onnxruntime").predict(photos)
+    a = Predictor.from_dir(zero_shot_dir, backend="openvino", precision="fp32").predict(photos)
+    b = Predictor.from_dir(zero_shot_dir, backend="onnxruntime", precision="fp32").predict(photos)
     for x, y in zip(a, b):
         assert [t["breed"] for t in x["top_k"][:3]] == [t["breed"] for t in y["top_k"][:3]]
         assert abs(x["dog_probability"] - y["dog_probability"]) < 1e-3
