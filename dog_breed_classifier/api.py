@@ -15,7 +15,6 @@ import math
 import os
 import re
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +37,6 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
 import dog_breed_classifier
 from .answers import ApiError, PredictionRecorder, RateLimiter, feedback_limiter, record_feedback
 from .core import DogBreedError, DriftSettings, LoopSettings
-from .drift import DriftMonitor
 from .inference import Predictor
 from .served_model import ModelFollower, ModelRegistry
 from .monitoring import (ImageArchive, PredictionStore, StoreError, client_matches, live_accuracy,
@@ -47,16 +45,16 @@ from .monitoring import (ImageArchive, PredictionStore, StoreError, client_match
 log = logging.getLogger("dog_breed_classifier.api")
 
 # %% auto #0
-__all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'QUALITY_WINDOW', 'KEY_NAME', 'RESERVED_CLIENTS',
-           'PROBES', 'UI_PATH', 'process_threads', 'ApiMetrics', 'ErrorAnswer', 'error_responses', 'error_response',
-           'add_error_handlers', 'UploadLimits', 'add_request_metrics', 'Service', 'client_of', 'prediction_routes',
-           'FeedbackIn', 'feedback_routes', 'status_routes', 'drift_routes', 'swap_model', 'quality_report',
-           'quality_routes', 'AccessSettings', 'read_api_key', 'parse_api_keys', 'ApiKeys', 'open_paths',
-           'add_access_control', 'deadline_protocol', 'reviewer_of', 'mount_demo', 'load_predictor',
-           'drift_gauges_lifespan', 'ServeSettings', 'build_service', 'create_app']
+__all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'NOT_CHECKED', 'QUALITY_WINDOW', 'KEY_NAME',
+           'RESERVED_CLIENTS', 'PROBES', 'UI_PATH', 'process_threads', 'ApiMetrics', 'ErrorAnswer', 'error_responses',
+           'error_response', 'add_error_handlers', 'UploadLimits', 'add_request_metrics', 'Service', 'client_of',
+           'prediction_routes', 'FeedbackIn', 'feedback_routes', 'status_routes', 'drift_answer', 'drift_routes',
+           'swap_model', 'quality_report', 'quality_routes', 'AccessSettings', 'read_api_key', 'parse_api_keys',
+           'ApiKeys', 'open_paths', 'add_access_control', 'deadline_protocol', 'reviewer_of', 'mount_demo',
+           'load_predictor', 'drift_gauges_lifespan', 'ServeSettings', 'build_service', 'create_app']
 
 # %% ../nbs/11_api.ipynb #4c121483
-DRIFT_STATUSES = ("no_drift", "drift", "not_enough_data", "no_reference")
+DRIFT_STATUSES = ("no_drift", "drift", "not_enough_data", "no_reference", "not_checked")
 
 def process_threads() -> int:
     "Operating-system threads of this process (Python's own count where /proc is missing)."
@@ -129,13 +127,14 @@ def observe_feedback(self: ApiMetrics, verdict: str):
 # %% ../nbs/11_api.ipynb #a3d8f5f8
 @patch
 def observe_drift(self: ApiMetrics, answer: dict):
-    "Set the drift gauges from a `DriftMonitor` answer."
+    "Set the drift gauges from a `GET /drift` answer (the drift job's newest verdict, or `not_checked`)."
     value = lambda v: math.nan if v is None else float(v)
     self.drift_share.set(value(answer.get("drift_share")))
     self.embedding_drift_score.set(value(answer.get("embedding_drift_score")))
     self.drift_detected.set(value(answer.get("drift_detected")))
     self.drift_window_rows.set(value((answer.get("current") or {}).get("rows")))
-    self.drift_checked.set(time.time())
+    checked = answer.get("computed_at")
+    self.drift_checked.set(dt.datetime.fromisoformat(checked).timestamp() if checked else math.nan)
     for status in DRIFT_STATUSES: self.drift_status.labels(status).set(1 if answer["status"] == status else 0)
 
 @patch
@@ -242,7 +241,6 @@ class Service:
     "What the routes of one app share; the served model is the recorder's (`predictor` reads it there), nowhere else."
     store: PredictionStore
     record: PredictionRecorder
-    monitor: DriftMonitor
     metrics: ApiMetrics
     limits: UploadLimits = field(default_factory=UploadLimits)
     follower: object = None   # a `served_model.ModelFollower` when the app follows a model registry
@@ -349,35 +347,49 @@ def _parse_since(since: str | None) -> dt.datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 # %% ../nbs/11_api.ipynb #1e959c76
+NOT_CHECKED = dict(status="not_checked", drift_detected=None, drift_share=None, embedding_drift_score=None,
+                   message="no drift check has run on this prediction log yet: drift is checked by a job beside the "
+                           "servers (`dog-breed drift --every 300` with the same --store-url; see the containers page)")
+
+def drift_answer(check: dict | None, # `PredictionStore.latest_drift_check()`
+                 served_version: str | None, # the model serving now
+                ) -> dict:
+    "What `GET /drift` answers: the newest check (or `NOT_CHECKED`), and a note when it judged another model."
+    if check is None: return dict(NOT_CHECKED)
+    out = dict(check, served_model_version=served_version)
+    checked = (check.get("current") or {}).get("model_version")
+    if served_version and checked and checked != served_version:
+        out["notes"] = [*check.get("notes", []), f"this check judged the predictions of model {checked}; {served_version} "
+                        f"serves now (the drift job's next check judges it)"]
+    return out
+
+# %% ../nbs/11_api.ipynb #9b0f61fc
+def _drift_page(answer: dict) -> str:
+    "An HTML page for a drift answer that has no Evidently report (not checked yet, no reference)."
+    title = "Drift: " + answer["status"].replace("_", " ")
+    return f"<!doctype html><title>{title}</title><h1>{title}</h1><p>{html.escape(answer.get('message', ''))}</p>"
+
 def drift_routes(s: Service) -> APIRouter:
-    "`GET /drift`: recent predictions against the model's reference, as JSON or Evidently's HTML report."
+    "`GET /drift`: the drift job's newest verdict on this log, as JSON or Evidently's HTML report."
     router = APIRouter()
-    @router.get("/drift", summary="Drift of recent predictions against the model's reference",
-                responses={200: {"content": {"application/json": {}, "text/html": {}}}, **error_responses(401, 409, 422, 429, 503)})
-    async def drift(window: Annotated[int | None, Query(ge=1, le=10_000_000, description="the last N predictions (default: drift.window)")] = None,
-                    since: Annotated[str | None, Query(description="only predictions since this ISO 8601 time (UTC if no zone)",
-                                                       json_schema_extra={"format": "date-time"})] = None,
-                    format: Annotated[Literal["json", "html"], Query(description="json: the summary; html: Evidently's report")] = "json"):
-        with tempfile.TemporaryDirectory() as d:
-            report = Path(d)/"drift.html" if format == "html" else None
-            try: answer = await run_in_threadpool(s.monitor.summary, window, _parse_since(since), report)
-            except ApiError as e: return error_response(e, s.metrics)
-            except StoreError as e:
-                log.error("drift: %s", e)
-                return error_response(ApiError(503, "store_unavailable", "the prediction log cannot be read right now; try again shortly"), s.metrics)
-            except DogBreedError as e:   # e.g. a reference that does not fit: the operator's to fix, said plainly
-                return error_response(ApiError(409, "drift_unavailable", str(e)), s.metrics)
-            s.metrics.observe_drift(answer)
-            if format == "json": return answer
-            if answer["status"] == "no_reference":
-                return HTMLResponse(f"<!doctype html><title>Drift: no reference</title><h1>Drift: no reference</h1><p>{html.escape(answer['message'])}</p>")
-            return HTMLResponse(report.read_text())
+    @router.get("/drift", summary="The drift job's newest verdict on recent predictions against the model's reference",
+                responses={200: {"content": {"application/json": {}, "text/html": {}}}, **error_responses(401, 422, 429, 503)})
+    async def drift(format: Annotated[Literal["json", "html"], Query(description="json: the summary; html: Evidently's report")] = "json"):
+        try: check = await run_in_threadpool(s.store.latest_drift_check, format == "html")
+        except StoreError as e:
+            log.error("drift: %s", e)
+            return error_response(ApiError(503, "store_unavailable", "the prediction log cannot be read right now; try again shortly"), s.metrics)
+        page = (check or {}).pop("report_html", None)
+        answer = drift_answer(check, s.predictor.model_version if s.predictor else None)
+        s.metrics.observe_drift(answer)
+        if format == "json": return answer
+        return HTMLResponse(page or _drift_page(answer))
     return router
 
 # %% ../nbs/11_api.ipynb #05d0f12c
 def swap_model(s: Service, # the app's shared state
                p: Predictor): # the newly loaded model
-    "Serve `p` from now on: the recorder holds it (the routes, the drift monitor and the demo read it there); the model gauges."
+    "Serve `p` from now on: the recorder holds it (the routes and the demo read it there); the model gauges."
     s.record.predictor, s.record.load_error = p, None
     s.metrics.observe_model(p)
 
@@ -622,12 +634,13 @@ def _on_sighup(*actions) -> bool:
     except (ValueError, AttributeError, OSError): return False
 
 # %% ../nbs/11_api.ipynb #139c1759
-def drift_gauges_lifespan(monitor: DriftMonitor, metrics: ApiMetrics, settings: DriftSettings, quality=None, follower=None):
-    "A FastAPI lifespan: drift (and `quality()`) gauges every `settings.refresh_seconds` (0: never); SIGHUP wakes `follower` and re-reads the keys file."
+def drift_gauges_lifespan(s: Service, settings: DriftSettings, quality=None):
+    "A FastAPI lifespan: the drift job's verdict (and `quality()`) in the gauges every `settings.refresh_seconds` (0: never); SIGHUP wakes the follower and re-reads the keys file."
+    metrics, follower = s.metrics, s.follower
     def refresh(stop: threading.Event):
         while True:
-            try: metrics.observe_drift(monitor.decision())
-            except Exception as e: log.warning("drift check failed: %s: %s", type(e).__name__, e)
+            try: metrics.observe_drift(drift_answer(s.store.latest_drift_check(), s.predictor.model_version if s.predictor else None))
+            except Exception as e: log.warning("drift verdict not read: %s: %s", type(e).__name__, e)
             try: quality and metrics.observe_quality(quality())
             except Exception as e: log.warning("live accuracy not refreshed: %s: %s", type(e).__name__, e)
             if stop.wait(settings.refresh_seconds): return
@@ -663,8 +676,7 @@ class ServeSettings:
     max_upload_bytes: int = 10 * 1024 * 1024   # per photo
     max_batch_files: int = 32                  # per /predict/batch request
     cors_origins: list[str] | None = None      # browser origins allowed to call the API (default: none)
-    drift_reference: str | Path | None = None  # drift reference (default: the model's own, see `drift`)
-    drift_settings: DriftSettings | None = None   # what drift compares (None: params.yaml's defaults)
+    drift_settings: DriftSettings | None = None   # refresh_seconds: how often the gauges re-read the drift job's verdict
     ui: bool = True                            # mount the Gradio demo at /ui (needs the `ui` extra)
     access: AccessSettings | None = None       # API key and rate limit (None: open, unlimited)
     registry: ModelRegistry | None = None      # follow this registry's current version (see `ModelFollower`)
@@ -679,7 +691,7 @@ class ServeSettings:
 def build_service(predictor: Predictor | None, # the model; None: load `st.model_dir`
                   store: PredictionStore | None, # the prediction log (default: `default_store_url()`)
                   st: ServeSettings) -> Service:
-    "What the routes share: the model (loaded from `st.model_dir` when none is given), log, recorder, drift monitor, metrics."
+    "What the routes share: the model (loaded from `st.model_dir` when none is given), log, recorder, metrics."
     if predictor is None: predictor, load_error = load_predictor(st.model_dir, st.backend, st.selection_reason, st.tta, st.precision)
     else: load_error = None
     if predictor is not None and st.selection_reason: predictor.selection_reason = st.selection_reason
@@ -688,8 +700,7 @@ def build_service(predictor: Predictor | None, # the model; None: load `st.model
                                 load_error or st.model_error, feedback_limiter(st.access.feedback_limit))
     if predictor is not None:
         metrics.observe_model(predictor); log.info("serving %s (%s)", predictor, predictor.selection_reason or "model given")
-    monitor = DriftMonitor(store, st.drift_reference, served=lambda: record.predictor, settings=st.drift_settings)
-    s = Service(store, record, monitor, metrics, UploadLimits(st.max_upload_bytes, st.max_batch_files))
+    s = Service(store, record, metrics, UploadLimits(st.max_upload_bytes, st.max_batch_files))
     if st.registry is not None:
         s.follower = ModelFollower(st.registry, lambda: s.predictor, lambda p: swap_model(s, p), st.reload_interval,
                                    st.backend, st.tta, st.precision, on_reload=lambda outcome: s.metrics.model_reloads.labels(outcome).inc())
@@ -722,8 +733,7 @@ def create_app(predictor: Predictor | None = None, # the model; None with `model
     st = replace(settings or ServeSettings(), **changes)
     s = build_service(predictor, store, st)
     app = FastAPI(title="Dog breed classifier", version=dog_breed_classifier.__version__,
-                  lifespan=drift_gauges_lifespan(s.monitor, s.metrics, st.drift_settings, quality=lambda: quality_report(s),
-                                                 follower=s.follower),
+                  lifespan=drift_gauges_lifespan(s, st.drift_settings, quality=lambda: quality_report(s)),
                   description="Which of 120 dog breeds is in this photo? Every prediction is logged for monitoring.")
     app.state.service = s   # what the routes share, for whoever holds the app (tests, the follower)
     _add_middleware(app, s, st)

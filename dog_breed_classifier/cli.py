@@ -13,13 +13,14 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import dog_breed_classifier
 from .core import (PARAMS_FILE, SERVING_FILES, DogBreedError, DriftSettings, LoopSettings, atomic_write,
                                        breed_vocab, load_project, user_at_host)
 from .data import make_sample_dataset
-from .drift import REFERENCE_FILE, current_from_store, drift_report, load_reference
+from .drift import REFERENCE_FILE, DriftMonitor
 from .images import ImageDecodeError
 from .inference import Predictor
 from .served_model import ModelRegistry, choose_model_dir, serving_model_dir, zero_shot_model_dir
@@ -131,7 +132,7 @@ def cmd_serve(args) -> int:
     if args.drift_refresh is not None: drift_settings.refresh_seconds = max(0, args.drift_refresh)
     app = create_app(store=store, model_dir=model_dir, selection_reason=reason, archive_url=args.archive, model_error=model_error,
                      max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), backend=args.backend, tta=args.tta,
-                     precision=args.precision, cors_origins=args.cors_origin or None, drift_reference=args.drift_reference, drift_settings=drift_settings,
+                     precision=args.precision, cors_origins=args.cors_origin or None, drift_settings=drift_settings,
                      ui=not args.no_ui, access=access, registry=registry if args.reload_interval >= 0 else None,
                      reload_interval=max(0.0, args.reload_interval), loop=loop)
     logging.getLogger("dog_breed_classifier.api").info("prediction store: %s; %s", store, access)
@@ -198,26 +199,22 @@ def _since(text: str | None):
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 # %% ../nbs/13_cli.ipynb #20f8451f
-def cmd_drift(args) -> int:
-    "Compare recent predictions with the served model's reference; exit 1 when drift is detected."
-    settings, since = _drift_settings(args), _since(args.since)
-    store = _existing_store(args.store_url)
-    reference, model_dir, predictor = args.reference, None, None
-    if reference is None:   # the served model's own reference (the zero-shot model has none: load_reference says what to do)
-        model_dir = choose_model_dir(args.model_dir).model_dir
-    elif Path(reference).is_dir() and not (Path(reference)/REFERENCE_FILE).is_file():   # photos: the served model describes them
-        model_dir, _ = serving_model_dir(args.model_dir, quiet=args.quiet)
-        predictor = Predictor.from_dir(model_dir)
-    ref = load_reference(reference, model_dir, predictor, progress=not args.quiet)
-    version = None   # the served model's predictions only, when we know which model that is
-    if model_dir is not None and (Path(model_dir)/SERVING_FILES.card).is_file():
+def _served_for_drift(args):
+    "`DriftMonitor`'s `served`: the model `serve` would serve now, asked at every check (a `Predictor` if photos are the reference)."
+    photos = args.reference is not None and Path(args.reference).is_dir() and not (Path(args.reference)/REFERENCE_FILE).is_file()
+    loaded = {}
+    def served():
+        if args.reference is not None and not photos: return None   # a statistics file or a model folder: every model's rows
+        model_dir = serving_model_dir(args.model_dir, quiet=args.quiet)[0] if photos else choose_model_dir(args.model_dir).model_dir
+        if model_dir is None or not (Path(model_dir)/SERVING_FILES.card).is_file(): return None
         version = read_model_card(model_dir).model_version
-    current = current_from_store(store, settings.window, since, version)
-    out = Path(args.out)
-    summary = drift_report(ref, current, settings, html=out)
-    json_out = Path(args.json) if args.json else out.with_suffix(".json")
-    json_out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(json_out, json.dumps(summary, indent=2) + "\n")
+        if not photos: return argparse.Namespace(model_dir=Path(model_dir), model_version=version)
+        if loaded.get("version") != version: loaded.update(version=version, predictor=Predictor.from_dir(model_dir))
+        return loaded["predictor"]
+    return served
+
+def _print_drift(summary: dict, settings, json_out: Path):
+    "The verdict in one line (and the notes), as a person reads it."
     if summary["status"] == "not_enough_data": print(f"drift: {summary['message']}")
     else:
         emb = summary["embedding_drift_score"]
@@ -226,8 +223,34 @@ def cmd_drift(args) -> int:
               + (f", embedding components {emb:.0%} (threshold {settings.embedding_share:.0%})" if emb is not None else "")
               + (f"; drifted: {', '.join(summary['drifted_columns'])}" if summary["drifted_columns"] else ""))
         for note in summary.get("notes", []): print(f"  note: {note}")
-    print(f"  {len(current)} predictions vs {len(ref)} reference rows ({ref.source}); report {out}, summary {json_out}")
+    print(f"  {summary['current']['rows']} predictions vs {summary['reference']['rows']} reference rows "
+          f"({summary['reference']['source']}); report {summary.get('report')}, summary {json_out}; recorded as check {summary['check_id']}")
+
+# %% ../nbs/13_cli.ipynb #10cdee51
+def _drift_round(args, monitor: DriftMonitor, since) -> int:
+    "One check: recorded in the store, the report and summary written; the exit code (no reference: an error)."
+    out = Path(args.out)
+    summary = monitor.check(None, since, html=out)
+    if summary["status"] == "no_reference": raise DogBreedError(summary["message"])
+    json_out = Path(args.json) if args.json else out.with_suffix(".json")
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(json_out, json.dumps(summary, indent=2) + "\n")
+    _print_drift(summary, monitor.settings, json_out)
     return 1 if summary["drift_detected"] and not args.no_fail else 0
+
+def cmd_drift(args) -> int:
+    "Check recent predictions against the served model's reference, record the verdict for the servers; exit 1 on drift."
+    settings, since = _drift_settings(args), _since(args.since)
+    if args.every is not None and args.every <= 0: raise DogBreedError(f"--every must be above 0 seconds (got {args.every:g})")
+    monitor = DriftMonitor(_existing_store(args.store_url), args.reference, served=_served_for_drift(args), settings=settings)
+    if args.every is None: return _drift_round(args, monitor, since)
+    print(f"checking drift every {args.every:g} s (Ctrl-C or SIGTERM stops)", flush=True)
+    try:
+        while True:
+            try: _drift_round(args, monitor, since)
+            except DogBreedError as e: print(f"dog-breed: drift check: {e}", file=sys.stderr)   # recorded too: /drift says it
+            sys.stdout.flush(); time.sleep(args.every)
+    except KeyboardInterrupt: return 0
 
 # %% ../nbs/13_cli.ipynb #6e30d455
 def cmd_feedback(args) -> int:
@@ -401,9 +424,8 @@ SERVING_COMMANDS = {
         arg("--max-upload-mb", type=float, default=10.0, help="larger uploads get 413 (default 10)"),
         arg("--cors-origin", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN (repeatable; default: none)"),
         arg("--no-access-log", action="store_true", help="no per-request log lines"),
-        arg("--drift-reference", metavar="DIR_OR_STATS_FILE", help="what /drift compares with (default: the model's own reference)"),
-        arg("--drift-refresh", type=int, metavar="SECONDS", help="recompute the drift gauges this often; 0 = only on GET /drift "
-                                                                  "(default: drift.refresh_seconds)"),
+        arg("--drift-refresh", type=int, metavar="SECONDS", help="re-read the drift job's verdict for the gauges this often; "
+                                                                  "0 = only on GET /drift (default: drift.refresh_seconds)"),
         arg("--no-ui", action="store_true", help="do not mount the Gradio demo at /ui"),
         *ACCESS_ARGS,
         arg("--forwarded-allow-ips", metavar="IPS", default=os.environ.get("FORWARDED_ALLOW_IPS"),
@@ -435,7 +457,9 @@ MONITORING_COMMANDS = {
         arg("--since", metavar="TIME", help="only predictions since this ISO 8601 time"),
         arg("--out", default="reports/drift.html", metavar="HTML", help="Evidently's report (default: reports/drift.html)"),
         arg("--json", metavar="FILE", help="the summary (default: --out with .json)"),
-        arg("--no-fail", action="store_true", help="exit 0 even when drift is detected (batch reports)"), *QUIET]),
+        arg("--no-fail", action="store_true", help="exit 0 even when drift is detected (batch reports)"),
+        arg("--every", type=float, metavar="SECONDS", help="keep checking, every SECONDS, until stopped: the drift job beside "
+                                                           "the servers (e.g. 300)"), *QUIET]),
     "feedback": (cmd_feedback, [
         arg("prediction_id", metavar="PREDICTION_ID", help="the id an answer gave (the API's prediction_id)"),
         arg("breed", metavar="BREED", help="what it really is: a breed's name, display name or synset, or no_dog"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import tempfile
 import threading
 import time
 import warnings
@@ -388,8 +389,8 @@ def drift_report(reference: DriftData, # what the model was trained on
 
 # %% ../nbs/08_drift.ipynb #d1552d10
 class DriftMonitor:
-    "Drift of a prediction store's recent rows against the served model's reference, for a server: one computation at a time."
-    def __init__(self, store, # the `PredictionStore` the server logs to
+    "Drift of a prediction store's recent rows against the served model's reference, for the drift job: one computation at a time."
+    def __init__(self, store, # the `PredictionStore` the servers log to (and read verdicts from)
                  reference: str | Path | DriftData | None = None, # given by the operator (default: the served model's own)
                  model_dir: str | Path | None = None, # the model's folder when none is served (a notebook, a script)
                  served: Callable | None = None, # `() -> Predictor | None`: the served model, asked at each computation
@@ -412,7 +413,6 @@ class DriftMonitor:
             self._reference = load_reference(self._reference_arg, model_dir, p).sample(self.settings.reference_rows)
             self._reference_of = version
         return self._reference
-
 
 # %% ../nbs/08_drift.ipynb #6e14b373
 @patch
@@ -440,3 +440,16 @@ def decision(self: DriftMonitor, window: int | None = None, since: dt.datetime |
 def summary(self: DriftMonitor, window: int | None = None, since: dt.datetime | None = None, html: str | Path | None = None) -> dict:
     "`drift_summary` of the window (and the HTML report, when `html` is a path)."
     return self._run(lambda r, c: drift_report(r, c, self.settings, html), window, since)
+
+# %% ../nbs/08_drift.ipynb #752f0464
+@patch
+def check(self: DriftMonitor, window: int | None = None, since: dt.datetime | None = None,
+          html: str | Path | None = None, # also keep Evidently's report here (it is recorded in the store either way)
+         ) -> dict:
+    "One round of the drift job: `summary` and Evidently's report, recorded in the store for the servers; with `check_id`."
+    with tempfile.TemporaryDirectory() as d:
+        report = Path(html) if html is not None else Path(d)/"drift.html"
+        out = self.summary(window, since, report)
+        page = Path(out.pop("report")).read_text() if out.get("report") else None
+        check_id = self.store.add_drift_check(out, page)
+    return dict(out, check_id=check_id, **({"report": str(html)} if page is not None and html is not None else {}))

@@ -8,6 +8,7 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/monitoring.htm
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
 import json
 import logging
@@ -30,9 +31,10 @@ log = logging.getLogger("dog_breed_classifier.monitoring")
 
 # %% auto #0
 __all__ = ['log', 'METADATA', 'PREDICTIONS', 'NO_DOG', 'HEALTH', 'FEEDBACK', 'SETTINGS', 'STORE_TIMEOUT_SECONDS',
-           'STORE_CONNECT_TIMEOUT_SECONDS', 'FEEDBACK_RETRIES', 'REVIEW_COLUMNS', 'new_prediction_id', 'answered_breed',
-           'StoreError', 'default_store_url', 'PredictionStore', 'as_utc', 'UnknownPredictionError', 'client_matches',
-           'word_standing', 'waiting_words', 'wilson_interval', 'live_accuracy', 'words_by_client', 'ImageArchive']
+           'STORE_CONNECT_TIMEOUT_SECONDS', 'FEEDBACK_RETRIES', 'REVIEW_COLUMNS', 'DRIFT_CHECKS', 'DRIFT_CHECKS_KEPT',
+           'new_prediction_id', 'answered_breed', 'StoreError', 'default_store_url', 'PredictionStore', 'as_utc',
+           'UnknownPredictionError', 'client_matches', 'word_standing', 'waiting_words', 'wilson_interval',
+           'live_accuracy', 'words_by_client', 'ImageArchive']
 
 # %% ../nbs/07_monitoring.ipynb #69d8b6a8
 METADATA = sa.MetaData()
@@ -413,6 +415,53 @@ def words_by_client(words, # `PredictionStore.feedback()` rows
                         corrected=int((g.verdict == "corrected").sum()), accepted=int((g.review == "accepted").sum()),
                         rejected=int((g.review == "rejected").sum())))
     return sorted(out, key=lambda r: (-r["feedback"], r["client"]))
+
+# %% ../nbs/07_monitoring.ipynb #902013bd
+DRIFT_CHECKS = sa.Table(   # the drift job's verdicts (`dog-breed drift`): what GET /drift and the drift gauges serve
+    "drift_checks", METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("status", sa.String(24), nullable=False),   # no_drift | drift | not_enough_data | no_reference
+    sa.Column("model_version", sa.String(80)),            # whose predictions were compared (null: any model's)
+    sa.Column("summary", sa.Text, nullable=False),        # the JSON summary
+    sa.Column("report", sa.LargeBinary),                  # Evidently's HTML report, gzip; only the newest check keeps one
+)
+DRIFT_CHECKS_KEPT = 1000   # older verdicts are deleted: a check every 5 minutes keeps about three days
+
+# %% ../nbs/07_monitoring.ipynb #f33ecc52
+@patch
+def add_drift_check(self: PredictionStore, summary: dict, # a drift summary (`drift.drift_summary`'s answer)
+                    report_html: str | None = None, # Evidently's HTML report of the same check
+                   ) -> int:
+    "Record a drift job's verdict (the older checks lose their reports; the newest `DRIFT_CHECKS_KEPT` stay); its id."
+    row = dict(computed_at=dt.datetime.now(dt.timezone.utc), status=summary["status"],
+               model_version=(summary.get("current") or {}).get("model_version"), summary=json.dumps(summary),
+               report=None if report_html is None else gzip.compress(report_html.encode(), 6))
+    try:
+        with self.engine.begin() as conn:
+            check_id = conn.execute(DRIFT_CHECKS.insert().values(**row)).inserted_primary_key[0]
+            conn.execute(DRIFT_CHECKS.update().where(DRIFT_CHECKS.c.id < check_id, DRIFT_CHECKS.c.report.is_not(None))
+                         .values(report=None))
+            conn.execute(DRIFT_CHECKS.delete().where(DRIFT_CHECKS.c.id <= check_id - DRIFT_CHECKS_KEPT))
+    except sa.exc.SQLAlchemyError as e:
+        raise StoreError(f"drift check not recorded: {str(e).splitlines()[0][:200]}") from None
+    return check_id
+
+# %% ../nbs/07_monitoring.ipynb #9b8b5f4b
+@patch
+def latest_drift_check(self: PredictionStore, report: bool = False, # also return the HTML report (`report_html`)
+                      ) -> dict | None:
+    "The newest drift verdict: its summary with `check_id` (and `report_html` when asked); None before the first check."
+    columns = [DRIFT_CHECKS.c.id, DRIFT_CHECKS.c.summary, *([DRIFT_CHECKS.c.report] if report else [])]
+    q = sa.select(*columns).order_by(DRIFT_CHECKS.c.id.desc()).limit(1)
+    try:
+        with self.engine.connect() as conn: row = conn.execute(q).first()
+    except sa.exc.SQLAlchemyError as e:
+        raise StoreError(f"cannot read the prediction store {self._safe_url()} ({str(e).splitlines()[0][:200]})") from None
+    if row is None: return None
+    out = dict(json.loads(row.summary), check_id=row.id)
+    if report: out["report_html"] = None if row.report is None else gzip.decompress(row.report).decode()
+    return out
 
 # %% ../nbs/07_monitoring.ipynb #b5eb4993
 class ImageArchive:
