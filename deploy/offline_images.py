@@ -38,7 +38,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_TAG = "localhost/dog-breed-base:bookworm"
-SERVING_EXTRAS = "serve,openvino,postgres"   # what the serving Dockerfile installs
+SERVING_LOCKS = ("serve-openvino.lock", "serve-onnxruntime.lock", "drift.lock", "build.lock")   # what the Dockerfile installs
 PYTHON_LABEL = "org.dog-breed-classifier.python-version"
 SUITE = "bookworm"   # Debian 12: Python 3.11, the version the wheelhouse is made for (this machine's)
 # python3-venv gives each image's virtual environment its pip (ensurepip), so python3-pip is not needed
@@ -47,7 +47,8 @@ BASE_PACKAGES = ["python3", "python3-venv", "ca-certificates"]
 BASE_TRIM = ["var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale",
              "usr/share/info"]
 # what a build context holds: the files the .dockerignore lets through (models/serving aside)
-BUILD_CONTEXT = ["pyproject.toml", "README.md", "Dockerfile", "Dockerfile.train", ".dockerignore", "dog_breed_classifier"]
+BUILD_CONTEXT = ["pyproject.toml", "README.md", "Dockerfile", "Dockerfile.train", ".dockerignore", "requirements",
+                 "dog_breed_classifier"]
 
 
 class ImageBuildError(RuntimeError):
@@ -151,33 +152,15 @@ def base_python(store: ImageStore) -> str | None:
     return labels.get(PYTHON_LABEL)
 
 
-def make_wheelhouse(store: ImageStore, extras: str, also: tuple[str, ...] = (), progress=print) -> Path:
-    """A folder of wheels for the project's `extras` (and the requirements in `also`) and what they need, for the
-    base image's Python, made by this machine's pip (its index and settings); reused while they and pyproject.toml are
-    unchanged. The project's own wheel is left out: the Dockerfiles build it from their context.
-
-    Two passes, because this machine's Python is not the image's (3.11.7 here, Debian 12's 3.11.2): `pip wheel`
-    builds the wheels of packages published only as source (antlr4-python3-runtime, under DVC), then `pip download
-    --python-version` adds, from those and the index, versions that the image's Python accepts (the newest soupsieve
-    wants ≥ 3.11.5). pip builds from a copy of the project, so no build/ folder lands in the working tree."""
-    python = base_python(store)
-    cache = store.cache
-    key = hashlib.sha256("\n".join([python, extras, *also, (REPO/"pyproject.toml").read_text()]).encode()).hexdigest()[:16]
-    wheels = cache/"wheels"/key
-    if (wheels/".complete").exists(): return wheels
-    progress(f"filling the wheelhouse {wheels} with pip (once per pyproject.toml)…")
-    partial = wheels.with_name(key + ".partial")
+def _fill(wheels: Path, key: str, commands: list[list[str]], progress) -> Path:
+    "Run the pip `commands` into a partial folder, then publish it as `wheels` (complete or not at all)."
+    progress(f"filling the wheelhouse {wheels} with pip (once per {key})…")
+    partial = wheels.with_name(wheels.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    # pyproject.toml's build-system (the image's `pip install .`), and the current pip the Dockerfiles upgrade to
-    tooling = ["setuptools>=77", "wheel", "pip"]
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        project = copy_project(Path(tmp)/"project")
-        wanted = [f"{project}[{extras}]", *also, *tooling]
-        for command in (["wheel", "--wheel-dir", str(partial)],
-                        ["download", "--dest", str(partial), "--find-links", str(partial), "--python-version", python,
-                         "--only-binary=:all:"]):
-            res = subprocess.run([sys.executable, "-m", "pip", *command, "--quiet", *wanted], capture_output=True,
-                                 text=True, cwd=tmp)
+    with tempfile.TemporaryDirectory(dir=wheels.parent) as tmp:
+        for command in commands:
+            res = subprocess.run([sys.executable, "-m", "pip", *command, "--quiet"], capture_output=True, text=True, cwd=tmp,
+                                 env={**os.environ, "PIP_CONSTRAINT": ""})   # this machine's own pip constraint aside
             if res.returncode != 0:
                 raise ImageBuildError(f"pip {command[0]} failed (exit {res.returncode}):\n{_tail(res.stdout + res.stderr)}")
     for own in partial.glob("dog_breed_classifier-*.whl"): own.unlink()
@@ -185,6 +168,48 @@ def make_wheelhouse(store: ImageStore, extras: str, also: tuple[str, ...] = (), 
     partial.rename(wheels)
     (wheels/".complete").touch()
     return wheels
+
+
+def serving_wheelhouse(store: ImageStore, progress=print) -> Path:
+    """The wheels of the serving image's hashed locks (both runtimes, the drift job, the build tools), for the base
+    image's Python: `pip download` of exactly the locked files, so `--require-hashes` accepts them in the build."""
+    python = base_python(store)
+    locks = [REPO/"requirements"/name for name in SERVING_LOCKS]
+    key = hashlib.sha256("\n".join([python, *(p.read_text() for p in locks)]).encode()).hexdigest()[:16]
+    wheels = store.cache/"wheels"/f"serve-{key}"
+    if (wheels/".complete").exists(): return wheels
+    wheels.parent.mkdir(parents=True, exist_ok=True)
+    partial = str(wheels.with_name(wheels.name + ".partial"))
+    return _fill(wheels, "lock", [["download", "--dest", partial, "--require-hashes", "--no-deps", "--only-binary=:all:",
+                                   "--python-version", python, "-r", str(lock)] for lock in locks], progress)
+
+
+def make_wheelhouse(store: ImageStore, extras: str, also: tuple[str, ...] = (), progress=print) -> Path:
+    """A folder of wheels for the project's `extras` (and the requirements in `also`) and what they need, pinned by
+    requirements/constraints.txt, for the base image's Python, made by this machine's pip (its index and settings);
+    reused while they and the constraints are unchanged. The project's own wheel is left out: the Dockerfiles build
+    it from their context.
+
+    Two passes, because this machine's Python is not the image's (3.11.7 here, Debian 12's 3.11.2): `pip wheel`
+    builds the wheels of packages published only as source (antlr4-python3-runtime, under DVC), then `pip download
+    --python-version` adds, from those and the index, versions that the image's Python accepts (the newest soupsieve
+    wants ≥ 3.11.5). pip builds from a copy of the project, so no build/ folder lands in the working tree."""
+    python = base_python(store)
+    constraints = REPO/"requirements"/"constraints.txt"
+    key = hashlib.sha256("\n".join([python, extras, *also, (REPO/"pyproject.toml").read_text(),
+                                    constraints.read_text()]).encode()).hexdigest()[:16]
+    wheels = store.cache/"wheels"/key
+    if (wheels/".complete").exists(): return wheels
+    partial = str(wheels.with_name(key + ".partial"))
+    wheels.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=wheels.parent) as tmp:
+        project = copy_project(Path(tmp)/"project")
+        # pyproject.toml's build-system (the image's `pip install .`) and pip
+        wanted = [f"{project}[{extras}]", *also, "setuptools>=77", "wheel", "pip", "-c", str(constraints)]
+        return _fill(wheels, "pyproject.toml and constraints.txt", [
+            ["wheel", "--wheel-dir", partial, *wanted],
+            ["download", "--dest", partial, "--find-links", partial, "--python-version", python, "--only-binary=:all:", *wanted]],
+            progress)
 
 
 def copy_project(folder: Path) -> Path:
@@ -213,19 +238,23 @@ def build_image(store: ImageStore, dockerfile: Path, context: Path, tag: str, wh
                 build_args: dict | None = None, log: Path | None = None, timeout: float = 3600) -> float:
     "Build `dockerfile` on the base image with pip reading only `wheels`; the seconds it took."
     args = {"BASE_IMAGE": BASE_TAG, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/wheels", **(build_args or {})}
+    target = ["--target", args.pop("TARGET")] if "TARGET" in args else []
     start = time.perf_counter()
     # docker format: OCI images have no HEALTHCHECK; --pull=never: the base is local, nothing to fetch
-    store("build", "--format", "docker", "--isolation", "chroot", "--pull=never", "--file", dockerfile,
+    store("build", "--format", "docker", "--isolation", "chroot", "--pull=never", "--file", dockerfile, *target,
           "--tag", tag, "--volume", f"{wheels}:/wheels:ro",
           *[a for k, v in args.items() for a in ("--build-arg", f"{k}={v}")], context, timeout=timeout, log=log)
     return time.perf_counter() - start
 
 
-def build_serving_image(store: ImageStore, serving_dir: Path, tag: str, work: Path, log: Path | None = None) -> float:
-    "The serving image with the exported model `serving_dir` baked in (SERVING_DIR), context in `work`; buildah's seconds."
-    wheels = make_wheelhouse(store, SERVING_EXTRAS)
+def build_serving_image(store: ImageStore, serving_dir: Path, tag: str, work: Path, log: Path | None = None,
+                        build_args: dict | None = None) -> float:
+    """The serving image with the exported model `serving_dir` baked in (SERVING_DIR), context in `work`; buildah's
+    seconds. `build_args`: RUNTIME=onnxruntime, or TARGET=drift for the drift job's image."""
+    wheels = serving_wheelhouse(store)
     context = serving_context(work/"context", serving_dir)
-    return build_image(store, context/"Dockerfile", context, tag, wheels, build_args={"SERVING_DIR": "models/serving"}, log=log)
+    return build_image(store, context/"Dockerfile", context, tag, wheels, log=log,
+                       build_args={"SERVING_DIR": "models/serving", **(build_args or {})})
 
 
 def build_pipeline_image(store: ImageStore, tag: str, work: Path, log: Path | None = None) -> float:
@@ -250,6 +279,7 @@ class RunningContainer:
     process: subprocess.Popen
     log: Path
     started_at: float
+    data: Path   # the host folder mounted at /data (the SQLite prediction log, by default)
 
     def run(self, *command: str, timeout: float = 120) -> subprocess.CompletedProcess:
         "Run another command in the container (a new process in its filesystem, like `docker exec`)."
@@ -297,7 +327,7 @@ def start_container(store: ImageStore, tag: str, *, port: int | None = None, env
         url = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(url, started_at + timeout, process, log)
-            yield RunningContainer(store, name, url, process, log, started_at)
+            yield RunningContainer(store, name, url, process, log, started_at, data)
         finally:
             _stop(process)
     finally:

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -238,12 +239,15 @@ def _drift_round(args, monitor: DriftMonitor, since) -> int:
     _print_drift(summary, monitor.settings, json_out)
     return 1 if summary["drift_detected"] and not args.no_fail else 0
 
+def _interrupt(*_): raise KeyboardInterrupt
+
 def cmd_drift(args) -> int:
     "Check recent predictions against the served model's reference, record the verdict for the servers; exit 1 on drift."
     settings, since = _drift_settings(args), _since(args.since)
     if args.every is not None and args.every <= 0: raise DogBreedError(f"--every must be above 0 seconds (got {args.every:g})")
     monitor = DriftMonitor(_existing_store(args.store_url), args.reference, served=_served_for_drift(args), settings=settings)
     if args.every is None: return _drift_round(args, monitor, since)
+    signal.signal(signal.SIGTERM, _interrupt)   # a container stopped: end as Ctrl-C does, exit 0
     print(f"checking drift every {args.every:g} s (Ctrl-C or SIGTERM stops)", flush=True)
     try:
         while True:

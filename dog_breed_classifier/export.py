@@ -33,7 +33,7 @@ from .non_dogs import synthetic_non_dogs
 from .architectures import ARCHITECTURES, no_dog_threshold_for, zero_shot_temperature
 from .model import (DEFAULT_ARCH, OUTPUT_NAMES, ServingModel, create_model, model_input_spec,
                                         serving_model)
-from .model_card import DriftReferenceEntry, ModelCard, file_sha256
+from .model_card import DriftReferenceEntry, ModelCard, file_sha256, library_versions
 from .train import load_trained_model
 
 # %% auto #0
@@ -203,7 +203,7 @@ def build_model_card(meta: dict, onnx_path: Path, parity: dict, int8: dict | Non
                    (int8 or {}).get(r) or {}).get("kept") else None for r in ("onnxruntime", "openvino")}),
         outputs=OUTPUT_NAMES, zero_shot=bool(meta.get("zero_shot")), training=training, metrics=metrics,
         caveat=caveat(meta["data"]["source"])[0], parity=parity, int8=int8,
-        no_dog_rule=None if pretrained == "none" else dict(threshold=no_dog_threshold)))
+        no_dog_rule=None if pretrained == "none" else dict(threshold=no_dog_threshold), environment=library_versions()))
 
 # %% ../nbs/09_export.ipynb #6f968b33
 def save_torch_weights(serving: ServingModel, path: str | Path) -> Path:

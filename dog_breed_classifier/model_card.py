@@ -8,6 +8,7 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/model_card.htm
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import math
 import typing
@@ -20,9 +21,9 @@ from .core import SERVING_FILES, DogBreedError, atomic_write
 from .images import EVAL_CROP_FRACTION
 
 # %% auto #0
-__all__ = ['ModelLoadError', 'optional', 'CardPart', 'CardInput', 'Calibration', 'CardFiles', 'TrainingData', 'Training',
-           'CardMetrics', 'NoDogRule', 'Parity', 'Int8Report', 'Int8Reports', 'DriftReferenceEntry', 'ModelCard',
-           'file_sha256', 'read_model_card']
+__all__ = ['MAKERS', 'ModelLoadError', 'optional', 'CardPart', 'CardInput', 'Calibration', 'CardFiles', 'TrainingData',
+           'Training', 'CardMetrics', 'NoDogRule', 'Parity', 'Int8Report', 'Int8Reports', 'DriftReferenceEntry',
+           'library_versions', 'ModelCard', 'file_sha256', 'read_model_card']
 
 # %% ../nbs/00c_model_card.ipynb #0c385f7d
 class ModelLoadError(DogBreedError):
@@ -224,6 +225,18 @@ class DriftReferenceEntry(CardPart):
     predictions: bool = False
     embeddings: list | None = None   # [rows, width] when embeddings were kept
 
+# %% ../nbs/00c_model_card.ipynb #ef19d04d
+MAKERS = ("torch", "torchvision", "timm", "fastai", "onnx", "onnxruntime", "openvino", "nncf", "numpy", "albumentations")
+
+def library_versions(names: tuple[str, ...] = MAKERS, # distribution names
+                    ) -> dict[str, str | None]:
+    "The installed version of each of `names` (None when it is not installed), for the card's `environment`."
+    out = {}
+    for name in names:
+        try: out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError: out[name] = None
+    return out
+
 # %% ../nbs/00c_model_card.ipynb #1980e340
 @dataclass(kw_only=True)
 class ModelCard(CardPart):
@@ -247,6 +260,7 @@ class ModelCard(CardPart):
     parity: Parity | None = None
     int8: Int8Reports | None = None
     drift_reference: DriftReferenceEntry | None = optional()
+    environment: dict | None = optional()  # the library versions that made the model (`library_versions`)
 
 # %% ../nbs/00c_model_card.ipynb #a286f1a2
 @patch

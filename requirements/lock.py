@@ -12,6 +12,7 @@
   one runtime, the PostgreSQL driver), the same versions as constraints.txt, every file's sha256. The Hugging Face
   Space's requirements.txt is pinned from serve-openvino.lock.
 - `drift.lock`: the drift job's image (the serving packages, OpenVINO, Evidently), hashed likewise.
+- `build.lock`: pyproject.toml's build-system (setuptools), hashed: what the images build the project's wheel with.
 
 Each file's first line records a digest of what it was made from (pyproject.toml's requirements and pins.in), so a
 dependency added to pyproject.toml without running this fails `--check` and tests/test_dependency_lock.py."""
@@ -34,29 +35,35 @@ CONSTRAINTS = "constraints.txt"
 # hashed locks: file name → the extras it installs (with the core dependencies)
 LOCKS = {"serve-openvino.lock": ["api", "openvino", "postgres"],
          "serve-onnxruntime.lock": ["api", "onnxruntime", "postgres"],
-         "drift.lock": ["api", "openvino", "postgres", "drift"]}
+         "drift.lock": ["api", "openvino", "postgres", "drift"],
+         "build.lock": None}   # None: pyproject.toml's [build-system] requires
 DIGEST_PREFIX = "# made from: sha256 "
 
 
 def requirements_digest(pyproject: Path = REPO/"pyproject.toml", pins: Path = PINS) -> str:
     "A digest of everything the files are made from: pyproject.toml's requirements, pins.in, the lock definitions."
-    project = tomllib.loads(pyproject.read_text())["project"]
+    toml = tomllib.loads(pyproject.read_text())
+    project = toml["project"]
     made_from = dict(python=project.get("requires-python"), dependencies=project.get("dependencies", []),
+                     build=toml.get("build-system", {}).get("requires", []),
                      extras=project.get("optional-dependencies", {}), pins=pins.read_text(), locks=LOCKS, target=PYTHON)
     return hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()
 
 
-def compile_file(out: Path, extras: list[str] | None, hashes: bool, digest: str):
-    "`uv pip compile` pyproject.toml into `out` (all extras when `extras` is None), the digest line on top."
+def compile_file(out: Path, extras: list[str] | None, hashes: bool, digest: str, requirements: list[str] | None = None):
+    "`uv pip compile` pyproject.toml (all extras when `extras` is None) or `requirements` into `out`, the digest line on top."
+    source = "pyproject.toml" if requirements is None else "-"   # "-": the requirements, on standard input
     uv = shutil.which("uv") or sys.exit("uv is not installed: pip install -c requirements/constraints.txt uv")
-    command = [uv, "pip", "compile", "pyproject.toml", "--universal", "--python-version", PYTHON,
+    command = [uv, "pip", "compile", source, "--universal", "--python-version", PYTHON,
                "--no-header", "--annotation-style", "line"]
-    command += ["--all-extras"] if extras is None else [a for e in extras for a in ("--extra", e)]
+    if source == "pyproject.toml": command += ["--all-extras"] if extras is None else [a for e in extras for a in ("--extra", e)]
     command += ["--constraint", str(PINS.relative_to(REPO))]
     if hashes: command += ["--generate-hashes", "--constraint", f"requirements/{CONSTRAINTS}"]
-    res = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    res = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                         input=None if requirements is None else "\n".join(requirements) + "\n")
     if res.returncode != 0: sys.exit(f"uv pip compile failed for {out.name}:\n{res.stderr}")
-    what = "every extra" if extras is None else "extras " + ", ".join(extras)
+    what = ("the build-system" if source != "pyproject.toml" else "every extra" if extras is None
+            else "extras " + ", ".join(extras))
     header = (f"{DIGEST_PREFIX}{digest}\n# Python >= {PYTHON}, {what} of pyproject.toml. Do not edit: "
               f"python requirements/lock.py regenerates it.\n")
     tmp = out.with_suffix(out.suffix + ".tmp")
@@ -87,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         if stale: print("run: python requirements/lock.py (and commit the files)", file=sys.stderr)
         return 1 if stale else 0
     compile_file(HERE/CONSTRAINTS, None, hashes=False, digest=digest)   # first: the locks take its versions
-    for name, extras in LOCKS.items(): compile_file(HERE/name, extras, hashes=True, digest=digest)
+    build = tomllib.loads((REPO/"pyproject.toml").read_text())["build-system"]["requires"]
+    for name, extras in LOCKS.items():
+        compile_file(HERE/name, extras, hashes=True, digest=digest, requirements=None if extras is not None else build)
     print(f"wrote {CONSTRAINTS} and {', '.join(LOCKS)} in {HERE}")
     return 0
 

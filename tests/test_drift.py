@@ -1,11 +1,15 @@
 """Drift detection for real: a SQLite prediction store filled by the real model, `dog-breed drift` run as a
-command (exit codes, report, summary), `dog-breed serve` answering GET /drift and exporting the drift gauges,
-and the example Prometheus alert rules checked against the metrics the server really exports."""
+command (exit codes, report, summary, the verdict recorded in the store) and as the job beside a server
+(`--every`), `dog-breed serve` answering GET /drift and exporting the drift gauges from what the job recorded —
+the server itself computes nothing — and the example Prometheus alert rules checked against the metrics the server
+really exports."""
 from __future__ import annotations
 
 import json
 import re
+import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,7 +19,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO, Server, jpeg_bytes, photo, run_cli
+from conftest import REPO, Server, dog_breed_command, jpeg_bytes, photo, run_cli
 
 BREEDS = ["pug", "beagle", "golden_retriever", "border_collie"]
 
@@ -46,6 +50,9 @@ def fill_store(db: Path, zero_shot_dir: Path, images: list[Image.Image]):
     for answer in Predictor.from_dir(zero_shot_dir).predict(uploads, embeddings=True): store.add(answer, source="batch")
 
 
+from dog_breed_classifier.monitoring import PredictionStore  # noqa: E402  (after the helpers the fixtures use)
+
+
 def drift_cli(tmp: Path, db: Path, *args):
     return run_cli("drift", "--store-url", f"sqlite:///{db}", "--out", tmp/"drift.html", "--quiet", *args, cwd=tmp)
 
@@ -61,6 +68,9 @@ def test_drift_command_exits_by_verdict_and_writes_report_and_summary(tmp_path, 
     assert summary["status"] == "no_drift" and summary["current"]["rows"] == 60 and summary["reference"]["rows"] == 80
     assert summary["columns_compared"] == 17 and summary["embedding_drift_score"] is not None
     assert "<html" in (tmp_path/"drift.html").read_text()[:5000].lower()
+    recorded = PredictionStore(f"sqlite:///{db}").latest_drift_check(report=True)   # what servers will serve
+    assert recorded["check_id"] == summary["check_id"] and recorded["status"] == "no_drift"
+    assert recorded["report_html"] == (tmp_path/"drift.html").read_text()
 
     fill_store(db, zero_shot_dir, [darker(im) for im in typical_photos(60, seed=3)])   # the newest 60 are darker
     drifted = drift_cli(tmp_path, db, *common)
@@ -91,10 +101,10 @@ def test_drift_command_usage_errors_are_one_line(tmp_path, zero_shot_dir, refere
 
 
 @pytest.fixture(scope="module")
-def drift_server(tmp_path_factory, zero_shot_dir, reference_dir):
+def drift_server(tmp_path_factory, zero_shot_dir):
     d = tmp_path_factory.mktemp("drift_serve")
-    s = Server("--model-dir", zero_shot_dir, "--store-url", f"sqlite:///{d}/predictions.db", "--drift-reference", reference_dir,
-               "--drift-refresh", 1, cwd=d)
+    s = Server("--model-dir", zero_shot_dir, "--store-url", f"sqlite:///{d}/predictions.db", "--drift-refresh", 1, cwd=d)
+    s.db = d/"predictions.db"
     yield s
     s.stop()
 
@@ -105,29 +115,57 @@ def metric(text: str, name: str) -> float:
     return float(m.group(1))
 
 
-def test_drift_endpoint_and_gauges_follow_the_store(drift_server):
+def wait_for_metric(url: str, line: str, seconds: float = 60):
+    deadline = time.time() + seconds   # the server re-reads the job's verdict every second (--drift-refresh 1)
+    while line not in httpx.get(f"{url}/metrics").text:
+        assert time.time() < deadline, f"{line} never appeared in /metrics"; time.sleep(0.5)
+
+
+def test_drift_endpoint_and_gauges_serve_what_the_drift_job_recorded(drift_server, zero_shot_dir, reference_dir, tmp_path):
     url = drift_server.url
-    assert httpx.get(f"{url}/drift", timeout=60).json()["status"] == "not_enough_data"
-    deadline = time.time() + 60   # the refresher (every second) publishes the same state
-    while 'dogbreed_drift_status{status="not_enough_data"} 1.0' not in httpx.get(f"{url}/metrics").text:
-        assert time.time() < deadline, "drift gauges never updated"; time.sleep(0.5)
+    first = httpx.get(f"{url}/drift", timeout=60).json()
+    assert first["status"] == "not_checked" and "dog-breed drift --every" in first["message"]
+    wait_for_metric(url, 'dogbreed_drift_status{status="not_checked"} 1.0')
     for img in [darker(im) for im in typical_photos(60, seed=5)]:
         r = httpx.post(f"{url}/predict", files={"file": ("x.jpg", jpeg_bytes(img), "image/jpeg")}, timeout=60)
         assert r.status_code == 200, r.text
-    summary = httpx.get(f"{url}/drift", params=dict(window=60), timeout=120).json()
+    job = drift_cli(tmp_path, drift_server.db, "--reference", reference_dir, "--model-dir", zero_shot_dir, "--window", 60)
+    assert job.returncode == 1 and "drift: DETECTED" in job.stdout, job.stdout + job.stderr
+    summary = httpx.get(f"{url}/drift", timeout=30).json()
     assert summary["status"] == "drift" and summary["current"]["rows"] == 60 and "stat_mean" in summary["drifted_columns"]
+    assert summary["check_id"] == json.loads((tmp_path/"drift.json").read_text())["check_id"]
+    assert summary["served_model_version"] == summary["current"]["model_version"]
+    wait_for_metric(url, "dogbreed_drift_detected 1.0")
     text = httpx.get(f"{url}/metrics").text
-    assert metric(text, "dogbreed_drift_detected") == 1.0 and metric(text, "dogbreed_drift_window_rows") >= 60
-    assert metric(text, "dogbreed_drift_share") >= 0.3
-    html = httpx.get(f"{url}/drift", params=dict(window=60, format="html"), timeout=180)
+    assert metric(text, "dogbreed_drift_window_rows") == 60 and metric(text, "dogbreed_drift_share") >= 0.3
+    assert abs(metric(text, "dogbreed_drift_last_check_timestamp_seconds") - time.time()) < 300
+    html = httpx.get(f"{url}/drift", params=dict(format="html"), timeout=60)
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html") and "stat_brightness" in html.text
 
 
-@pytest.mark.parametrize("params, field", [(dict(window=0), "window"), (dict(window="many"), "window"),
-                                           (dict(since="yesterday"), "since"), (dict(format="pdf"), "format")])
-def test_bad_drift_queries_are_422_naming_the_parameter(drift_server, params, field):
+def test_the_drift_job_keeps_checking_until_stopped(drift_server, zero_shot_dir, reference_dir, tmp_path):
+    "`dog-breed drift --every`: a new verdict each round (the server answers the newest), a clean exit on SIGTERM."
+    before = httpx.get(f"{drift_server.url}/drift", timeout=30).json().get("check_id", 0)
+    job = subprocess.Popen([*dog_breed_command(), "drift", "--store-url", f"sqlite:///{drift_server.db}", "--reference",
+                            str(reference_dir), "--model-dir", str(zero_shot_dir), "--window", "60", "--every", "1",
+                            "--out", str(tmp_path/"drift.html"), "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while httpx.get(f"{drift_server.url}/drift", timeout=30).json().get("check_id", 0) < before + 2:
+            assert job.poll() is None and time.time() < deadline, job.stderr.read() if job.poll() is not None else "no new checks"
+            time.sleep(0.5)
+    finally:
+        job.send_signal(signal.SIGTERM)   # as a container runtime stops it
+        out, err = job.communicate(timeout=60)
+    assert job.returncode == 0 and "checking drift every 1 s" in out and "Traceback" not in err, out + err
+    assert out.count("drift: DETECTED") >= 2
+
+
+@pytest.mark.parametrize("params", [dict(format="pdf"), dict(format="")])
+def test_bad_drift_queries_are_422_naming_the_parameter(drift_server, params):
     r = httpx.get(f"{drift_server.url}/drift", params=params, timeout=30)
-    assert r.status_code == 422 and r.json()["reason"] == "bad_query" and field in r.json()["detail"], r.text
+    assert r.status_code == 422 and r.json()["reason"] == "bad_query" and "format" in r.json()["detail"], r.text
 
 
 def test_alert_rules_use_metrics_the_server_exports(drift_server):

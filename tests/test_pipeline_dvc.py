@@ -87,6 +87,23 @@ def test_second_repro_is_a_no_op(clone):
     assert "up to date" in sh("dvc", "status", cwd=clone).stdout
 
 
+def test_a_relock_makes_the_model_stages_stale_and_the_card_names_the_libraries(clone):
+    "The Python environment is a dependency: changed constraints re-run train and export (and what follows), not prepare."
+    import importlib.metadata as md
+    card = json.loads((clone/"models"/"serving"/"model_card.json").read_text())
+    assert card["environment"]["torch"] == md.version("torch") and card["environment"]["numpy"] == md.version("numpy")
+    constraints = clone/"requirements"/"constraints.txt"
+    before = constraints.read_text()
+    constraints.write_text(before.replace("\ntimm==", "\ntimm==0.0.0+other\n# timm==", 1))   # as a relock would change it
+    try:
+        status = sh("dvc", "status", "--json", cwd=clone).stdout
+        changed = set(json.loads(status))
+        assert {"train", "export"} <= changed and not {"sample", "prepare"} & changed, status
+    finally:
+        constraints.write_text(before)
+    assert "up to date" in sh("dvc", "status", cwd=clone).stdout
+
+
 def test_push_and_pull_through_the_default_local_remote(clone):
     before = digest(clone/"data"/"processed")
     sh("dvc", "push", cwd=clone)
