@@ -20,7 +20,7 @@ import pandas as pd
 
 import dog_breed_classifier
 from .answers import model_card_markdown
-from .core import SERVING_FILES, DogBreedError, classification_metrics
+from .core import SERVING_FILES, DogBreedError, classification_metrics, find_project_root
 from .data import load_report
 from .images import model_input
 from .inference import Predictor
@@ -28,10 +28,10 @@ from .model_card import ModelCard, file_sha256, read_model_card
 from .non_dogs import synthetic_non_dogs
 
 # %% auto #0
-__all__ = ['SPLITS', 'FIGURES', 'SPACE_FRONT_MATTER', 'SPACE_README', 'SPACE_APP', 'Check', 'checks_markdown', 'DataReport',
-           'data_report', 'ModelScores', 'card_accuracy', 'model_inputs', 'score_model', 'alternating_speeds',
-           'ModelComparison', 'compare_models', 'ModelCheck', 'CheckSettings', 'integrity_check', 'check_model',
-           'space_requirements', 'build_space']
+__all__ = ['SPLITS', 'FIGURES', 'SPACE_FRONT_MATTER', 'SPACE_README', 'SPACE_LOCK', 'SPACE_APP', 'Check', 'checks_markdown',
+           'DataReport', 'data_report', 'ModelScores', 'card_accuracy', 'model_inputs', 'score_model',
+           'alternating_speeds', 'ModelComparison', 'compare_models', 'ModelCheck', 'CheckSettings', 'integrity_check',
+           'check_model', 'space_requirements', 'lfs_patterns', 'build_space']
 
 # %% ../nbs/12_delivery.ipynb #a5754460
 @dataclass
@@ -339,10 +339,20 @@ in `model/` (Git LFS); predictions are logged to `predictions.db` in the Space's
 unless `DOG_BREED_STORE_URL` points at a database).
 """
 
-def space_requirements() -> list[str]:
-    "The Space's pip requirements: the library's own and its `serve` + `ui` extras (no torch)."
-    wanted = {"serve", "ui"}
-    reqs = []
+SPACE_LOCK = "requirements/serve-openvino.lock"   # a Space serves like the serving image: the API's packages, OpenVINO
+
+def _locked_pins(lock: Path) -> list[str]:
+    "The `name==version ; marker` lines of a hashed lock, without the hashes (a Space's pip adds its own packages)."
+    return [m.group(1).strip() for m in re.finditer(r"^([A-Za-z0-9][^\s\\#]*==[^\\#\n]+?)\s*\\?$", lock.read_text(), re.M)]
+
+def space_requirements(lock: str | Path | None = None, # a hashed lock (default: the project's `SPACE_LOCK`)
+                      ) -> list[str]:
+    "The Space's pip requirements: the serving image's pins (no torch), else — outside a project — the extras' ranges."
+    if lock is None:
+        try: lock = find_project_root()/SPACE_LOCK
+        except DogBreedError: lock = None
+    if lock is not None and Path(lock).is_file(): return _locked_pins(Path(lock))
+    wanted, reqs = {"api", "ui", "openvino"}, []
     for r in importlib.metadata.requires("dog_breed_classifier") or []:
         spec, _, marker = r.partition(";")
         extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)", marker)
@@ -366,6 +376,18 @@ if __name__ == "__main__":
 '''
 
 # %% ../nbs/12_delivery.ipynb #02d92f05
+def _is_binary(path: Path) -> bool:
+    "True when `path` is not UTF-8 text (a NUL byte, or bytes that do not decode)."
+    head = path.read_bytes()[:8192]
+    try: head[:len(head) - 3 if len(head) == 8192 else None].decode("utf-8")   # a character may be cut at the end
+    except UnicodeDecodeError: return True
+    return b"\0" in head
+
+def lfs_patterns(folder: Path) -> list[str]:
+    "`*.<suffix>` of every binary file under `folder`, and of the model files any export writes (Git LFS on the Hub)."
+    found = {f"*{p.suffix}" for p in folder.rglob("*") if p.is_file() and p.suffix and _is_binary(p)}
+    return sorted(found | {"*.onnx", "*.bin", "*.npy", "*.safetensors"})   # .bin: OpenVINO's int8 weights
+
 def build_space(out_dir: str | Path, # the Space folder to write (created; must be empty or absent)
                 model_dir: str | Path, # the serving folder to ship
                 torch_weights: bool = False, # ship the torch weights too (Grad-CAM in the Space needs torch installed there)
@@ -381,7 +403,7 @@ def build_space(out_dir: str | Path, # the Space folder to write (created; must 
     shutil.copytree(model_dir, out_dir/"model", ignore=shutil.ignore_patterns(*skip, ".*"))
     (out_dir/"app.py").write_text(SPACE_APP)
     (out_dir/"requirements.txt").write_text("\n".join(space_requirements()) + "\n")
-    (out_dir/".gitattributes").write_text("".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in ("*.onnx", "*.npy", "*.safetensors")))
+    (out_dir/".gitattributes").write_text("".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in lfs_patterns(out_dir)))
     readme = SPACE_FRONT_MATTER.format(gradio_version=importlib.metadata.version("gradio")) + SPACE_README.format(
         model_version=card.model_version, arch=card.arch, card=model_card_markdown(card))
     (out_dir/"README.md").write_text(readme)

@@ -156,7 +156,14 @@ def test_space_runs_without_torch(tmp_path, zero_shot_dir):
     r = run_cli("space", space, "--model-dir", zero_shot_dir, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     requirements = (space/"requirements.txt").read_text().lower()
-    assert "gradio" in requirements and "onnxruntime" in requirements and "torch" not in requirements
+    assert "torch" not in requirements and "evidently" not in requirements and "--hash" not in requirements
+    locked = (REPO/"requirements"/"serve-openvino.lock").read_text().lower()
+    for pin in requirements.split():   # the serving image's versions (its hashed lock), the Space's own pip adding hashes
+        if "==" in pin: assert pin in locked, pin
+    assert "gradio==" in requirements and "openvino==" in requirements
+    lfs = (space/".gitattributes").read_text()
+    shipped = {p.suffix for p in space.rglob("*") if p.is_file() and p.suffix in (".onnx", ".npy", ".bin", ".safetensors")}
+    assert all(f"*{s} filter=lfs" in lfs for s in shipped | {".bin"}), lfs
     assert (space/"README.md").read_text().startswith("---\ntitle: Dog breed classifier\n")
     assert (space/"app.py").read_text() == (REPO/"app.py").read_text()
     assert not (space/"model"/"model.safetensors").exists()
