@@ -53,14 +53,28 @@ RUN if [ -n "$SERVING_DIR" ]; then \
 
 # --- the serving environment, trimmed: what a CPU server loading ONNX never opens ---
 FROM build AS serving-env
-# OpenVINO's GPU and NPU plugins, its GPU kernel cache and its TensorFlow/PaddlePaddle/PyTorch/JAX/GGUF frontends
-# (~73 MB; the ONNX and IR frontends and the CPU plugin stay); Gradio's Hugging Face Hub upload client (hf_xet, 11 MB:
-# the demo uploads nothing to a hub); pip and setuptools (nothing is installed at run time); test suites.
+# OpenVINO's GPU and NPU plugins, its GPU kernel cache, its TensorFlow/PaddlePaddle/PyTorch/JAX/GGUF frontends and C++
+# headers (~81 MB; the ONNX and IR frontends and the CPU plugin stay); Gradio's browser-side ffmpeg (video editing, 31 MB), its
+# server-side-rendering Node build (13 MB: no Node.js here), its demo media and Bokeh bundle (9 MB), its Hugging Face
+# Hub upload client (hf_xet, 11 MB); pip and setuptools (nothing is installed at run time); type stubs and test suites.
+# Then the bytecode of the modules a server never imports (deploy/prune_bytecode.py, which answers a photo with the
+# trimmed runtime first: a trim that broke serving fails the build here).
+COPY deploy/prune_bytecode.py /src/deploy/
 RUN site=/opt/venv/lib/python3.11/site-packages && \
     rm -rf "$site"/openvino/libs/libopenvino_intel_gpu_plugin.so "$site"/openvino/libs/libopenvino_intel_npu_plugin.so \
-           "$site"/openvino/libs/cache.json "$site"/openvino/libs/libopenvino_*_frontend.so.* \
-           "$site"/hf_xet "$site"/pip "$site"/pip-* "$site"/setuptools "$site"/setuptools-* "$site"/_distutils_hack && \
-    for package in numpy pandas; do find "$site/$package" -depth -type d -name tests -exec rm -rf {} +; done
+           "$site"/openvino/libs/cache.json "$site"/openvino/libs/libopenvino_tensorflow_frontend.so.* \
+           "$site"/openvino/libs/libopenvino_tensorflow_lite_frontend.so.* "$site"/openvino/libs/libopenvino_paddle_frontend.so.* \
+           "$site"/openvino/libs/libopenvino_pytorch_frontend.so.* "$site"/openvino/libs/libopenvino_jax_frontend.so.* \
+           "$site"/openvino/libs/libopenvino_gguf_frontend.so.* "$site"/openvino/include \
+           "$site"/openvino/frontend/jax "$site"/openvino/frontend/paddle "$site"/openvino/frontend/pytorch \
+           "$site"/openvino/frontend/tensorflow \
+           "$site"/gradio/templates/frontend/static/ffmpeg "$site"/gradio/templates/frontend/static/bokeh \
+           "$site"/gradio/templates/node "$site"/gradio/media_assets "$site"/gradio/CHANGELOG.md "$site"/hf_xet \
+           "$site"/pip "$site"/pip-* "$site"/setuptools "$site"/setuptools-* "$site"/pkg_resources \
+           "$site"/_distutils_hack "$site"/distutils-precedence.pth && \
+    for package in numpy pandas; do find "$site/$package" -depth -type d -name tests -exec rm -rf {} +; done && \
+    find "$site" -name "*.pyi" -delete && \
+    /opt/venv/bin/python /src/deploy/prune_bytecode.py /opt/model "$site"
 
 # --- the drift job: the serving packages, Evidently and its scientific stack (drift.lock) ---
 FROM build AS drift-env

@@ -51,7 +51,7 @@ def build(cache: Path, serving_dir: Path, work: Path) -> dict:
     store = images.ImageStore(cache)
     timings = {}
     t = time.perf_counter(); images.make_base_image(store); timings["base_s"] = time.perf_counter() - t
-    t = time.perf_counter(); images.make_wheelhouse(store, images.SERVING_EXTRAS)
+    t = time.perf_counter(); images.serving_wheelhouse(store)
     timings["wheelhouse_s"] = time.perf_counter() - t
     timings["build_s"] = images.build_serving_image(store, serving_dir, TAG, work, log=work/"build.log")   # wheels: cached now
     timings["total_s"] = timings["base_s"] + timings["wheelhouse_s"] + timings["build_s"]

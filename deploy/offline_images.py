@@ -48,7 +48,7 @@ BASE_TRIM = ["var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "us
              "usr/share/info"]
 # what a build context holds: the files the .dockerignore lets through (models/serving aside)
 BUILD_CONTEXT = ["pyproject.toml", "README.md", "Dockerfile", "Dockerfile.train", ".dockerignore", "requirements",
-                 "dog_breed_classifier"]
+                 "deploy/prune_bytecode.py", "dog_breed_classifier"]
 
 
 class ImageBuildError(RuntimeError):
@@ -218,6 +218,7 @@ def copy_project(folder: Path) -> Path:
     folder.mkdir(parents=True)
     for name in BUILD_CONTEXT:
         src = REPO/name
+        (folder/name).parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir(): shutil.copytree(src, folder/name, ignore=shutil.ignore_patterns("__pycache__"))
         else: shutil.copy2(src, folder/name)
     return folder
@@ -280,6 +281,17 @@ class RunningContainer:
     log: Path
     started_at: float
     data: Path   # the host folder mounted at /data (the SQLite prediction log, by default)
+
+    def host_path(self, inside: str) -> Path:
+        """Where the container's file `inside` lies on this machine. Under /data: the folder mounted there, or — buildah
+        gives a path the image declares a VOLUME its own anonymous volume — that volume's folder; else its root filesystem."""
+        rest = inside.removeprefix("/data/")
+        if rest != inside:
+            cid = json.loads(self.store("inspect", "--type", "container", self.name))["ContainerID"]
+            volumes = self.store.cache/"storage"/"vfs-containers"/cid/"userdata"/"buildah-volumes"
+            found = [p for p in [self.data/rest, *volumes.glob(f"*/{rest}")] if p.exists()]
+            if found: return found[0]
+        return Path(self.store("mount", self.name).strip())/inside.lstrip("/")
 
     def run(self, *command: str, timeout: float = 120) -> subprocess.CompletedProcess:
         "Run another command in the container (a new process in its filesystem, like `docker exec`)."

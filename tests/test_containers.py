@@ -148,14 +148,15 @@ def test_feedback_quality_and_drift_from_the_job_beside_the_container(container,
     answer = httpx.post(container.url + "/predict", files={"file": ("dog.jpg", jpeg_bytes(photo("pug")), "image/jpeg")},
                         timeout=60).json()
     said = httpx.post(container.url + "/feedback", json={"prediction_id": answer["prediction_id"], "breed": "pug"})
-    assert said.status_code == 200, said.text
+    assert said.status_code == 201, said.text
     assert httpx.get(container.url + "/quality").status_code == 200
     before = httpx.get(container.url + "/drift").json()
     assert before["status"] in ("not_checked", "no_reference") and "message" in before
     reference = tmp_path/"typical"
     reference.mkdir()
     for i in range(12): photo("pug", i).save(reference/f"{i}.jpg")
-    job = run_cli("drift", "--store-url", f"sqlite:///{container.data}/predictions.db", "--reference", reference,
+    log = container.host_path("/data/predictions.db")   # the server's log, seen from this machine
+    job = run_cli("drift", "--store-url", f"sqlite:///{log}", "--reference", reference,
                   "--model-dir", zero_shot_dir, "--out", tmp_path/"drift.html", "--quiet", cwd=tmp_path)
     assert job.returncode == 0 and "not enough data" in job.stdout, job.stdout + job.stderr   # a few predictions so far
     served = httpx.get(container.url + "/drift").json()

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -157,8 +158,8 @@ def test_model_card_and_health(server, zero_shot_dir):
     card = httpx.get(server.url + "/model").json()
     assert card["model_version"] == json.loads((zero_shot_dir/"model_card.json").read_text())["model_version"]
     assert card["runtime"]["backend"] in ("openvino", "onnxruntime") and card["caveat"]
-    import importlib.metadata as md   # the libraries that made the model, as the card recorded them at export
-    assert card["environment"]["torch"] == md.version("torch") and card["environment"]["timm"] == md.version("timm")
+    # the libraries that made the model, as the card recorded them at export
+    assert card["environment"]["torch"] == version("torch") and card["environment"]["timm"] == version("timm")
     assert {"fastai", "onnx", "onnxruntime", "openvino", "nncf", "numpy"} <= set(card["environment"])
     h = httpx.get(server.url + "/health").json()
     assert h["status"] == "ok" and h["store_writable"] and h["model_version"] == card["model_version"]

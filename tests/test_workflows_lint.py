@@ -24,12 +24,14 @@ def run_tool(name: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedPro
     return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd)
 
 
-def test_the_five_workflows_exist_with_least_permissions():
+def test_the_six_workflows_exist_with_least_permissions():
     names = sorted(p.name for p in WORKFLOWS.glob("*.yaml"))
-    assert names == ["data.yaml", "docs.yaml", "image.yaml", "model.yaml", "test.yaml"]
+    assert names == ["data.yaml", "docs.yaml", "image.yaml", "model.yaml", "relock.yaml", "test.yaml"]
     for p in WORKFLOWS.glob("*.yaml"):
         wf = yaml.safe_load(p.read_text())
         assert wf["permissions"] == {"contents": "read"}, p.name   # wider only per job, where needed (docs: pages)
+    relock = yaml.safe_load((WORKFLOWS/"relock.yaml").read_text())["jobs"]["relock"]
+    assert relock["permissions"] == {"contents": "write", "pull-requests": "write"}   # push a branch, open its PR
 
 
 def test_workflows_pass_actionlint():
