@@ -78,6 +78,9 @@ RUN site=/opt/venv/lib/python3.11/site-packages && \
 
 # --- the drift job: the serving packages, Evidently and its scientific stack (drift.lock) ---
 FROM build AS drift-env
+ARG PIP_INDEX_URL
+ARG PIP_NO_INDEX
+ARG PIP_FIND_LINKS
 RUN /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/drift.lock && /opt/venv/bin/pip check
 
 FROM ${BASE_IMAGE} AS drift

@@ -313,7 +313,7 @@ class DriftSettings:
     drift_share: float = _ranged(0.2, 0.0, 1.0)        # drift when at least this share of statistic/prediction columns drifted
     embedding_components: int = _ranged(16, 1, 1280)   # embeddings are compared as this many principal components of the reference
     embedding_share: float = _ranged(0.2, 0.0, 1.0)    # embedding drift when more than this share of components drifted
-    refresh_seconds: int = _ranged(300, 0, 86_400)     # the API recomputes its drift gauges this often; 0 = only on GET /drift
+    refresh_seconds: int = _ranged(300, 0, 86_400)     # servers re-read the drift job's verdict for their gauges this often; 0 = only on GET /drift
 
 # %% ../nbs/00_core.ipynb #ddcc62a8
 @dataclass

@@ -345,12 +345,17 @@ def _locked_pins(lock: Path) -> list[str]:
     "The `name==version ; marker` lines of a hashed lock, without the hashes (a Space's pip adds its own packages)."
     return [m.group(1).strip() for m in re.finditer(r"^([A-Za-z0-9][^\s\\#]*==[^\\#\n]+?)\s*\\?$", lock.read_text(), re.M)]
 
+def _space_lock() -> Path | None:
+    "`SPACE_LOCK` of the project here, else of the repository this library is installed from (editable), else None."
+    try: roots = [find_project_root()]
+    except DogBreedError: roots = []
+    roots.append(Path(dog_breed_classifier.__file__).parent.parent)
+    return next((r/SPACE_LOCK for r in roots if (r/SPACE_LOCK).is_file()), None)
+
 def space_requirements(lock: str | Path | None = None, # a hashed lock (default: the project's `SPACE_LOCK`)
                       ) -> list[str]:
-    "The Space's pip requirements: the serving image's pins (no torch), else — outside a project — the extras' ranges."
-    if lock is None:
-        try: lock = find_project_root()/SPACE_LOCK
-        except DogBreedError: lock = None
+    "The Space's pip requirements: the serving image's pins (no torch), else — no lock to be found — the extras' ranges."
+    lock = lock or _space_lock()
     if lock is not None and Path(lock).is_file(): return _locked_pins(Path(lock))
     wanted, reqs = {"api", "ui", "openvino"}, []
     for r in importlib.metadata.requires("dog_breed_classifier") or []:

@@ -165,6 +165,33 @@ def test_feedback_quality_and_drift_from_the_job_beside_the_container(container,
     assert page.status_code == 200 and "not enough data" in page.text.lower()
 
 
+@pytest.mark.skipif(os.environ.get("DOG_BREED_TEST_DRIFT_IMAGE") != "1",
+                    reason="the drift job's image carries Evidently (~1.5 GB): set DOG_BREED_TEST_DRIFT_IMAGE=1")
+def test_drift_image_runs_the_job_on_the_servers_log(store, container, zero_shot_dir, tmp_path):
+    "The Dockerfile's drift target, run as its user on the serving container's log: the verdict /drift then serves."
+    tag = "localhost/dog-breed-drift:test"
+    seconds = images.build_serving_image(store, zero_shot_dir, tag, tmp_path/"drift", log=tmp_path/"build.log",
+                                         build_args={"TARGET": "drift"})
+    print(f"\ndrift image built in {seconds:.0f} s, {store.size(tag)/1e6:.0f} MB")
+    try:
+        assert store.config(tag)["User"] == "10001"
+        reference = tmp_path/"typical"
+        reference.mkdir()
+        for i in range(12): photo("beagle", i).save(reference/f"{i}.jpg")
+        reference.chmod(0o755)
+        log_dir = container.host_path("/data/predictions.db").parent
+        res = images.run_in_image(store, tag, ["dog-breed", "drift", "--store-url", "sqlite:////log/predictions.db",
+                                               "--reference", "/reference", "--model-dir", "/opt/model", "--out",
+                                               "/tmp/drift.html"], mounts={log_dir: "/log", reference: "/reference"},
+                                  log=tmp_path/"job.log")
+        output = (tmp_path/"job.log").read_text()
+        assert res.returncode == 0 and "recorded as check" in output and "Traceback" not in output, output[-3000:]
+        served = httpx.get(container.url + "/drift").json()
+        assert served["status"] == "not_enough_data" and served["reference"]["rows"] == 12, served
+    finally:
+        store.remove_image(tag)
+
+
 @pytest.mark.skipif(os.environ.get("DOG_BREED_TEST_PIPELINE_IMAGE") != "1",
                     reason="the pipeline image has torch (several GB): set DOG_BREED_TEST_PIPELINE_IMAGE=1")
 def test_pipeline_image_runs_dvc_repro_and_its_model_serves_from_the_serving_image(store, tmp_path):
