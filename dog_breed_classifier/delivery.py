@@ -339,6 +339,7 @@ in `model/` (Git LFS); predictions are logged to `predictions.db` in the Space's
 unless `DOG_BREED_STORE_URL` points at a database).
 """
 
+# %% ../nbs/12_delivery.ipynb #afeb0dd8
 SPACE_LOCK = "requirements/serve-openvino.lock"   # a Space serves like the serving image: the API's packages, OpenVINO
 
 def _locked_pins(lock: Path) -> list[str]:
