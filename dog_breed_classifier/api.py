@@ -338,14 +338,6 @@ def status_routes(s: Service) -> APIRouter:
         return PlainTextResponse(generate_latest(s.metrics.registry), media_type=CONTENT_TYPE_LATEST)
     return router
 
-# %% ../nbs/11_api.ipynb #74b896a8
-def _parse_since(since: str | None) -> dt.datetime | None:
-    "`since` as an aware datetime (UTC when it names no zone); a 422 when it is not ISO 8601."
-    if since is None: return None
-    try: when = dt.datetime.fromisoformat(since)
-    except ValueError: raise ApiError(422, "bad_query", f"bad query parameter: since ({since!r} is not an ISO 8601 time, e.g. 2026-11-27T08:00)") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-
 # %% ../nbs/11_api.ipynb #1e959c76
 NOT_CHECKED = dict(status="not_checked", drift_detected=None, drift_share=None, embedding_drift_score=None,
                    message="no drift check has run on this prediction log yet: drift is checked by a job beside the "
