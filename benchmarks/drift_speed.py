@@ -4,9 +4,9 @@
 
 The rows are generated (14 statistics, 120 breeds, 1 280-d float16 embeddings; the current side shifted a little)
 because timing does not depend on what the numbers are. Each part is timed in this one process:
-- `drift_decision` (the verdict the API's gauges use: two `DriftedColumnsCount`),
-- `drift_summary` (+ every column's `ValueDrift`, the JSON of GET /drift),
-- `drift_report` with HTML (+ `DataDriftPreset` and `EmbeddingsDrift`, GET /drift?format=html),
+- `drift_decision` (the verdict alone: two `DriftedColumnsCount`),
+- `drift_summary` (+ every column's `ValueDrift`, the JSON a drift check records and GET /drift serves),
+- `drift_report` with HTML (+ `DataDriftPreset` and `EmbeddingsDrift`, the report GET /drift?format=html serves),
 and `current_from_store` reading 1 000 rows from a SQLite store. Prints seconds and ratios to the decision; writes
 benchmarks/results/drift_speed.json.
 """
@@ -79,7 +79,7 @@ def main():
     print(f"{args.reference_rows:,} reference × {args.current_rows:,} current rows (generated)")
     print(f"drift_decision, first (fits the PCA) {first:6.2f} s")
     print(f"drift_decision                       {decision:6.2f} s   1.0×")
-    print(f"drift_summary (JSON of GET /drift)   {summary:6.2f} s  {summary / decision:4.1f}×")
+    print(f"drift_summary (a check's JSON)     {summary:6.2f} s  {summary / decision:4.1f}×")
     print(f"drift_report with HTML ({html_mb:.1f} MB)     {report:6.2f} s  {report / decision:4.1f}×")
     print(f"current_from_store, {args.current_rows} rows        {read:6.2f} s  {read / decision:4.1f}×")
     write_results("drift_speed", result, indent=2)
