@@ -184,6 +184,21 @@ def serving_wheelhouse(store: ImageStore, progress=print) -> Path:
                                    "--python-version", python, "-r", str(lock)] for lock in locks], progress)
 
 
+def constraints_for(python: str, folder: Path) -> Path:
+    """requirements/constraints.txt with every marker decided for the image's `python`, written into `folder`: pip
+    decides a constraint's marker for the Python it runs on, not for `--python-version`, so the line meant for
+    3.11.2 (soupsieve 2.10, say) would lose to the one meant for this machine's 3.11.7 and the resolver backtrack."""
+    from packaging.markers import Marker
+    env = {"python_full_version": python, "python_version": ".".join(python.split(".")[:2])}
+    pins = []
+    for line in (REPO/"requirements"/"constraints.txt").read_text().splitlines():
+        spec, _, marker = line.split("#", 1)[0].partition(";")
+        if spec.strip() and (not marker.strip() or Marker(marker.strip()).evaluate(env)): pins.append(spec.strip())
+    out = folder/"constraints.txt"
+    out.write_text("\n".join(pins) + "\n")
+    return out
+
+
 def make_wheelhouse(store: ImageStore, extras: str, also: tuple[str, ...] = (), progress=print) -> Path:
     """A folder of wheels for the project's `extras` (and the requirements in `also`) and what they need, pinned by
     requirements/constraints.txt, for the base image's Python, made by this machine's pip (its index and settings);
@@ -205,7 +220,7 @@ def make_wheelhouse(store: ImageStore, extras: str, also: tuple[str, ...] = (), 
     with tempfile.TemporaryDirectory(dir=wheels.parent) as tmp:
         project = copy_project(Path(tmp)/"project")
         # pyproject.toml's build-system (the image's `pip install .`) and pip
-        wanted = [f"{project}[{extras}]", *also, "setuptools>=77", "wheel", "pip", "-c", str(constraints)]
+        wanted = [f"{project}[{extras}]", *also, "setuptools>=77", "wheel", "pip", "-c", str(constraints_for(python, Path(tmp)))]
         return _fill(wheels, "pyproject.toml and constraints.txt", [
             ["wheel", "--wheel-dir", partial, *wanted],
             ["download", "--dest", partial, "--find-links", partial, "--python-version", python, "--only-binary=:all:", *wanted]],
