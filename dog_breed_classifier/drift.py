@@ -450,6 +450,7 @@ def check(self: DriftMonitor, window: int | None = None, since: dt.datetime | No
     with tempfile.TemporaryDirectory() as d:
         report = Path(html) if html is not None else Path(d)/"drift.html"
         out = self.summary(window, since, report)
-        page = Path(out.pop("report")).read_text() if out.get("report") else None
-        check_id = self.store.add_drift_check(out, page)
-    return dict(out, check_id=check_id, **({"report": str(html)} if page is not None and html is not None else {}))
+        page = report.read_text() if out.get("report") else None
+        out["check_id"] = self.store.add_drift_check({k: v for k, v in out.items() if k != "report"}, page)
+    if html is None: out.pop("report", None)   # a temporary file, gone now
+    return out
