@@ -46,7 +46,7 @@ RUN if [ -n "$SERVING_DIR" ]; then \
         python3 -m venv /opt/build && \
         /opt/build/bin/pip install -c requirements/constraints.txt --index-url "$TORCH_INDEX_URL" torch torchvision && \
         /opt/build/bin/pip install -c requirements/constraints.txt ".[train]" && \
-        /opt/build/bin/python -c "from dog_breed_classifier.export import zero_shot_serving_dir; zero_shot_serving_dir('/opt/model')"; \
+        /opt/build/bin/python -c "from dog_breed_classifier.export import build_zero_shot_serving_dir; build_zero_shot_serving_dir('/opt/model')"; \
     fi && \
     rm -f /opt/model/model.safetensors && \
     chmod -R a+rX /opt/model   # torch weights gone (no torch here: the demo's heatmaps use occlusion on ONNX); readable by the app user

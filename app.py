@@ -5,8 +5,9 @@ The model comes from DOG_BREED_MODEL_DIR, else ./model (a serving folder: model.
 Run it locally with `python app.py`; `dog-breed space OUT` assembles a Space around it.
 """
 from dog_breed_classifier.app import space_demo
+from dog_breed_classifier.images import MAX_UPLOAD_BYTES
 
 demo = space_demo()
 
 if __name__ == "__main__":
-    demo.launch(max_file_size="10mb")   # the API's upload limit
+    demo.launch(max_file_size=MAX_UPLOAD_BYTES)   # the API's upload limit

@@ -31,8 +31,8 @@ from benchmark_io import argument_parser, items_per_second, photos_argument, wri
 from dog_breed_classifier.architectures import ARCHITECTURES
 from dog_breed_classifier.core import breed_vocab, classification_metrics
 from dog_breed_classifier.embeddings import fit_temperature, scaled_log_loss
-from dog_breed_classifier.export import zero_shot_serving_dir
-from dog_breed_classifier.images import decode_image, model_input
+from dog_breed_classifier.export import build_zero_shot_serving_dir
+from dog_breed_classifier.images import model_batch
 from dog_breed_classifier.inference import Predictor, available_backends, softmax
 from dog_breed_classifier.model import create_model, model_input_spec
 from dog_breed_classifier.non_dogs import synthetic_non_dogs
@@ -49,7 +49,7 @@ def labelled_photos(folder: Path, per_breed: int | None) -> tuple[list[Path], li
 
 def raw_outputs(predictor: Predictor, images: list, mirrored: bool = False) -> tuple[np.ndarray, np.ndarray]:
     "(logits, P(dog)) of the predictor's graph, before temperature, for decoded PIL images."
-    batch = np.stack([model_input(im, predictor.size, predictor.mean, predictor.std, predictor.crop_fraction) for im in images])
+    batch = model_batch(images, predictor.spec)
     if mirrored: batch = np.ascontiguousarray(batch[..., ::-1])
     outs = [predictor.backend(batch[i:i + 32]) for i in range(0, len(batch), 32)]
     return np.concatenate([o[0] for o in outs]), np.concatenate([o[2] for o in outs])
@@ -66,7 +66,7 @@ def torch_eager_end_to_end(arch: str, contents: list[bytes], seconds: float) -> 
 
     @torch.no_grad()
     def run(chunk):
-        x = np.stack([model_input(decode_image(c).image, spec.size, spec.mean, spec.std, spec.crop_fraction) for c in chunk])
+        x = model_batch(chunk, spec)
         return torch.softmax(model(torch.from_numpy(x)), 1).numpy()
     return items_per_second(run, contents, 32, seconds)
 
@@ -80,8 +80,8 @@ def measure(model_dir: Path, files, breeds, seconds: float) -> dict:
     images = [predictor.decode(f).image for f in files]
     logits, _ = raw_outputs(predictor, images)
     tta_logits = (logits + raw_outputs(predictor, images, mirrored=True)[0]) / 2
-    t = predictor.temperature
-    row = dict(arch=arch + ("" if predictor.card.zero_shot else " (trained)"), input=predictor.card.input.size, crop_fraction=predictor.crop_fraction, temperature=t,
+    t = predictor.card.calibration.temperature
+    row = dict(arch=arch + ("" if predictor.card.zero_shot else " (trained)"), input=predictor.card.input.size, crop_fraction=predictor.spec.crop_fraction, temperature=t,
                raw=scores(logits, targets, predictor.classes, 1.0), calibrated=scores(logits, targets, predictor.classes, t),
                tta_calibrated=scores(tta_logits, targets, predictor.classes, t),
                onnx_mb=round((model_dir/"model.onnx").stat().st_size / 1e6, 1), photos_per_second={})
@@ -98,7 +98,7 @@ def measure(model_dir: Path, files, breeds, seconds: float) -> dict:
 
 def calibrate(arch: str, folder: Path, files, breeds) -> dict:
     "The zero-shot temperature and no-dog threshold of `arch`, from training photos."
-    predictor = Predictor.from_dir(zero_shot_serving_dir(folder/arch, arch), tta=False)
+    predictor = Predictor.from_dir(build_zero_shot_serving_dir(folder/arch, arch), tta=False)
     index = {c: i for i, c in enumerate(predictor.classes)}
     targets = np.array([index[b] for b in breeds])
     logits, dog = raw_outputs(predictor, [predictor.decode(f).image for f in files])
@@ -144,10 +144,10 @@ def main():
             for a, c in found.items(): print(f'    {a}: {c["temperature"]}, {c["no_dog_threshold"]}  # {c}')
             write_results("architectures_calibration", found)
             return
-        folders = [zero_shot_serving_dir(Path(d)/a, a) for a in args.archs]
+        folders = [build_zero_shot_serving_dir(Path(d)/a, a) for a in args.archs]
         if args.model_dir:
             arch = Predictor.from_dir(args.model_dir).card.arch
-            folders = [args.model_dir.resolve(), zero_shot_serving_dir(Path(d)/arch, arch)]
+            folders = [args.model_dir.resolve(), build_zero_shot_serving_dir(Path(d)/arch, arch)]
         rows = []
         for folder in folders:
             rows.append(measure(folder, files, breeds, args.seconds)); print(rows[-1], flush=True)

@@ -35,10 +35,10 @@ def main():
     from dog_breed_classifier.data import draw_sample_dog
     from dog_breed_classifier.inference import Predictor
     from dog_breed_classifier.monitoring import PredictionStore
-    from dog_breed_classifier.served_model import zero_shot_model_dir
+    from dog_breed_classifier.served_model import cached_zero_shot_serving_dir
     work = Path(tempfile.mkdtemp())
     store = PredictionStore(f"sqlite:///{work/'p.db'}")
-    record = PredictionRecorder(Predictor.from_dir(zero_shot_model_dir()), store)
+    record = PredictionRecorder(Predictor.from_dir(cached_zero_shot_serving_dir()), store)
     photos = []
     for i in range(args.photos):
         buf = io.BytesIO(); draw_sample_dog("pug", np.random.default_rng(i), (400, 320)).save(buf, "JPEG"); photos.append(buf.getvalue())

@@ -79,8 +79,8 @@ def main():
         tmp = Path(tmp)
         serving_dir = args.serving_dir
         if serving_dir is None:
-            from dog_breed_classifier.export import zero_shot_serving_dir
-            serving_dir = zero_shot_serving_dir(tmp/"zero_shot")
+            from dog_breed_classifier.export import build_zero_shot_serving_dir
+            serving_dir = build_zero_shot_serving_dir(tmp/"zero_shot")
         cache = tmp/"image-cache"; cache.mkdir()
         store = images.ImageStore(cache)
         print("cold build (empty cache)…", flush=True)

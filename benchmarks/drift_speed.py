@@ -42,7 +42,7 @@ def rows(n: int, rng: np.random.Generator, shift: float = 0.0) -> DriftData:
     frame["confidence"] = rng.beta(5, 1.5, n)
     frame["is_dog"] = np.where(rng.random(n) < 0.97, "dog", "no dog")
     emb = (rng.normal(shift, 1, (n, 1280))).astype(np.float16).astype(np.float32)
-    return DriftData(frame[[*STAT_COLUMNS, *PREDICTION_COLUMNS]], emb, "generated")
+    return DriftData(frame=frame[[*STAT_COLUMNS, *PREDICTION_COLUMNS]], embeddings=emb, source="generated")
 
 
 def timed(fn):
@@ -58,7 +58,7 @@ def main():
     s = DriftSettings(reference_rows=args.reference_rows)
     reference, current = rows(args.reference_rows, rng), rows(args.current_rows, rng, shift=0.05)
     timed(lambda: drift_decision(reference.sample(200), current.sample(100), s))   # imports Evidently, warms up
-    fresh = DriftData(reference.frame, reference.embeddings, "generated")      # PCA not fitted yet
+    fresh = DriftData(frame=reference.frame, embeddings=reference.embeddings, source="generated")      # PCA not fitted yet
     first, _ = timed(lambda: drift_decision(fresh, current, s))
     decision, verdict = timed(lambda: drift_decision(fresh, current, s))
     summary, _ = timed(lambda: drift_summary(fresh, current, s))

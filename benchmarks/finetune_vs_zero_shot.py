@@ -46,32 +46,33 @@ def main():
                                                   "model.classes=all", "train.mode=local", *split, *args.overrides])
         prepare(params, root, progress=False)
         t0 = time.perf_counter()
-        meta = train(params, root, progress=True)
+        trained_model = train(params, root, progress=True)
         seconds = time.perf_counter() - t0
         if args.train:   # score on every dev photo
             model, _ = load_trained_model(root/"models")
             index = {c: i for i, c in enumerate(model.classes)}
             files = sorted((args.dev/"Images").glob("*/*.jpg"))
             targets = np.array([index[breed_vocab().lookup(f.parent.name).name] for f in files])
-            zero = create_model(meta["arch"], meta["classes"], meta["pretrained"])
-            view = (meta["input_size"], meta["crop_fraction"])
-            trained = classification_metrics(predict_probs(model, files, *view, meta["calibration"]["temperature"]), targets, model.classes)
-            zero_shot = classification_metrics(predict_probs(zero, files, *view, zero_shot_temperature(meta["arch"])),
-                                               targets, model.classes)
+            tm = trained_model
+            zero = create_model(tm.arch, tm.classes, tm.pretrained)
+            probs = predict_probs(model, files, tm.spec, tm.calibration.temperature)
+            trained = classification_metrics(probs, targets, model.classes)
+            zero_probs = predict_probs(zero, files, tm.spec, zero_shot_temperature(tm.arch))
+            zero_shot = classification_metrics(zero_probs, targets, model.classes)
             metrics = dict(model=_summary(trained), zero_shot=_summary(zero_shot),
                            gain_top1=round(trained["top1"] - zero_shot["top1"], 4), caveat=IMAGENET_CAVEAT)
         else: metrics = evaluate(params, root, progress=False)
     result = dict(setup=f"train on {source}, test on {'all of ' + str(args.dev) if args.train else 'its test split'}",
-                  recipe=meta["params"]["train"], train_seconds=seconds, train_images_per_second=meta["train_images_per_second"],
-                  best_epoch=meta["best_epoch"], kept_zero_shot=meta["zero_shot"], valid_loss=meta["best_valid_loss"],
-                  zero_shot_valid_loss=meta["zero_shot_valid_loss"], test=dict(trained=metrics["model"], zero_shot=metrics["zero_shot"]),
+                  recipe=trained_model.params["train"], train_seconds=seconds, train_images_per_second=trained_model.train_images_per_second,
+                  best_epoch=trained_model.best_epoch, kept_zero_shot=trained_model.zero_shot, valid_loss=trained_model.best_valid_loss,
+                  zero_shot_valid_loss=trained_model.zero_shot_valid_loss, test=dict(trained=metrics["model"], zero_shot=metrics["zero_shot"]),
                   gain_top1=metrics["gain_top1"], caveat=metrics["caveat"])
     t, z = metrics["model"], metrics["zero_shot"]
-    print(f"recipe: {', '.join(f'{k}={v}' for k, v in meta['params']['train'].items() if k in ('epochs', 'freeze_epochs', 'lr', 'body_lr_ratio', 'l2sp'))}")
+    print(f"recipe: {', '.join(f'{k}={v}' for k, v in trained_model.params['train'].items() if k in ('epochs', 'freeze_epochs', 'lr', 'body_lr_ratio', 'l2sp'))}")
     print(f"trained   top-1 {t['top1']:.3f}  top-5 {t['top5']:.3f}  log loss {t['log_loss']:.4f}  ECE {t['ece']:.3f}  ({t['photos']} test photos)")
     print(f"zero-shot top-1 {z['top1']:.3f}  top-5 {z['top5']:.3f}  log loss {z['log_loss']:.4f}  ECE {z['ece']:.3f}")
     print(f"fine-tuning: {metrics['gain_top1'] * 100:+.1f} top-1 points, log loss {t['log_loss'] - z['log_loss']:+.4f}; "
-          f"kept epoch {meta['best_epoch']} (0 = zero-shot); training {seconds:.0f} s, {meta['train_images_per_second']} img/s")
+          f"kept epoch {trained_model.best_epoch} (0 = zero-shot); training {seconds:.0f} s, {trained_model.train_images_per_second} img/s")
     print(metrics["caveat"])
     write_results(f"finetune{'-' + args.name if args.name else ''}", result)
 

@@ -4,7 +4,7 @@
                                      [--model-dir models/serving] [--files 256] [--runs 3]
 
 For each architecture the zero-shot model is built the way `dog-breed serve --calibration-photos DIR` builds it
-(`export.zero_shot_serving_dir(photos=DIR)`): int8 for OpenVINO (NNCF) and for ONNX Runtime (static QDQ), each
+(`export.build_zero_shot_serving_dir(photos=DIR)`): int8 for OpenVINO (NNCF) and for ONNX Runtime (static QDQ), each
 calibrated on 300 Stanford *training* photos spread over the breeds and judged on the 1 200 dev photos — top-1, log
 loss, ECE, the no-dog rule on generated dog-free images, model-only photos/s at batch 32 — and kept or dropped by
 export's rule. `--model-dir` adds a trained serving folder as its export judged it (its own test photos). Then end to
@@ -24,8 +24,13 @@ import numpy as np
 
 from benchmark_io import REPO, argument_parser, write_results
 from dog_breed_classifier.core import SERVING_FILES, stanford_photos
-from dog_breed_classifier.export import quantize_int8, quantize_openvino_int8, zero_shot_photos, zero_shot_serving_dir
-from dog_breed_classifier.images import decode_image, model_input
+from dog_breed_classifier.export import (
+    build_zero_shot_serving_dir,
+    quantize_int8,
+    quantize_openvino_int8,
+    zero_shot_photos,
+)
+from dog_breed_classifier.images import model_batch
 from dog_breed_classifier.inference import Predictor
 from dog_breed_classifier.model_card import read_model_card
 
@@ -38,7 +43,7 @@ def with_every_int8(folder: Path, out: Path, calibration: list[Path]) -> Path:
     shutil.copytree(folder, out)
     card = read_model_card(out)
     p = Predictor.from_dir(out, precision="fp32")
-    batch = np.stack([model_input(decode_image(f).image, p.size, p.mean, p.std, p.crop_fraction) for f in calibration])
+    batch = model_batch(calibration, p.spec)
     for runtime, (quantize, name) in RUNTIMES.items():
         if not (out/name).is_file(): quantize(out/SERVING_FILES.onnx, out/name, batch)
         setattr(card.files, f"int8_{runtime}", name)
@@ -93,7 +98,7 @@ def main():
     files = [f for f, _ in photos.test][::max(1, len(photos.test) // args.files)][:args.files]
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        folders = [zero_shot_serving_dir(Path(d)/a, a, photos=args.photos) for a in args.archs]
+        folders = [build_zero_shot_serving_dir(Path(d)/a, a, photos=args.photos) for a in args.archs]
         folders += [args.model_dir.resolve()] if args.model_dir else []
         for folder in folders:
             row = summary(folder)

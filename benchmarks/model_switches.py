@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from serving_process import running_server  # noqa: E402
 
 from benchmark_io import argument_parser, photos_argument, write_results  # noqa: E402
-from dog_breed_classifier.served_model import ModelRegistry, zero_shot_model_dir  # noqa: E402
+from dog_breed_classifier.served_model import ModelRegistry, cached_zero_shot_serving_dir  # noqa: E402
 
 
 def version_of(folder: Path, suffix: str, out: Path, broken: bool = False) -> tuple[Path, str]:
@@ -84,7 +84,7 @@ def main():
     ap.add_argument("--reload-interval", type=float, default=2.0)
     ap.add_argument("--model-dir", type=Path, help="the serving folder to copy into versions (default: the zero-shot model)")
     args = ap.parse_args()
-    base = args.model_dir or zero_shot_model_dir()
+    base = args.model_dir or cached_zero_shot_serving_dir()
     files = sorted((args.dev/"Images").rglob("*.jpg"))[::10][:120] if (args.dev/"Images").is_dir() else []
     if not files: raise SystemExit(f"no photos under {args.dev}/Images")
     photos = [f.read_bytes() for f in files]

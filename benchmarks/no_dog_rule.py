@@ -1,4 +1,7 @@
-"""Calibrate the no-dog rule: the served model's `dog_probability` on real dog photos vs images without a dog.
+"""Report the no-dog rule's trade-off on the dev photos: `dog_probability` on real dogs vs images without a dog.
+
+A report on the test set, never a choice: each architecture's threshold is chosen on Stanford *training* photos by
+`python benchmarks/architectures.py --calibrate` (into `architectures.ARCHITECTURES`); this shows what it costs.
 
     python benchmarks/no_dog_rule.py [--dev ../shared/data/stanford_dogs_dev] [--model-dir DIR]
 
@@ -16,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from benchmark_io import argument_parser, photos_argument, write_results
-from dog_breed_classifier.images import decode_image, model_input
+from dog_breed_classifier.images import decode_image, model_batch
 from dog_breed_classifier.inference import Predictor
 from dog_breed_classifier.non_dogs import synthetic_non_dogs
 
@@ -31,8 +34,7 @@ def scrambled(img: Image.Image, rng: np.random.Generator, tile: int = 16) -> Ima
 
 
 def dog_probabilities(predictor: Predictor, images: list) -> np.ndarray:
-    batch = np.stack([model_input(im if isinstance(im, Image.Image) else decode_image(im).image,
-                                  predictor.size, predictor.mean, predictor.std, predictor.crop_fraction) for im in images])
+    batch = model_batch(images, predictor.spec)
     return predictor.run(batch)[2]
 
 
@@ -45,9 +47,9 @@ def main():
     if not images.is_dir(): raise SystemExit(f"no Stanford photos at {images}")
     if args.model_dir: model_dir = args.model_dir
     else:
-        from dog_breed_classifier.export import zero_shot_serving_dir
+        from dog_breed_classifier.export import build_zero_shot_serving_dir
         from dog_breed_classifier.served_model import zero_shot_cache_dir
-        model_dir = zero_shot_serving_dir(zero_shot_cache_dir())
+        model_dir = build_zero_shot_serving_dir(zero_shot_cache_dir())
     predictor = Predictor.from_dir(model_dir)
     rng = np.random.default_rng(0)
     dogs = sorted(images.glob("*/*.jpg"))

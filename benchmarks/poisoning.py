@@ -60,9 +60,9 @@ def send_words(work: Path, breeds: list[Path], dev: Path, a: str, b: str, first:
     from dog_breed_classifier.answers import PredictionRecorder, record_feedback
     from dog_breed_classifier.inference import Predictor
     from dog_breed_classifier.monitoring import ImageArchive, PredictionStore
-    from dog_breed_classifier.served_model import zero_shot_model_dir
+    from dog_breed_classifier.served_model import cached_zero_shot_serving_dir
     store, archive = PredictionStore(f"sqlite:///{work/'predictions.db'}"), ImageArchive(work/"uploads")
-    record = PredictionRecorder(Predictor.from_dir(zero_shot_model_dir()), store, archive)
+    record = PredictionRecorder(Predictor.from_dir(cached_zero_shot_serving_dir()), store, archive)
     said = {"intruder": [], "partner": [], "visitors": []}
     poisoned = sorted(breeds[0].glob("*.jpg"))[first:] + sorted((dev/"Images"/breeds[0].name).glob("*.jpg"))
     for p in poisoned:

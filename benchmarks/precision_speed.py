@@ -23,7 +23,7 @@ from PIL import Image
 
 from benchmark_io import REPO, argument_parser, photos_argument, write_results
 from dog_breed_classifier.core import cpu_kind
-from dog_breed_classifier.images import decode_image, model_input
+from dog_breed_classifier.images import model_batch
 from dog_breed_classifier.inference import Predictor
 from dog_breed_classifier.model import load_serving_model
 
@@ -46,7 +46,7 @@ def project_decode_then_torch(serving, p: Predictor):
     "files → top-1 with the project's decode and crop, then the same torch model, eager."
     @torch.no_grad()
     def run(files):
-        x = np.stack([model_input(p.decode(f).image, p.size, p.mean, p.std, p.crop_fraction) for f in files])
+        x = model_batch([p.decode(f) for f in files], p.spec)
         return serving(torch.from_numpy(x))[0].argmax(1).numpy()
     return run
 
@@ -75,7 +75,7 @@ def main():
     paths = {f"auto ({auto.precision}, {auto.backend.name})": lambda fs: auto.predict(fs),
              f"fp32 ({fp32.backend.name})": lambda fs: fp32.predict(fs), "timm torch eager": eager,
              "torch eager, the project's decode": project_decode_then_torch(serving, fp32)}
-    inputs = np.stack([model_input(decode_image(f).image, auto.size, auto.mean, auto.std, auto.crop_fraction) for f in files])
+    inputs = model_batch(files, auto.spec)
 
     @torch.no_grad()
     def eager_model_only(x): return serving(torch.from_numpy(x))[0]

@@ -50,8 +50,8 @@ def main():
     for step in ("prepare", "train", "evaluate", "export"):
         _, seconds[f"cartoon_{step}"] = run(step, "-q", "-S", "train.mode=local", cwd=cartoon)
     data, registry = ["--data", real/"data"/"processed"], ["--registry", work/"registry"]
-    from dog_breed_classifier.served_model import zero_shot_model_dir
-    zero = zero_shot_model_dir()
+    from dog_breed_classifier.served_model import cached_zero_shot_serving_dir
+    zero = cached_zero_shot_serving_dir()
     start, _ = run("promote", zero, *data, *registry, "--served", zero, cwd=real)
     trained, seconds["promote_trained"] = run("promote", real/"models"/"serving", *data, *registry, cwd=real, ok=(0, 1))
     print(trained)

@@ -19,8 +19,8 @@ import torch
 
 from benchmark_io import argument_parser, items_per_second, photos_argument, write_results
 from dog_breed_classifier.core import DEFAULT_ARCH, breed_vocab
-from dog_breed_classifier.export import quantize_int8, write_serving_dir
-from dog_breed_classifier.images import decode_image, model_input
+from dog_breed_classifier.export import quantize_int8, write_serving_dir, zero_shot_trained_model
+from dog_breed_classifier.images import model_batch
 from dog_breed_classifier.inference import Predictor, available_backends, load_backend
 from dog_breed_classifier.model import create_model, model_input_spec, serving_model
 
@@ -46,8 +46,7 @@ def main():
     files = [f for folder in sorted(dev.iterdir()) for f in sorted(folder.glob("*.jpg"))[:args.per_breed]]
     targets = np.array([index[vocab.lookup(f.parent.name).name] for f in files])
     spec = model_input_spec(DEFAULT_ARCH)
-    view = (spec.size, spec.mean, spec.std, spec.crop_fraction)
-    batch = np.stack([model_input(decode_image(f).image, *view) for f in files])
+    batch = model_batch(files, spec)
     rows = {}
 
     @torch.no_grad()
@@ -57,12 +56,9 @@ def main():
 
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        meta = dict(arch=DEFAULT_ARCH, classes=model.classes, mean=list(spec.mean), std=list(spec.std), input_size=spec.size,
-                    crop_fraction=spec.crop_fraction,
-                    pretrained="package", zero_shot=True, data={"source": "imagenet"})
-        write_serving_dir(d/"fp32", serving_model(model), meta, pretrained="package")
+        write_serving_dir(d/"fp32", serving_model(model), zero_shot_trained_model(DEFAULT_ARCH))
         calib_files = sorted((args.train.resolve()/"Images").glob("*/*.jpg"))[::94][:64]
-        calib = np.stack([model_input(decode_image(f).image, *view) for f in calib_files]) if calib_files else batch[:64]
+        calib = model_batch(calib_files, spec) if calib_files else batch[:64]
         quantize_int8(d/"fp32"/"model.onnx", d/"model.int8.onnx", calib)
         backends = {"onnxruntime fp32": load_backend(d/"fp32"/"model.onnx", "onnxruntime"),
                     "onnxruntime int8": load_backend(d/"model.int8.onnx", "onnxruntime")}

@@ -26,7 +26,7 @@ from serving_process import running_server
 from benchmark_io import REPO, argument_parser
 from dog_breed_classifier.core import stanford_photos
 from dog_breed_classifier.data import draw_sample_dog
-from dog_breed_classifier.export import zero_shot_serving_dir
+from dog_breed_classifier.export import build_zero_shot_serving_dir
 
 DEV = (stanford_photos(root=REPO) or Path("nowhere"))/"Images"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -99,7 +99,7 @@ def main():
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        full = zero_shot_serving_dir(d/"zero_shot")
+        full = build_zero_shot_serving_dir(d/"zero_shot")
         slim = d/"zero_shot_slim"; shutil.copytree(full, slim); (slim/"model.safetensors").unlink()
         files = photos(2 * a.runs, d)
         print(f"{len(files)} photos ({'Stanford dev' if DEV.is_dir() else 'drawn'}), Chromium {a.chromium}", file=sys.stderr)

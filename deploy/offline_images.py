@@ -443,9 +443,9 @@ def main(argv: list[str] | None = None) -> int:
             serving_dir = args.serving_dir
             with tempfile.TemporaryDirectory(dir=args.cache) as tmp:
                 if serving_dir is None:
-                    from dog_breed_classifier.export import zero_shot_serving_dir
+                    from dog_breed_classifier.export import build_zero_shot_serving_dir
                     print("exporting the zero-shot model (torch runs here, not in the image)…")
-                    serving_dir = zero_shot_serving_dir(Path(tmp)/"zero_shot")
+                    serving_dir = build_zero_shot_serving_dir(Path(tmp)/"zero_shot")
                 print(f"building {tag}…")
                 seconds = build_serving_image(store, serving_dir, tag, Path(tmp), log=args.cache/"serving-build.log")
             print(f"built {tag} in {seconds:.0f} s, {store.size(tag)/1e6:.0f} MB")

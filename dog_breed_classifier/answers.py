@@ -1,4 +1,4 @@
-"""What the API and the demo both answer: errors with a reason code, the recorder that logs every prediction before it is answered, and the model card in words.
+"""What the API and the demo both answer: errors with a reason, the recorder that logs before answering, feedback.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/answers.html.md"""
 
@@ -12,19 +12,20 @@ import logging
 import math
 import time
 
+from fastcore.basics import patch
+
 from .core import BreedVocab, DogBreedError, breed_vocab
 from .images import ImageDecodeError
 from .inference import Predictor
-from .model_card import CardMetrics, ModelCard
 from .monitoring import (NO_DOG, ImageArchive, PredictionStore, StoreError, UnknownPredictionError,
                                              new_prediction_id)
 
 log = logging.getLogger("dog_breed_classifier.answers")
 
 # %% auto #0
-__all__ = ['log', 'ALLOWED_FORMATS', 'PER', 'NO_DOG_WORDS', 'MAX_NOTE_CHARS', 'IMAGENET_OVERLAP', 'ApiError',
-           'decode_error_answer', 'parse_rate_limit', 'RateLimiter', 'feedback_limiter', 'PredictionRecorder',
-           'feedback_breed', 'record_feedback', 'model_card_markdown']
+__all__ = ['log', 'ALLOWED_FORMATS', 'PER', 'NO_DOG_WORDS', 'MAX_NOTE_CHARS', 'ApiError', 'decode_error_answer',
+           'parse_rate_limit', 'RateLimiter', 'feedback_limiter', 'PredictionRecorder', 'feedback_breed',
+           'record_feedback']
 
 # %% ../nbs/07a_answers.ipynb #c59c5833
 class ApiError(Exception):
@@ -33,7 +34,8 @@ class ApiError(Exception):
                  reason: str, # a short code for programs
                  detail: str, # a sentence for people: what is wrong and what to do
                  retry_after: float | None = None): # seconds before trying again makes sense (a 429's Retry-After)
-        super().__init__(detail); self.status, self.reason, self.detail, self.retry_after = status, reason, detail, retry_after
+        super().__init__(detail)
+        self.status, self.reason, self.detail, self.retry_after = status, reason, detail, retry_after
 
 # %% ../nbs/07a_answers.ipynb #810d2707
 ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF")
@@ -101,19 +103,10 @@ class PredictionRecorder:
                  archive: ImageArchive | None = None, # where to keep the uploaded photos (default: not kept)
                  metrics=None, # anything with `observe_prediction(answer, size)`, e.g. the API's `ApiMetrics`
                  load_error: str | None = None, # why there is no model, when the caller knows
-                 feedback_limit: RateLimiter | None = None): # words per client (`feedback_limiter`), shared by the API and demo
+                 feedback_limit: RateLimiter | None = None): # words per client (`feedback_limiter`), API and demo alike
         self.predictor, self.store, self.archive, self.metrics = predictor, store, archive, metrics
         self.feedback_limit = feedback_limit
         self.load_error = load_error or ("no model given" if predictor is None else None)
-
-    def _decode(self, content: bytes, p: Predictor | None):
-        "The decoded upload, or the `ApiError` that refuses it."
-        if p is None: raise ApiError(503, "model_not_loaded", f"no model is loaded ({self.load_error}); see /health")
-        try: decoded = p.decode(content, name="the upload")
-        except ImageDecodeError as e: raise decode_error_answer(e) from None
-        if decoded.format not in ALLOWED_FORMATS:
-            raise ApiError(415, "unsupported_format", f"{decoded.format} images are not accepted; send a JPEG, PNG, WebP, BMP or GIF photo")
-        return decoded
 
     def __call__(self, content: bytes, # the photo's bytes, as sent
                  source: str, # how it came: api | batch | ui
@@ -126,14 +119,27 @@ class PredictionRecorder:
         pid, archived = new_prediction_id(), None
         try:
             if self.archive is not None: archived = self.archive.put(content, pid, decoded.format)
-            self.store.add(answer, source=source, prediction_id=pid, content=content, archived_as=archived, client=client)
+            self.store.add(answer, source=source, prediction_id=pid, content=content, archived_as=archived,
+                           client=client)
         except (StoreError, OSError) as e:
             log.error("prediction %s not recorded: %s", pid, e)
             if archived: self.archive.remove(archived)   # no archived photo without its row
-            raise ApiError(503, "store_unavailable", "the prediction could not be recorded; try again shortly") from None
+            raise ApiError(503, "store_unavailable", "the prediction could not be recorded; try again soon") from None
         answer.pop("embedding")
         if self.metrics is not None: self.metrics.observe_prediction(answer, len(content))
         return {"prediction_id": pid, **answer}
+
+# %% ../nbs/07a_answers.ipynb #721c16a2
+@patch
+def _decode(self: PredictionRecorder, content: bytes, p: Predictor | None):
+    "The decoded upload, or the `ApiError` that refuses it."
+    if p is None: raise ApiError(503, "model_not_loaded", f"no model is loaded ({self.load_error}); see /health")
+    try: decoded = p.decode(content, name="the upload")
+    except ImageDecodeError as e: raise decode_error_answer(e) from None
+    if decoded.format not in ALLOWED_FORMATS:
+        raise ApiError(415, "unsupported_format",
+                       f"{decoded.format} images are not accepted; send a JPEG, PNG, WebP, BMP or GIF photo")
+    return decoded
 
 # %% ../nbs/07a_answers.ipynb #311b039a
 NO_DOG_WORDS = ("no_dog", "no dog", "no dog here", "not a dog", "none")
@@ -146,7 +152,8 @@ def _vocab() -> BreedVocab: return breed_vocab()
 def feedback_breed(text: str, # what the person said: a breed's name, display name, synset or lemma; or "no dog"
                   ) -> str:
     "The canonical breed name (or `NO_DOG`) for `text`; `ApiError` 422 `unknown_breed` naming the closest breeds."
-    if " ".join(str(text).replace("_", " ").split()).lower() in {w.replace("_", " ") for w in NO_DOG_WORDS}: return NO_DOG
+    if " ".join(str(text).replace("_", " ").split()).lower() in {w.replace("_", " ") for w in NO_DOG_WORDS}:
+        return NO_DOG
     breed = _vocab().lookup(text)
     if breed is not None: return breed.name
     close = _vocab().suggest(text)
@@ -180,46 +187,6 @@ def record_feedback(store: PredictionStore, # the prediction log the prediction 
     message = ("thank you: the answer was right" if row["verdict"] == "confirmed"
                else f"thank you: recorded as {'no dog' if name == NO_DOG else name} (the model said {said})")
     if row["replaced"]: message += "; this replaces the earlier word on this prediction"
-    return {"prediction_id": row["prediction_id"], "breed": name, "predicted": row["predicted"], "verdict": row["verdict"],
-            "model_version": row["model_version"], "replaced": row["replaced"], "message": message}
-
-# %% ../nbs/07a_answers.ipynb #0cf7df5f
-IMAGENET_OVERLAP = ("The model starts from ImageNet weights, and ImageNet contains the Stanford Dogs photos (the Kaggle "
-                    "competition's are drawn from them too): accuracy measured on those photos is optimistic. Expect less "
-                    "on your own photos.")
-
-def _percent(x) -> str: return "—" if x is None else f"{x:.1%}"
-
-# %% ../nbs/07a_answers.ipynb #4931e4e6
-def _measured_line(m: CardMetrics | None) -> str:
-    "The card's test figures in one line: trained beside zero-shot, or the zero-shot model's measured top-1."
-    if m is not None and m.model is not None:
-        z = m.zero_shot or {}
-        return (f"**Test photos** {m.model.get('photos', '?')}: top-1 {_percent(m.model.get('top1'))}, "
-                f"top-5 {_percent(m.model.get('top5'))} (the untrained ImageNet head: top-1 {_percent(z.get('top1'))})")
-    if m is not None and m.dev_top1 is not None: return f"**Measured** top-1 {_percent(m.dev_top1)} — {m.note or ''}"
-    return "**Measured** no test metrics in the card (run the evaluate stage before export)"
-
-# %% ../nbs/07a_answers.ipynb #01d844df
-def _training_line(card: ModelCard) -> str:
-    "What the model was trained on, in one line (the zero-shot model: nothing, and why)."
-    data = card.training.data
-    if card.zero_shot: return f"**Training** none (zero-shot): {data.note or ''}"
-    size = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in (("train_photos", data.train_photos), ("breeds", data.breeds)) if v is not None)
-    return f"**Trained on** the `{data.source}` data ({size or 'size not recorded'})"
-
-# %% ../nbs/07a_answers.ipynb #75fb1120
-def model_card_markdown(card: ModelCard, # a model card (`read_model_card`)
-                        selection_reason: str = "", # why the server chose this model
-                       ) -> str:
-    "The model card as Markdown: version, training data, test metrics beside zero-shot, caveats, the no-dog rule."
-    lines = [f"**Model** `{card.model_version}` — {card.arch}, {len(card.classes)} breeds, "
-             f"exported {(card.created or '?')[:10]} by dog_breed_classifier {card.library_version or '?'}"]
-    if selection_reason: lines.append(f"**Why this model** {selection_reason}")
-    lines += [_training_line(card), _measured_line(card.metrics)]
-    rule = card.no_dog_rule
-    lines.append(f"**No-dog rule** below {rule.threshold:.0%} P(dog) — the ImageNet head's share of dog classes — the answer is "
-                 f"\"no dog found\"" if rule else "**No-dog rule** none: this model always names a breed")
-    caveats = [c for c in dict.fromkeys([card.caveat, card.metrics.caveat if card.metrics else None]) if c]
-    if not any("ImageNet" in c for c in caveats): caveats.append(IMAGENET_OVERLAP)
-    return "\n\n".join(lines + [f"> ⚠ {c}" for c in caveats])
+    return {"prediction_id": row["prediction_id"], "breed": name, "predicted": row["predicted"],
+            "verdict": row["verdict"], "model_version": row["model_version"], "replaced": row["replaced"],
+            "message": message}

@@ -1,4 +1,4 @@
-"""The FastAPI service: `/predict`, `/predict/batch`, `/feedback`, `/quality`, `/health`, `/model`, `/drift`, Prometheus `/metrics`, the Gradio demo at `/ui` — limits on what it accepts, a clear 4xx for every client mistake, and every answer logged before it is returned.
+"""The FastAPI service: predict, feedback, health, drift, metrics and the demo; every answer logged before it returns.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/api.html.md"""
 
@@ -37,21 +37,23 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
 import dog_breed_classifier
 from .answers import ApiError, PredictionRecorder, RateLimiter, feedback_limiter, record_feedback
 from .core import DogBreedError, DriftSettings, LoopSettings
+from .images import MAX_UPLOAD_BYTES
 from .inference import Predictor
-from .served_model import ModelFollower, ModelRegistry
+from .served_model import ModelChoice, ModelFollower, ModelRegistry
 from .monitoring import (ImageArchive, PredictionStore, StoreError, client_matches, live_accuracy,
                                              words_by_client)
 
 log = logging.getLogger("dog_breed_classifier.api")
 
 # %% auto #0
-__all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'NOT_CHECKED', 'QUALITY_WINDOW', 'KEY_NAME',
-           'RESERVED_CLIENTS', 'PROBES', 'UI_PATH', 'process_threads', 'ApiMetrics', 'ErrorAnswer', 'error_responses',
-           'error_response', 'add_error_handlers', 'UploadLimits', 'add_request_metrics', 'Service', 'client_of',
-           'prediction_routes', 'FeedbackIn', 'feedback_routes', 'status_routes', 'drift_answer', 'drift_routes',
-           'swap_model', 'quality_report', 'quality_routes', 'AccessSettings', 'read_api_key', 'parse_api_keys',
-           'ApiKeys', 'open_paths', 'add_access_control', 'deadline_protocol', 'reviewer_of', 'mount_demo',
-           'load_predictor', 'drift_gauges_lifespan', 'ServeSettings', 'build_service', 'create_app']
+__all__ = ['log', 'DRIFT_STATUSES', 'ERROR_STATUSES', 'RETRY_AFTER_SECONDS', 'PhotoUpload', 'PhotoUploads', 'NOT_CHECKED',
+           'DriftFormat', 'QUALITY_WINDOW', 'FeedbackWindow', 'KEY_NAME', 'RESERVED_CLIENTS', 'PROBES', 'UI_PATH',
+           'process_threads', 'ApiMetrics', 'ErrorAnswer', 'error_responses', 'error_response', 'add_error_handlers',
+           'UploadLimits', 'add_request_metrics', 'Service', 'client_of', 'prediction_routes', 'FeedbackIn',
+           'feedback_routes', 'status_routes', 'drift_answer', 'drift_routes', 'swap_model', 'quality_report',
+           'quality_routes', 'AccessSettings', 'read_api_key', 'parse_api_keys', 'ApiKeys', 'open_paths',
+           'add_access_control', 'deadline_protocol', 'reviewer_of', 'mount_demo', 'load_predictor',
+           'drift_gauges_lifespan', 'ServeSettings', 'build_service', 'create_app']
 
 # %% ../nbs/11_api.ipynb #4c121483
 DRIFT_STATUSES = ("no_drift", "drift", "not_enough_data", "no_reference", "not_checked")
@@ -63,53 +65,88 @@ def process_threads() -> int:
 
 # %% ../nbs/11_api.ipynb #dee0c592
 class ApiMetrics:
-    "The Prometheus metrics of one app instance."
+    "The Prometheus metrics of one app instance: traffic, the model, drift, live quality and the process."
     def __init__(self, registry: CollectorRegistry | None = None): # default: a new registry of its own
         self.registry = r = registry or CollectorRegistry()
-        self.requests = Counter("dogbreed_requests_total", "HTTP requests by route and status", ["route", "method", "status"], registry=r)
+        self.requests = Counter("dogbreed_requests_total", "HTTP requests by route and status",
+                                ["route", "method", "status"], registry=r)
         self.errors = Counter("dogbreed_errors_total", "Requests answered with an error, by kind", ["kind"], registry=r)
         self.latency = Histogram("dogbreed_request_latency_seconds", "Request latency by route", ["route"], registry=r,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.upload_bytes = Histogram("dogbreed_upload_bytes", "Size of uploaded images", registry=r,
                                       buckets=(1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7))
-        self.confidence = Histogram("dogbreed_prediction_confidence", "Top-1 probability of dog predictions", registry=r,
-                                    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))
-        self.feedback = Counter("dogbreed_feedback_total", "Users' words on answers, by verdict (confirmed | corrected)",
-                                ["verdict"], registry=r)
-        self.breeds = Counter("dogbreed_predictions_total", "Predictions by breed ('no_dog' when no dog was found)", ["breed"], registry=r)
-        self.model_info = Info("dogbreed_model", "The model being served", registry=r)
-        self.model_loaded = Gauge("dogbreed_model_loaded", "1 when a model is loaded", registry=r)
-        # drift: the latest verdict (GET /drift, and every drift.refresh_seconds); NaN while there is none
-        self.drift_share = Gauge("dogbreed_drift_share", "Share of drifted image-statistic/prediction columns", registry=r)
-        self.embedding_drift_score = Gauge("dogbreed_embedding_drift_score", "Share of drifted embedding components", registry=r)
-        self.drift_detected = Gauge("dogbreed_drift_detected", "1 when the latest drift check found drift, 0 when not", registry=r)
-        self.drift_window_rows = Gauge("dogbreed_drift_window_rows", "Predictions in the latest drift check's window", registry=r)
-        self.drift_checked = Gauge("dogbreed_drift_last_check_timestamp_seconds", "When drift was last checked (Unix time)", registry=r)
-        self.drift_status = Gauge("dogbreed_drift_status", "1 for the latest drift check's status", ["status"], registry=r)
-        for g in (self.drift_share, self.embedding_drift_score, self.drift_detected): g.set(math.nan)
-        # the served model's live accuracy from users' feedback (GET /quality, and with the drift gauges); NaN before any
-        self.live_words = Gauge("dogbreed_live_feedback_words", "Feedback words on the served model in the quality window", registry=r)
-        self.live_accuracy = Gauge("dogbreed_live_accuracy", "Share of the served model's answers users confirmed", registry=r)
-        self.live_accuracy_upper = Gauge("dogbreed_live_accuracy_upper", "Top of that share's 95 % Wilson interval", registry=r)
-        self.card_top1 = Gauge("dogbreed_model_card_top1", "The served model's top-1 as its card measured it", registry=r)
-        for g in (self.live_accuracy, self.live_accuracy_upper, self.card_top1): g.set(math.nan)
-        # the process: CPU, memory, file descriptors (Linux), garbage collection, Python, threads
-        ProcessCollector(registry=r); GCCollector(registry=r); PlatformCollector(registry=r)
-        Gauge("dogbreed_process_threads", "Threads of the server process (the model runtime's pools included)",
-              registry=r).set_function(process_threads)
-        self.model_reloads = Counter("dogbreed_model_reloads_total", "Switches to the registry's current version, by outcome "
-                                     "(loaded | failed: the old model kept serving)", ["outcome"], registry=r)
-        self.runtime_threads = Gauge("dogbreed_runtime_threads", "Threads the model runtime computes one inference with", registry=r)
-    def text(self) -> str: "The metrics in Prometheus' text format, as `/metrics` serves them."; return generate_latest(self.registry).decode()
+        self.confidence = Histogram("dogbreed_prediction_confidence", "Top-1 probability of dog predictions",
+                                    registry=r, buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))
+        self.feedback = Counter("dogbreed_feedback_total", "Users' words on answers, by verdict (confirmed | "
+                                "corrected)", ["verdict"], registry=r)
+        self.breeds = Counter("dogbreed_predictions_total", "Predictions by breed ('no_dog' when no dog was found)",
+                              ["breed"], registry=r)
+        self._model_metrics(r)
+        self._drift_gauges(r)
+        self._quality_gauges(r)
+        self._process_metrics(r)
+
+    def text(self) -> str:
+        "The metrics in Prometheus' text format, as `/metrics` serves them."
+        return generate_latest(self.registry).decode()
+
+# %% ../nbs/11_api.ipynb #7dedae5f
+@patch
+def _model_metrics(self: ApiMetrics, r: CollectorRegistry):
+    "The served model: which, its runtime's threads, and the switches to a registry's newer version."
+    self.model_info = Info("dogbreed_model", "The model being served", registry=r)
+    self.model_loaded = Gauge("dogbreed_model_loaded", "1 when a model is loaded", registry=r)
+    self.runtime_threads = Gauge("dogbreed_runtime_threads", "Threads the model runtime computes one inference with",
+                                 registry=r)
+    self.model_reloads = Counter("dogbreed_model_reloads_total", "Switches to the registry's current version, by "
+                                 "outcome (loaded | failed: the old model kept serving)", ["outcome"], registry=r)
+
+@patch
+def _drift_gauges(self: ApiMetrics, r: CollectorRegistry):
+    "The drift job's latest verdict (read at GET /drift and every drift.refresh_seconds); NaN while there is none."
+    self.drift_share = Gauge("dogbreed_drift_share", "Share of drifted image-statistic/prediction columns", registry=r)
+    self.embedding_drift_score = Gauge("dogbreed_embedding_drift_score", "Share of drifted embedding components",
+                                       registry=r)
+    self.drift_detected = Gauge("dogbreed_drift_detected", "1 when the latest drift check found drift, 0 when not",
+                                registry=r)
+    self.drift_window_rows = Gauge("dogbreed_drift_window_rows", "Predictions in the latest drift check's window",
+                                   registry=r)
+    self.drift_checked = Gauge("dogbreed_drift_last_check_timestamp_seconds", "When drift was last checked (Unix time)",
+                               registry=r)
+    self.drift_status = Gauge("dogbreed_drift_status", "1 for the latest drift check's status", ["status"], registry=r)
+    for g in (self.drift_share, self.embedding_drift_score, self.drift_detected): g.set(math.nan)
+
+# %% ../nbs/11_api.ipynb #0c4b96a7
+@patch
+def _quality_gauges(self: ApiMetrics, r: CollectorRegistry):
+    "The served model's live accuracy from users' feedback (GET /quality, and with the drift gauges); NaN before any."
+    self.live_words = Gauge("dogbreed_live_feedback_words", "Feedback words on the served model in the quality window",
+                            registry=r)
+    self.live_accuracy = Gauge("dogbreed_live_accuracy", "Share of the served model's answers users confirmed",
+                               registry=r)
+    self.live_accuracy_upper = Gauge("dogbreed_live_accuracy_upper", "Top of that share's 95 % Wilson interval",
+                                     registry=r)
+    self.card_top1 = Gauge("dogbreed_model_card_top1", "The served model's top-1 as its card measured it", registry=r)
+    for g in (self.live_accuracy, self.live_accuracy_upper, self.card_top1): g.set(math.nan)
+
+@patch
+def _process_metrics(self: ApiMetrics, r: CollectorRegistry):
+    "The process: CPU, memory, file descriptors (Linux), garbage collection, Python, threads."
+    ProcessCollector(registry=r)
+    GCCollector(registry=r)
+    PlatformCollector(registry=r)
+    Gauge("dogbreed_process_threads", "Threads of the server process (the model runtime's pools included)",
+          registry=r).set_function(process_threads)
 
 # %% ../nbs/11_api.ipynb #122e9b7d
 @patch
 def observe_model(self: ApiMetrics, predictor: Predictor):
     "Record the loaded model: its identity and the runtime's threads."
     self.model_loaded.set(1)
-    self.model_info.info(dict(version=predictor.model_version, arch=predictor.card.arch,
-                              backend=predictor.backend.name, precision=predictor.precision, breeds=str(len(predictor.classes)),
-                              zero_shot=str(predictor.card.zero_shot)))
+    self.model_info.info(
+        dict(version=predictor.model_version, arch=predictor.card.arch, backend=predictor.backend.name,
+             precision=predictor.precision, breeds=str(len(predictor.classes)), zero_shot=str(predictor.card.zero_shot))
+    )
     self.runtime_threads.set(getattr(predictor.backend, "threads", math.nan))
 
 @patch
@@ -153,10 +190,13 @@ class ErrorAnswer(BaseModel):
     reason: str   # a short code for programs: not_an_image, too_large_upload, store_unavailable, …
 
 # %% ../nbs/11_api.ipynb #67ca023b
-ERROR_STATUSES = {400: "the body is not valid multipart/form-data", 401: "an API key is required: Authorization: Bearer <key>",
+ERROR_STATUSES = {400: "the body is not valid multipart/form-data",
+                  401: "an API key is required: Authorization: Bearer <key>",
                   409: "the server is set up so that this cannot be answered (said why)",
-                  404: "no such prediction (or path)", 413: "the upload is over the size limit", 415: "not a photo, or a format that is not accepted",
-                  422: "the request or the photo cannot be used (said why)", 429: "over the rate limit (or the feedback limit): wait Retry-After seconds",
+                  404: "no such prediction (or path)", 413: "the upload is over the size limit",
+                  415: "not a photo, or a format that is not accepted",
+                  422: "the request or the photo cannot be used (said why)",
+                  429: "over the rate limit (or the feedback limit): wait Retry-After seconds",
                   503: "not ready: no model, or the log is unavailable (Retry-After says when to try again)"}
 RETRY_AFTER_SECONDS = 5   # what a 503 tells clients to wait: the store's bounded timeouts make most outages shorter
 
@@ -175,7 +215,8 @@ def error_response(e: ApiError, metrics: ApiMetrics, headers: dict | None = None
 # %% ../nbs/11_api.ipynb #25464b5c
 def _body_hint(request: Request) -> str:
     "What the body of this request's route should be, for the sentence of a refusal."
-    if request.url.path.rstrip("/") == "/feedback": return 'send JSON {"prediction_id": "…", "breed": "…"} (and an optional "note")'
+    if request.url.path.rstrip("/") == "/feedback":
+        return 'send JSON {"prediction_id": "…", "breed": "…"} (and an optional "note")'
     return "send the photo as multipart/form-data in the field 'file' (or 'files' for /predict/batch)"
 
 # %% ../nbs/11_api.ipynb #552531a9
@@ -183,11 +224,16 @@ def add_error_handlers(app: FastAPI, metrics: ApiMetrics):
     "Answer FastAPI's validation errors and HTTP refusals in the API's own error shape."
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
-        query = [f"{e['loc'][1]} ({e.get('msg', 'invalid')})" for e in exc.errors() if e.get("loc", [None])[0] == "query"]
+        query = [
+            f"{e['loc'][1]} ({e.get('msg', 'invalid')})" for e in exc.errors() if e.get("loc", [None])[0] == "query"
+        ]
         if query: return error_response(ApiError(422, "bad_query", f"bad query parameter: {'; '.join(query)}"), metrics)
         missing = [".".join(map(str, e.get("loc", [])[1:])) for e in exc.errors()]
-        return error_response(ApiError(422, "bad_request", f"the request lacks or mangles {', '.join(missing) or 'a field'}: "
-                                                           f"{_body_hint(request)}"), metrics)
+        return error_response(
+            ApiError(422, "bad_request",
+                     f"the request lacks or mangles {', '.join(missing) or 'a field'}: {_body_hint(request)}"),
+            metrics,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -203,22 +249,31 @@ def add_error_handlers(app: FastAPI, metrics: ApiMetrics):
 @dataclass
 class UploadLimits:
     "What the API accepts (`dog-breed serve --max-upload-mb`, `--max-batch-files`)."
-    max_upload_bytes: int = 10 * 1024 * 1024   # per photo
-    max_batch_files: int = 32                 # per /predict/batch request
+    max_upload_bytes: int = MAX_UPLOAD_BYTES   # per photo
+    max_batch_files: int = 32                  # per /predict/batch request
 
     def declared_too_large(self, request: Request) -> ApiError | None:
         "The 413 for a POST whose Content-Length is over the limit (multipart overhead allowed), else None."
         length = request.headers.get("content-length")
         files = self.max_batch_files if request.url.path.endswith("/batch") else 1
-        if request.method == "POST" and length and length.isdigit() and int(length) > self.max_upload_bytes * max(1, files) + 65536:
-            return ApiError(413, "too_large_upload", f"the upload is {int(length):,} bytes; the limit is {self.max_upload_bytes:,} bytes per photo")
+        limit = self.max_upload_bytes * max(1, files) + 65536   # multipart overhead allowed
+        if request.method == "POST" and length and length.isdigit() and int(length) > limit:
+            return ApiError(
+                413,
+                "too_large_upload",
+                f"the upload is {int(length):,} bytes; the limit is {self.max_upload_bytes:,} bytes per photo",
+            )
         return None
 
     async def read(self, upload: UploadFile) -> bytes:
         "The upload's bytes, or a 413 as soon as it passes the limit."
         content = await upload.read(self.max_upload_bytes + 1)
         if len(content) > self.max_upload_bytes:
-            raise ApiError(413, "too_large_upload", f"the upload is larger than the limit of {self.max_upload_bytes:,} bytes; send a smaller photo")
+            raise ApiError(
+                413,
+                "too_large_upload",
+                f"the upload is larger than the limit of {self.max_upload_bytes:,} bytes; send a smaller photo",
+            )
         return content
 
 # %% ../nbs/11_api.ipynb #54aeb71c
@@ -245,9 +300,13 @@ class Service:
     limits: UploadLimits = field(default_factory=UploadLimits)
     follower: object = None   # a `served_model.ModelFollower` when the app follows a model registry
     @property
-    def predictor(self) -> Predictor | None: "The served model (the recorder holds it; a swap replaces it there)."; return self.record.predictor
+    def predictor(self) -> Predictor | None:
+        "The served model (the recorder holds it; a swap replaces it there)."
+        return self.record.predictor
     @property
-    def load_error(self) -> str | None: "Why the model could not be loaded, or None."; return self.record.load_error
+    def load_error(self) -> str | None:
+        "Why the model could not be loaded, or None."
+        return self.record.load_error
 
 # %% ../nbs/11_api.ipynb #36a95717
 def client_of(request: Request, s: Service) -> str:
@@ -256,25 +315,31 @@ def client_of(request: Request, s: Service) -> str:
     return s.store.address_client("api", request.client.host if request.client else None)
 
 # %% ../nbs/11_api.ipynb #e6485aae
+PhotoUpload = Annotated[UploadFile, File(description="a JPEG, PNG, WebP, BMP or GIF photo")]
+PhotoUploads = Annotated[list[UploadFile], File(description="several photos (32 at most by default)")]
+
 def prediction_routes(s: Service) -> APIRouter:
     "`POST /predict` and `POST /predict/batch`: every answer recorded before it is returned."
     router = APIRouter()
-    @router.post("/predict", summary="Predict the breed in one photo", responses=error_responses(400, 401, 413, 415, 422, 429, 503))
-    async def predict(request: Request, file: Annotated[UploadFile, File(description="a JPEG, PNG, WebP, BMP or GIF photo")]):
+    @router.post("/predict", summary="Predict the breed in one photo",
+                 responses=error_responses(400, 401, 413, 415, 422, 429, 503))
+    async def predict(request: Request, file: PhotoUpload):
         t = time.perf_counter()
         try:
             if len((await request.form()).getlist("file")) > 1:   # FastAPI would quietly use one of them
-                raise ApiError(422, "bad_request", "send one photo in the `file` field; several photos go to /predict/batch")
+                raise ApiError(422, "bad_request", "send one photo in the `file` field; several go to /predict/batch")
             content = await s.limits.read(file)
             answer = await run_in_threadpool(s.record, content, "api", client_of(request, s))
         except ApiError as e: return error_response(e, s.metrics)
         answer["latency_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return answer
 
-    @router.post("/predict/batch", summary="Predict the breeds in several photos", responses=error_responses(400, 401, 413, 422, 429, 503))
-    async def predict_batch(request: Request, files: Annotated[list[UploadFile], File(description="several photos (32 at most by default)")]):
+    @router.post("/predict/batch", summary="Predict the breeds in several photos",
+                 responses=error_responses(400, 401, 413, 422, 429, 503))
+    async def predict_batch(request: Request, files: PhotoUploads):
         if len(files) > s.limits.max_batch_files:
-            return error_response(ApiError(413, "too_many_files", f"{len(files)} files; send at most {s.limits.max_batch_files} per request"), s.metrics)
+            too_many = f"{len(files)} files; send at most {s.limits.max_batch_files} per request"
+            return error_response(ApiError(413, "too_many_files", too_many), s.metrics)
         out = []
         for i, f in enumerate(files):
             try: out.append(await run_in_threadpool(s.record, await s.limits.read(f), "batch", client_of(request, s)))
@@ -307,13 +372,13 @@ def feedback_routes(s: Service) -> APIRouter:
 
 # %% ../nbs/11_api.ipynb #b0f303ee
 def status_routes(s: Service) -> APIRouter:
-    "`GET /live` (liveness), `GET /health` (readiness: model loaded and store writable, else 503), `GET /model`, `GET /metrics`."
+    "`GET /live` (liveness), `GET /health` (readiness: model and store usable), `GET /model`, `GET /metrics`."
     router = APIRouter()
-    @router.get("/live", summary="Liveness: is the process sound? (200 while it serves at all; restart it when this fails)")
+    @router.get("/live", summary="Liveness: is the process sound? (200 while it serves at all; restart it if not)")
     async def live():
         return {"status": "alive", "version": dog_breed_classifier.__version__}
 
-    @router.get("/health", summary="Readiness: is the model loaded and the store writable? (503: stop routing, do not restart)")
+    @router.get("/health", summary="Readiness: model loaded, store writable? (503: stop routing, do not restart)")
     async def health():
         writable = await run_in_threadpool(s.store.writable)
         p = s.predictor
@@ -328,7 +393,8 @@ def status_routes(s: Service) -> APIRouter:
     @router.get("/model", summary="The model card of the served model", responses=error_responses(401, 429, 503))
     async def model():
         p = s.predictor
-        if p is None: return error_response(ApiError(503, "model_not_loaded", f"no model is loaded ({s.load_error})"), s.metrics)
+        if p is None:
+            return error_response(ApiError(503, "model_not_loaded", f"no model is loaded ({s.load_error})"), s.metrics)
         return {**p.card.to_json(), "selection_reason": p.selection_reason,
                 "runtime": {"backend": p.backend.name, "version": p.backend.version, "file": p.model_file.name,
                             "precision": p.precision}}
@@ -351,8 +417,11 @@ def drift_answer(check: dict | None, # `PredictionStore.latest_drift_check()`
     out = dict(check, served_model_version=served_version)
     checked = (check.get("current") or {}).get("model_version")
     if served_version and checked and checked != served_version:
-        out["notes"] = [*check.get("notes", []), f"this check judged the predictions of model {checked}; {served_version} "
-                        f"serves now (the drift job's next check judges it)"]
+        out["notes"] = [
+            *check.get("notes", []),
+            f"this check judged the predictions of model {checked}; {served_version} "
+            f"serves now (the drift job's next check judges it)",
+        ]
     return out
 
 # %% ../nbs/11_api.ipynb #9b0f61fc
@@ -361,16 +430,20 @@ def _drift_page(answer: dict) -> str:
     title = "Drift: " + answer["status"].replace("_", " ")
     return f"<!doctype html><title>{title}</title><h1>{title}</h1><p>{html.escape(answer.get('message', ''))}</p>"
 
+DriftFormat = Annotated[Literal["json", "html"], Query(description="json: the summary; html: Evidently's report")]
+
 def drift_routes(s: Service) -> APIRouter:
     "`GET /drift`: the drift job's newest verdict on this log, as JSON or Evidently's HTML report."
     router = APIRouter()
+    either = {200: {"content": {"application/json": {}, "text/html": {}}}}
     @router.get("/drift", summary="The drift job's newest verdict on recent predictions against the model's reference",
-                responses={200: {"content": {"application/json": {}, "text/html": {}}}, **error_responses(401, 422, 429, 503)})
-    async def drift(format: Annotated[Literal["json", "html"], Query(description="json: the summary; html: Evidently's report")] = "json"):
+                responses={**either, **error_responses(401, 422, 429, 503)})
+    async def drift(format: DriftFormat = "json"):
         try: check = await run_in_threadpool(s.store.latest_drift_check, format == "html")
         except StoreError as e:
             log.error("drift: %s", e)
-            return error_response(ApiError(503, "store_unavailable", "the prediction log cannot be read right now; try again shortly"), s.metrics)
+            unreadable = ApiError(503, "store_unavailable", "the prediction log cannot be read now; try again shortly")
+            return error_response(unreadable, s.metrics)
         page = (check or {}).pop("report_html", None)
         answer = drift_answer(check, s.predictor.model_version if s.predictor else None)
         s.metrics.observe_drift(answer)
@@ -389,24 +462,30 @@ def swap_model(s: Service, # the app's shared state
 QUALITY_WINDOW = 1000   # the newest feedback words /quality and the gauges look at
 
 def quality_report(s: Service, window: int = QUALITY_WINDOW) -> dict:
-    "Live accuracy per model version from the newest `window` feedback words (the card's top-1 beside it), and who gave them."
+    """Live accuracy per model version from the newest `window` feedback words (the card's top-1 beside it), and who
+    gave them."""
     p = s.predictor
     version, top1 = (p.model_version, p.card.top1) if p is not None else (None, None)
     words = s.store.feedback(limit=window)
     models = live_accuracy(words)
     for m in models: m["card_top1"] = top1 if m["model_version"] == version else None
-    return dict(served_model_version=version, card_top1=top1, window=window, models=models, clients=words_by_client(words))
+    return dict(served_model_version=version, card_top1=top1, window=window, models=models,
+                clients=words_by_client(words))
 
 # %% ../nbs/11_api.ipynb #e6555d58
+FeedbackWindow = Annotated[int, Query(ge=1, le=1_000_000, description="the newest N feedback words")]
+
 def quality_routes(s: Service) -> APIRouter:
     "`GET /quality`: live accuracy from users' feedback, per model version."
     router = APIRouter()
-    @router.get("/quality", summary="Live accuracy from users' feedback, per model version", responses=error_responses(401, 422, 429, 503))
-    async def quality(window: Annotated[int, Query(ge=1, le=1_000_000, description="the newest N feedback words")] = QUALITY_WINDOW):
+    @router.get("/quality", summary="Live accuracy from users' feedback, per model version",
+                responses=error_responses(401, 422, 429, 503))
+    async def quality(window: FeedbackWindow = QUALITY_WINDOW):
         try: report = await run_in_threadpool(quality_report, s, window)
         except StoreError as e:
             log.error("quality: %s", e)
-            return error_response(ApiError(503, "store_unavailable", "the feedback cannot be read right now; try again shortly"), s.metrics)
+            unreadable = ApiError(503, "store_unavailable", "the feedback cannot be read right now; try again shortly")
+            return error_response(unreadable, s.metrics)
         s.metrics.observe_quality(report)
         return report
     return router
@@ -415,7 +494,8 @@ def quality_routes(s: Service) -> APIRouter:
 @dataclass
 class AccessSettings:
     "Who may call the API, and how often (see `dog-breed serve --help`)."
-    api_key: str | None = None        # one key for every client (named `default`): protected routes need `Authorization: Bearer <key>`
+    # one key for every client (named `default`): protected routes need `Authorization: Bearer <key>`
+    api_key: str | None = None
     public_metrics: bool = False      # with keys: leave /metrics open for a scraper
     rate_limit_per_minute: float = 0  # per client address on the protected routes; 0 = no limit
     ui_with_key: bool = False         # with keys: mount the demo anyway (protect it in front of the server)
@@ -426,7 +506,9 @@ class AccessSettings:
                 f"public_metrics={self.public_metrics}, rate_limit_per_minute={self.rate_limit_per_minute}, "
                 f"ui_with_key={self.ui_with_key}, feedback_limit={self.feedback_limit})")
     @property
-    def locked(self) -> bool: "Whether protected routes need a key."; return bool(self.api_key or self.api_keys_file)
+    def locked(self) -> bool:
+        "Whether protected routes need a key."
+        return bool(self.api_key or self.api_keys_file)
 
 # %% ../nbs/11_api.ipynb #861d8c0b
 def read_api_key(env_value: str | None, key_file: str | Path | None) -> str | None:
@@ -434,7 +516,10 @@ def read_api_key(env_value: str | None, key_file: str | Path | None) -> str | No
     if key_file is not None:
         path = Path(key_file)
         try: key = path.read_text().strip()
-        except OSError as e: raise DogBreedError(f"--api-key-file {path}: cannot be read ({e.strerror}); mount the secret there or leave the option out") from None
+        except OSError as e:
+            raise DogBreedError(
+                f"--api-key-file {path}: cannot be read ({e.strerror}); mount the secret there or leave the option out"
+            ) from None
         if not key: raise DogBreedError(f"--api-key-file {path} is empty; put the key in it (one line)")
         return key
     return (env_value or "").strip() or None
@@ -444,7 +529,8 @@ KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 RESERVED_CLIENTS = ("cli", "ui", "api")   # the clients that are not keys (see `monitoring.client_matches`)
 
 def parse_api_keys(path: str | Path) -> dict[str, str]:
-    "The `name:key` lines of `path` (`#` comments, blank lines skipped) as {name: key}; `DogBreedError` naming the line."
+    """The `name:key` lines of `path` (`#` comments, blank lines skipped) as {name: key}; `DogBreedError` naming the
+    line."""
     path, keys = Path(path), {}
     try: lines = path.read_text().splitlines()
     except OSError as e: raise DogBreedError(f"--api-keys-file {path}: cannot be read ({e.strerror})") from None
@@ -454,8 +540,11 @@ def parse_api_keys(path: str | Path) -> dict[str, str]:
         name, sep, key = (p.strip() for p in line.partition(":"))
         where = f"--api-keys-file {path} line {n}"
         if not sep or not KEY_NAME.fullmatch(name) or name in RESERVED_CLIENTS:
-            raise DogBreedError(f"{where}: write `name:key`, the name a word of letters, digits, _ . - (not cli, ui or api)")
-        if not key or any(c.isspace() for c in key): raise DogBreedError(f"{where}: the key of {name} is empty or has spaces")
+            raise DogBreedError(
+                f"{where}: write `name:key`, the name a word of letters, digits, _ . - (not cli, ui or api)"
+            )
+        if not key or any(c.isspace() for c in key):
+            raise DogBreedError(f"{where}: the key of {name} is empty or has spaces")
         if name in keys or key in keys.values(): raise DogBreedError(f"{where}: {name} or its key is listed twice")
         keys[name] = key
     if not keys: raise DogBreedError(f"--api-keys-file {path} lists no keys; add `name:key` lines")
@@ -489,10 +578,13 @@ class ApiKeys:
 def reload(self: ApiKeys) -> str:
     "Re-read the file (SIGHUP); one that does not read keeps the keys as they were. What happened, in words (no key)."
     try: keys = parse_api_keys(self.path)
-    except DogBreedError as e: log.error("API keys not reloaded, the old ones stay: %s", e); return f"kept: {e}"
+    except DogBreedError as e:
+        log.error("API keys not reloaded, the old ones stay: %s", e)
+        return f"kept: {e}"
     added, revoked = sorted(set(keys) - set(self.keys)), sorted(set(self.keys) - set(keys))
     self.keys = keys
-    log.info("API keys reloaded from %s: %d keys; added %s; revoked %s", self.path, len(keys), added or "none", revoked or "none")
+    log.info("API keys reloaded from %s: %d keys; added %s; revoked %s", self.path, len(keys), added or "none",
+             revoked or "none")
     return f"{len(keys)} keys; added {', '.join(added) or 'none'}; revoked {', '.join(revoked) or 'none'}"
 
 # %% ../nbs/11_api.ipynb #dbd22035
@@ -527,17 +619,84 @@ def add_access_control(app: FastAPI, metrics: ApiMetrics, access: AccessSettings
         if _is_open(app, path, open_set): return await call_next(request)
         client = request.client.host if request.client else "unknown"
         if path != "/metrics" and (wait := limiter.wait(client)):
-            return error_response(ApiError(429, "rate_limited", f"over the rate limit of {access.rate_limit_per_minute:g} "
-                                           f"requests a minute; try again in {math.ceil(wait)} s"),
-                                  metrics, {"Retry-After": str(math.ceil(wait))})
+            return error_response(
+                ApiError(
+                    429,
+                    "rate_limited",
+                    f"over the rate limit of {access.rate_limit_per_minute:g} "
+                    f"requests a minute; try again in {math.ceil(wait)} s",
+                ),
+                metrics,
+                {"Retry-After": str(math.ceil(wait))},
+            )
         if keys is not None:
             request.state.client = keys.name_of(_bearer_key(request))   # who the key says it is: recorded with its rows
             if request.state.client is None:
-                return error_response(ApiError(401, "unauthorized", "this server needs an API key: send it as "
-                                               "`Authorization: Bearer <key>`"), metrics, {"WWW-Authenticate": "Bearer"})
+                return error_response(
+                    ApiError(401, "unauthorized",
+                             "this server needs an API key: send it as `Authorization: Bearer <key>`"),
+                    metrics,
+                    {"WWW-Authenticate": "Bearer"},
+                )
         return await call_next(request)
 
 # %% ../nbs/11_api.ipynb #2733ec2e
+class _Deadlines:
+    "Mixed into uvicorn's protocol: close a connection whose headers or body take longer than the deadline."
+    header_timeout: float = 10
+    body_timeout: float = 60
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._deadline = None
+        self._arm(self.header_timeout)
+
+    def _arm(self, seconds: float):
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._cut_off)
+
+    def _disarm(self):
+        if getattr(self, "_deadline", None) is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _cut_off(self):
+        self._deadline = None
+        if not self.transport.is_closing(): self.transport.close()
+
+    def connection_lost(self, exc):
+        self._disarm()
+        super().connection_lost(exc)
+
+# %% ../nbs/11_api.ipynb #0db7d2ec
+@patch
+def on_message_begin(self: _Deadlines):   # httptools calls these three as a request arrives
+    if self._deadline is None: self._arm(self.header_timeout)
+    super(_Deadlines, self).on_message_begin()
+
+@patch
+def on_headers_complete(self: _Deadlines):
+    super(_Deadlines, self).on_headers_complete()
+    self._arm(self.body_timeout)
+
+@patch
+def on_message_complete(self: _Deadlines):
+    super(_Deadlines, self).on_message_complete()
+    self._disarm()
+
+@patch
+def data_received(self: _Deadlines, data: bytes):   # h11 has no callbacks: its state after each read says where it is
+    super(_Deadlines, self).data_received(data)
+    if not hasattr(self, "conn"): return
+    import h11
+    state = self.conn.their_state
+    if state is h11.IDLE and self._deadline is None: self._arm(self.header_timeout)
+    elif state is h11.SEND_BODY and getattr(self, "_phase", None) != id(self.cycle):
+        self._phase = id(self.cycle)
+        self._arm(self.body_timeout)
+    elif state not in (h11.IDLE, h11.SEND_BODY): self._disarm()
+
+# %% ../nbs/11_api.ipynb #f84f5dbd
 def deadline_protocol(header_timeout: float = 10, # seconds for the request line and headers
                       body_timeout: float = 60, # seconds for the body, after the headers
                      ) -> type:
@@ -547,36 +706,8 @@ def deadline_protocol(header_timeout: float = 10, # seconds for the request line
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
     except ImportError:
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base
-    class DeadlineProtocol(Base):
-        def connection_made(self, transport):
-            super().connection_made(transport); self._deadline = None; self._arm(header_timeout)
-        def _arm(self, seconds: float):
-            self._disarm(); self._deadline = self.loop.call_later(seconds, self._cut_off)
-        def _disarm(self):
-            if getattr(self, "_deadline", None) is not None: self._deadline.cancel(); self._deadline = None
-        def _cut_off(self):
-            self._deadline = None
-            if not self.transport.is_closing(): self.transport.close()
-        def connection_lost(self, exc):
-            self._disarm(); super().connection_lost(exc)
-        # httptools calls these as a request arrives
-        def on_message_begin(self):
-            if self._deadline is None: self._arm(header_timeout)
-            super().on_message_begin()
-        def on_headers_complete(self): super().on_headers_complete(); self._arm(body_timeout)
-        def on_message_complete(self): super().on_message_complete(); self._disarm()
-        # h11 has no callbacks: the parser's state after each read says where the request is
-        def data_received(self, data: bytes):
-            super().data_received(data)
-            if hasattr(self, "conn"): self._follow_h11()
-        def _follow_h11(self):
-            import h11
-            state = self.conn.their_state
-            if state is h11.IDLE and self._deadline is None: self._arm(header_timeout)
-            elif state is h11.SEND_BODY and getattr(self, "_phase", None) != id(self.cycle): self._phase = id(self.cycle); self._arm(body_timeout)
-            elif state not in (h11.IDLE, h11.SEND_BODY): self._disarm()
-    DeadlineProtocol.__name__ = DeadlineProtocol.__qualname__ = f"DeadlineProtocol_{Base.__name__}"
-    return DeadlineProtocol
+    return type(f"DeadlineProtocol_{Base.__name__}", (_Deadlines, Base),
+                dict(header_timeout=header_timeout, body_timeout=body_timeout))
 
 # %% ../nbs/11_api.ipynb #3883fb2e
 def reviewer_of(keys: ApiKeys | None, # the server's keys (None: an open server, where nobody may review in the demo)
@@ -595,7 +726,8 @@ def mount_demo(app: FastAPI, record: PredictionRecorder, max_upload_bytes: int,
     "Mount the Gradio demo at `UI_PATH` on `app`, recording through `record`; the Blocks, or None without gradio."
     import importlib.util
     if importlib.util.find_spec("gradio") is None:
-        log.warning("gradio is not installed: no demo at %s (pip install 'dog_breed_classifier[ui]')", UI_PATH); return None
+        log.warning("gradio is not installed: no demo at %s (pip install 'dog_breed_classifier[ui]')", UI_PATH)
+        return None
     # imported here: the demo module imports gradio (≈1 s, optional), which an API without the demo never needs
     import gradio as gr
     from dog_breed_classifier.app import ReviewAccess, create_demo
@@ -613,25 +745,34 @@ def load_predictor(model_dir: str | Path | None, # a serving folder
                   ) -> tuple[Predictor | None, str | None]:
     "(the Predictor, None), or (None, why it could not be loaded) — logged, never raised."
     if model_dir is None: return None, None
-    try: return Predictor.from_dir(model_dir, backend=backend, selection_reason=selection_reason, tta=tta, precision=precision), None
+    try:
+        return Predictor.from_dir(model_dir, backend=backend, selection_reason=selection_reason, tta=tta,
+                                  precision=precision), None
     except DogBreedError as e:
-        log.error("model not loaded: %s", e); return None, str(e)
+        log.error("model not loaded: %s", e)
+        return None, str(e)
 
 # %% ../nbs/11_api.ipynb #f36ff5b5
 def _on_sighup(*actions) -> bool:
     "Make SIGHUP run each of `actions` (wake the model follower, re-read the keys); False where signals cannot be set."
     def hangup(*_):
         for act in actions: act()
-    try: signal.signal(signal.SIGHUP, hangup); return True
+    try:
+        signal.signal(signal.SIGHUP, hangup)
+        return True
     except (ValueError, AttributeError, OSError): return False
 
 # %% ../nbs/11_api.ipynb #139c1759
 def drift_gauges_lifespan(s: Service, settings: DriftSettings, quality=None):
-    "A FastAPI lifespan: the drift job's verdict (and `quality()`) in the gauges every `settings.refresh_seconds` (0: never); SIGHUP wakes the follower and re-reads the keys file."
+    """A FastAPI lifespan: the drift job's verdict (and `quality()`) in the gauges every `settings.refresh_seconds` (0:
+    never); SIGHUP wakes the follower and re-reads the keys file."""
     metrics, follower = s.metrics, s.follower
     def refresh(stop: threading.Event):
         while True:
-            try: metrics.observe_drift(drift_answer(s.store.latest_drift_check(), s.predictor.model_version if s.predictor else None))
+            try:
+                metrics.observe_drift(
+                    drift_answer(s.store.latest_drift_check(), s.predictor.model_version if s.predictor else None)
+                )
             except Exception as e: log.warning("drift verdict not read: %s: %s", type(e).__name__, e)
             try: quality and metrics.observe_quality(quality())
             except Exception as e: log.warning("live accuracy not refreshed: %s: %s", type(e).__name__, e)
@@ -640,14 +781,16 @@ def drift_gauges_lifespan(s: Service, settings: DriftSettings, quality=None):
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         stop = threading.Event()
-        if settings.refresh_seconds > 0: threading.Thread(target=refresh, args=(stop,), name="drift-gauges", daemon=True).start()
+        if settings.refresh_seconds > 0:
+            threading.Thread(target=refresh, args=(stop,), name="drift-gauges", daemon=True).start()
         keys = getattr(app.state, "api_keys", None)
         keys = keys if keys is not None and keys.path else None   # only a keys file can be re-read
         actions = [*([follower.wake.set] if follower else []), *([keys.reload] if keys else [])]
         hup = bool(actions) and _on_sighup(*actions)
         if follower is not None:
             threading.Thread(target=follower.run, args=(stop,), name="model-follower", daemon=True).start()
-            log.info("following %s every %s s%s", follower.registry.path, follower.interval or "∞", " and on SIGHUP" if hup else "")
+            log.info("following %s every %s s%s", follower.registry.path, follower.interval or "∞",
+                     " and on SIGHUP" if hup else "")
         if keys is not None: log.info("%s, re-read on SIGHUP", keys)
         yield
         stop.set()
@@ -657,53 +800,57 @@ def drift_gauges_lifespan(s: Service, settings: DriftSettings, quality=None):
 # %% ../nbs/11_api.ipynb #b7b1802e
 @dataclass
 class ServeSettings:
-    "How the app serves: which model, uploads, browsers, drift, the demo, access, the registry it follows."
-    model_dir: str | Path | None = None        # a serving folder to load when no predictor is given (a failure → 503s)
-    selection_reason: str = ""                 # why this model is served (shown by /health and /model)
-    model_error: str | None = None             # why there is no model, when the caller already knows
+    "How the app serves: the runtime, uploads, browsers, drift, the demo, access, the registry it follows."
     backend: str = "auto"                      # auto | openvino | onnxruntime
     tta: bool | None = None                    # average each photo with its mirror image (None: as the model card says)
     precision: str = "auto"                    # auto (the int8 file export kept, else fp32) | fp32 | int8
-    archive_url: str | None = None             # keep uploaded photos here (a folder or an fsspec URL); default: not kept
-    max_upload_bytes: int = 10 * 1024 * 1024   # per photo
-    max_batch_files: int = 32                  # per /predict/batch request
+    archive_url: str | None = None   # keep uploaded photos here (a folder or an fsspec URL); default: not kept
+    upload: UploadLimits | None = None         # bytes per photo, files per batch (None: `UploadLimits()`)
     cors_origins: list[str] | None = None      # browser origins allowed to call the API (default: none)
-    drift_settings: DriftSettings | None = None   # refresh_seconds: how often the gauges re-read the drift job's verdict
+    # refresh_seconds: how often the gauges re-read the drift job's verdict
+    drift_settings: DriftSettings | None = None
     ui: bool = True                            # mount the Gradio demo at /ui (needs the `ui` extra)
     access: AccessSettings | None = None       # API key and rate limit (None: open, unlimited)
     registry: ModelRegistry | None = None      # follow this registry's current version (see `ModelFollower`)
     reload_interval: float = 10.0              # seconds between checks of the registry (0: only on SIGHUP)
-    loop: LoopSettings | None = None           # whom harvest trusts: which keys may review in the demo (None: the defaults)
+    loop: LoopSettings | None = None   # whom harvest trusts: which keys may review in the demo (None: the defaults)
 
     def __post_init__(self):
         self.drift_settings, self.access = self.drift_settings or DriftSettings(), self.access or AccessSettings()
-        self.loop = self.loop or LoopSettings()
+        self.loop, self.upload = self.loop or LoopSettings(), self.upload or UploadLimits()
 
 # %% ../nbs/11_api.ipynb #9357e7b0
-def build_service(predictor: Predictor | None, # the model; None: load `st.model_dir`
+def build_service(predictor: Predictor | None, # the model; None: load `choice.model_dir`
                   store: PredictionStore | None, # the prediction log (default: `default_store_url()`)
-                  st: ServeSettings) -> Service:
-    "What the routes share: the model (loaded from `st.model_dir` when none is given), log, recorder, metrics."
-    if predictor is None: predictor, load_error = load_predictor(st.model_dir, st.backend, st.selection_reason, st.tta, st.precision)
-    else: load_error = None
-    if predictor is not None and st.selection_reason: predictor.selection_reason = st.selection_reason
+                  st: ServeSettings,
+                  choice: ModelChoice | None = None, # which folder to load and why, or why there is none
+                 ) -> Service:
+    "What the routes share: the model (loaded from `choice` when none is given), log, recorder, metrics."
+    choice, load_error = choice or ModelChoice(None, ""), None
+    if predictor is None:
+        predictor, load_error = load_predictor(choice.model_dir, st.backend, choice.reason, st.tta, st.precision)
+    if predictor is not None and choice.reason: predictor.selection_reason = choice.reason
     store, metrics = store or PredictionStore(), ApiMetrics()
     record = PredictionRecorder(predictor, store, ImageArchive(st.archive_url) if st.archive_url else None, metrics,
-                                load_error or st.model_error, feedback_limiter(st.access.feedback_limit))
+                                choice.error or load_error, feedback_limiter(st.access.feedback_limit))
     if predictor is not None:
-        metrics.observe_model(predictor); log.info("serving %s (%s)", predictor, predictor.selection_reason or "model given")
-    s = Service(store, record, metrics, UploadLimits(st.max_upload_bytes, st.max_batch_files))
+        metrics.observe_model(predictor)
+        log.info("serving %s (%s)", predictor, predictor.selection_reason or "model given")
+    s = Service(store=store, record=record, metrics=metrics, limits=st.upload)
     if st.registry is not None:
         s.follower = ModelFollower(st.registry, lambda: s.predictor, lambda p: swap_model(s, p), st.reload_interval,
-                                   st.backend, st.tta, st.precision, on_reload=lambda outcome: s.metrics.model_reloads.labels(outcome).inc())
+                                   st.backend, st.tta, st.precision,
+                                   on_reload=lambda outcome: s.metrics.model_reloads.labels(outcome).inc())
     return s
 
 # %% ../nbs/11_api.ipynb #cb7d8c5a
 def _add_middleware(app: FastAPI, s: Service, st: ServeSettings):
-    "CORS for the origins allowed, access control inside the request counter (refusals are counted too), error handlers."
+    """CORS for the origins allowed, access control inside the request counter (refusals are counted too), error
+    handlers."""
     if st.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
-        app.add_middleware(CORSMiddleware, allow_origins=st.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
+        app.add_middleware(CORSMiddleware, allow_origins=st.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["*"])
     add_access_control(app, s.metrics, st.access)
     add_request_metrics(app, s.metrics, s.limits)
     add_error_handlers(app, s.metrics)
@@ -712,26 +859,33 @@ def _add_middleware(app: FastAPI, s: Service, st: ServeSettings):
 def _demo_allowed(st: ServeSettings) -> bool:
     "Whether to mount the demo: asked for, and not a way around an API key (unless --ui-with-key)."
     if st.ui and st.access.locked and not st.access.ui_with_key:
-        log.warning("an API key is set: the demo at %s is off (it would be a way around the key); --ui-with-key mounts it", UI_PATH)
+        log.warning(
+            "an API key is set: the demo at %s is off (it would be a way around the key); --ui-with-key mounts it",
+            UI_PATH,
+        )
         return False
     return st.ui
 
 # %% ../nbs/11_api.ipynb #f4b32421
-def create_app(predictor: Predictor | None = None, # the model; None with `model_dir` loads it (and a failure → 503s)
+def create_app(predictor: Predictor | None = None, # the model; None: load `choice`'s folder (a failure → 503s)
                store: PredictionStore | None = None, # the prediction log (default: `default_store_url()`)
                settings: ServeSettings | None = None, # everything else (default: `ServeSettings()`)
+               choice: ModelChoice | None = None, # the serving folder to load and why, or the error that left none
                **changes) -> FastAPI: # fields of `ServeSettings` to change, e.g. `ui=False`
     "The dog-breed FastAPI app: a `Service` and its routers, error handlers, request metrics and the demo."
     st = replace(settings or ServeSettings(), **changes)
-    s = build_service(predictor, store, st)
+    s = build_service(predictor, store, st, choice)
     app = FastAPI(title="Dog breed classifier", version=dog_breed_classifier.__version__,
                   lifespan=drift_gauges_lifespan(s, st.drift_settings, quality=lambda: quality_report(s)),
                   description="Which of 120 dog breeds is in this photo? Every prediction is logged for monitoring.")
     app.state.service = s   # what the routes share, for whoever holds the app (tests, the follower)
     _add_middleware(app, s, st)
-    for router in (prediction_routes(s), feedback_routes(s), quality_routes(s), status_routes(s), drift_routes(s)): app.include_router(router)
-    app.state.ui = (mount_demo(app, s.record, st.max_upload_bytes, reviewer_of(app.state.api_keys, st.loop.trusted_clients), st.loop)
-                    if _demo_allowed(st) else None)
+    for router in (prediction_routes(s), feedback_routes(s), quality_routes(s), status_routes(s), drift_routes(s)):
+        app.include_router(router)
+    reviewer = reviewer_of(app.state.api_keys, st.loop.trusted_clients)
+    app.state.ui = (
+        mount_demo(app, s.record, st.upload.max_upload_bytes, reviewer, st.loop) if _demo_allowed(st) else None
+    )
     @app.get("/", include_in_schema=False)
     async def home():   # people who open the server's address get the demo (or, without it, the API's docs)
         return RedirectResponse("/ui/" if app.state.ui is not None else "/docs")

@@ -1,4 +1,4 @@
-"""The Gradio demo: a photo in (upload, webcam or paste), the top-5 breeds out, "no dog here" when there is none, a why-this-breed heatmap on request, and the model card — mounted at /ui by the API, launchable from this notebook, ready as a Hugging Face Space.
+"""The Gradio demo: a photo in, the top-5 breeds (or no dog) out, a heatmap on request; at /ui, here, or in a Space.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/app.html.md"""
 
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .answers import ApiError, PredictionRecorder, model_card_markdown, record_feedback
+from .answers import ApiError, PredictionRecorder, record_feedback
+from .model_card import model_card_markdown
 from .core import SERVING_FILES, DogBreedError, breed_vocab
 from .data import draw_sample_dog
 from .non_dogs import synthetic_non_dog
@@ -43,8 +44,11 @@ __all__ = ['log', 'SPACE_QUEUE_SIZE', 'headline_markdown', 'top_breeds', 'exampl
 def headline_markdown(answer: dict) -> str:
     "The answer in a sentence or two of Markdown: the breed and how sure, or that no dog was found."
     if not answer["is_dog"]:
-        return (f"### No dog found\nThe model gives this photo a {answer['dog_probability']:.0%} chance of showing a dog at all — "
-                f"too little to name a breed. Try a photo where the dog fills more of the frame.")
+        return (
+            f"### No dog found\nThe model gives this photo a {answer['dog_probability']:.0%} chance of showing a dog "
+            f"at all — "
+            f"too little to name a breed. Try a photo where the dog fills more of the frame."
+        )
     sure = answer["confidence"]
     hedge = "" if sure >= 0.5 else " — not sure: see the other breeds below"
     return f"### {answer['display_name']}\n{sure:.0%} sure{hedge}"
@@ -52,13 +56,14 @@ def headline_markdown(answer: dict) -> str:
 # %% ../nbs/10_app.ipynb #2a7d2801
 def top_breeds(answer: dict, predictor: Predictor) -> dict[str, float]:
     "The answer's top-k as {display name: probability}, for `gr.Label`."
-    names = dict(zip(predictor.classes, predictor.display_names))
+    names = dict(zip(predictor.classes, predictor.card.labels()))
     return {names.get(t["breed"], t["breed"]): t["probability"] for t in answer["top_k"]}
 
 # %% ../nbs/10_app.ipynb #ef9ff0cc
 def example_photos(folder: str | Path) -> list[Path]:
     "Write the demo's example images into `folder` (two drawn dogs, one dogless landscape); their paths."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
     drawings = {"drawn_beagle.jpg": draw_sample_dog("beagle", rng, (384, 320)),
                 "drawn_pug.jpg": draw_sample_dog("pug", rng, (384, 320)),
@@ -75,14 +80,16 @@ def uploaded_photo(payload: dict | None) -> str | None:
     path = payload.get("path") if isinstance(payload, dict) else None
     if not path: raise ApiError(422, "bad_upload", "the photo did not arrive; upload it again")
     path, folder = Path(path).resolve(), Path(get_upload_folder()).resolve()
-    if not path.is_relative_to(folder): raise ApiError(422, "bad_upload", "photos are accepted only as uploads through the page")
+    if not path.is_relative_to(folder):
+        raise ApiError(422, "bad_upload", "photos are accepted only as uploads through the page")
     return str(path)
 
 # %% ../nbs/10_app.ipynb #02871ee0
 def as_upload(path: str | Path) -> dict:
     "`path` copied into Gradio's upload folder, as the raw value the image input would send (for notebooks and tests)."
     from gradio.utils import get_upload_folder
-    folder = Path(get_upload_folder())/"dog_breed_classifier"; folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(get_upload_folder()) / "dog_breed_classifier"
+    folder.mkdir(parents=True, exist_ok=True)
     return {"path": shutil.copy(path, folder/Path(path).name), "orig_name": Path(path).name}
 
 # %% ../nbs/10_app.ipynb #f2676c8a
@@ -96,41 +103,52 @@ def visitor_client(record: PredictionRecorder, # the recorder (its store holds t
 def about_model(record: PredictionRecorder) -> str:
     "The served model's card in Markdown (the recorder holds the served model), or why there is none."
     p = record.predictor
-    return model_card_markdown(p.card, p.selection_reason) if p is not None else f"No model is loaded: {record.load_error}"
+    return (
+        model_card_markdown(p.card, p.selection_reason) if p is not None else f"No model is loaded: {record.load_error}"
+    )
 
 # %% ../nbs/10_app.ipynb #40f14215
-def _demo_events(record: PredictionRecorder, method: str):
-    "The demo's two event handlers: `identify` (a new photo) and `toggle_why` (the heatmap switch); the model is the recorder's."
-    def why(photo: str, breed: str) -> tuple:
-        p = record.predictor   # the served model, read where it is kept: a server following a model registry swaps it
-        try: s = explain(p, Path(photo).read_bytes(), breed, method)
-        except (DogBreedError, OSError, ValueError) as e: return gr.Image(value=None, visible=False), f"No heatmap: {e}"
-        name = p.display_names[p.classes.index(s.breed)]
-        return (gr.Image(value=s.overlay(), visible=True, label=f"Why {name}: where the model looked"),
-                f"Heatmap: {s.cost}")
+def _heatmap(record: PredictionRecorder, method: str, photo: str, breed: str) -> tuple:
+    "The heatmap of `breed` on `photo` and its cost line, by the model the recorder serves now."
+    p = record.predictor   # the served model, read where it is kept: a server following a model registry swaps it
+    try: s = explain(p, Path(photo).read_bytes(), breed, method)
+    except (DogBreedError, OSError, ValueError) as e: return gr.Image(value=None, visible=False), f"No heatmap: {e}"
+    name = p.card.labels()[p.classes.index(s.breed)]
+    return gr.Image(value=s.overlay(), visible=True, label=f"Why {name}: where the model looked"), f"Heatmap: {s.cost}"
 
+def _recorded_answer(record: PredictionRecorder, payload: dict, request) -> tuple[str, dict]:
+    "The uploaded photo's path and its recorded answer; a `gr.Error` with the API's sentence when it is refused."
+    try:
+        photo = uploaded_photo(payload)
+        return photo, record(Path(photo).read_bytes(), "ui", visitor_client(record, request))
+    except ApiError as e:   # the API's sentence; 4xx: the photo, 5xx: the server
+        raise gr.Error(e.detail, title="This photo cannot be used" if e.status < 500 else "Try again shortly") from None
+    except OSError as e: raise gr.Error(f"the upload could not be read ({e.strerror}); try again") from None
+    except Exception:
+        log.exception("the demo failed on a photo")
+        raise gr.Error("something went wrong on the server; it is logged — try again or another photo") from None
+
+# %% ../nbs/10_app.ipynb #cfe04c19
+def _demo_events(record: PredictionRecorder, method: str):
+    "The demo's event handlers: `identify` (a new photo), `toggle_why` (the heatmap switch); the recorder's model."
+    hidden = lambda text: (gr.Image(value=None, visible=False), text)
     def identify(payload: dict | None, show_why: bool, request: gr.Request = None):
         if payload is None:   # the photo was cleared
-            return "", gr.Label(value=None, label="Top 5 breeds"), gr.Image(value=None, visible=False), "", None, None, "", about_model(record)
-        try:
-            photo = uploaded_photo(payload)
-            answer = record(Path(photo).read_bytes(), "ui", visitor_client(record, request))
-        except ApiError as e:   # the API's sentence; 4xx: the photo, 5xx: the server
-            raise gr.Error(e.detail, title="This photo cannot be used" if e.status < 500 else "Try again shortly") from None
-        except OSError as e: raise gr.Error(f"the upload could not be read ({e.strerror}); try again") from None
-        except Exception:
-            log.exception("the demo failed on a photo")
-            raise gr.Error("something went wrong on the server; it is logged — try again or another photo") from None
-        label = gr.Label(value=top_breeds(answer, record.predictor), label="Top 5 breeds" if answer["is_dog"] else "Closest breeds (no dog found)")
+            return "", gr.Label(value=None, label="Top 5 breeds"), *hidden(""), None, None, "", about_model(record)
+        photo, answer = _recorded_answer(record, payload, request)
+        label = gr.Label(value=top_breeds(answer, record.predictor),
+                         label="Top 5 breeds" if answer["is_dog"] else "Closest breeds (no dog found)")
         shown = (photo, answer["top_k"][0]["breed"])
-        heat, cost = why(*shown) if show_why else (gr.Image(value=None, visible=False), f"Heatmap off ({method}; tick the box to see it)")
-        headline_text = f"{headline_markdown(answer)}\n\n<small>model {answer['model_version']} · {answer['latency_ms']:.0f} ms · logged as {answer['prediction_id']}</small>"
+        off = f"Heatmap off ({method}; tick the box to see it)"
+        heat, cost = _heatmap(record, method, *shown) if show_why else hidden(off)
+        facts = f"model {answer['model_version']} · {answer['latency_ms']:.0f} ms · logged as {answer['prediction_id']}"
         last = {"prediction_id": answer["prediction_id"], "breed": answered_breed(answer["is_dog"], answer["breed"])}
-        return headline_text, label, heat, cost, shown, last, "", about_model(record)   # a new answer: no feedback line yet
+        headline = f"{headline_markdown(answer)}\n\n<small>{facts}</small>"
+        return headline, label, heat, cost, shown, last, "", about_model(record)   # a new answer: no feedback line yet
 
     def toggle_why(shown: tuple | None, show_why: bool):
-        if not show_why or shown is None: return gr.Image(value=None, visible=False), f"Heatmap off ({method})"
-        return why(*shown)
+        if not show_why or shown is None: return hidden(f"Heatmap off ({method})")
+        return _heatmap(record, method, *shown)
     return identify, toggle_why
 
 # %% ../nbs/10_app.ipynb #eb5f73d8
@@ -144,19 +162,24 @@ def _feedback_events(record: PredictionRecorder):
     def say(last: dict | None, breed: str | None, request) -> str:
         if not last: return "Upload a photo first: the feedback is about its answer."
         if not breed: return "Pick what it really is first (or “No dog here”)."
-        try: message = record_feedback(record.store, last["prediction_id"], breed, source="ui", client=visitor_client(record, request),
-                                       metrics=record.metrics, limit=record.feedback_limit)["message"]
+        try:
+            message = record_feedback(record.store, last["prediction_id"], breed, source="ui",
+                                      client=visitor_client(record, request), metrics=record.metrics,
+                                      limit=record.feedback_limit)["message"]
         except ApiError as e: return f"Not recorded: {e.detail}"
         return message[0].upper() + message[1:] + "."
-    def confirm(last: dict | None, request: gr.Request = None) -> str: return say(last, (last or {}).get("breed"), request)
-    def correct(last: dict | None, breed: str | None, request: gr.Request = None) -> str: return say(last, breed, request)
+    def confirm(last: dict | None, request: gr.Request = None) -> str:
+        return say(last, (last or {}).get("breed"), request)
+    def correct(last: dict | None, breed: str | None, request: gr.Request = None) -> str:
+        return say(last, breed, request)
     return confirm, correct
 
 # %% ../nbs/10_app.ipynb #383a9c04
 @dataclass
 class ReviewAccess:
     "Who may review feedback in the demo, and the harvest policy that decides what waits."
-    reviewer: Callable[[str], str | None]   # a key → the name of a trusted client it belongs to (None: not a reviewer's key)
+    # a key → the name of a trusted client it belongs to (None: not a reviewer's key)
+    reviewer: Callable[[str], str | None]
     trusted: tuple = ("cli",)               # `loop.trusted_clients`: their words do not wait
     min_agreement: int = 0                  # `loop.min_agreement`
 
@@ -180,8 +203,11 @@ def _review_events(record: PredictionRecorder, access: ReviewAccess):
             return None, "Not a reviewer's key: give the key of a client listed in `loop.trusted_clients`.", None
         w = next_waiting(record, access)
         if w is None: return None, "Nothing waits for review.", None
-        text = (f"**{w['client'] or '(not recorded)'}** says **{w['breed']}**; the model said {w['predicted']} · "
-                f"{w['given_at']:%Y-%m-%d %H:%M} UTC · `{w['prediction_id']}`" + ("" if w["photo"] else " · no archived photo"))
+        text = (
+            f"**{w['client'] or '(not recorded)'}** says **{w['breed']}**; the model said {w['predicted']} · "
+            f"{w['given_at']:%Y-%m-%d %H:%M} UTC · `{w['prediction_id']}`"
+            + ("" if w["photo"] else " · no archived photo")
+        )
         return w["photo"], text, w["prediction_id"]
     def decide(key: str | None, pid: str | None, decision: str) -> tuple:
         if (name := access.reviewer(key or "")) is not None and pid:
@@ -199,7 +225,8 @@ def _review_panel(record: PredictionRecorder, access: ReviewAccess):
             photo, word = gr.Image(interactive=False, label="The photo", height=240), gr.Markdown(elem_id="review-word")
         pid = gr.State(None)
         with gr.Row():
-            nxt, yes, no = gr.Button("Next word", size="sm"), gr.Button("Accept", size="sm"), gr.Button("Reject", size="sm")
+            nxt, yes, no = (gr.Button("Next word", size="sm"), gr.Button("Accept", size="sm"),
+                            gr.Button("Reject", size="sm"))
     nxt.click(show, [key], [photo, word, pid], api_name="review_next")
     yes.click(accept, [key, pid], [photo, word, pid], api_name="review_accept")
     no.click(reject, [key, pid], [photo, word, pid], api_name="review_reject")
@@ -209,16 +236,34 @@ def _feedback_controls() -> tuple:
     "The demo's feedback row (✓ Right, a breed list, Send) and its thank-you line, made inside the caller's Blocks."
     with gr.Row(elem_id="feedback"):
         right = gr.Button("✓ Right", size="sm", elem_id="feedback-right")
-        actual = gr.Dropdown(feedback_choices(), value=None, label="Wrong? It is…", filterable=True, elem_id="feedback-breed")
+        actual = gr.Dropdown(feedback_choices(), value=None, label="Wrong? It is…", filterable=True,
+                             elem_id="feedback-breed")
         send = gr.Button("Send", size="sm", elem_id="feedback-send")
     return right, actual, send, gr.Markdown(elem_id="feedback-thanks")
 
 # %% ../nbs/10_app.ipynb #76e640fc
+def _photo_column(examples: list[Path]) -> tuple:
+    "The left column: the photo (upload, webcam or paste), the heatmap switch, the example drawings."
+    photo = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None,
+                     label="A photo of a dog", elem_id="photo")
+    show_why = gr.Checkbox(value=False, label="Show why (heatmap: costs a few model runs)", elem_id="show-why")
+    gr.Examples(examples=[[str(p)] for p in examples], inputs=[photo], elem_id="examples",
+                label="Drawings the library makes (a model of photos rightly finds no dog in them: try a real photo)")
+    return photo, show_why
+
+def _answer_column() -> tuple:
+    "The right column: the headline, the top 5, the heatmap and its cost, the feedback controls."
+    headline = gr.Markdown(elem_id="headline")
+    top5 = gr.Label(num_top_classes=5, label="Top 5 breeds", elem_id="top5")
+    heatmap = gr.Image(visible=False, interactive=False, elem_id="heatmap", buttons=["download"])
+    return headline, top5, heatmap, gr.Markdown(elem_id="heatmap-cost"), *_feedback_controls()
+
+# %% ../nbs/10_app.ipynb #adc79868
 def create_demo(predictor: Predictor | None, # the model (None: every prediction answers that no model is loaded)
                 store: PredictionStore | None = None, # the prediction log (default: `default_store_url()`)
                 *, record: PredictionRecorder | None = None, # the API's recorder, to share its log and metrics
                 saliency: str = "auto", # auto | grad-cam | occlusion (see `saliency.explain`)
-                examples_dir: str | Path | None = None, # where to write the example images (default: a temporary folder)
+                examples_dir: str | Path | None = None, # where to write the example images (default: a temporary one)
                 title: str = "Which dog breed is this?",
                 review: ReviewAccess | None = None) -> gr.Blocks: # a review panel for curators (None: none)
     "The Gradio Blocks demo around `predictor`; every prediction goes through `record` into the store."
@@ -233,23 +278,13 @@ def create_demo(predictor: Predictor | None, # the model (None: every prediction
                     f"Every photo is logged for monitoring (see `/drift` on the API).")
         shown, last = gr.State(None), gr.State(None)   # the photo and breed on show; the answer feedback is about
         with gr.Row():
-            with gr.Column():
-                photo = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None,
-                                 label="A photo of a dog", elem_id="photo")
-                show_why = gr.Checkbox(value=False, label="Show why (heatmap: costs a few model runs)", elem_id="show-why")
-                gr.Examples(examples=[[str(p)] for p in examples], inputs=[photo], elem_id="examples",
-                            label="Drawings the library makes (a model of photos rightly finds no dog in them: try a real photo)")
-            with gr.Column():
-                headline = gr.Markdown(elem_id="headline")
-                top5 = gr.Label(num_top_classes=5, label="Top 5 breeds", elem_id="top5")
-                heatmap = gr.Image(visible=False, interactive=False, elem_id="heatmap", buttons=["download"])
-                cost = gr.Markdown(elem_id="heatmap-cost")
-                right, actual, send, thanks = _feedback_controls()
+            with gr.Column(): photo, show_why = _photo_column(examples)
+            with gr.Column(): headline, top5, heatmap, cost, right, actual, send, thanks = _answer_column()
         with gr.Accordion("About this model", open=False):
             about = gr.Markdown(lambda: about_model(record), elem_id="about-model")   # asked again at every page load
         if review is not None: _review_panel(record, review)
-        photo.change(identify, [photo, show_why], [headline, top5, heatmap, cost, shown, last, thanks, about], concurrency_limit=4,
-                     preprocess=False)   # the upload as sent: see `uploaded_photo`
+        photo.change(identify, [photo, show_why], [headline, top5, heatmap, cost, shown, last, thanks, about],
+                     concurrency_limit=4, preprocess=False)   # the upload as sent: see `uploaded_photo`
         show_why.change(toggle_why, [shown, show_why], [heatmap, cost], concurrency_limit=4)
         right.click(confirm, [last], [thanks], api_name="confirm")
         send.click(correct, [last, actual], [thanks], api_name="correct")

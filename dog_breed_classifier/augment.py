@@ -1,4 +1,4 @@
-"""albumentations pipelines: the offline expansion stored with the dataset, and the online transforms fastai applies while training.
+"""albumentations pipelines: the offline expansion stored with the data, the online transforms fastai applies.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/augment.html.md"""
 
@@ -90,8 +90,13 @@ def offline_expansion(settings: AugmentSettings, seed: int = 42, workers: int = 
         for r in train.itertuples():
             for v in pipelines:
                 dest = r.path[:-len(".jpg")] + f"_{v}.jpg"
-                jobs.append(_VariantJob(str(out_dir/r.path), str(out_dir/dest), v, variant_seed(r.sha256, v, seed), settings))
-                rows.append(dict(path=dest, breed=r.breed, split="train", variant=v, source=r.source, sha256=r.sha256, notes=""))
+                jobs.append(
+                    _VariantJob(src=str(out_dir / r.path), dest=str(out_dir / dest), variant=v,
+                                seed=variant_seed(r.sha256, v, seed), settings=settings)
+                )
+                rows.append(
+                    dict(path=dest, breed=r.breed, split="train", variant=v, source=r.source, sha256=r.sha256, notes="")
+                )
         sizes = run_in_processes(jobs, _make_variant, workers, progress, "augmenting")
         out = pd.DataFrame(rows)
         out["width"], out["height"] = [s[0] for s in sizes], [s[1] for s in sizes]
@@ -103,12 +108,13 @@ def prepare(params: Params, root: str | Path | None = None, out_dir: str | Path 
             progress: bool = True) -> PrepareReport:
     "Prepare the dataset of `params.data` with the offline variants of `params.augment`."
     return prepare_dataset(params, root, out_dir,
-                           expand=offline_expansion(params.augment, params.data.seed, params.data.workers), progress=progress)
+                           expand=offline_expansion(params.augment, params.data.seed, params.data.workers),
+                           progress=progress)
 
 # %% ../nbs/02_augment.ipynb #c883d5c1
 def online_train_transforms(settings: AugmentSettings, # params.yaml's `augment:`
                             size: int, # the model's input size (the architecture's, unless `augment.online.size` says)
-                            seed: int | None = None, # seeds albumentations' own random draws (fastai's set_seed does not)
+                            seed: int | None = None, # seeds albumentations' own draws (fastai's set_seed does not)
                            ) -> A.Compose:
     "Random crop, flip and colour jitter for each training batch."
     o = settings.online
@@ -149,4 +155,6 @@ def fastai_item_transforms(settings: AugmentSettings, # params.yaml's `augment:`
                            size: int, crop_fraction: float = EVAL_CROP_FRACTION, # the model's input size and eval crop
                            seed: int | None = None) -> list: # seeds the random transforms
     "The item transforms a fastai `DataBlock` needs for `settings`."
-    return [AlbumentationsTransform(online_train_transforms(settings, size, seed), eval_transforms(size, crop_fraction))]
+    return [
+        AlbumentationsTransform(online_train_transforms(settings, size, seed), eval_transforms(size, crop_fraction))
+    ]

@@ -15,16 +15,18 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import dog_breed_classifier
-from .core import (PARAMS_FILE, SERVING_FILES, DogBreedError, DriftSettings, LoopSettings, atomic_write,
-                                       breed_vocab, load_project, user_at_host)
+from .core import (PARAMS_FILE, SERVING_FILES, DogBreedError, DriftSettings, GateSettings,
+                                       LoopSettings, Tolerances, atomic_write, breed_vocab, load_project, user_at_host)
 from .data import make_sample_dataset
 from .drift import REFERENCE_FILE, DriftMonitor
-from .images import ImageDecodeError
+from .images import MAX_UPLOAD_BYTES, ImageDecodeError
 from .inference import Predictor
-from .served_model import ModelRegistry, choose_model_dir, serving_model_dir, zero_shot_model_dir
+from .served_model import (ModelChoice, ModelRegistry, cached_zero_shot_serving_dir,
+                                               choose_model_dir, serving_model_dir)
 from .model_card import read_model_card
 
 # %% auto #0
@@ -49,7 +51,8 @@ def cmd_sample(args) -> int:
     params, root = load_project(args.params, args.overrides)
     out = Path(args.out) if args.out else root/params.data.path
     make_sample_dataset(out, params.data.sample, progress=not args.quiet)
-    print(f"sample dataset: {len(params.data.sample.breeds)} breeds × {params.data.sample.images_per_breed} images in {out}")
+    print(f"sample dataset: {len(params.data.sample.breeds)} breeds × {params.data.sample.images_per_breed} images in "
+          f"{out}")
     return 0
 
 # %% ../nbs/13_cli.ipynb #49060489
@@ -57,12 +60,12 @@ def cmd_train(args) -> int:
     "Fine-tune the model on data/processed (params: model, train); write models/trained/."
     from dog_breed_classifier.train import train   # torch and fastai: the train extra
     params, root = load_project(args.params, args.overrides)
-    meta = train(params, root, progress=not args.quiet)
+    t = train(params, root, progress=not args.quiet)
     if int(os.environ.get("RANK", 0)) > 0: return 0   # one summary, from the process that wrote models/trained/
-    kept = "the zero-shot weights (no epoch beat them)" if meta["zero_shot"] else f"epoch {meta['best_epoch']}"
-    print(f"trained {meta['arch']} on {meta['data']['train_photos']} photos of {meta['data']['breeds']} breeds: "
-          f"{meta['epochs_run']} epochs in {meta['train_seconds']} s on {meta['device']}; kept {kept}, "
-          f"valid loss {meta['best_valid_loss']:.4f} (zero-shot {meta['zero_shot_valid_loss']:.4f}) → {root/'models'/'trained'}")
+    kept = "the zero-shot weights (no epoch beat them)" if t.zero_shot else f"epoch {t.best_epoch}"
+    print(f"trained {t.arch} on {t.data.train_photos} photos of {t.data.breeds} breeds: {t.epochs_run} epochs in "
+          f"{t.train_seconds} s on {t.device}; kept {kept}, valid loss {t.best_valid_loss:.4f} "
+          f"(zero-shot {t.zero_shot_valid_loss:.4f}) → {root/'models'/'trained'}")
     return 0
 
 def cmd_evaluate(args) -> int:
@@ -72,7 +75,8 @@ def cmd_evaluate(args) -> int:
     m = evaluate(params, root, progress=not args.quiet)
     for name in ("model", "zero_shot"):
         s = m[name]
-        print(f"{name:9}  top-1 {s['top1']:.3f}  top-5 {s['top5']:.3f}  log loss {s['log_loss']:.4f}  ECE {s['ece']:.3f}  ({s['photos']} photos)")
+        print(f"{name:9}  top-1 {s['top1']:.3f}  top-5 {s['top5']:.3f}  log loss {s['log_loss']:.4f}  ECE "
+              f"{s['ece']:.3f}  ({s['photos']} photos)")
     print(m["caveat"])
     return 0
 
@@ -94,7 +98,8 @@ def cmd_breeds(args) -> int:
     "List the 120 breeds: Kaggle name, display name, WordNet synset, ImageNet index."
     rows = [(b.name, b.display_name, b.synset, str(b.imagenet_index)) for b in breed_vocab()]
     if args.csv:
-        print("name,display_name,synset,imagenet_index"); print("\n".join(",".join(r) for r in rows))
+        print("name,display_name,synset,imagenet_index")
+        print("\n".join(",".join(r) for r in rows))
     else:
         width = max(len(r[0]) for r in rows)
         print("\n".join(f"{r[0]:<{width}}  {r[2]}  {r[3]:>3}  {r[1]}" for r in rows))
@@ -106,35 +111,44 @@ def _check_access(access) -> None:
     from dog_breed_classifier.answers import feedback_limiter
     from dog_breed_classifier.api import ApiKeys
     if access.api_key and access.api_keys_file:
-        raise DogBreedError("--api-keys-file and a single key (DOG_BREED_API_KEY or --api-key-file) both given: use one; "
-                            "in the keys file a line `default:<key>` keeps the single key working")
-    ApiKeys.of(access); feedback_limiter(access.feedback_limit)
+        raise DogBreedError(
+            "--api-keys-file and a single key (DOG_BREED_API_KEY or --api-key-file) both given: use one; "
+            "in the keys file a line `default:<key>` keeps the single key working"
+        )
+    ApiKeys.of(access)
+    feedback_limiter(access.feedback_limit)
 
 # %% ../nbs/13_cli.ipynb #3c17e214
 def cmd_serve(args) -> int:
     "Serve the API (and /metrics) with uvicorn."
     import uvicorn   # the serve extra (FastAPI, SQLAlchemy, Prometheus, Gradio): not needed to train
     from dog_breed_classifier.answers import parse_rate_limit
-    from dog_breed_classifier.api import AccessSettings, create_app, deadline_protocol, read_api_key
+    from dog_breed_classifier.api import AccessSettings, UploadLimits, create_app, deadline_protocol, read_api_key
     from dog_breed_classifier.monitoring import PredictionStore, default_store_url
-    access = AccessSettings(read_api_key(os.environ.get("DOG_BREED_API_KEY"), args.api_key_file), args.public_metrics,
-                            parse_rate_limit(args.rate_limit), args.ui_with_key, args.api_keys_file, args.feedback_limit)
+    access = AccessSettings(api_key=read_api_key(os.environ.get("DOG_BREED_API_KEY"), args.api_key_file),
+                            public_metrics=args.public_metrics, rate_limit_per_minute=parse_rate_limit(args.rate_limit),
+                            ui_with_key=args.ui_with_key, api_keys_file=args.api_keys_file,
+                            feedback_limit=args.feedback_limit)
     _check_access(access)   # bad settings: refused before anything starts
-    if min(args.header_timeout, args.body_timeout) <= 0: raise DogBreedError("--header-timeout and --body-timeout must be above 0 seconds")
+    if min(args.header_timeout, args.body_timeout) <= 0:
+        raise DogBreedError("--header-timeout and --body-timeout must be above 0 seconds")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    model_error, registry = None, ModelRegistry.of_project(args.registry) if args.registry or not args.model_dir else None
-    try: model_dir, reason = serving_model_dir(args.model_dir, registry=registry, photos=args.calibration_photos)
+    registry = ModelRegistry.of_project(args.registry) if args.registry or not args.model_dir else None
+    try: choice = ModelChoice(*serving_model_dir(args.model_dir, registry=registry, photos=args.calibration_photos))
     except DogBreedError as e:   # the server still starts: /health answers 503 with this reason
-        model_dir, reason, model_error = None, "", str(e)
+        choice = ModelChoice(None, "", error=str(e))
         logging.getLogger("dog_breed_classifier.api").error("no model: %s", e)
     store = PredictionStore(args.store_url or default_store_url())
-    try: params = load_project()[0]; drift_settings, loop = params.drift, params.loop
+    try:
+        params = load_project()[0]
+        drift_settings, loop = params.drift, params.loop
     except DogBreedError: drift_settings, loop = DriftSettings(), LoopSettings()
     if args.drift_refresh is not None: drift_settings.refresh_seconds = max(0, args.drift_refresh)
-    app = create_app(store=store, model_dir=model_dir, selection_reason=reason, archive_url=args.archive, model_error=model_error,
-                     max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), backend=args.backend, tta=args.tta,
-                     precision=args.precision, cors_origins=args.cors_origin or None, drift_settings=drift_settings,
-                     ui=not args.no_ui, access=access, registry=registry if args.reload_interval >= 0 else None,
+    upload = UploadLimits(max_upload_bytes=int(args.max_upload_mb * 2**20))
+    app = create_app(store=store, choice=choice, archive_url=args.archive, upload=upload, backend=args.backend,
+                     tta=args.tta, precision=args.precision, cors_origins=args.cors_origin or None,
+                     drift_settings=drift_settings, ui=not args.no_ui, access=access,
+                     registry=registry if args.reload_interval >= 0 else None,
                      reload_interval=max(0.0, args.reload_interval), loop=loop)
     logging.getLogger("dog_breed_classifier.api").info("prediction store: %s; %s", store, access)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.no_access_log,
@@ -146,21 +160,31 @@ def cmd_serve(args) -> int:
 def cmd_predict(args) -> int:
     "Predict the breeds of image files (a table, or one JSON object per image with --json)."
     model_dir, reason = serving_model_dir(args.model_dir, quiet=args.json, photos=args.calibration_photos)
-    predictor = Predictor.from_dir(model_dir, backend=args.backend, selection_reason=reason, tta=args.tta, precision=args.precision)
-    if not args.json: print(f"model: {predictor.model_version} ({predictor.precision}, {predictor.backend.name}) — {reason}", file=sys.stderr)
+    predictor = Predictor.from_dir(model_dir, backend=args.backend, selection_reason=reason, tta=args.tta,
+                                   precision=args.precision)
+    if not args.json:
+        print(f"model: {predictor.model_version} ({predictor.precision}, {predictor.backend.name}) — {reason}",
+              file=sys.stderr)
     failed = 0
     for f in args.images:
         try: a = predictor.predict([f], top_k=args.top_k)[0]
         except ImageDecodeError as e:
-            failed += 1; print(f"dog-breed: {e}", file=sys.stderr); continue
+            failed += 1
+            print(f"dog-breed: {e}", file=sys.stderr)
+            continue
         if args.json: print(json.dumps({"file": f, **a}))
-        elif a["is_dog"]: print(f"{f}\t{a['display_name']}\t{a['confidence']:.1%}\t" + ", ".join(f"{t['breed']} {t['probability']:.0%}" for t in a["top_k"][1:3]))
+        elif a["is_dog"]:
+            print(
+                f"{f}\t{a['display_name']}\t{a['confidence']:.1%}\t"
+                + ", ".join(f"{t['breed']} {t['probability']:.0%}" for t in a["top_k"][1:3])
+            )
         else: print(f"{f}\tno dog found (P(dog) {a['dog_probability']:.2f})")
     return 1 if failed else 0
 
 def cmd_space(args) -> int:
-    "Assemble a Hugging Face Space (app.py, README, requirements without torch, the library, the model) in a new folder."
-    from dog_breed_classifier.delivery import build_space   # the serve extra (the model card in words)
+    """Assemble a Hugging Face Space (app.py, README, requirements without torch, the library, the model) in a new
+    folder."""
+    from dog_breed_classifier.space import build_space
     model_dir, reason = serving_model_dir(args.model_dir)
     out = build_space(args.out, model_dir, torch_weights=args.torch_weights)
     print(f"Space assembled in {out} with {model_dir} ({reason}).\n"
@@ -187,26 +211,35 @@ def _existing_store(url: str | None):
     from dog_breed_classifier.monitoring import PredictionStore, default_store_url
     url = url or default_store_url()
     try: parsed = make_url(url)
-    except Exception: raise DogBreedError(f"--store-url {url!r} is not a database URL (e.g. sqlite:///predictions.db)") from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") and not Path(parsed.database).is_file():
-        raise DogBreedError(f"no prediction store at {parsed.database}: `dog-breed serve` writes one there; give --store-url "
-                            f"(or set DOG_BREED_STORE_URL) to read another")
+    except Exception:
+        raise DogBreedError(f"--store-url {url!r} is not a database URL (e.g. sqlite:///predictions.db)") from None
+    file_db = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+    if file_db and not Path(parsed.database).is_file():
+        raise DogBreedError(
+            f"no prediction store at {parsed.database}: `dog-breed serve` writes one there; give --store-url "
+            f"(or set DOG_BREED_STORE_URL) to read another"
+        )
     return PredictionStore(url)
 
 def _since(text: str | None):
     if text is None: return None
     try: t = dt.datetime.fromisoformat(text)
-    except ValueError: raise DogBreedError(f"--since {text!r} is not an ISO 8601 time (e.g. 2026-11-27T08:00, UTC unless a zone is given)") from None
+    except ValueError:
+        raise DogBreedError(
+            f"--since {text!r} is not an ISO 8601 time (e.g. 2026-11-27T08:00, UTC unless a zone is given)"
+        ) from None
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 # %% ../nbs/13_cli.ipynb #20f8451f
 def _served_for_drift(args):
-    "`DriftMonitor`'s `served`: the model `serve` would serve now, asked at every check (a `Predictor` if photos are the reference)."
-    photos = args.reference is not None and Path(args.reference).is_dir() and not (Path(args.reference)/REFERENCE_FILE).is_file()
+    "`DriftMonitor`'s `served`: the model `serve` would serve, asked at every check (a `Predictor` for photos)."
+    ref = Path(args.reference) if args.reference is not None else None
+    photos = ref is not None and ref.is_dir() and not (ref/REFERENCE_FILE).is_file()
     loaded = {}
     def served():
-        if args.reference is not None and not photos: return None   # a statistics file or a model folder: every model's rows
-        model_dir = serving_model_dir(args.model_dir, quiet=args.quiet)[0] if photos else choose_model_dir(args.model_dir).model_dir
+        if ref is not None and not photos: return None   # a statistics file or a model folder: every model's rows
+        if photos: model_dir = serving_model_dir(args.model_dir, quiet=args.quiet)[0]
+        else: model_dir = choose_model_dir(args.model_dir).model_dir
         if model_dir is None or not (Path(model_dir)/SERVING_FILES.card).is_file(): return None
         version = read_model_card(model_dir).model_version
         if not photos: return argparse.Namespace(model_dir=Path(model_dir), model_version=version)
@@ -214,18 +247,21 @@ def _served_for_drift(args):
         return loaded["predictor"]
     return served
 
+# %% ../nbs/13_cli.ipynb #fb103cb3
 def _print_drift(summary: dict, settings, json_out: Path):
     "The verdict in one line (and the notes), as a person reads it."
     if summary["status"] == "not_enough_data": print(f"drift: {summary['message']}")
     else:
-        emb = summary["embedding_drift_score"]
-        print(f"drift: {'DETECTED' if summary['drift_detected'] else 'none'} — {summary['drifted_column_count']}/{summary['columns_compared']} "
-              f"columns drifted ({summary['drift_share']:.0%}; threshold {settings.drift_share:.0%})"
-              + (f", embedding components {emb:.0%} (threshold {settings.embedding_share:.0%})" if emb is not None else "")
-              + (f"; drifted: {', '.join(summary['drifted_columns'])}" if summary["drifted_columns"] else ""))
+        emb, drifted = summary["embedding_drift_score"], summary["drifted_columns"]
+        verdict = "DETECTED" if summary["drift_detected"] else "none"
+        components = "" if emb is None else f", embeddings {emb:.0%} (threshold {settings.embedding_share:.0%})"
+        print(f"drift: {verdict} — {summary['drifted_column_count']}/{summary['columns_compared']} columns drifted "
+              f"({summary['drift_share']:.0%}; threshold {settings.drift_share:.0%}){components}"
+              + (f"; drifted: {', '.join(drifted)}" if drifted else ""))
         for note in summary.get("notes", []): print(f"  note: {note}")
     print(f"  {summary['current']['rows']} predictions vs {summary['reference']['rows']} reference rows "
-          f"({summary['reference']['source']}); report {summary.get('report')}, summary {json_out}; recorded as check {summary['check_id']}")
+          f"({summary['reference']['source']}); report {summary.get('report')}, summary {json_out}; "
+          f"recorded as check {summary['check_id']}")
 
 # %% ../nbs/13_cli.ipynb #10cdee51
 def _drift_round(args, monitor: DriftMonitor, since) -> int:
@@ -242,18 +278,23 @@ def _drift_round(args, monitor: DriftMonitor, since) -> int:
 def _interrupt(*_): raise KeyboardInterrupt
 
 def cmd_drift(args) -> int:
-    "Check recent predictions against the served model's reference, record the verdict for the servers; exit 1 on drift."
+    """Check recent predictions against the served model's reference, record the verdict for the servers; exit 1 on
+    drift."""
     settings, since = _drift_settings(args), _since(args.since)
-    if args.every is not None and args.every <= 0: raise DogBreedError(f"--every must be above 0 seconds (got {args.every:g})")
-    monitor = DriftMonitor(_existing_store(args.store_url), args.reference, served=_served_for_drift(args), settings=settings)
+    if args.every is not None and args.every <= 0:
+        raise DogBreedError(f"--every must be above 0 seconds (got {args.every:g})")
+    monitor = DriftMonitor(_existing_store(args.store_url), args.reference, served=_served_for_drift(args),
+                           settings=settings)
     if args.every is None: return _drift_round(args, monitor, since)
     signal.signal(signal.SIGTERM, _interrupt)   # a container stopped: end as Ctrl-C does, exit 0
     print(f"checking drift every {args.every:g} s (Ctrl-C or SIGTERM stops)", flush=True)
     try:
         while True:
             try: _drift_round(args, monitor, since)
-            except DogBreedError as e: print(f"dog-breed: drift check: {e}", file=sys.stderr)   # recorded too: /drift says it
-            sys.stdout.flush(); time.sleep(args.every)
+            except DogBreedError as e:
+                print(f"dog-breed: drift check: {e}", file=sys.stderr)   # recorded too: /drift says it
+            sys.stdout.flush()
+            time.sleep(args.every)
     except KeyboardInterrupt: return 0
 
 # %% ../nbs/13_cli.ipynb #6e30d455
@@ -271,30 +312,46 @@ def _write_report(text: str, out: str | None):
     "Print the report and, with --out, write it whole (a temporary file renamed into place)."
     print(text, end="")
     if out:
-        out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out, text)
 
 def cmd_data_report(args) -> int:
     "Validate a prepared dataset (quarantine share, class balance, splits, leakage); exit 1 when a check fails."
-    from dog_breed_classifier.delivery import data_report   # the serve extra (delivery reads the prediction answers' module)
+    from dog_breed_classifier.delivery import data_report
     report = data_report(args.data, max_quarantine_share=args.max_quarantine_share, max_imbalance=args.max_imbalance)
     _write_report(report.markdown(), args.out)
     return 0 if report.ok else 1
 
+def _tolerances(use: str, **flags) -> Tolerances:
+    "params.yaml's `gate.<use>` tolerances (outside a project: the defaults), changed by the flags given."
+    try: gate = load_project()[0].gate
+    except DogBreedError: gate = GateSettings()
+    return replace(getattr(gate, use), **{k: v for k, v in flags.items() if v is not None})
+
 def cmd_check_model(args) -> int:
-    "Check a serving folder before serving it: integrity, accuracy vs its card and the served model, speed; exit 1 on a regression."
-    from dog_breed_classifier.delivery import CheckSettings, check_model   # the serve extra
+    """Check a serving folder before serving it: integrity, accuracy vs its card and the served model, speed; exit 1 on
+    a regression."""
+    from dog_breed_classifier.delivery import check_model   # the serve extra
     for flag, d in [("MODEL_DIR", args.model_dir), ("--served", args.served)]:
         if d and not (Path(d)/SERVING_FILES.card).is_file():
-            raise DogBreedError(f"{flag} {d} is not a serving folder (no model_card.json): give the folder `dog-breed export` wrote")
-    check = check_model(args.model_dir, args.data, split=args.split, served_dir=args.served,
-                        settings=CheckSettings(tolerance=args.tolerance, max_slowdown=args.max_slowdown))
+            raise DogBreedError(
+                f"{flag} {d} is not a serving folder (no model_card.json): give the folder `dog-breed export` wrote"
+            )
+    check = check_model(
+        args.model_dir,
+        args.data,
+        split=args.split,
+        served_dir=args.served,
+        settings=_tolerances("check_model", max_top1_drop=args.tolerance, max_slowdown=args.max_slowdown),
+    )
     _write_report(check.markdown(), args.out)
     return 0 if check.ok else 1
 
 # %% ../nbs/13_cli.ipynb #c4e77045
 def _loop_settings(args) -> LoopSettings:
-    "Whom harvest and review trust: --trusted/--min-agreement, else params.yaml's `loop:` (outside a project: [cli], off)."
+    """Whom harvest and review trust: --trusted/--min-agreement, else params.yaml's `loop:` (outside a project: [cli],
+    off)."""
     try: settings = load_project()[0].loop
     except DogBreedError: settings = LoopSettings()
     if args.trusted: settings.trusted_clients = args.trusted
@@ -302,30 +359,40 @@ def _loop_settings(args) -> LoopSettings:
     return settings
 
 def cmd_harvest(args) -> int:
-    "Write the archived photos trusted clients (or a review) labelled into a class-folder source (DIR/<breed>/<id>.<ext> + manifest.csv)."
+    """Write the archived photos trusted clients (or a review) labelled into a class-folder source
+    (DIR/<breed>/<id>.<ext> + manifest.csv)."""
     from dog_breed_classifier.loop import harvest   # the serve extra
     from dog_breed_classifier.monitoring import ImageArchive
     if "://" not in args.archive and not Path(args.archive).is_dir():
-        raise DogBreedError(f"--archive {args.archive} is not a folder: give the folder (or URL) `dog-breed serve --archive` kept uploads in")
+        raise DogBreedError(
+            f"--archive {args.archive} is not a folder: give the folder (or URL) `dog-breed serve --archive` kept "
+            f"uploads in"
+        )
     loop = _loop_settings(args)
     print(harvest(_existing_store(args.store_url), ImageArchive(args.archive), args.out, since=_since(args.since),
                   trusted=loop.trusted_clients, min_agreement=loop.min_agreement))
     return 0
 
-
 # %% ../nbs/13_cli.ipynb #2474d482
 def cmd_promote(args) -> int:
     "Publish a serving folder to the model registry if it is not worse than the current version; exit 1 when refused."
-    from dog_breed_classifier.loop import GateSettings, move_wandb_alias, promote, wandb_alias_ready   # the serve extra
+    from dog_breed_classifier.loop import move_wandb_alias, promote, wandb_alias_ready   # the serve extra
     if not (Path(args.model_dir)/SERVING_FILES.card).is_file():
-        raise DogBreedError(f"MODEL_DIR {args.model_dir} is not a serving folder (no model_card.json): give the folder `dog-breed export` wrote")
-    if args.wandb_artifact and (why := wandb_alias_ready()): raise DogBreedError(f"--wandb-artifact: {why}; nothing was published")
+        raise DogBreedError(
+            f"MODEL_DIR {args.model_dir} is not a serving folder (no model_card.json): give the folder `dog-breed "
+            f"export` wrote"
+        )
+    if args.wandb_artifact and (why := wandb_alias_ready()):
+        raise DogBreedError(f"--wandb-artifact: {why}; nothing was published")
     registry = ModelRegistry.of_project(args.registry)
     if args.served and not (Path(args.served)/SERVING_FILES.card).is_file():
-        raise DogBreedError(f"--served {args.served} is not a serving folder (no model_card.json): give the folder `dog-breed export` wrote")
-    served = args.served or (None if registry.current() else zero_shot_model_dir())
+        raise DogBreedError(
+            f"--served {args.served} is not a serving folder (no model_card.json): give the folder `dog-breed export` "
+            f"wrote"
+        )
+    served = args.served or (None if registry.current() else cached_zero_shot_serving_dir())
     result = promote(args.model_dir, registry, args.data, served_dir=served, force=args.force,
-                     settings=GateSettings(max_slowdown=args.max_slowdown))
+                     settings=_tolerances("promote", max_slowdown=args.max_slowdown))
     _write_report(result.markdown(), args.out)
     if result.published: print(f"current version: {registry.current().name} ({registry.path})")
     if result.published and args.wandb_artifact: print(move_wandb_alias(args.wandb_artifact, args.wandb_alias))
@@ -350,28 +417,37 @@ def cmd_models(args) -> int:
 def _decide(store, args) -> list[str]:
     "Record --accept/--reject (ids) and --accept-client/--reject-client (their undecided words); what was decided."
     done = []
-    for decision, ids, clients in (("accepted", args.accept, args.accept_client), ("rejected", args.reject, args.reject_client)):
+    decisions = (("accepted", args.accept, args.accept_client), ("rejected", args.reject, args.reject_client))
+    for decision, ids, clients in decisions:
         if ids or clients:
             n = store.review(decision, ids or (), clients or (), by=user_at_host())
             done.append(f"{decision} {n} word(s)" + (f" of {', '.join(clients)}" if clients else ""))
     return done
 
 def cmd_review(args) -> int:
-    "List the feedback words waiting for review (untrusted clients), or accept/reject them: harvest writes accepted words only."
+    """List the feedback words waiting for review (untrusted clients), or accept/reject them: harvest writes accepted
+    words only."""
     from dog_breed_classifier.monitoring import UnknownPredictionError, waiting_words   # the serve extra
     store, loop = _existing_store(args.store_url), _loop_settings(args)
-    if set(args.accept or ()) & set(args.reject or ()): raise DogBreedError("an id is both --accept'ed and --reject'ed: choose one")
+    if set(args.accept or ()) & set(args.reject or ()):
+        raise DogBreedError("an id is both --accept'ed and --reject'ed: choose one")
     try: decided = _decide(store, args)
     except UnknownPredictionError as e: raise DogBreedError(str(e)) from None
     waiting = waiting_words(store, loop.trusted_clients, loop.min_agreement)
     if args.json:
-        print(json.dumps(waiting.assign(given_at=waiting.given_at.map(lambda t: t.isoformat())).to_dict("records"), ensure_ascii=False))
+        print(
+            json.dumps(waiting.assign(given_at=waiting.given_at.map(lambda t: t.isoformat())).to_dict("records"),
+                       ensure_ascii=False)
+        )
         return 0
     for line in decided: print(line)
-    if waiting.empty: print(f"nothing waits for review (trusted without review: {', '.join(loop.trusted_clients)})"); return 0
+    if waiting.empty:
+        print(f"nothing waits for review (trusted without review: {', '.join(loop.trusted_clients)})")
+        return 0
     print(waiting.assign(given_at=waiting.given_at.dt.strftime("%Y-%m-%d %H:%M UTC"),
                          client=waiting.client.fillna("(not recorded)")).to_string(index=False))
-    print(f"{len(waiting)} word(s) wait: dog-breed review --accept ID… / --reject ID… / --accept-client NAME / --reject-client NAME")
+    print(f"{len(waiting)} word(s) wait: dog-breed review --accept ID… / --reject ID… / --accept-client NAME / "
+          f"--reject-client NAME")
     return 0
 
 # %% ../nbs/13_cli.ipynb #0c87b0fc
@@ -383,66 +459,97 @@ PARAMS_ARGS = [arg("--params", metavar="FILE", help=f"settings file (default: th
 QUIET = [arg("-q", "--quiet", action="store_true", help="no progress bars")]
 MODEL_DIR = arg("--model-dir", metavar="DIR", help="a serving folder (default: the project's, or the zero-shot model)")
 BACKEND = arg("--backend", default="auto", choices=["auto", "openvino", "onnxruntime"])
-STORE_URL = arg("--store-url", metavar="URL", help="SQLAlchemy URL of the prediction log (default: $DOG_BREED_STORE_URL or "
-                                                   "sqlite:///predictions.db)")
+STORE_URL = arg("--store-url", metavar="URL",
+                help="SQLAlchemy URL of the prediction log (default: $DOG_BREED_STORE_URL or sqlite:///predictions.db)")
 TTA = arg("--tta", action=argparse.BooleanOptionalAction, default=None,
           help="average each photo with its mirror image (about half the speed); default: as the model card says")
 PRECISION = arg("--precision", default="auto", choices=["auto", "fp32", "int8"],
                 help="auto: the int8 file export kept for the runtime (faster, as accurate), else fp32 (default auto)")
-CALIBRATION_PHOTOS = arg("--calibration-photos", metavar="DIR", default=None,
-                         help="Stanford photos (DIR/stanford_dogs_train, DIR/stanford_dogs_dev) to try int8 with when the "
-                              "zero-shot model is built (default: $DOG_BREED_PHOTOS, else fp32 only)")
+CALIBRATION_PHOTOS = arg(
+    "--calibration-photos",
+    metavar="DIR",
+    default=None,
+    help="Stanford photos (DIR/stanford_dogs_train, DIR/stanford_dogs_dev) to try int8 with when the "
+    "zero-shot model is built (default: $DOG_BREED_PHOTOS, else fp32 only)",
+)
 
 PIPELINE_COMMANDS = {
-    "prepare": (cmd_prepare, [*PARAMS_ARGS, arg("--out", metavar="DIR", help="output folder (default: data/processed)"), *QUIET]),
-    "sample": (cmd_sample, [*PARAMS_ARGS, arg("--out", metavar="DIR", help="output folder (default: data.path)"), *QUIET]),
+    "prepare": (cmd_prepare,
+                [*PARAMS_ARGS, arg("--out", metavar="DIR", help="output folder (default: data/processed)"), *QUIET]),
+    "sample": (cmd_sample,
+               [*PARAMS_ARGS, arg("--out", metavar="DIR", help="output folder (default: data.path)"), *QUIET]),
     "train": (cmd_train, [*PARAMS_ARGS, *QUIET]),
     "evaluate": (cmd_evaluate, [*PARAMS_ARGS, *QUIET]),
     "export": (cmd_export, [*PARAMS_ARGS, *QUIET]),
 }
 
 # %% ../nbs/13_cli.ipynb #7de07747
-ACCESS_ARGS = [   # who may call `serve`, how often, and how many feedback words
-    arg("--api-key-file", metavar="PATH", default=os.environ.get("DOG_BREED_API_KEY_FILE"),
+ACCESS_ARGS = [  # who may call `serve`, how often, and how many feedback words
+    arg(
+        "--api-key-file",
+        metavar="PATH",
+        default=os.environ.get("DOG_BREED_API_KEY_FILE"),
         help="require this key (Authorization: Bearer) on every route but the open ones (probes, /, the OpenAPI "
-             "schema and docs; /metrics with --public-metrics, /ui with --ui-with-key); the key may also come "
-             "from $DOG_BREED_API_KEY (never a command-line value)"),
+        "schema and docs; /metrics with --public-metrics, /ui with --ui-with-key); the key may also come "
+        "from $DOG_BREED_API_KEY (never a command-line value)",
+    ),
     arg("--public-metrics", action="store_true", help="with a key: leave /metrics open"),
-    arg("--ui-with-key", action="store_true", help="with a key: mount the demo anyway (protect /ui in front of the server)"),
-    arg("--api-keys-file", metavar="PATH", default=os.environ.get("DOG_BREED_API_KEYS_FILE"),
+    arg("--ui-with-key", action="store_true",
+        help="with a key: mount the demo anyway (protect /ui in front of the server)"),
+    arg(
+        "--api-keys-file",
+        metavar="PATH",
+        default=os.environ.get("DOG_BREED_API_KEYS_FILE"),
         help="named keys instead of one: `name:key` lines (# comments), re-read on SIGHUP; the name is recorded as the "
-             "client of every prediction and feedback word (default: $DOG_BREED_API_KEYS_FILE)"),
-    arg("--feedback-limit", metavar="N/hour", default=os.environ.get("DOG_BREED_FEEDBACK_LIMIT"),
+        "client of every prediction and feedback word (default: $DOG_BREED_API_KEYS_FILE)",
+    ),
+    arg(
+        "--feedback-limit",
+        metavar="N/hour",
+        default=os.environ.get("DOG_BREED_FEEDBACK_LIMIT"),
         help="feedback words per client (key name; a demo visitor's hashed address), bursts of N, e.g. 20/hour "
-             "(default: $DOG_BREED_FEEDBACK_LIMIT, else none)"),
-    arg("--rate-limit", metavar="N/minute", default=os.environ.get("DOG_BREED_RATE_LIMIT"),
-        help="requests per client address on the API routes, e.g. 60/minute (default: $DOG_BREED_RATE_LIMIT, else none)")]
+        "(default: $DOG_BREED_FEEDBACK_LIMIT, else none)",
+    ),
+    arg(
+        "--rate-limit",
+        metavar="N/minute",
+        default=os.environ.get("DOG_BREED_RATE_LIMIT"),
+        help="requests per client address on the API routes, e.g. 60/minute (default: $DOG_BREED_RATE_LIMIT, else "
+             "none)",
+    ),
+]
 
 # %% ../nbs/13_cli.ipynb #f1e8e59b
 SERVING_COMMANDS = {
     "serve": (cmd_serve, [
         arg("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)"),
-        arg("--port", type=int, default=8000), MODEL_DIR,
-        STORE_URL,
-        arg("--archive", metavar="DIR_OR_URL", help="also keep uploaded photos here (a folder, gs://…, s3://…)"), BACKEND, TTA, PRECISION, CALIBRATION_PHOTOS,
-        arg("--max-upload-mb", type=float, default=10.0, help="larger uploads get 413 (default 10)"),
-        arg("--cors-origin", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN (repeatable; default: none)"),
+        arg("--port", type=int, default=8000), MODEL_DIR, STORE_URL,
+        arg("--archive", metavar="DIR_OR_URL", help="also keep uploaded photos here (a folder, gs://…, s3://…)"),
+        BACKEND, TTA, PRECISION, CALIBRATION_PHOTOS,
+        arg("--max-upload-mb", type=float, default=MAX_UPLOAD_BYTES / 2**20,
+            help=f"larger uploads get 413 (default {MAX_UPLOAD_BYTES / 2**20:g})"),
+        arg("--cors-origin", action="append", metavar="ORIGIN",
+            help="allow browser calls from ORIGIN (repeatable; default: none)"),
         arg("--no-access-log", action="store_true", help="no per-request log lines"),
-        arg("--drift-refresh", type=int, metavar="SECONDS", help="re-read the drift job's verdict for the gauges this often; "
-                                                                  "0 = only on GET /drift (default: drift.refresh_seconds)"),
+        arg("--drift-refresh", type=int, metavar="SECONDS", help="re-read the drift job's verdict for the gauges this "
+            "often; 0 = only on GET /drift (default: drift.refresh_seconds)"),
         arg("--no-ui", action="store_true", help="do not mount the Gradio demo at /ui"),
         *ACCESS_ARGS,
         arg("--forwarded-allow-ips", metavar="IPS", default=os.environ.get("FORWARDED_ALLOW_IPS"),
-            help="proxies whose X-Forwarded-For names the client (comma-separated; default: none, the peer is the client)"),
-        arg("--header-timeout", type=float, default=10.0, metavar="S", help="close connections whose headers take longer (default 10)"),
-        arg("--body-timeout", type=float, default=60.0, metavar="S", help="close connections whose body takes longer (default 60)"),
-        arg("--registry", metavar="DIR", help="follow this model registry's current version (default without --model-dir: the project's)"),
-        arg("--reload-interval", type=float, default=10.0, metavar="S", help="check the registry every S seconds and on SIGHUP "
-                                                                          "(default 10; 0: only on SIGHUP; -1: never follow)")]),
+            help="proxies whose X-Forwarded-For names the client (comma-separated; default: none, the peer is)"),
+        arg("--header-timeout", type=float, default=10.0, metavar="S",
+            help="close connections whose headers take longer (default 10)"),
+        arg("--body-timeout", type=float, default=60.0, metavar="S",
+            help="close connections whose body takes longer (default 60)"),
+        arg("--registry", metavar="DIR",
+            help="follow this model registry's current version (default without --model-dir: the project's)"),
+        arg("--reload-interval", type=float, default=10.0, metavar="S", help="check the registry every S seconds and "
+            "on SIGHUP (default 10; 0: only on SIGHUP; -1: never follow)")]),
     "space": (cmd_space, [
         arg("out", metavar="OUT", help="the Space folder to create (new or empty)"),
         arg("--model-dir", metavar="DIR", help="the serving folder to ship (default: as `serve` chooses)"),
-        arg("--torch-weights", action="store_true", help="ship model.safetensors too (Grad-CAM heatmaps if the Space installs torch)")]),
+        arg("--torch-weights", action="store_true",
+            help="ship model.safetensors too (Grad-CAM heatmaps if the Space installs torch)")]),
     "predict": (cmd_predict, [
         arg("images", nargs="+", metavar="IMAGE"),
         arg("--json", action="store_true", help="one JSON object per image, the API's fields"), MODEL_DIR,
@@ -452,69 +559,87 @@ SERVING_COMMANDS = {
 # %% ../nbs/13_cli.ipynb #07135dd8
 MONITORING_COMMANDS = {
     "drift": (cmd_drift, [
-        *PARAMS_ARGS,
-        STORE_URL,
-        arg("--reference", metavar="DIR_OR_STATS_FILE", help="a folder of typical photos, a statistics CSV or a model folder "
-                                                            "(default: the served model's own reference)"),
+        *PARAMS_ARGS, STORE_URL,
+        arg("--reference", metavar="DIR_OR_STATS_FILE", help="a folder of typical photos, a statistics CSV or a "
+            "model folder (default: the served model's own reference)"),
         arg("--model-dir", metavar="DIR", help="the served model's folder (default: as `serve` chooses)"),
         arg("--window", type=int, metavar="N", help="the last N predictions (default: drift.window)"),
         arg("--since", metavar="TIME", help="only predictions since this ISO 8601 time"),
-        arg("--out", default="reports/drift.html", metavar="HTML", help="Evidently's report (default: reports/drift.html)"),
+        arg("--out", default="reports/drift.html", metavar="HTML", help="Evidently's report (default: that file)"),
         arg("--json", metavar="FILE", help="the summary (default: --out with .json)"),
         arg("--no-fail", action="store_true", help="exit 0 even when drift is detected (batch reports)"),
-        arg("--every", type=float, metavar="SECONDS", help="keep checking, every SECONDS, until stopped: the drift job beside "
-                                                           "the servers (e.g. 300)"), *QUIET]),
+        arg("--every", type=float, metavar="SECONDS", help="keep checking, every SECONDS, until stopped: the drift job "
+            "beside the servers (e.g. 300)"), *QUIET]),
     "feedback": (cmd_feedback, [
         arg("prediction_id", metavar="PREDICTION_ID", help="the id an answer gave (the API's prediction_id)"),
         arg("breed", metavar="BREED", help="what it really is: a breed's name, display name or synset, or no_dog"),
-        arg("--note", help="a remark (at most 500 characters)"),
-        STORE_URL]),
+        arg("--note", help="a remark (at most 500 characters)"), STORE_URL]),
     "data-report": (cmd_data_report, [
         arg("--data", default="data/processed", metavar="DIR", help="a prepared dataset (default: data/processed)"),
-        arg("--max-quarantine-share", type=float, default=0.05, metavar="F", help="quarantined / found photos, at most (default: 0.05)"),
-        arg("--max-imbalance", type=float, default=3.0, metavar="X", help="largest / smallest breed in train, at most (default: 3)"),
+        arg("--max-quarantine-share", type=float, default=0.05, metavar="F",
+            help="quarantined / found photos, at most (default: 0.05)"),
+        arg("--max-imbalance", type=float, default=3.0, metavar="X",
+            help="largest / smallest breed in train, at most (default: 3)"),
         arg("--out", metavar="FILE.md", help="also write the report here")]),
     "check-model": (cmd_check_model, [
         arg("model_dir", metavar="MODEL_DIR", help="the candidate serving folder (model.onnx + model_card.json)"),
         arg("--served", "--baseline", dest="served", metavar="DIR",
             help="the served model's folder, to compare with (e.g. models/serving; --baseline is the old name)"),
-        arg("--data", default="data/processed", metavar="DIR", help="a prepared dataset with the test photos (default: data/processed)"),
-        arg("--split", default="test", choices=["train", "valid", "test"], help="whose photos to score (default: test)"),
-        arg("--tolerance", type=float, default=0.05, metavar="F", help="how much lower top-1 may be (default: 0.05)"),
-        arg("--max-slowdown", type=float, default=1.5, metavar="X", help="how many times the served model's time, at most (default: 1.5)"),
+        arg("--data", default="data/processed", metavar="DIR",
+            help="a prepared dataset with the test photos (default: data/processed)"),
+        arg("--split", default="test", choices=["train", "valid", "test"], help="whose photos to score (default test)"),
+        arg("--tolerance", type=float, metavar="F", help="how much lower top-1 may be (default: params.yaml's "
+            f"gate.check_model.max_top1_drop, {GateSettings().check_model.max_top1_drop:g})"),
+        arg("--max-slowdown", type=float, metavar="X", help="how many times the served model's time, at most "
+            f"(default: gate.check_model.max_slowdown, {GateSettings().check_model.max_slowdown:g})"),
         arg("--out", metavar="FILE.md", help="also write the report here")]),
     "breeds": (cmd_breeds, [arg("--csv", action="store_true", help="print CSV")]),
 }
 
 # %% ../nbs/13_cli.ipynb #2f02c1e4
 REGISTRY = arg("--registry", metavar="DIR", help="the model registry (default: the project's models/registry)")
-TRUST = [arg("--trusted", action="append", metavar="NAME", help="trust this client's words without review (repeatable: a key's name, "
-                                                               "cli, ui for every demo visitor, api; default: loop.trusted_clients)"),
-         arg("--min-agreement", type=int, metavar="N", help="N distinct clients giving the same breed for the same photo need "
-                                                            "no review (default: loop.min_agreement; 0 = off)")]
-
+TRUST = [
+    arg(
+        "--trusted",
+        action="append",
+        metavar="NAME",
+        help="trust this client's words without review (repeatable: a key's name, "
+        "cli, ui for every demo visitor, api; default: loop.trusted_clients)",
+    ),
+    arg(
+        "--min-agreement",
+        type=int,
+        metavar="N",
+        help="N distinct clients giving the same breed for the same photo need "
+        "no review (default: loop.min_agreement; 0 = off)",
+    ),
+]
 
 # %% ../nbs/13_cli.ipynb #0f936039
 LOOP_COMMANDS = {
     "harvest": (cmd_harvest, [
-        arg("--out", default="data/feedback", metavar="DIR", help="the class-folder source to write (default: data/feedback, "
-                                                                  "which params.yaml's data.extra_paths lists)"),
+        arg("--out", default="data/feedback", metavar="DIR", help="the class-folder source to write (default: "
+            "data/feedback, which params.yaml's data.extra_paths lists)"),
         arg("--archive", required=True, metavar="DIR_OR_URL", help="where `serve --archive` kept the uploaded photos"),
         arg("--since", metavar="TIME", help="only feedback given since this ISO 8601 time"), STORE_URL, *TRUST]),
     "review": (cmd_review, [
         STORE_URL, *TRUST, arg("--json", action="store_true", help="the waiting words as one JSON array"),
         arg("--accept", nargs="+", metavar="ID", help="accept the words on these predictions"),
-        arg("--reject", nargs="+", metavar="ID", help="reject the words on these predictions (a harvested photo is withdrawn)"),
-        arg("--accept-client", action="append", metavar="NAME", help="accept every word of NAME waiting now (repeatable; ui: every visitor)"),
-        arg("--reject-client", action="append", metavar="NAME", help="reject every word of NAME waiting now (repeatable)")]),
+        arg("--reject", nargs="+", metavar="ID",
+            help="reject the words on these predictions (a harvested photo is withdrawn)"),
+        arg("--accept-client", action="append", metavar="NAME",
+            help="accept every word of NAME waiting now (repeatable; ui: every visitor)"),
+        arg("--reject-client", action="append", metavar="NAME", help="reject NAME's waiting words (repeatable)")]),
     "promote": (cmd_promote, [
         arg("model_dir", metavar="MODEL_DIR", help="the candidate serving folder (e.g. models/serving)"), REGISTRY,
-        arg("--data", default="data/processed", metavar="DIR", help="a prepared dataset whose test photos both models score"),
-        arg("--served", "--against", dest="served", metavar="DIR", help="the served model's folder, compared with when the "
-            "registry is empty (default: the zero-shot model; --against is the old name)"),
-        arg("--max-slowdown", type=float, default=1.2, metavar="X", help="how many times the served model's time, at most"),
+        arg("--data", default="data/processed", metavar="DIR", help="a prepared dataset whose test photos both score"),
+        arg("--served", "--against", dest="served", metavar="DIR", help="the served model's folder, compared with when "
+            "the registry is empty (default: the zero-shot model; --against is the old name)"),
+        arg("--max-slowdown", type=float, metavar="X", help="how many times the served model's time, at most (default: "
+            f"params.yaml's gate.promote.max_slowdown, {GateSettings().promote.max_slowdown:g})"),
         arg("--force", action="store_true", help="publish even when a check fails (recorded as forced)"),
-        arg("--wandb-artifact", metavar="NAME", help="once published, point a W&B alias at this artifact (ENTITY/PROJECT/NAME:VERSION)"),
+        arg("--wandb-artifact", metavar="NAME",
+            help="once published, point a W&B alias at this artifact (ENTITY/PROJECT/NAME:VERSION)"),
         arg("--wandb-alias", default="production", help="the alias --wandb-artifact moves (default: production)"),
         arg("--out", metavar="FILE.md", help="also write the report here")]),
     "rollback": (cmd_rollback, [REGISTRY]),
@@ -526,7 +651,8 @@ COMMANDS = {**PIPELINE_COMMANDS, **SERVING_COMMANDS, **MONITORING_COMMANDS, **LO
 
 def build_parser() -> argparse.ArgumentParser:
     "The `dog-breed` argument parser, built from `COMMANDS`."
-    parser = argparse.ArgumentParser(prog="dog-breed", description="Dog breed classifier: data, training, serving and monitoring.")
+    parser = argparse.ArgumentParser(prog="dog-breed",
+                                     description="Dog breed classifier: data, training, serving and monitoring.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {dog_breed_classifier.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (func, arguments) in COMMANDS.items():
@@ -541,9 +667,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try: return args.func(args)
     except DogBreedError as e:
-        print(f"dog-breed: error: {e}", file=sys.stderr); return 2
+        print(f"dog-breed: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("dog-breed: interrupted; nothing was published", file=sys.stderr); return 130
+        print("dog-breed: interrupted; nothing was published", file=sys.stderr)
+        return 130
     except BrokenPipeError:   # `dog-breed breeds | head`: the reader has gone, which is not an error to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so the exit-time flush stays quiet too
         return 0

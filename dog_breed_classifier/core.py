@@ -32,9 +32,10 @@ __all__ = ['PARAMS_FILE', 'SERVING_FILES', 'DEFAULT_ARCH', 'STANFORD_IMAGENET_IN
            'user_at_host', 'find_project_root', 'ProjectPaths', 'ServingFiles', 'temporary_sibling', 'atomic_file',
            'atomic_write', 'publish_atomically', 'atomic_folder', 'stable_seed', 'stanford_photos', 'cpu_kind',
            'SampleSettings', 'DataSettings', 'AffineSettings', 'ColourSettings', 'OnlineSettings', 'AugmentSettings',
-           'ModelSettings', 'TrainSettings', 'ExportSettings', 'DriftSettings', 'LoopSettings', 'Params',
-           'parse_override', 'load_params', 'load_project', 'Breed', 'build_breed_vocab', 'write_breed_vocab_file',
-           'read_breed_vocab_file', 'UnknownBreedsError', 'BreedVocab', 'breed_vocab', 'classification_metrics']
+           'ModelSettings', 'TrainSettings', 'ExportSettings', 'DriftSettings', 'LoopSettings', 'Tolerances',
+           'GateSettings', 'Params', 'parse_override', 'load_params', 'load_project', 'Breed', 'build_breed_vocab',
+           'write_breed_vocab_file', 'read_breed_vocab_file', 'UnknownBreedsError', 'BreedVocab', 'breed_vocab',
+           'classification_metrics']
 
 # %% ../nbs/00_core.ipynb #06d1a6ab
 class DogBreedError(Exception):
@@ -68,24 +69,22 @@ def find_project_root(start: str | Path | None = None, # where to start looking 
 class ProjectPaths:
     "Where the pipeline reads and writes, relative to the project root."
     root: Path
-    @property
-    def data(self): "`data/` under the root: raw and processed photos."; return self.root/"data"
-    @property
-    def raw(self): "`data/raw/`: photos as downloaded or drawn."; return self.data/"raw"
-    @property
-    def processed(self): "`data/processed/`: the split photos, `labels.csv`, quarantine and reference stats."; return self.data/"processed"
-    @property
-    def models(self): "`models/` under the root."; return self.root/"models"
-    @property
-    def trained(self): "`models/trained/`, written by train: weights, model.json, history."; return self.models/"trained"
-    @property
-    def serving(self): "`models/serving/`, written by export: model.onnx, model_card.json."; return self.models/"serving"
-    @property
-    def reports(self): "`reports/`: metrics, plots, the executed stage notebooks."; return self.root/"reports"
+    data = property(lambda self: self.root/"data", doc="`data/` under the root: raw and processed photos.")
+    raw = property(lambda self: self.data/"raw", doc="`data/raw/`: photos as downloaded or drawn.")
+    processed = property(lambda self: self.data/"processed",
+                         doc="`data/processed/`: the split photos, `labels.csv`, quarantine and reference stats.")
+    models = property(lambda self: self.root/"models", doc="`models/` under the root.")
+    trained = property(lambda self: self.models/"trained",
+                       doc="`models/trained/`, written by train: weights, model.json, history.")
+    serving = property(lambda self: self.models/"serving",
+                       doc="`models/serving/`, written by export: model.onnx, model_card.json.")
+    reports = property(lambda self: self.root/"reports", doc="`reports/`: metrics, plots, the executed notebooks.")
+
     @classmethod
     def of(cls, root: str | Path | None = None) -> ProjectPaths:
-        "The paths of the project at `root` (default: the one found from the working directory, see `find_project_root`)."
+        "The paths of the project at `root` (default: found from the working directory, see `find_project_root`)."
         return cls(Path(root).resolve() if root else find_project_root())
+
     def resolve(self, p: str | Path) -> Path:
         "`p` as an absolute path; relative paths are taken from the project root."
         p = Path(p).expanduser()
@@ -118,12 +117,14 @@ def temporary_sibling(path: str | Path) -> Path:
 @contextmanager
 def atomic_file(path: str | Path): # the file to write
     "Yield a temporary path to write; on success it replaces `path`, on failure it is removed."
-    path = Path(path); tmp = temporary_sibling(path)
+    path = Path(path)
+    tmp = temporary_sibling(path)
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True); raise
+        tmp.unlink(missing_ok=True)
+        raise
 
 # %% ../nbs/00_core.ipynb #94fbf6a5
 def atomic_write(path: str | Path, # the file to write
@@ -146,13 +147,16 @@ def publish_atomically(tmp: Path, # the finished folder
 @contextmanager
 def atomic_folder(dest: str | Path): # the folder to build
     "Yield an empty temporary folder to fill; on success it replaces `dest`, on failure it is removed."
-    dest = Path(dest); tmp = temporary_sibling(dest)
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
+    dest = Path(dest)
+    tmp = temporary_sibling(dest)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     try:
         yield tmp
         publish_atomically(tmp, dest)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 # %% ../nbs/00_core.ipynb #0e062779
 def stable_seed(*parts) -> int:
@@ -160,7 +164,7 @@ def stable_seed(*parts) -> int:
     return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 # %% ../nbs/00_core.ipynb #c231039b
-def stanford_photos(which: str = "stanford_dogs_dev", # the folder: stanford_dogs_dev (test photos) or stanford_dogs_train
+def stanford_photos(which: str = "stanford_dogs_dev", # stanford_dogs_dev (the test photos) or stanford_dogs_train
                     root: str | Path | None = None, # the project root (default: `find_project_root()`)
                    ) -> Path | None: # the folder holding `Images/`, or None when there is none
     "A local Stanford Dogs folder for real-photo examples and benchmarks, or None."
@@ -175,7 +179,10 @@ def stanford_photos(which: str = "stanford_dogs_dev", # the folder: stanford_dog
 def cpu_kind() -> str:
     "This machine in words, for speed figures: architecture, usable CPUs, and the widest int8 instructions it has."
     import platform
-    try: flags = set(" ".join(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split())
+    try:
+        flags = set(
+            " ".join(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split()
+        )
     except OSError: flags = set()
     simd = ("AVX-512 VNNI" if "avx512_vnni" in flags else "AVX-VNNI" if "avx_vnni" in flags else
             "AVX2, no VNNI" if "avx2" in flags else "no AVX2" if flags else "instructions unknown")
@@ -193,7 +200,9 @@ def _ranged(default, lo=None, hi=None, doc=""):
 @dataclass
 class SampleSettings:
     "The built-in synthetic smoke dataset (`data.source: sample`): real breed names, drawn images."
-    breeds: list[str] = field(default_factory=lambda: ["golden_retriever", "pug", "siberian_husky", "beagle", "border_collie"])
+    breeds: list[str] = field(
+        default_factory=lambda: ["golden_retriever", "pug", "siberian_husky", "beagle", "border_collie"]
+    )
     images_per_breed: int = _ranged(40, 6, 10_000)
     image_size: int = _ranged(192, 64, 1024)
     seed: int = 0
@@ -206,7 +215,7 @@ class DataSettings:
     path: str = "data/raw/sample"       # the source folder, relative to the project root or absolute
     download: bool = False              # kaggle/stanford: fetch the source into `path` when it is missing
     crop_to_boxes: bool = False         # stanford: crop each photo to its Annotation/ bounding box
-    image_size: int = _ranged(320, 32, 2048)          # shorter side of the stored images, in pixels (≥ the model's resize)
+    image_size: int = _ranged(320, 32, 2048)   # shorter side of the stored images, in pixels (≥ the model's resize)
     valid_pct: float = _ranged(0.15, 0.0, 0.5)
     test_pct: float = _ranged(0.15, 0.0, 0.5)
     seed: int = 42
@@ -240,7 +249,8 @@ class ColourSettings:
 @dataclass
 class OnlineSettings:
     "Random transforms applied to each training batch (not stored)."
-    size: int | Literal["auto"] = _ranged("auto", 32, 1024)  # model input size; auto = the architecture's (timm's config)
+    # model input size; auto = the architecture's (timm's config)
+    size: int | Literal["auto"] = _ranged("auto", 32, 1024)
     min_scale: float = _ranged(0.35, 0.05, 1)  # RandomResizedCrop's smallest area fraction
     flip: bool = True
     colour_jitter: float = _ranged(0.2, 0, 1)
@@ -249,13 +259,14 @@ class OnlineSettings:
 @dataclass
 class AugmentSettings:
     "Augmentation (`augment:` in params.yaml)."
-    offline: list[Literal["affine", "colour"]] = field(default_factory=lambda: ["affine", "colour"])  # variants stored per training photo
+    # variants stored per training photo
+    offline: list[Literal["affine", "colour"]] = field(default_factory=lambda: ["affine", "colour"])
     affine: AffineSettings = field(default_factory=AffineSettings)
     colour: ColourSettings = field(default_factory=ColourSettings)
     online: OnlineSettings = field(default_factory=OnlineSettings)
 
 # %% ../nbs/00_core.ipynb #006c1352
-DEFAULT_ARCH = "tf_efficientnet_lite2"   # chosen by benchmarks/architectures.py: see params.yaml's model.arch
+DEFAULT_ARCH = "tf_efficientnet_lite2"   # the default backbone; why (and on which photos): params.yaml's model.arch
 
 @dataclass
 class ModelSettings:
@@ -283,7 +294,8 @@ class TrainSettings:
     seed: int = 42
     mode: Literal["local", "wandb", "sweep"] = "wandb"  # wandb runs are offline unless WANDB_MODE says otherwise
     wandb_project: str = "dog_breed_classifier"
-    num_workers: int | Literal["auto"] = _ranged("auto", 0, 64)  # data-loading processes; auto: one per CPU with CUDA, else 0
+    # data-loading processes; auto: one per CPU with CUDA, else 0
+    num_workers: int | Literal["auto"] = _ranged("auto", 0, 64)
     mixed_precision: bool = True              # CUDA only
     channels_last: bool = True                # CUDA only
 
@@ -291,39 +303,68 @@ class TrainSettings:
 @dataclass
 class ExportSettings:
     "The serving model written by `export` (`export:` in params.yaml)."
-    int8: bool = True          # try int8 for each runtime installed (OpenVINO: NNCF; ONNX Runtime: static QDQ); kept only if it earns it
+    # try int8 for each runtime installed (OpenVINO: NNCF; ONNX Runtime: static QDQ); kept only if it earns it
+    int8: bool = True
     max_int8_top1_drop: float = _ranged(0.003, 0.0, 1.0)      # int8 may lose at most this much test top-1 vs fp32
     max_int8_log_loss_rise: float = _ranged(0.01, 0.0, 10.0)  # … and raise the test log loss by at most this much
     calibration_photos: int = _ranged(300, 1, 100_000)  # validation photos that calibrate int8
-    # P(dog) below this answers is_dog: false; auto = the threshold benchmarks/no_dog_rule.py measured for the architecture
+    # P(dog) below this answers is_dog: false; auto = the architecture's threshold in architectures.ARCHITECTURES,
+    # chosen on Stanford *training* photos by `python benchmarks/architectures.py --calibrate`
     no_dog_threshold: float | Literal["auto"] = _ranged("auto", 0.0, 1.0)
     opset: int = _ranged(17, 13, 23)           # ONNX opset
 
 # %% ../nbs/00_core.ipynb #bdffdafe
 @dataclass
 class DriftSettings:
-    "Drift detection (`drift:` in params.yaml): what is compared, and what counts as drift (thresholds chosen in 08_drift)."
+    """Drift detection (`drift:` in params.yaml): what is compared, and what counts as drift (thresholds chosen in
+    08_drift)."""
     window: int = _ranged(500, 1, 10_000_000)          # the current data: the last N predictions
     min_rows: int = _ranged(50, 2, 10_000_000)         # fewer current rows answer "not enough data", never an alarm
     reference_rows: int = _ranged(5000, 10, 10_000_000)  # at most this many reference rows (a fixed random sample)
     numerical_method: Literal["ks", "wasserstein", "psi", "jensenshannon", "hellinger", "energy"] = "ks"
-    numerical_threshold: float = _ranged(0.05, 0.0, 1.0)  # ks: p-value below this = drifted; distances: score above this
+    # ks: p-value below this = drifted; distances: score above this
+    numerical_threshold: float = _ranged(0.05, 0.0, 1.0)
     categorical_method: Literal["chisquare", "jensenshannon", "psi", "hellinger"] = "chisquare"
     categorical_threshold: float = _ranged(0.05, 0.0, 1.0)
-    drift_share: float = _ranged(0.2, 0.0, 1.0)        # drift when at least this share of statistic/prediction columns drifted
-    embedding_components: int = _ranged(16, 1, 1280)   # embeddings are compared as this many principal components of the reference
+    # drift when at least this share of statistic/prediction columns drifted
+    drift_share: float = _ranged(0.2, 0.0, 1.0)
+    # embeddings are compared as this many principal components of the reference
+    embedding_components: int = _ranged(16, 1, 1280)
     embedding_share: float = _ranged(0.2, 0.0, 1.0)    # embedding drift when more than this share of components drifted
-    refresh_seconds: int = _ranged(300, 0, 86_400)     # servers re-read the drift job's verdict for their gauges this often; 0 = only on GET /drift
+    # servers re-read the drift job's verdict for their gauges this often; 0 = only on GET /drift
+    refresh_seconds: int = _ranged(300, 0, 86_400)
 
 # %% ../nbs/00_core.ipynb #ddcc62a8
 @dataclass
 class LoopSettings:
-    "Learning from users (`loop:` in params.yaml): whose words `dog-breed harvest` turns into training photos unreviewed."
+    """Learning from users (`loop:` in params.yaml): whose words `dog-breed harvest` turns into training photos
+    unreviewed."""
     # key names (`dog-breed serve --api-keys-file`; one key alone is `default`), `cli` (dog-breed feedback),
     # `ui` (every demo visitor), `api` (every caller of a server without keys); everyone else waits for review
     trusted_clients: list[str] = field(default_factory=lambda: ["cli"])
     # this many distinct clients giving the same breed for the same photo let it through unreviewed; 0 = off
     min_agreement: int = _ranged(0, 0, 1000)
+
+# %% ../nbs/00_core.ipynb #9d6a9d07
+@dataclass
+class Tolerances:
+    "How much worse than the served model (or its own card) a candidate may be on each figure of a comparison."
+    max_top1_drop: float = _ranged(0.005, 0.0, 1.0)     # top-1 at least the other's − this
+    max_log_loss_rise: float = _ranged(0.05, 0.0, 100.0)   # log loss at most the other's + this
+    max_ece_rise: float = _ranged(0.02, 0.0, 1.0)       # expected calibration error at most the other's + this
+    max_breed_drop: float = _ranged(0.25, 0.0, 1.0)     # no breed's top-1 down by more than this …
+    min_breed_photos: int = _ranged(5, 1, 10_000)       # … among breeds with at least this many test photos
+    max_no_dog_drop: float = _ranged(0.05, 0.0, 1.0)    # share of dog-free images caught, at most this much lower
+    max_slowdown: float = _ranged(1.2, 1.0, 100.0)   # at most this many times the other's time, timed in the same run
+
+# %% ../nbs/00_core.ipynb #55e550be
+@dataclass
+class GateSettings:
+    "The model comparison's tolerances per use (`gate:` in params.yaml); unset keys keep these defaults."
+    # dog-breed check-model: the artifact against its own card's top-1 and the served model (top-1, speed)
+    check_model: Tolerances = field(default_factory=lambda: Tolerances(max_top1_drop=0.05, max_slowdown=1.5))
+    # dog-breed promote: publish only if not worse than the registry's current version on any figure
+    promote: Tolerances = field(default_factory=Tolerances)
 
 # %% ../nbs/00_core.ipynb #a4b61d9a
 @dataclass
@@ -336,7 +377,11 @@ class Params:
     export: ExportSettings = field(default_factory=ExportSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
     loop: LoopSettings = field(default_factory=LoopSettings)
-    def to_dict(self) -> dict: "Every setting as plain dicts, as `params.yaml` spells them."; return dataclasses.asdict(self)
+    gate: GateSettings = field(default_factory=GateSettings)
+
+    def to_dict(self) -> dict:
+        "Every setting as plain dicts, as `params.yaml` spells them."
+        return dataclasses.asdict(self)
 
 # %% ../nbs/00_core.ipynb #d2e2e36d
 def _describe(tp) -> str:
@@ -347,13 +392,13 @@ def _describe(tp) -> str:
     return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(tp, str(tp))
 
 # %% ../nbs/00_core.ipynb #5081d975
-def _check_value(key: str, value, tp, meta: dict):
+def _check_value(key: str, value, tp, limits: dict):
     "`value` converted to `tp`, or a `ParamsError` naming `key`."
     origin = typing.get_origin(tp)
     bad = ParamsError(f"params: {key} = {value!r} is not allowed; use {_describe(tp)}")
     if origin is typing.Union:   # e.g. a number or "auto": the first kind that accepts the value
         for kind in typing.get_args(tp):
-            try: return _check_value(key, value, kind, meta)
+            try: return _check_value(key, value, kind, limits)
             except ParamsError as e:
                 if "out of range" in str(e): raise
         raise bad
@@ -371,15 +416,16 @@ def _check_value(key: str, value, tp, meta: dict):
         value = float(value)
     elif tp is str:
         if not isinstance(value, str): raise bad
-    lo, hi = meta.get("lo"), meta.get("hi")
+    lo, hi = limits.get("lo"), limits.get("hi")
     if isinstance(value, str): return value
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ParamsError(f"params: {key} = {value!r} is out of range; use a value from {lo} to {hi}")
     return value
 
 # %% ../nbs/00_core.ipynb #a24d78b0
-def _build(cls, raw, prefix: str = ""):
-    "Build dataclass `cls` from the mapping `raw`, checking every key."
+def _build(cls, raw, prefix: str = "", base=None):
+    """Build dataclass `cls` from the mapping `raw`, checking every key; keys `raw` lacks keep `base`'s values (or the
+    defaults)."""
     if raw is None: raw = {}
     where = prefix.rstrip(".") or "the top level"
     if not isinstance(raw, dict): raise ParamsError(f"params: {where} must be a mapping of keys to values, got {raw!r}")
@@ -391,12 +437,12 @@ def _build(cls, raw, prefix: str = ""):
         close = difflib.get_close_matches(str(k), known, n=1)
         hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
         raise ParamsError(f"params: unknown key {prefix}{k}{hint}; allowed keys in {where}: {', '.join(known)}")
-    values = {}
+    values, defaults = {}, base or cls()
     for name, value in raw.items():
         tp = hints[name]
-        if dataclasses.is_dataclass(tp): values[name] = _build(tp, value, f"{prefix}{name}.")
+        if dataclasses.is_dataclass(tp): values[name] = _build(tp, value, f"{prefix}{name}.", getattr(defaults, name))
         else: values[name] = _check_value(f"{prefix}{name}", value, tp, dict(known[name].metadata))
-    return cls(**values)
+    return dataclasses.replace(defaults, **values)
 
 # %% ../nbs/00_core.ipynb #c2a23451
 def _set_dotted(d: dict, key: str, value):
@@ -417,7 +463,8 @@ def parse_override(text: str) -> tuple[str, object]:
     if "=" not in text: raise ParamsError(f"override {text!r} must look like key=value, e.g. data.source=stanford")
     key, value = text.split("=", 1)
     try: return key.strip(), yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError as e: raise ParamsError(f"override {text!r}: the value is not valid YAML ({e.problem})") from None
+    except yaml.YAMLError as e:
+        raise ParamsError(f"override {text!r}: the value is not valid YAML ({e.problem})") from None
 
 # %% ../nbs/00_core.ipynb #18ecbb22
 def load_params(path: str | Path | None = None, # params.yaml (default: the project's)
@@ -425,7 +472,8 @@ def load_params(path: str | Path | None = None, # params.yaml (default: the proj
                ) -> Params:
     "Read `params.yaml` into `Params`; every unknown key or bad value is a `ParamsError` naming it."
     path = Path(path) if path else find_project_root()/PARAMS_FILE
-    if not path.is_file(): raise ParamsError(f"{path} not found; create it (the repository's params.yaml is a complete example)")
+    if not path.is_file():
+        raise ParamsError(f"{path} not found; create it (the repository's params.yaml is a complete example)")
     try: raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e: raise ParamsError(f"{path} is not valid YAML: {e}") from None
     if isinstance(overrides, dict): overrides = list(overrides.items())
@@ -493,8 +541,12 @@ def write_breed_vocab_file(breeds: list[Breed], path: Path):
 def read_breed_vocab_file(path: Path) -> list[Breed]:
     "The breeds in a CSV written by `write_breed_vocab_file`."
     with open(path, newline="") as f:
-        return [Breed(r["name"], r["display_name"], r["synset"], int(r["imagenet_index"]), r["lemma"],
-                      tuple(a for a in r["aliases"].split("|") if a)) for r in csv.DictReader(f)]
+        return [
+            Breed(name=r["name"], display_name=r["display_name"], synset=r["synset"],
+                  imagenet_index=int(r["imagenet_index"]), lemma=r["lemma"],
+                  aliases=tuple(a for a in r["aliases"].split("|") if a))
+            for r in csv.DictReader(f)
+        ]
 
 # %% ../nbs/00_core.ipynb #126e0bcb
 def _name_key(name: str) -> str:
@@ -508,7 +560,8 @@ class UnknownBreedsError(DogBreedError):
 
 # %% ../nbs/00_core.ipynb #8f12e196
 def _lookup_keys(breeds: list[Breed]) -> dict:
-    "`{name key: breed}` over every name of every breed; a name two breeds share names neither, and canonical names always win."
+    """`{name key: breed}` over every name of every breed; a name two breeds share names neither, and canonical names
+    always win."""
     keys, ambiguous = {}, set()
     for b in breeds:
         for n in (b.name, b.display_name, b.synset, b.stanford_folder, *b.aliases):
@@ -529,7 +582,9 @@ class BreedVocab:
     def __iter__(self): return iter(self.breeds)
     def __getitem__(self, name: str) -> Breed: return self.by_name[name]
     @property
-    def names(self) -> list[str]: "Every breed's Kaggle-style name, in vocabulary order."; return [b.name for b in self.breeds]
+    def names(self) -> list[str]:
+        "Every breed's Kaggle-style name, in vocabulary order."
+        return [b.name for b in self.breeds]
 
     def lookup(self, name: str, # any name of a breed: Kaggle's, display, Stanford folder, synset, WordNet lemma
               ) -> Breed | None:
@@ -543,7 +598,7 @@ class BreedVocab:
         return list(dict.fromkeys(self._keys[k].name for k in close))[:n]
 
     def resolve(self, names, # names as a source spells them
-                what: str = "breed names", # what they are, for the error message (e.g. "breed names in data.sample.breeds")
+                what: str = "breed names", # what they are, for errors (e.g. "breed names in data.sample.breeds")
                ) -> dict[str, Breed]:
         "Map each of `names` to its breed; one `UnknownBreedsError` lists every name that is not a breed."
         found, unknown = {}, []
@@ -581,8 +636,13 @@ def classification_metrics(probs: np.ndarray, # (n, k) probabilities
     confusion = np.zeros((k, k), dtype=int)
     np.add.at(confusion, (targets, pred), 1)
     per_breed = {classes[c]: float(confusion[c, c] / confusion[c].sum()) for c in range(k) if confusion[c].sum()}
-    off = [(int(confusion[a, b]), classes[a], classes[b]) for a in range(k) for b in range(k) if a != b and confusion[a, b]]
-    confused = [dict(actual=a, predicted=b, count=c) for c, a, b in sorted(off, key=lambda t: (-t[0], t[1], t[2]))[:top_confusions]]
-    return dict(photos=int(n), top1=float((pred == targets).mean()), top5=float((topk == targets[:, None]).any(1).mean()),
-                log_loss=float(-np.log(p_true).mean()), ece=float(ece), per_breed=per_breed, most_confused=confused,
-                confusion=confusion)
+    off = [
+        (int(confusion[a, b]), classes[a], classes[b]) for a in range(k) for b in range(k) if a != b and confusion[a, b]
+    ]
+    confused = [
+        dict(actual=a, predicted=b, count=c)
+        for c, a, b in sorted(off, key=lambda t: (-t[0], t[1], t[2]))[:top_confusions]
+    ]
+    return dict(photos=int(n), top1=float((pred == targets).mean()),
+                top5=float((topk == targets[:, None]).any(1).mean()), log_loss=float(-np.log(p_true).mean()),
+                ece=float(ece), per_breed=per_breed, most_confused=confused, confusion=confusion)

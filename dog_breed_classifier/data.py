@@ -56,6 +56,36 @@ def _breed_look(name: str) -> dict:
                 pattern=int(rng.integers(0, 4)), build=float(rng.uniform(0.45, 0.75)))
 
 # %% ../nbs/01_data.ipynb #ac508184
+def _draw_coat(d: ImageDraw.ImageDraw, look: dict, body: list, s: float, rng: np.random.Generator):
+    "The breed's coat pattern on the `body` box of a dog of size `s`: spots, stripes or a saddle (0: plain)."
+    (x0, y0, x1, y1), patch = body, look["patch"]
+    bw, bh, cx, cy = x1 - x0, y1 - y0, (x0 + x1) / 2, (y0 + y1) / 2
+    if look["pattern"] == 1:   # spots
+        for _ in range(6):
+            px, py = rng.uniform(x0 + bw * .15, x1 - bw * .15), rng.uniform(y0 + bh * .2, y1 - bh * .2)
+            r = s * 0.05
+            d.ellipse([px - r, py - r, px + r, py + r], fill=patch)
+    elif look["pattern"] == 2:  # stripes
+        for x in (x0 + bw * i / 5 for i in range(1, 5)):
+            d.line([x, y0 + bh * .1, x, y1 - bh * .1], fill=patch, width=max(2, int(s * .03)))
+    elif look["pattern"] == 3:  # saddle
+        d.ellipse([cx - bw * .3, y0, cx + bw * .3, cy], fill=patch)
+
+# %% ../nbs/01_data.ipynb #790e4aa1
+def _draw_head(d: ImageDraw.ImageDraw, look: dict, body: list, s: float, coat: tuple):
+    "Head, ears (pointed, floppy or square), eye and nose at the front of the `body` box; `s`: the dog's size."
+    hr = s * 0.22
+    hx, hy = body[2] - hr * 0.3, body[1] - hr * 0.2
+    ears = [[(hx - hr * .7, hy - hr * .5), (hx - hr * .2, hy - hr * 1.5), (hx, hy - hr * .6)],   # pointed
+            [hx - hr * 1.2, hy - hr * .4, hx - hr * 1.2 + s * 0.14, hy + hr * 1.1],              # floppy
+            [hx - hr * .6, hy - hr * 1.3, hx - hr * .2, hy - hr * .5]]                           # square
+    draw_ear = [d.polygon, d.ellipse, d.rectangle][min(look["ears"], 2)]
+    draw_ear(ears[min(look["ears"], 2)], fill=look["patch"])
+    d.ellipse([hx - hr, hy - hr, hx + hr, hy + hr], fill=coat)
+    d.ellipse([hx + hr * .2, hy - hr * .3, hx + hr * .4, hy - hr * .1], fill=(20, 20, 20))  # eye
+    d.ellipse([hx + hr * .8, hy, hx + hr * 1.1, hy + hr * .3], fill=(10, 10, 10))           # nose
+
+# %% ../nbs/01_data.ipynb #f507fc7f
 def draw_sample_dog(breed: str, rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     "One synthetic photo of `breed`: a cartoon dog with the breed's look on a random background."
     look, (w, h) = _breed_look(breed), size
@@ -72,24 +102,8 @@ def draw_sample_dog(breed: str, rng: np.random.Generator, size: tuple[int, int])
     for x in (body[0] + bw * 0.1, body[2] - bw * 0.2):  # legs
         d.rectangle([x, cy, x + bw * 0.1, cy + bh / 2 + s * 0.25], fill=coat)
     d.ellipse(body, fill=coat)
-    if look["pattern"] == 1:   # spots
-        for _ in range(6):
-            px, py = rng.uniform(body[0] + bw * .15, body[2] - bw * .15), rng.uniform(body[1] + bh * .2, body[3] - bh * .2)
-            r = s * 0.05; d.ellipse([px - r, py - r, px + r, py + r], fill=look["patch"])
-    elif look["pattern"] == 2:  # stripes
-        for i in range(1, 5):
-            x = body[0] + bw * i / 5; d.line([x, body[1] + bh * .1, x, body[3] - bh * .1], fill=look["patch"], width=max(2, int(s * .03)))
-    elif look["pattern"] == 3:  # saddle
-        d.ellipse([cx - bw * .3, body[1], cx + bw * .3, cy], fill=look["patch"])
-    hr = s * 0.22
-    hx, hy = body[2] - hr * 0.3, body[1] - hr * 0.2
-    ear = s * 0.14
-    if look["ears"] == 0:   d.polygon([(hx - hr * .7, hy - hr * .5), (hx - hr * .2, hy - hr * 1.5), (hx, hy - hr * .6)], fill=look["patch"])
-    elif look["ears"] == 1: d.ellipse([hx - hr * 1.2, hy - hr * .4, hx - hr * 1.2 + ear, hy + hr * 1.1], fill=look["patch"])
-    else:                   d.rectangle([hx - hr * .6, hy - hr * 1.3, hx - hr * .2, hy - hr * .5], fill=look["patch"])
-    d.ellipse([hx - hr, hy - hr, hx + hr, hy + hr], fill=coat)
-    d.ellipse([hx + hr * .2, hy - hr * .3, hx + hr * .4, hy - hr * .1], fill=(20, 20, 20))  # eye
-    d.ellipse([hx + hr * .8, hy, hx + hr * 1.1, hy + hr * .3], fill=(10, 10, 10))           # nose
+    _draw_coat(d, look, body, s, rng)
+    _draw_head(d, look, body, s, coat)
     if rng.random() < 0.5: img = img.transpose(Image.FLIP_LEFT_RIGHT)
     img = img.rotate(float(rng.uniform(-12, 12)), resample=Image.BILINEAR, fillcolor=bg)
     arr = np.asarray(img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.2)))), dtype=np.int16)
@@ -106,9 +120,12 @@ def make_sample_dataset(out_dir: str | Path, # folder to write the Kaggle layout
     manifest = dict(kind="dog_breed_classifier synthetic sample", breeds=list(settings.breeds),
                     images_per_breed=settings.images_per_breed, image_size=settings.image_size, seed=settings.seed)
     if (out_dir/"sample.json").is_file() and json.loads((out_dir/"sample.json").read_text()) == manifest: return out_dir
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir/"sample.json").is_file():   # never replace someone's photos
-        raise DogBreedError(f"{out_dir} exists and does not hold a sample dataset; the sample source draws into data.path, "
-                            f"so point data.path at an empty folder (default data/raw/sample) or choose another data.source")
+    # never replace someone's photos
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir/"sample.json").is_file():
+        raise DogBreedError(
+            f"{out_dir} exists and does not hold a sample dataset; the sample source draws into data.path, "
+            f"so point data.path at an empty folder (default data/raw/sample) or choose another data.source"
+        )
     breed_vocab().resolve(settings.breeds, "breed names in data.sample.breeds")
     with atomic_folder(out_dir) as tmp:
         (tmp/"train").mkdir()
@@ -128,53 +145,68 @@ def make_sample_dataset(out_dir: str | Path, # folder to write the Kaggle layout
 # %% ../nbs/01_data.ipynb #735899c4
 USER_AGENT = "dog_breed_classifier (+https://github.com/dog-breed-classifier/dog_breed_classifier)"
 
+def _stream(req: urllib.request.Request, part: Path, timeout: float, progress: bool, what: str) -> int | None:
+    "Write the response to `req` into `part` with a progress bar; the size the server announced (None if it did not)."
+    with urllib.request.urlopen(req, timeout=timeout) as r, open(part, "wb") as f:
+        total = int(r.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {what}", disable=not progress) as bar:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+                bar.update(len(chunk))
+    return total
+
+# %% ../nbs/01_data.ipynb #ef587dd8
 def download_file(url: str, dest: str | Path, # where to save it (parents are created)
                   auth: tuple[str, str] | None = None, # HTTP basic auth (user, key)
                   progress: bool = True, timeout: float = 60) -> Path:
     "Stream `url` to `dest`, atomically; a `DogBreedError` that says what went wrong on failure."
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if auth: req.add_header("Authorization", "Basic " + b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r, open(part, "wb") as f:
-            total = int(r.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}", disable=not progress) as bar:
-                while chunk := r.read(1 << 20):
-                    f.write(chunk); bar.update(len(chunk))
+        total = _stream(req, part, timeout, progress, dest.name)
         if total is not None and part.stat().st_size != total:
-            raise DogBreedError(f"download of {url} stopped after {part.stat().st_size:,} of {total:,} bytes; run again")
+            raise DogBreedError(f"download of {url} stopped at {part.stat().st_size:,} of {total:,} bytes; run again")
         os.replace(part, dest)
     except urllib.error.HTTPError as e:
         part.unlink(missing_ok=True)
-        if e.code in (401, 403): raise DogBreedError(f"{url}: access refused (HTTP {e.code}); check the credentials and that you accepted the dataset's terms") from None
+        if e.code in (401, 403): raise DogBreedError(f"{url}: access refused (HTTP {e.code}); check the credentials "
+                                                     "and that you accepted the dataset's terms") from None
         raise DogBreedError(f"{url}: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
         part.unlink(missing_ok=True)
-        reason = getattr(e, "reason", e)
-        raise DogBreedError(f"cannot download {url} ({reason}); check the network, or download it by hand into data.path") from None
+        raise DogBreedError(f"cannot download {url} ({getattr(e, 'reason', e)}); check the network, or download it "
+                            "by hand into data.path") from None
     except http.client.HTTPException as e:
         part.unlink(missing_ok=True)
         raise DogBreedError(f"download of {url} was interrupted ({type(e).__name__}); run again") from None
     except BaseException:
-        part.unlink(missing_ok=True); raise
+        part.unlink(missing_ok=True)
+        raise
     return dest
 
 # %% ../nbs/01_data.ipynb #ce6d952a
 def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     "Extract a .tar(.gz) or .zip into `dest`, refusing members that would land outside it."
-    archive, dest = Path(archive), Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
             for m in z.namelist():
                 target = (root/m).resolve()
-                if not target.is_relative_to(root): raise DogBreedError(f"{archive}: unsafe member {m!r} would be written outside {dest}; not extracting")
+                if not target.is_relative_to(root):
+                    raise DogBreedError(
+                        f"{archive}: unsafe member {m!r} would be written outside {dest}; not extracting"
+                    )
             z.extractall(root)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as t:
             try: t.extractall(root, filter="data")
-            except tarfile.FilterError as e: raise DogBreedError(f"{archive}: unsafe member ({e}); not extracting") from None
+            except tarfile.FilterError as e:
+                raise DogBreedError(f"{archive}: unsafe member ({e}); not extracting") from None
     else: raise DogBreedError(f"{archive}: not a zip or tar archive")
     return dest
 
@@ -183,15 +215,19 @@ STANFORD_DOGS_URL = "http://vision.stanford.edu/aditya86/ImageNetDogs"
 KAGGLE_API = "https://www.kaggle.com/api/v1"
 KAGGLE_COMPETITION = "dog-breed-identification"
 
-def download_stanford_dogs(dest: str | Path, annotations: bool = False, base_url: str | None = None, progress: bool = True) -> Path:
+def download_stanford_dogs(dest: str | Path, annotations: bool = False, base_url: str | None = None,
+                           progress: bool = True) -> Path:
     "Download and extract Stanford Dogs (`Images/`, and `Annotation/` if asked) into `dest`."
     base_url = (base_url or os.environ.get("DOG_BREED_STANFORD_URL") or STANFORD_DOGS_URL).rstrip("/")
-    dest = Path(dest); tmp = temporary_sibling(dest)
+    dest = Path(dest)
+    tmp = temporary_sibling(dest)
     try:
         for name in ["images.tar"] + (["annotation.tar"] if annotations else []):
             archive = download_file(f"{base_url}/{name}", tmp.with_name(tmp.name + "-" + name), progress=progress)
-            extract_archive(archive, tmp); archive.unlink()
-        if not (tmp/"Images").is_dir(): raise DogBreedError(f"{base_url}/images.tar has no Images/ folder; is this the Stanford Dogs archive?")
+            extract_archive(archive, tmp)
+            archive.unlink()
+        if not (tmp/"Images").is_dir():
+            raise DogBreedError(f"{base_url}/images.tar has no Images/ folder; is this the Stanford Dogs archive?")
         publish_atomically(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -205,8 +241,13 @@ def kaggle_credentials() -> tuple[str, str]:
         return os.environ["KAGGLE_USERNAME"], os.environ["KAGGLE_KEY"]
     cfg = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home()/".kaggle"))/"kaggle.json"
     if cfg.is_file():
-        try: d = json.loads(cfg.read_text()); return d["username"], d["key"]
-        except (ValueError, KeyError): raise DogBreedError(f"{cfg} must be JSON with 'username' and 'key' (download it from your Kaggle account page)") from None
+        try:
+            d = json.loads(cfg.read_text())
+            return d["username"], d["key"]
+        except (ValueError, KeyError):
+            raise DogBreedError(
+                f"{cfg} must be JSON with 'username' and 'key' (download it from your Kaggle account page)"
+            ) from None
     raise DogBreedError("no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY, or put kaggle.json in ~/.kaggle/")
 
 # %% ../nbs/01_data.ipynb #d00e341c
@@ -215,16 +256,20 @@ def download_kaggle_competition(dest: str | Path, competition: str = KAGGLE_COMP
     "Download and extract a Kaggle competition's files (e.g. `labels.csv` + `train/`) into `dest`."
     api = (api or os.environ.get("DOG_BREED_KAGGLE_API") or KAGGLE_API).rstrip("/")
     credentials = credentials or kaggle_credentials()
-    dest = Path(dest); tmp = temporary_sibling(dest)
+    dest = Path(dest)
+    tmp = temporary_sibling(dest)
     archive = dest.with_name(f".{dest.name}-{competition}.zip")
     try:
-        download_file(f"{api}/competitions/data/download-all/{competition}", archive, auth=credentials, progress=progress)
+        download_file(f"{api}/competitions/data/download-all/{competition}", archive, auth=credentials,
+                      progress=progress)
         extract_archive(archive, tmp)
         for inner in list(tmp.glob("*.zip")):   # older competitions nest train.zip etc.
-            extract_archive(inner, tmp); inner.unlink()
+            extract_archive(inner, tmp)
+            inner.unlink()
         publish_atomically(tmp, dest)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True); archive.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        archive.unlink(missing_ok=True)
     return dest
 
 # %% ../nbs/01_data.ipynb #01d1df33
@@ -245,10 +290,14 @@ def _visible(p: Path) -> bool: return not any(part.startswith(".") for part in p
 def kaggle_items(path: Path) -> list[SourceItem]:
     "Kaggle layout: `labels.csv` (id,breed) and `train/<id>.jpg`."
     f = path/"labels.csv"
-    if not f.is_file(): raise DogBreedError(f"{path} has no labels.csv; the kaggle source expects labels.csv (id,breed) and train/<id>.jpg")
+    if not f.is_file():
+        raise DogBreedError(
+            f"{path} has no labels.csv; the kaggle source expects labels.csv (id,breed) and train/<id>.jpg"
+        )
     try: labels = pd.read_csv(f, dtype=str)
     except Exception as e: raise DogBreedError(f"{f} cannot be read as CSV ({e})") from None
-    if not {"id", "breed"} <= set(labels.columns): raise DogBreedError(f"{f} must have the columns id,breed; it has {', '.join(labels.columns)}")
+    if not {"id", "breed"} <= set(labels.columns):
+        raise DogBreedError(f"{f} must have the columns id,breed; it has {', '.join(labels.columns)}")
     labels = labels.dropna(subset=["id", "breed"])
     return [SourceItem(path/"train"/f"{i}.jpg", b) for i, b in zip(labels.id, labels.breed)]
 
@@ -267,10 +316,18 @@ def _stanford_box(annotation: Path) -> tuple[int, int, int, int] | None:
 def stanford_items(path: Path, crop_to_boxes: bool = False) -> list[SourceItem]:
     "Stanford layout: `Images/<synset>-<Breed>/*.jpg`, boxes from `Annotation/<synset>-<Breed>/<stem>`."
     images = path/"Images" if (path/"Images").is_dir() else path
-    folders = sorted(p for p in images.iterdir() if p.is_dir() and _visible(p.relative_to(images))) if images.is_dir() else []
-    if not folders: raise DogBreedError(f"{path} has no Images/<synset>-<Breed>/ folders; the stanford source expects the Stanford Dogs layout")
+    folders = (
+        sorted(p for p in images.iterdir() if p.is_dir() and _visible(p.relative_to(images))) if images.is_dir() else []
+    )
+    if not folders:
+        raise DogBreedError(
+            f"{path} has no Images/<synset>-<Breed>/ folders; the stanford source expects the Stanford Dogs layout"
+        )
     if crop_to_boxes and not (path/"Annotation").is_dir():
-        raise DogBreedError(f"data.crop_to_boxes is true but {path/'Annotation'} does not exist; extract annotation.tar there or set it to false")
+        raise DogBreedError(
+            f"data.crop_to_boxes is true but {path / 'Annotation'} does not exist; extract annotation.tar there or "
+            f"set it to false"
+        )
     items = []
     for folder in folders:
         for f in sorted(folder.iterdir()):
@@ -288,13 +345,15 @@ def folder_items(path: Path) -> list[SourceItem]:
             if f.is_file() and _visible(f.relative_to(folder))]
 
 # %% ../nbs/01_data.ipynb #54d55cde
-def list_source(settings: DataSettings, root: Path | None = None, progress: bool = True) -> tuple[Path, list[SourceItem]]:
+def list_source(settings: DataSettings, root: Path | None = None,
+                progress: bool = True) -> tuple[Path, list[SourceItem]]:
     "The source folder and its items, for `data.source`/`data.path`."
     paths = ProjectPaths.of(root)
     path = paths.resolve(settings.path)
     if settings.source == "sample": make_sample_dataset(path, settings.sample, progress=progress)
     elif not path.exists() and settings.download:
-        if settings.source == "stanford": download_stanford_dogs(path, annotations=settings.crop_to_boxes, progress=progress)
+        if settings.source == "stanford":
+            download_stanford_dogs(path, annotations=settings.crop_to_boxes, progress=progress)
         elif settings.source == "kaggle": download_kaggle_competition(path, progress=progress)
     if not path.is_dir():
         fetch = " or set data.download: true to fetch it" if settings.source in ("stanford", "kaggle") else ""
@@ -304,7 +363,8 @@ def list_source(settings: DataSettings, root: Path | None = None, progress: bool
     reader = dict(sample=kaggle_items, kaggle=kaggle_items, folder=folder_items,
                   stanford=lambda p: stanford_items(p, settings.crop_to_boxes))[settings.source]
     items = reader(path)
-    if not items: raise DogBreedError(f"no photos found under {path} for the {settings.source} source; the dataset is empty")
+    if not items:
+        raise DogBreedError(f"no photos found under {path} for the {settings.source} source; the dataset is empty")
     return path, items
 
 # %% ../nbs/01_data.ipynb #6cfb0ded
@@ -314,8 +374,10 @@ def extra_items(settings: DataSettings, root: Path | None = None) -> list[Source
     for p in settings.extra_paths:
         path = paths.resolve(p)
         if not path.is_dir():
-            raise DogBreedError(f"data.extra_paths: {p!r} is not a folder ({path}); create it (`dog-breed harvest --out {p}` "
-                                f"writes one) or remove it from data.extra_paths")
+            raise DogBreedError(
+                f"data.extra_paths: {p!r} is not a folder ({path}); create it (`dog-breed harvest --out {p}` "
+                f"writes one) or remove it from data.extra_paths"
+            )
         if any(f.is_dir() and _visible(Path(f.name)) for f in path.iterdir()):
             items += [dataclasses.replace(it, train_only=True) for it in folder_items(path)]
     return items
@@ -337,7 +399,8 @@ def _prepare_one(job: _Job) -> dict:
     try:
         try: data = Path(job.path).read_bytes()
         except FileNotFoundError: raise ImageDecodeError("missing_file", f"{job.path}: file not found") from None
-        except OSError as e: raise ImageDecodeError("unreadable", f"{job.path}: cannot be read ({e.strerror})") from None
+        except OSError as e:
+            raise ImageDecodeError("unreadable", f"{job.path}: cannot be read ({e.strerror})") from None
         sha = hashlib.sha256(data).hexdigest()
         decoded = decode_image(data, max_pixels=job.max_pixels, min_side=job.min_side, name=job.path,
                                draft_size=None if job.box else job.image_size)
@@ -345,7 +408,9 @@ def _prepare_one(job: _Job) -> dict:
         if job.box:
             l, t, r, b = job.box
             l, t, r, b = max(0, l), max(0, t), min(img.width, r), min(img.height, b)
-            if r - l >= job.min_side and b - t >= job.min_side: img = img.crop((l, t, r, b)); notes.append("cropped to box")
+            if r - l >= job.min_side and b - t >= job.min_side:
+                img = img.crop((l, t, r, b))
+                notes.append("cropped to box")
             else: notes.append("box ignored (outside the image or too small)")
         size_as_sent = img.size if job.box else decoded.size_as_sent
         if min(img.size) > job.image_size: img = resize_shorter_side(img, job.image_size)
@@ -391,15 +456,20 @@ class PrepareReport:
     labels: pd.DataFrame
     quarantine: pd.DataFrame
     summary: dict
-    seconds: float | None = None   # wall time of the run that produced it (kept out of the outputs: they are deterministic)
+    # wall time of the run that produced it (kept out of the outputs: they are deterministic)
+    seconds: float | None = None
     def __repr__(self):
         s = self.summary
-        lines = [f"prepared {s['images']['used']} photos of {s['breeds']} breeds from {s['source']} into {self.out_dir}",
-                 "  split: " + ", ".join(f"{k} {v}" for k, v in s["split"].items()),
-                 f"  quarantined {s['images']['quarantined']}: " + (", ".join(f"{k} {v}" for k, v in s["quarantine_reasons"].items()) or "none"),
-                 f"  duplicates dropped: {s['images']['duplicates']}",
-                 "  converted: " + (", ".join(f"{k} {v}" for k, v in s["conversions"].items()) or "none")]
-        if s["images"].get("extra_training"): lines.append(f"  training only (data.extra_paths): {s['images']['extra_training']}")
+        lines = [
+            f"prepared {s['images']['used']} photos of {s['breeds']} breeds from {s['source']} into {self.out_dir}",
+            "  split: " + ", ".join(f"{k} {v}" for k, v in s["split"].items()),
+            f"  quarantined {s['images']['quarantined']}: "
+            + (", ".join(f"{k} {v}" for k, v in s["quarantine_reasons"].items()) or "none"),
+            f"  duplicates dropped: {s['images']['duplicates']}",
+            "  converted: " + (", ".join(f"{k} {v}" for k, v in s["conversions"].items()) or "none"),
+        ]
+        if s["images"].get("extra_training"):
+            lines.append(f"  training only (data.extra_paths): {s['images']['extra_training']}")
         if s["variants"]: lines.append(f"  augmented variants: {s['variants']}")
         lines += [f"  warning: {w}" for w in s["warnings"]]
         if self.seconds: lines.append(f"  {self.seconds:.1f} s, {s['images']['found'] / self.seconds:.0f} photos/s")
@@ -425,7 +495,9 @@ def _note_kind(note: str) -> str:
 # %% ../nbs/01_data.ipynb #0b1dcfe0
 def _pid_alive(pid: int) -> bool:
     if os.name == "nt": return True   # signal 0 would terminate the process on Windows: assume alive, leave its folder
-    try: os.kill(pid, 0); return True
+    try:
+        os.kill(pid, 0)
+        return True
     except ProcessLookupError: return False
     except PermissionError: return True
 
@@ -434,7 +506,9 @@ def _clean_stale(dest: Path):
     "Remove what killed runs left beside `dest`, restoring `dest` if a run died mid-swap."
     if not dest.parent.exists(): return
     olds = sorted(dest.parent.glob(f".{dest.name}.old-*"))
-    if not dest.exists() and olds: os.replace(olds[-1], dest); olds = olds[:-1]
+    if not dest.exists() and olds:
+        os.replace(olds[-1], dest)
+        olds = olds[:-1]
     for p in [*olds, *dest.parent.glob(f".{dest.name}.tmp-*")]:
         pid = p.name.rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)): continue  # another run's work
@@ -444,7 +518,8 @@ def _clean_stale(dest: Path):
 def _extra_refusal(breed: str, sha: str, labels_of: dict, source_breeds: set) -> tuple[str, str] | None:
     "Why a training-only photo is set aside: its breed is not the source's, or it is one of the source's photos."
     if breed not in source_breeds: return "breed_not_in_source", f"{breed} is not a breed of the source"
-    if sha in labels_of: return "duplicate", f"the same photo is in the source, labelled {' and '.join(sorted(labels_of[sha]))}"
+    if sha in labels_of:
+        return "duplicate", f"the same photo is in the source, labelled {' and '.join(sorted(labels_of[sha]))}"
     return None
 
 # %% ../nbs/01_data.ipynb #7e5a2750
@@ -456,55 +531,67 @@ def _labelled_rows(items: list, results: list, breeds: dict, rel: Callable) -> t
         if "sha256" in r and not it.train_only: labels_of.setdefault(r["sha256"], set()).add(breeds[it.label].name)
     first_of, source_breeds = {}, set().union(*labels_of.values())
     for it, r in zip(items, results):
-        if "reason" in r: quarantine.append(dict(path=rel(it.path), reason=r["reason"], message=r["message"])); continue
+        if "reason" in r:
+            quarantine.append(dict(path=rel(it.path), reason=r["reason"], message=r["message"]))
+            continue
         breed, sha = breeds[it.label].name, r["sha256"]
         if it.train_only and (refused := _extra_refusal(breed, sha, labels_of, source_breeds)):
-            quarantine.append(dict(path=rel(it.path), reason=refused[0], message=refused[1])); continue
+            quarantine.append(dict(path=rel(it.path), reason=refused[0], message=refused[1]))
+            continue
         if len(labels_of.get(sha, ())) > 1:
             quarantine.append(dict(path=rel(it.path), reason="conflicting_labels",
                                    message=f"the same photo is labelled {' and '.join(sorted(labels_of[sha]))}"))
             continue
         if sha in first_of:
-            quarantine.append(dict(path=rel(it.path), reason="duplicate", message=f"same bytes as {first_of[sha]}")); continue
+            quarantine.append(dict(path=rel(it.path), reason="duplicate", message=f"same bytes as {first_of[sha]}"))
+            continue
         first_of[sha] = rel(it.path)
-        rows.append(dict(breed=breed, source=rel(it.path), sha256=sha, width=r["width"], height=r["height"], train_only=it.train_only,
-                         notes="; ".join(r["notes"]), **stat_columns(r["stats"])))
+        rows.append(
+            dict(breed=breed, source=rel(it.path), sha256=sha, width=r["width"], height=r["height"],
+                 train_only=it.train_only, notes="; ".join(r["notes"]), **stat_columns(r["stats"]))
+        )
     return rows, quarantine
 
 # %% ../nbs/01_data.ipynb #e927dec1
+def _place_photos(tmp: Path, df: pd.DataFrame, staging: Path, s) -> pd.DataFrame:
+    "Split the checked photos (the source's own only; extra ones train) and move each to `<split>/<breed>/`."
+    own = ~df.train_only   # the split of the source's photos does not depend on the extra ones
+    df["split"] = "train"
+    df.loc[own, "split"] = stratified_split(df[own], s.valid_pct, s.test_pct, s.seed)
+    df["variant"] = ""
+    df["path"] = [f"{sp}/{b}/{h[:16]}.jpg" for sp, b, h in zip(df.split, df.breed, df.sha256)]
+    for folder in {p.rsplit("/", 1)[0] for p in df.path}: (tmp/folder).mkdir(parents=True, exist_ok=True)
+    for p, h in zip(df.path, df.sha256): os.replace(staging/f"{h[:16]}.jpg", tmp/p)
+    shutil.rmtree(staging)
+    return df
+
+# %% ../nbs/01_data.ipynb #f555c58e
 def prepare_dataset(params: Params, # settings (see `load_params`)
                     root: str | Path | None = None, # project root (default: found from the working directory)
                     out_dir: str | Path | None = None, # default: data/processed under the root
                     expand: Callable | None = None, # hook for offline augmentation (see above)
                     progress: bool = True) -> PrepareReport:
     "Validate, convert, deduplicate, split and store the photos of `params.data`'s source."
-    t0 = time.perf_counter()
-    s = params.data
-    paths = ProjectPaths.of(root)
+    t0, s, paths = time.perf_counter(), params.data, ProjectPaths.of(root)
     out_dir = Path(out_dir).resolve() if out_dir else paths.processed
     source_dir, items = list_source(s, paths.root, progress=progress)
     items += extra_items(s, paths.root)   # after the source's own: a copy of a source photo is the duplicate
-    vocab = breed_vocab()
-    breeds = vocab.resolve([it.label for it in items], f"breed names in {source_dir}")
+    breeds = breed_vocab().resolve([it.label for it in items], f"breed names in {source_dir}")
     _clean_stale(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_folder(out_dir) as tmp:
-        staging = tmp/".staging"; staging.mkdir()
-        jobs = [_Job(i, str(it.path), it.box, s.image_size, s.min_side, s.max_pixels, str(staging)) for i, it in enumerate(items)]
+        staging = tmp/".staging"
+        staging.mkdir()
+        jobs = [_Job(index=i, path=str(it.path), box=it.box, image_size=s.image_size, min_side=s.min_side,
+                     max_pixels=s.max_pixels, staging=str(staging)) for i, it in enumerate(items)]
         results = run_in_processes(jobs, _prepare_one, s.workers, progress, "checking photos")
         rows, quarantine = _labelled_rows(items, sorted(results, key=lambda r: r["index"]), breeds,
                                           lambda p: os.path.relpath(p, source_dir))
         if not rows:
+            reasons = pd.Series([q["reason"] for q in quarantine]).value_counts().to_dict()
             raise DogBreedError(f"none of the {len(items)} files under {source_dir} is a usable photo "
-                                f"(reasons: {pd.Series([q['reason'] for q in quarantine]).value_counts().to_dict()}); nothing was written")
-        df = pd.DataFrame(rows)
-        own = ~df.train_only   # the split of the source's photos does not depend on the extra ones
-        df["split"] = "train"; df.loc[own, "split"] = stratified_split(df[own], s.valid_pct, s.test_pct, s.seed)
-        df["variant"] = ""
-        df["path"] = [f"{sp}/{b}/{h[:16]}.jpg" for sp, b, h in zip(df.split, df.breed, df.sha256)]
-        for folder in {p.rsplit("/", 1)[0] for p in df.path}: (tmp/folder).mkdir(parents=True, exist_ok=True)
-        for p, h in zip(df.path, df.sha256): os.replace(staging/f"{h[:16]}.jpg", tmp/p)
-        shutil.rmtree(staging)
+                                f"(reasons: {reasons}); nothing was written")
+        df = _place_photos(tmp, pd.DataFrame(rows), staging, s)
         variants = expand(tmp, df[df.split == "train"], progress) if expand else None
         labels = pd.concat([df, variants], ignore_index=True) if variants is not None and len(variants) else df
         _write_outputs(tmp, labels, pd.DataFrame(quarantine, columns=["path", "reason", "message"]), s, items)
@@ -519,10 +606,16 @@ def _write_outputs(tmp: Path, labels: pd.DataFrame, quarantine: pd.DataFrame, s:
     originals = labels[labels.variant == ""]
     labels[LABEL_COLUMNS].to_csv(tmp/"labels.csv", index=False)
     stats = originals[["path", "breed", "split", *STAT_COLUMNS]]
-    stats.rename(columns=lambda c: c.removeprefix("stat_")).to_csv(tmp/"reference_stats.csv", index=False, float_format="%.5g")
+    stats.rename(columns=lambda c: c.removeprefix("stat_")).to_csv(tmp / "reference_stats.csv", index=False,
+                                                                   float_format="%.5g")
     quarantine.to_csv(tmp/"quarantine.csv", index=False)
     vocab = breed_vocab()
-    counts = originals.groupby(["breed", "split"]).size().unstack(fill_value=0).reindex(columns=["train", "valid", "test"], fill_value=0)
+    counts = (
+        originals.groupby(["breed", "split"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(columns=["train", "valid", "test"], fill_value=0)
+    )
     pd.DataFrame([dict(name=b, display_name=vocab[b].display_name, synset=vocab[b].synset,
                        imagenet_index=vocab[b].imagenet_index, **counts.loc[b].to_dict()) for b in counts.index]
                  ).to_csv(tmp/"breeds.csv", index=False)
@@ -545,6 +638,8 @@ def _write_outputs(tmp: Path, labels: pd.DataFrame, quarantine: pd.DataFrame, s:
 def load_report(out_dir: str | Path) -> PrepareReport:
     "The `PrepareReport` of a prepared dataset folder."
     out_dir = Path(out_dir)
-    if not (out_dir/"summary.json").is_file(): raise DogBreedError(f"{out_dir} is not a prepared dataset; run `dog-breed prepare` (or `dvc repro`) first")
-    return PrepareReport(out_dir, pd.read_csv(out_dir/"labels.csv", keep_default_na=False),
-                         pd.read_csv(out_dir/"quarantine.csv", keep_default_na=False), json.loads((out_dir/"summary.json").read_text()))
+    if not (out_dir/"summary.json").is_file():
+        raise DogBreedError(f"{out_dir} is not a prepared dataset; run `dog-breed prepare` (or `dvc repro`) first")
+    return PrepareReport(out_dir=out_dir, labels=pd.read_csv(out_dir / "labels.csv", keep_default_na=False),
+                         quarantine=pd.read_csv(out_dir / "quarantine.csv", keep_default_na=False),
+                         summary=json.loads((out_dir / "summary.json").read_text()))

@@ -7,9 +7,6 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/delivery.html.
 # %% ../nbs/12_delivery.ipynb #47fc5e01
 from __future__ import annotations
 
-import importlib.metadata
-import re
-import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -18,20 +15,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import dog_breed_classifier
-from .answers import model_card_markdown
-from .core import SERVING_FILES, DogBreedError, classification_metrics, find_project_root
+from .core import DogBreedError, GateSettings, Tolerances, classification_metrics
 from .data import load_report
-from .images import model_input
+from .images import model_batch
 from .inference import Predictor
 from .model_card import ModelCard, file_sha256, read_model_card
 from .non_dogs import synthetic_non_dogs
 
 # %% auto #0
-__all__ = ['SPLITS', 'FIGURES', 'SPACE_FRONT_MATTER', 'SPACE_README', 'SPACE_LOCK', 'SPACE_APP', 'Check', 'checks_markdown',
-           'DataReport', 'data_report', 'ModelScores', 'card_accuracy', 'model_inputs', 'score_model',
-           'alternating_speeds', 'ModelComparison', 'compare_models', 'ModelCheck', 'CheckSettings', 'integrity_check',
-           'check_model', 'space_requirements', 'lfs_patterns', 'build_space']
+__all__ = ['SPLITS', 'FIGURES', 'Check', 'checks_markdown', 'DataReport', 'data_report', 'ModelScores', 'card_accuracy',
+           'score_model', 'alternating_speeds', 'ModelComparison', 'compare_models', 'ModelCheck', 'integrity_check',
+           'check_model']
 
 # %% ../nbs/12_delivery.ipynb #a5754460
 @dataclass
@@ -41,7 +35,9 @@ class Check:
     ok: bool
     detail: str
 
-    def markdown(self) -> str: "One row of the checks table."; return f"| {'✅' if self.ok else '❌'} | {self.name} | {self.detail} |"
+    def markdown(self) -> str:
+        "One row of the checks table."
+        return f"| {'✅' if self.ok else '❌'} | {self.name} | {self.detail} |"
 
 def checks_markdown(checks: list[Check]) -> str:
     "The checks as a Markdown table."
@@ -59,7 +55,9 @@ class DataReport:
     checks: list[Check] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool: "Whether every check passed."; return all(c.ok for c in self.checks)
+    def ok(self) -> bool:
+        "Whether every check passed."
+        return all(c.ok for c in self.checks)
 
     def markdown(self) -> str:
         "The report as Markdown: the verdict, the counts, the checks table (a workflow's job summary)."
@@ -72,9 +70,11 @@ class DataReport:
                  "| split | photos | smallest breed | largest breed |", "| --- | --- | --- | --- |"]
         for split in SPLITS:
             col = c[split]
-            lines.append(f"| {split} | {int(col.sum())} | {col.idxmin()} ({int(col.min())}) | {col.idxmax()} ({int(col.max())}) |")
+            lines.append(f"| {split} | {int(col.sum())} | {col.idxmin()} ({int(col.min())}) | {col.idxmax()} "
+                         f"({int(col.max())}) |")
         if s["quarantine_reasons"]:
-            lines += ["", "Quarantined, by reason: " + ", ".join(f"{k} {v}" for k, v in s["quarantine_reasons"].items())]
+            lines += ["",
+                      "Quarantined, by reason: " + ", ".join(f"{k} {v}" for k, v in s["quarantine_reasons"].items())]
         return "\n".join(lines) + "\n"
 
     def __repr__(self): return self.markdown()
@@ -84,6 +84,19 @@ def _names(index, limit: int = 5) -> str:
     names = list(index)
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
+def _split_checks(originals: pd.DataFrame, counts: pd.DataFrame) -> list[Check]:
+    "Every breed in every split; no photo (by content hash) in two splits."
+    missing = counts[(counts == 0).any(axis=1)]
+    leaked = originals.groupby("sha256").split.nunique()
+    leaked = leaked[leaked > 1]
+    return [Check("every breed in every split", missing.empty, f"{len(counts)} breeds in train, valid and test"
+                  if missing.empty else f"breeds without photos in a split ({len(missing)}): "
+                  f"{_names(missing.index)}; add photos or lower data.valid_pct/test_pct"),
+            Check("no photo in two splits", leaked.empty, "every photo is in one split" if leaked.empty else
+                  f"photos in more than one split (same content hash): {len(leaked)}: the test figures would "
+                  "flatter the model")]
+
+# %% ../nbs/12_delivery.ipynb #c50727a7
 def data_report(data_dir: str | Path, # a folder `prepare` wrote (data/processed)
                 max_quarantine_share: float = 0.05, # at most this share of the found photos may be quarantined
                 max_imbalance: float = 3.0, # largest / smallest breed, in training photos
@@ -96,29 +109,19 @@ def data_report(data_dir: str | Path, # a folder `prepare` wrote (data/processed
     images = rep.summary["images"]
     share = images["quarantined"] / max(images["found"], 1)
     checks = [Check("quarantine", share <= max_quarantine_share,
-                    f"{images['quarantined']} of {images['found']} photos ({share:.1%}) set aside; "
-                    f"at most {max_quarantine_share:.0%} allowed" + ("" if share <= max_quarantine_share else
-                    " — see quarantine.csv for each file's reason"))]
+                    f"{images['quarantined']} of {images['found']} photos ({share:.1%}) set aside; at most "
+                    f"{max_quarantine_share:.0%} allowed" + ("" if share <= max_quarantine_share else
+                                                             " — see quarantine.csv for each file's reason"))]
     train = counts["train"]
     ratio = train.max() / max(train.min(), 1)
     checks.append(Check("class balance", bool(ratio <= max_imbalance),
                         f"largest / smallest breed in train: {train.idxmax()} {int(train.max())} / {train.idxmin()} "
                         f"{int(train.min())} = {ratio:.2f}× (at most {max_imbalance:g}×)"))
-    missing = counts[(counts == 0).any(axis=1)]
-    checks.append(Check("every breed in every split", missing.empty,
-                        f"{len(counts)} breeds in train, valid and test" if missing.empty else
-                        f"breeds without photos in a split ({len(missing)}): {_names(missing.index)}; add photos or lower "
-                        "data.valid_pct/test_pct"))
-    leaked = originals.groupby("sha256").split.nunique()
-    leaked = leaked[leaked > 1]
-    checks.append(Check("no photo in two splits", leaked.empty,
-                        "every photo is in one split" if leaked.empty else
-                        f"photos in more than one split (same content hash): {len(leaked)}: the test figures "
-                        "would flatter the model"))
-    return DataReport(Path(data_dir), rep.summary, counts, checks)
+    return DataReport(Path(data_dir), rep.summary, counts, checks + _split_checks(originals, counts))
 
 # %% ../nbs/12_delivery.ipynb #e3235ea7
-FIGURES = ("model_version", "breeds_known", "top1", "top5", "log_loss", "ece", "no_dog_caught", "dogs_rejected", "images_per_second")
+FIGURES = ("model_version", "breeds_known", "top1", "top5", "log_loss", "ece", "no_dog_caught", "dogs_rejected",
+           "images_per_second")
 
 # %% ../nbs/12_delivery.ipynb #e6722e30
 @dataclass
@@ -139,7 +142,8 @@ class ModelScores:
     per_breed: dict = field(default_factory=dict, repr=False)
 
     def figures(self) -> dict:
-        "The figures a registry version records (what `dog-breed models` shows): no folder, card claim or per-breed table."
+        """The figures a registry version records (what `dog-breed models` shows): no folder, card claim or per-breed
+        table."""
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items() if k in FIGURES}
 
 # %% ../nbs/12_delivery.ipynb #cf92ac2f
@@ -149,13 +153,6 @@ def card_accuracy(card: ModelCard) -> tuple[float | None, str | None]:
     if m is None or m.top1 is None: return None, None
     return m.top1, m.data_source if m.model is not None else "stanford"
 
-# %% ../nbs/12_delivery.ipynb #a92677ff
-def model_inputs(p: Predictor, # the model
-                 images: list, # decoded photos (PIL)
-                ) -> np.ndarray:
-    "`images` as `p`'s input batch: its size, centre crop and normalisation."
-    return np.stack([model_input(im, p.size, p.mean, p.std, p.crop_fraction) for im in images])
-
 # %% ../nbs/12_delivery.ipynb #31781d73
 def score_model(p: Predictor, # the model
                 photos: list, # decoded photos (PIL)
@@ -164,17 +161,22 @@ def score_model(p: Predictor, # the model
                 classes: list[str], # every breed of the comparison: the photos' and both models'
                ) -> ModelScores:
     "One model's accuracy, log loss, calibration, per-breed top-1 and no-dog rule on the photos."
-    probs, _, p_dog = p.run(model_inputs(p, photos))
+    probs, _, p_dog = p.run(model_batch(photos, p.spec))   # each model sees the photos its own way: size, crop
     wide = np.zeros((len(photos), len(classes)), np.float64)
     wide[:, [classes.index(c) for c in p.classes]] = probs
     m = classification_metrics(wide, np.array([classes.index(b) for b in breeds]), classes)
-    caught = float((p.run(model_inputs(p, non_dogs))[2] < p.no_dog_threshold).mean()) if p.no_dog_threshold > 0 else 0.0
-    return ModelScores(Path(p.model_dir), p.model_version, len(set(breeds) & set(p.classes)), m["top1"], m["top5"], m["log_loss"],
-                       m["ece"], caught, float((p_dog < p.no_dog_threshold).mean()), 0.0, *card_accuracy(p.card), m["per_breed"])
+    rule = p.no_dog_threshold
+    caught = float((p.run(model_batch(non_dogs, p.spec))[2] < rule).mean()) if rule > 0 else 0.0
+    card_top1, card_source = card_accuracy(p.card)
+    return ModelScores(model_dir=Path(p.model_dir), model_version=p.model_version,
+                       breeds_known=len(set(breeds) & set(p.classes)), top1=m["top1"], top5=m["top5"],
+                       log_loss=m["log_loss"], ece=m["ece"], no_dog_caught=caught,
+                       dogs_rejected=float((p_dog < rule).mean()), card_top1=card_top1, card_source=card_source,
+                       per_breed=m["per_breed"])
 
 # %% ../nbs/12_delivery.ipynb #4235e226
 def alternating_speeds(predictors: list, # the models to time
-                       batches: list[list[np.ndarray]], # each predictor's input batches (the same photos, its own input size)
+                       batches: list[list[np.ndarray]], # each one's input batches (the same photos, its own input size)
                        rounds: int) -> list[float]:
     "Median images/s of each predictor over `rounds` passes, the predictors alternating within each pass."
     seconds = [[] for _ in predictors]
@@ -202,9 +204,12 @@ class ModelComparison:
         "Both models side by side, as Markdown."
         fmt = lambda v: "–" if v is None else f"{v:.3f}"
         rows = [("candidate", self.candidate)] + ([("served", self.served)] if self.served else [])
-        lines = [f"{self.photos} {self.split} photos from `{self.data_source}`.", "",
-                 "| model | version | top-1 | top-5 | log loss | ECE | no-dog caught | images/s | card top-1 (source) |",
-                 "| --- " * 9 + "|"]
+        lines = [
+            f"{self.photos} {self.split} photos from `{self.data_source}`.",
+            "",
+            "| model | version | top-1 | top-5 | log loss | ECE | no-dog caught | images/s | card top-1 (source) |",
+            "| --- " * 9 + "|",
+        ]
         lines += [f"| {name} | `{m.model_version}` | {m.top1:.3f} | {m.top5:.3f} | {m.log_loss:.3f} | {m.ece:.3f} | "
                   f"{m.no_dog_caught:.0%} | {m.images_per_second:.1f} | {fmt(m.card_top1)} ({m.card_source or '–'}) |"
                   for name, m in rows]
@@ -228,14 +233,19 @@ def compare_models(candidate_dir: str | Path, # the candidate serving folder (mo
     rep = load_report(data_dir)
     rows = rep.labels[(rep.labels.split == split) & (rep.labels.variant == "")]
     if rows.empty: raise DogBreedError(f"{data_dir} has no {split} photos to compare the models on")
-    models = [Predictor(candidate_dir, backend=backend)] + ([Predictor(served_dir, backend=backend)] if served_dir else [])
+    models = [Predictor(candidate_dir, backend=backend)] + (
+        [Predictor(served_dir, backend=backend)] if served_dir else []
+    )
     photos = [models[0].decode(data_dir/p).image for p in rows.path]
     non_dogs = [im for ims in synthetic_non_dogs(np.random.default_rng(0), n_each=8).values() for im in ims]
     classes = sorted(set(rows.breed).union(*(m.classes for m in models)))
     scored = [score_model(m, photos, list(rows.breed), non_dogs, classes) for m in models]
-    batches = [[model_inputs(m, photos[i:i + 16]) for i in range(0, min(len(photos), timed_photos), 16)] for m in models]
+    batches = [
+        [model_batch(photos[i : i + 16], m.spec) for i in range(0, min(len(photos), timed_photos), 16)] for m in models
+    ]
     for s, speed in zip(scored, alternating_speeds(models, batches, rounds)): s.images_per_second = speed
-    return ModelComparison(scored[0], scored[1] if served_dir else None, len(rows), rep.summary["source"], split, Counter(rows.breed))
+    return ModelComparison(candidate=scored[0], served=scored[1] if served_dir else None, photos=len(rows),
+                           data_source=rep.summary["source"], split=split, breed_photos=Counter(rows.breed))
 
 # %% ../nbs/12_delivery.ipynb #94e83c46
 @dataclass
@@ -245,9 +255,13 @@ class ModelCheck:
     checks: list[Check] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool: "Whether every check passed."; return all(c.ok for c in self.checks)
+    def ok(self) -> bool:
+        "Whether every check passed."
+        return all(c.ok for c in self.checks)
 
-    def heading(self) -> str: "The report's title and verdict."; return f"Model check: {'passed' if self.ok else 'FAILED'}"
+    def heading(self) -> str:
+        "The report's title and verdict."
+        return f"Model check: {'passed' if self.ok else 'FAILED'}"
 
     def markdown(self, level: int = 2, # the title's heading level (0: bold text, as a notebook shows it)
                 ) -> str:
@@ -257,13 +271,6 @@ class ModelCheck:
 
     def __repr__(self): return f"{type(self).__name__}({self.heading()!r}, {len(self.checks)} checks)"
     def _repr_markdown_(self): return self.markdown(level=0)   # Jupyter and the docs show the report as Markdown
-
-# %% ../nbs/12_delivery.ipynb #fc5a80d0
-@dataclass
-class CheckSettings:
-    "How far `check_model` lets a candidate fall behind its own card and the served model."
-    tolerance: float = 0.05     # top-1 may be this much lower than the card's or the served model's
-    max_slowdown: float = 1.5   # at most this many times the served model's time, timed in the same run
 
 # %% ../nbs/12_delivery.ipynb #bbeea69f
 def integrity_check(model_dir: Path, card: ModelCard) -> Check:
@@ -288,129 +295,34 @@ def _card_check(cand: ModelScores, source: str, tolerance: float) -> Check:
                  f"(at most {tolerance:g} lower)" + ("" if ok else ": the artifact does not reproduce its own figures"))
 
 # %% ../nbs/12_delivery.ipynb #f89939a8
-def _served_checks(cand: ModelScores, served: ModelScores, s: CheckSettings) -> list[Check]:
+def _served_checks(cand: ModelScores, served: ModelScores, s: Tolerances) -> list[Check]:
     "Accuracy and speed of the candidate against the served model, on the same photos in the same run."
     slowdown = served.images_per_second / cand.images_per_second
-    return [Check("accuracy vs the served model", cand.top1 >= served.top1 - s.tolerance,
-                  f"top-1 {cand.top1:.3f} vs {served.top1:.3f} (`{served.model_version}`, same photos; at most {s.tolerance:g} lower)"),
-            Check("speed vs the served model", slowdown <= s.max_slowdown,
-                  f"{cand.images_per_second:.1f} vs {served.images_per_second:.1f} images/s in the same run: "
-                  f"{slowdown:.2f}× the served model's time (at most {s.max_slowdown:g}×)")]
+    return [
+        Check(
+            "accuracy vs the served model",
+            cand.top1 >= served.top1 - s.max_top1_drop,
+            f"top-1 {cand.top1:.3f} vs {served.top1:.3f} (`{served.model_version}`, same photos; at most "
+            f"{s.max_top1_drop:g} lower)",
+        ),
+        Check(
+            "speed vs the served model",
+            slowdown <= s.max_slowdown,
+            f"{cand.images_per_second:.1f} vs {served.images_per_second:.1f} images/s in the same run: "
+            f"{slowdown:.2f}× the served model's time (at most {s.max_slowdown:g}×)",
+        ),
+    ]
 
 # %% ../nbs/12_delivery.ipynb #b27c4b8c
 def check_model(model_dir: str | Path, # the candidate serving folder (model.onnx + model_card.json)
                 data_dir: str | Path, # a prepared dataset folder (data/processed) holding the test photos
                 split: str = "test", # which split's photos to score
                 served_dir: str | Path | None = None, # the model served now, to compare with (optional)
-                settings: CheckSettings | None = None, # tolerances (default: `CheckSettings()`)
+                settings: Tolerances | None = None, # how much worse it may be (default: `GateSettings().check_model`)
                 backend: str = "auto", rounds: int = 3) -> ModelCheck:
     "Check a serving folder before it is served: file integrity, accuracy against its card and the served model, speed."
-    s, model_dir = settings or CheckSettings(), Path(model_dir)
+    s, model_dir = settings or GateSettings().check_model, Path(model_dir)
     c = compare_models(model_dir, served_dir, data_dir, split, backend=backend, rounds=rounds)
-    checks = [integrity_check(model_dir, read_model_card(model_dir)), _card_check(c.candidate, c.data_source, s.tolerance)]
+    checks = [integrity_check(model_dir, read_model_card(model_dir)),
+              _card_check(c.candidate, c.data_source, s.max_top1_drop)]
     return ModelCheck(c, checks + (_served_checks(c.candidate, c.served, s) if c.served else []))
-
-# %% ../nbs/12_delivery.ipynb #c36b3b4d
-SPACE_FRONT_MATTER = """---
-title: Dog breed classifier
-emoji: 🐕
-colorFrom: yellow
-colorTo: red
-sdk: gradio
-sdk_version: {gradio_version}
-python_version: "3.11"
-app_file: app.py
-pinned: false
-license: apache-2.0
-short_description: Which of 120 dog breeds is in this photo?
----
-"""
-
-SPACE_README = """
-# Dog breed classifier
-
-Upload, snap or paste a photo: the model names the dog's breed — one of the 120 Stanford Dogs breeds — with its
-top-5, says so when there is no dog, and shows where it looked. Model `{model_version}` ({arch}).
-
-{card}
-
-Built with [dog_breed_classifier](https://github.com/dog-breed-classifier/dog_breed_classifier): the model files are
-in `model/` (Git LFS); predictions are logged to `predictions.db` in the Space's disk (gone when it restarts,
-unless `DOG_BREED_STORE_URL` points at a database).
-"""
-
-# %% ../nbs/12_delivery.ipynb #afeb0dd8
-SPACE_LOCK = "requirements/serve-openvino.lock"   # a Space serves like the serving image: the API's packages, OpenVINO
-
-def _locked_pins(lock: Path) -> list[str]:
-    "The `name==version ; marker` lines of a hashed lock, without the hashes (a Space's pip adds its own packages)."
-    return [m.group(1).strip() for m in re.finditer(r"^([A-Za-z0-9][^\s\\#]*==[^\\#\n]+?)\s*\\?$", lock.read_text(), re.M)]
-
-def _space_lock() -> Path | None:
-    "`SPACE_LOCK` of the project here, else of the repository this library is installed from (editable), else None."
-    try: roots = [find_project_root()]
-    except DogBreedError: roots = []
-    roots.append(Path(dog_breed_classifier.__file__).parent.parent)
-    return next((r/SPACE_LOCK for r in roots if (r/SPACE_LOCK).is_file()), None)
-
-def space_requirements(lock: str | Path | None = None, # a hashed lock (default: the project's `SPACE_LOCK`)
-                      ) -> list[str]:
-    "The Space's pip requirements: the serving image's pins (no torch), else — no lock to be found — the extras' ranges."
-    lock = lock or _space_lock()
-    if lock is not None and Path(lock).is_file(): return _locked_pins(Path(lock))
-    wanted, reqs = {"api", "ui", "openvino"}, []
-    for r in importlib.metadata.requires("dog_breed_classifier") or []:
-        spec, _, marker = r.partition(";")
-        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)", marker)
-        if "dog_breed_classifier" in spec or (extra and extra.group(1) not in wanted): continue
-        reqs.append(spec.strip())
-    return sorted(set(reqs), key=str.lower)
-
-# %% ../nbs/12_delivery.ipynb #0f91672f
-SPACE_APP = '''"""Hugging Face Space entry point: the dog-breed Gradio demo, standalone.
-
-The model comes from DOG_BREED_MODEL_DIR, else ./model (a serving folder: model.onnx + model_card.json), else what
-`dog-breed serve` would choose. Predictions are logged to DOG_BREED_STORE_URL, else ./predictions.db.
-Run it locally with `python app.py`; `dog-breed space OUT` assembles a Space around it.
-"""
-from dog_breed_classifier.app import space_demo
-
-demo = space_demo()
-
-if __name__ == "__main__":
-    demo.launch(max_file_size="10mb")   # the API's upload limit
-'''
-
-# %% ../nbs/12_delivery.ipynb #02d92f05
-def _is_binary(path: Path) -> bool:
-    "True when `path` is not UTF-8 text (a NUL byte, or bytes that do not decode)."
-    head = path.read_bytes()[:8192]
-    try: head[:len(head) - 3 if len(head) == 8192 else None].decode("utf-8")   # a character may be cut at the end
-    except UnicodeDecodeError: return True
-    return b"\0" in head
-
-def lfs_patterns(folder: Path) -> list[str]:
-    "`*.<suffix>` of every binary file under `folder`, and of the model files any export writes (Git LFS on the Hub)."
-    found = {f"*{p.suffix}" for p in folder.rglob("*") if p.is_file() and p.suffix and _is_binary(p)}
-    return sorted(found | {"*.onnx", "*.bin", "*.npy", "*.safetensors"})   # .bin: OpenVINO's int8 weights
-
-def build_space(out_dir: str | Path, # the Space folder to write (created; must be empty or absent)
-                model_dir: str | Path, # the serving folder to ship
-                torch_weights: bool = False, # ship the torch weights too (Grad-CAM in the Space needs torch installed there)
-               ) -> Path:
-    "Assemble a Hugging Face Space in `out_dir`: app.py, README.md, requirements.txt, the library and the model."
-    out_dir, model_dir = Path(out_dir), Path(model_dir)
-    card = read_model_card(model_dir)
-    if out_dir.exists() and any(out_dir.iterdir()): raise DogBreedError(f"{out_dir} is not empty; give a new folder for the Space")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    package = Path(dog_breed_classifier.__file__).parent
-    shutil.copytree(package, out_dir/"dog_breed_classifier", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    skip = () if torch_weights else (SERVING_FILES.torch,)
-    shutil.copytree(model_dir, out_dir/"model", ignore=shutil.ignore_patterns(*skip, ".*"))
-    (out_dir/"app.py").write_text(SPACE_APP)
-    (out_dir/"requirements.txt").write_text("\n".join(space_requirements()) + "\n")
-    (out_dir/".gitattributes").write_text("".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in lfs_patterns(out_dir)))
-    readme = SPACE_FRONT_MATTER.format(gradio_version=importlib.metadata.version("gradio")) + SPACE_README.format(
-        model_version=card.model_version, arch=card.arch, card=model_card_markdown(card))
-    (out_dir/"README.md").write_text(readme)
-    return out_dir

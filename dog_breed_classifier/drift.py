@@ -1,4 +1,4 @@
-"""Is what users send still what the model was trained on? Image statistics, embeddings and predictions of recent requests against the served model's reference, compared with Evidently: a JSON summary, an HTML report, Prometheus gauges — and a simulation that measures how often it is right.
+"""Is what users send still what the model was trained on? Image statistics, embeddings, predictions vs Evidently.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/drift.html.md"""
 
@@ -25,7 +25,8 @@ from fastcore.basics import patch
 
 from .core import SERVING_FILES, DogBreedError, DriftSettings, atomic_file
 from .data import IMAGE_SUFFIXES
-from .images import IMAGE_STAT_NAMES, STAT_COLUMNS, SUPPORTED_FORMATS, ImageDecodeError, stat_columns
+from .images import (IMAGE_STAT_NAMES, STAT_COLUMNS, SUPPORTED_FORMATS, ImageDecodeError,
+                                         stat_columns)
 from .monitoring import NO_DOG, answered_breed
 
 os.environ.setdefault("DO_NOT_TRACK", "1")   # Evidently reports usage to its makers unless this is set before import
@@ -59,16 +60,21 @@ class DriftData:
 
     def __len__(self): return len(self.frame)
     @property
-    def has_predictions(self) -> bool: "Whether the rows carry the model's answers (prediction columns)."; return all(c in self.frame for c in PREDICTION_COLUMNS)
+    def has_predictions(self) -> bool:
+        "Whether the rows carry the model's answers (prediction columns)."
+        return all(c in self.frame for c in PREDICTION_COLUMNS)
     @property
-    def has_embeddings(self) -> bool: "Whether embeddings came with the rows."; return self.embeddings is not None
+    def has_embeddings(self) -> bool:
+        "Whether embeddings came with the rows."
+        return self.embeddings is not None
 
     def sample(self, n: int, seed: int = 0) -> DriftData:
         "At most `n` rows, a fixed random sample (the same `n` and `seed` give the same rows)."
         if len(self) <= n: return self
         idx = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
-        return DriftData(self.frame.iloc[idx].reset_index(drop=True),
-                         None if self.embeddings is None else self.embeddings[idx], f"{self.source} (random {n})", self.window)
+        return DriftData(frame=self.frame.iloc[idx].reset_index(drop=True),
+                         embeddings=None if self.embeddings is None else self.embeddings[idx],
+                         source=f"{self.source} (random {n})", window=self.window)
 
 # %% ../nbs/08_drift.ipynb #2eb819f1
 def prediction_columns(is_dog: bool, # the answer's is_dog
@@ -90,7 +96,7 @@ def drift_data_from_answers(answers: list[dict], # `Predictor.predict(..., embed
                          columns=[*STAT_COLUMNS, *PREDICTION_COLUMNS])
     emb = [a.get("embedding") for a in answers]
     embeddings = np.stack(emb).astype(np.float32) if answers and all(e is not None for e in emb) else None
-    return DriftData(frame, embeddings, source)
+    return DriftData(frame=frame, embeddings=embeddings, source=source)
 
 # %% ../nbs/08_drift.ipynb #a804b02f
 def current_from_store(store, # a `PredictionStore`
@@ -98,21 +104,24 @@ def current_from_store(store, # a `PredictionStore`
                        since: dt.datetime | None = None, # only those at or after this time
                        model_version: str | None = None, # only this model's
                       ) -> DriftData:
-    "The latest `window` predictions in `store` (a `PredictionStore`), optionally only since `since`, only by `model_version`."
+    """The latest `window` predictions in `store` (a `PredictionStore`), optionally only since `since`, only by
+    `model_version`."""
     rows = store.recent(limit=window, since=since, model_version=model_version)
     frame = pd.DataFrame({c: rows[c] if c in rows else np.nan for c in STAT_COLUMNS}, index=rows.index).astype(float)
     if len(rows):
         preds = pd.DataFrame([prediction_columns(d, b, t) for d, b, t in zip(rows.is_dog, rows.breed, rows.top_k)],
                              index=rows.index)
         frame = pd.concat([frame, preds], axis=1)
-    else: frame = frame.assign(breed=pd.Series(dtype=str), confidence=pd.Series(dtype=float), is_dog=pd.Series(dtype=str))
+    else:
+        frame = frame.assign(breed=pd.Series(dtype=str), confidence=pd.Series(dtype=float), is_dog=pd.Series(dtype=str))
     has_emb = len(rows) > 0 and all(e is not None for e in rows.embedding)
     info = dict(last=window, since=since.isoformat() if since else None, model_version=model_version,
                 first_at=rows.created_at.min().isoformat() if len(rows) else None,
                 last_at=rows.created_at.max().isoformat() if len(rows) else None,
                 rows_without_embedding=int(sum(e is None for e in rows.embedding)) if len(rows) else 0)
-    return DriftData(frame.reset_index(drop=True), np.stack(rows.embedding.tolist()) if has_emb else None,
-                     f"prediction store {store._safe_url()}", info)
+    return DriftData(frame=frame.reset_index(drop=True),
+                     embeddings=np.stack(rows.embedding.tolist()) if has_emb else None,
+                     source=f"prediction store {store._safe_url()}", window=info)
 
 # %% ../nbs/08_drift.ipynb #9ab0ded4
 def _photo_files(folder: Path) -> list[Path]:
@@ -122,17 +131,20 @@ def _photo_files(folder: Path) -> list[Path]:
 # %% ../nbs/08_drift.ipynb #d692a91d
 def reference_from_photos(predictor, # the served model's `Predictor`
                           photos: list, # photo paths
-                          stats: pd.DataFrame | None = None, # their statistics as prepare measured them (row-aligned), if known
+                          stats: pd.DataFrame | None = None, # their statistics as prepare measured them (row-aligned)
                           source: str = "photos", # the reference's description, in words
                           batch_size: int = 32, # photos per model run
                           progress: bool = True) -> DriftData:
-    "Statistics, predictions and embeddings of `photos` (paths) by `predictor`; `stats` replaces the statistics if given."
+    """Statistics, predictions and embeddings of `photos` (paths) by `predictor`; `stats` replaces the statistics if
+    given."""
     from tqdm.auto import tqdm
     answers, kept, skipped = [], [], []
     for i in tqdm(range(0, len(photos), batch_size), desc="reference photos", disable=not progress, unit="batch"):
         decoded = []
         for j, p in enumerate(photos[i:i + batch_size], start=i):
-            try: decoded.append(predictor.decode(p)); kept.append(j)
+            try:
+                decoded.append(predictor.decode(p))
+                kept.append(j)
             except ImageDecodeError as e: skipped.append(str(e))
         answers += predictor.predict_decoded(decoded, embeddings=True)
     if not answers: raise DriftError(f"none of the {len(photos)} reference photos could be read ({skipped[:1]})")
@@ -148,7 +160,8 @@ def write_reference(data: DriftData, # the reference rows
     model_dir = Path(model_dir)
     files = dict(table=REFERENCE_FILE)
     if data.has_embeddings:
-        with atomic_file(model_dir/REFERENCE_EMBEDDINGS_FILE) as tmp, open(tmp, "wb") as f: np.save(f, data.embeddings.astype(np.float16))
+        with atomic_file(model_dir/REFERENCE_EMBEDDINGS_FILE) as tmp, open(tmp, "wb") as f:
+            np.save(f, data.embeddings.astype(np.float16))
         files["embeddings"] = REFERENCE_EMBEDDINGS_FILE
     else: (model_dir/REFERENCE_EMBEDDINGS_FILE).unlink(missing_ok=True)
     with atomic_file(model_dir/REFERENCE_FILE) as tmp:   # last: the table is what marks a complete reference
@@ -157,7 +170,8 @@ def write_reference(data: DriftData, # the reference rows
                 embeddings=None if data.embeddings is None else list(data.embeddings.shape))
 
 # %% ../nbs/08_drift.ipynb #599b7507
-OLD_NO_DOG = "(no dog)"   # what drift references exported before `monitoring.NO_DOG` was the one name call a no-dog answer
+# what drift references exported before `monitoring.NO_DOG` was the one name call a no-dog answer
+OLD_NO_DOG = "(no dog)"
 
 def _read_stats_file(path: Path) -> DriftData:
     "A CSV with the image statistics, named `stat_mean`… or `mean`… (prepare's reference_stats.csv)."
@@ -179,8 +193,10 @@ def _read_stats_file(path: Path) -> DriftData:
     if path.name == REFERENCE_FILE and emb_file.is_file():
         embeddings = np.load(emb_file, allow_pickle=False).astype(np.float32)
         if len(embeddings) != len(frame):
-            raise DriftError(f"{emb_file}: {len(embeddings)} embeddings for {len(frame)} rows of {path.name}; export again")
-    return DriftData(frame, embeddings, str(path))
+            raise DriftError(
+                f"{emb_file}: {len(embeddings)} embeddings for {len(frame)} rows of {path.name}; export again"
+            )
+    return DriftData(frame=frame, embeddings=embeddings, source=str(path))
 
 # %% ../nbs/08_drift.ipynb #24486305
 def read_reference(path: str | Path, # a serving folder, a statistics CSV, or a folder of images
@@ -189,11 +205,16 @@ def read_reference(path: str | Path, # a serving folder, a statistics CSV, or a 
     "The drift reference at `path`: a serving folder, a statistics CSV, or a folder of images (needs `predictor`)."
     path = Path(path)
     if path.is_file(): return _read_stats_file(path)
-    if not path.is_dir(): raise DriftError(f"reference {path} does not exist (give a folder of images, a statistics CSV or a model folder)")
+    if not path.is_dir():
+        raise DriftError(
+            f"reference {path} does not exist (give a folder of images, a statistics CSV or a model folder)"
+        )
     if (path/REFERENCE_FILE).is_file(): return _read_stats_file(path/REFERENCE_FILE)
     photos = _photo_files(path)
     if not photos:
-        raise DriftError(f"reference folder {path} has neither {REFERENCE_FILE} nor images ({', '.join(SUPPORTED_FORMATS)})")
+        raise DriftError(
+            f"reference folder {path} has neither {REFERENCE_FILE} nor images ({', '.join(SUPPORTED_FORMATS)})"
+        )
     if predictor is None: raise DriftError(f"reference folder {path} holds images: a model is needed to describe them")
     return reference_from_photos(predictor, photos, source=f"{len(photos)} photos under {path}", progress=progress)
 
@@ -202,13 +223,17 @@ def load_reference(reference: str | Path | None, # what the operator gave (see `
                    model_dir: str | Path | None, # the served model's folder, whose own reference is the default
                    predictor=None, # the `Predictor` that describes a folder of images
                    progress: bool = False) -> DriftData:
-    "`reference` if given, else the reference exported with the model in `model_dir`; `DriftError` saying what to do if neither."
+    """`reference` if given, else the reference exported with the model in `model_dir`; `DriftError` saying what to do
+    if neither."""
     if reference is not None: return read_reference(reference, predictor, progress)
-    if model_dir is not None and (Path(model_dir)/REFERENCE_FILE).is_file(): return read_reference(Path(model_dir)/REFERENCE_FILE)
-    raise DriftError(f"the served model ({model_dir or 'zero-shot'}) has no drift reference: it was not trained on data of ours "
-                     f"(the zero-shot model) or was exported before references existed. Give one: a folder of typical "
-                     f"photos or a statistics file (--reference DIR_OR_STATS_FILE, serve --drift-reference), or export "
-                     f"a trained model (dvc repro)")
+    if model_dir is not None and (Path(model_dir)/REFERENCE_FILE).is_file():
+        return read_reference(Path(model_dir) / REFERENCE_FILE)
+    raise DriftError(
+        f"the served model ({model_dir or 'zero-shot'}) has no drift reference: it was not trained on data of ours "
+        f"(the zero-shot model) or was exported before references existed. Give one: a folder of typical "
+        f"photos or a statistics file (--reference DIR_OR_STATS_FILE, serve --drift-reference), or export "
+        f"a trained model (dvc repro)"
+    )
 
 # %% ../nbs/08_drift.ipynb #b5e97673
 def _components(reference: DriftData, current: DriftData, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -242,7 +267,8 @@ def _compare(reference: DriftData, current: DriftData, s: DriftSettings) -> _Com
     if not reference.has_predictions: notes.append("prediction drift not computed: the reference has no predictions")
     ref, cur = reference.frame[columns].reset_index(drop=True), current.frame[columns].reset_index(drop=True)
     components = []
-    if reference.has_embeddings and current.has_embeddings and reference.embeddings.shape[1] != current.embeddings.shape[1]:
+    both = reference.has_embeddings and current.has_embeddings
+    if both and reference.embeddings.shape[1] != current.embeddings.shape[1]:
         notes.append(f"embedding drift not computed: the reference's embeddings have {reference.embeddings.shape[1]} "
                      f"dimensions, the current ones {current.embeddings.shape[1]} (a reference from another model)")
     elif reference.has_embeddings and current.has_embeddings:
@@ -254,15 +280,17 @@ def _compare(reference: DriftData, current: DriftData, s: DriftSettings) -> _Com
     categorical = [c for c in columns if c in ("breed", "is_dog")]
     definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical,
                                 embeddings={"embedding": components} if components else None)
-    return _Comparison(Dataset.from_pandas(ref, data_definition=definition), Dataset.from_pandas(cur, data_definition=definition),
-                       columns, components, notes)
+    return _Comparison(reference=Dataset.from_pandas(ref, data_definition=definition),
+                       current=Dataset.from_pandas(cur, data_definition=definition), columns=columns,
+                       components=components, notes=notes)
 
 # %% ../nbs/08_drift.ipynb #04a3cf70
 @contextmanager
 def _quiet():
     "Evidently divides by the spread of constant columns (all photos 224 px wide, say): expected, not news."
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning); yield
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 # %% ../nbs/08_drift.ipynb #cc09980a
 def _methods(s: DriftSettings) -> dict:
@@ -294,12 +322,16 @@ def _decide(c: _Comparison, s: DriftSettings) -> dict:
     from evidently.metrics import DriftedColumnsCount
     metrics = [DriftedColumnsCount(columns=c.columns, drift_share=s.drift_share, **_methods(s))]
     if c.components: metrics.append(DriftedColumnsCount(columns=c.components, **_methods(s)))
-    with _quiet(): values = [m["value"] for m in Report(metrics, include_tests=False).run(c.current, c.reference).dict()["metrics"]]
+    with _quiet():
+        values = [
+            m["value"] for m in Report(metrics, include_tests=False).run(c.current, c.reference).dict()["metrics"]
+        ]
     share = _finite(values[0]["share"]) or 0.0
     emb = (_finite(values[1]["share"]) or 0.0) if c.components else None
     columns_drifted, emb_drifted = share >= s.drift_share, emb is not None and emb > s.embedding_share
-    return dict(status="drift" if columns_drifted or emb_drifted else "no_drift", drift_detected=bool(columns_drifted or emb_drifted),
-                drift_share=share, drifted_column_count=int(values[0]["count"]), columns_compared=len(c.columns),
+    return dict(status="drift" if columns_drifted or emb_drifted else "no_drift",
+                drift_detected=bool(columns_drifted or emb_drifted), drift_share=share,
+                drifted_column_count=int(values[0]["count"]), columns_compared=len(c.columns),
                 columns_drifted=bool(columns_drifted), embedding_drift_score=emb,
                 embedding_drift_detected=None if emb is None else bool(emb_drifted), notes=c.notes)
 
@@ -313,7 +345,12 @@ def _column_scores(c: _Comparison, s: DriftSettings) -> dict:
     "Each statistic/prediction column's drift score, method, threshold and verdict (Evidently `ValueDrift`)."
     from evidently import Report
     from evidently.metrics import ValueDrift
-    def method(col): return (s.categorical_method, s.categorical_threshold) if col in ("breed", "is_dog") else (s.numerical_method, s.numerical_threshold)
+    def method(col):
+        return (
+            (s.categorical_method, s.categorical_threshold)
+            if col in ("breed", "is_dog")
+            else (s.numerical_method, s.numerical_threshold)
+        )
     with _quiet():
         snap = Report([ValueDrift(column=col, method=method(col)[0], threshold=method(col)[1]) for col in c.columns],
                       include_tests=True).run(c.current, c.reference).dict()
@@ -341,7 +378,8 @@ def _summary_fields(reference: DriftData, current: DriftData, s: DriftSettings, 
     return out
 
 # %% ../nbs/08_drift.ipynb #23bc6169
-def _summary_and_comparison(reference: DriftData, current: DriftData, s: DriftSettings) -> tuple[dict, _Comparison | None]:
+def _summary_and_comparison(reference: DriftData, current: DriftData,
+                            s: DriftSettings) -> tuple[dict, _Comparison | None]:
     "The summary, and the comparison it was computed on (None when there was not enough data to compare)."
     t0 = time.perf_counter()
     reference = reference.sample(s.reference_rows)
@@ -371,7 +409,8 @@ def drift_report(reference: DriftData, # what the model was trained on
     s = settings or DriftSettings()
     summary, c = _summary_and_comparison(reference, current, s)
     if html is None: return summary
-    html = Path(html); html.parent.mkdir(parents=True, exist_ok=True)
+    html = Path(html)
+    html.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(html) as tmp:
         if c is None:
             import html as html_text
@@ -389,9 +428,10 @@ def drift_report(reference: DriftData, # what the model was trained on
 
 # %% ../nbs/08_drift.ipynb #d1552d10
 class DriftMonitor:
-    "Drift of a prediction store's recent rows against the served model's reference, for the drift job: one computation at a time."
+    """Drift of a prediction store's recent rows against the served model's reference, for the drift job: one
+    computation at a time."""
     def __init__(self, store, # the `PredictionStore` the servers log to (and read verdicts from)
-                 reference: str | Path | DriftData | None = None, # given by the operator (default: the served model's own)
+                 reference: str | Path | DriftData | None = None, # the operator's (default: the served model's own)
                  model_dir: str | Path | None = None, # the model's folder when none is served (a notebook, a script)
                  served: Callable | None = None, # `() -> Predictor | None`: the served model, asked at each computation
                  settings: DriftSettings | None = None): # methods, thresholds, window
@@ -408,7 +448,8 @@ class DriftMonitor:
         "The served model's reference: loaded on first use, and again once another model serves (`DriftError` if none)."
         p = predictor if predictor is not None else self.served()
         version = p.model_version if p is not None else None
-        if self._reference is None or (version != self._reference_of and not isinstance(self._reference_arg, DriftData)):
+        follows_model = not isinstance(self._reference_arg, DriftData)   # an operator's reference stays
+        if self._reference is None or (version != self._reference_of and follows_model):
             model_dir = p.model_dir if p is not None else self.model_dir
             self._reference = load_reference(self._reference_arg, model_dir, p).sample(self.settings.reference_rows)
             self._reference_of = version
@@ -417,7 +458,8 @@ class DriftMonitor:
 # %% ../nbs/08_drift.ipynb #6e14b373
 @patch
 def _run(self: DriftMonitor, fn, window: int | None, since: dt.datetime | None) -> dict:
-    "`fn(reference, current)` under the lock; the served model read once, so the window and the reference are the same model's."
+    """`fn(reference, current)` under the lock; the served model read once, so the window and the reference are the same
+    model's."""
     window = window or self.settings.window
     with self._lock:
         p = self.served()
@@ -425,7 +467,9 @@ def _run(self: DriftMonitor, fn, window: int | None, since: dt.datetime | None) 
         except DriftError as e:
             out = dict(status="no_reference", drift_detected=None, drift_share=None, embedding_drift_score=None,
                        message=str(e), computed_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-        else: out = fn(reference, current_from_store(self.store, window, since, p.model_version if p is not None else None))
+        else:
+            out = fn(reference,
+                     current_from_store(self.store, window, since, p.model_version if p is not None else None))
         self.last = out
         return out
 
@@ -433,11 +477,13 @@ def _run(self: DriftMonitor, fn, window: int | None, since: dt.datetime | None) 
 @patch
 def decision(self: DriftMonitor, window: int | None = None, since: dt.datetime | None = None) -> dict:
     "The verdict only (fast): for periodic gauge updates."
-    return self._run(lambda r, c: dict(drift_decision(r, c, self.settings), current=dict(rows=len(c), **c.window)), window, since)
+    return self._run(lambda r, c: dict(drift_decision(r, c, self.settings), current=dict(rows=len(c), **c.window)),
+                     window, since)
 
 # %% ../nbs/08_drift.ipynb #c5af9af2
 @patch
-def summary(self: DriftMonitor, window: int | None = None, since: dt.datetime | None = None, html: str | Path | None = None) -> dict:
+def summary(self: DriftMonitor, window: int | None = None, since: dt.datetime | None = None,
+            html: str | Path | None = None) -> dict:
     "`drift_summary` of the window (and the HTML report, when `html` is a path)."
     return self._run(lambda r, c: drift_report(r, c, self.settings, html), window, since)
 
@@ -446,7 +492,8 @@ def summary(self: DriftMonitor, window: int | None = None, since: dt.datetime | 
 def check(self: DriftMonitor, window: int | None = None, since: dt.datetime | None = None,
           html: str | Path | None = None, # also keep Evidently's report here (it is recorded in the store either way)
          ) -> dict:
-    "One round of the drift job: `summary` and Evidently's report, recorded in the store for the servers; with `check_id`."
+    """One round of the drift job: `summary` and Evidently's report, recorded in the store for the servers; with
+    `check_id`."""
     with tempfile.TemporaryDirectory() as d:
         report = Path(html) if html is not None else Path(d)/"drift.html"
         out = self.summary(window, since, report)

@@ -1,4 +1,4 @@
-"""The frozen body's embeddings computed once by a fast runtime, the breed head trained on them in seconds, and temperature scaling: training that fits on two CPU cores.
+"""The frozen body's embeddings computed once, the breed head trained on them in seconds, temperature scaling.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/embeddings.html.md"""
 
@@ -21,8 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .core import TrainSettings
-from .images import decode_image, model_input
-from .model import ModelInput
+from .images import InputSpec, decode_image, model_batch
 
 # %% auto #0
 __all__ = ['MIN_TEMPERATURE_PHOTOS', 'embedding_runtime', 'photo_embeddings', 'EmbeddingSet', 'head_scores', 'fit_head',
@@ -31,7 +30,9 @@ __all__ = ['MIN_TEMPERATURE_PHOTOS', 'embedding_runtime', 'photo_embeddings', 'E
 # %% ../nbs/03a_embeddings.ipynb #f3489559
 class _PooledBody(nn.Module):
     "A timm model up to its pooled embedding (the classifier's input)."
-    def __init__(self, model: nn.Module): super().__init__(); self.model = model
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
     def forward(self, x): return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
 
 # %% ../nbs/03a_embeddings.ipynb #471d4414
@@ -43,31 +44,34 @@ def embedding_runtime(model: nn.Module, # a timm model; its body's weights are u
     if torch.cuda.is_available():
         body = body.cuda()
         def on_gpu(batch: np.ndarray) -> np.ndarray:
-            with torch.no_grad(), torch.autocast("cuda"): return body(torch.from_numpy(batch).cuda()).float().cpu().numpy()
+            with torch.no_grad(), torch.autocast("cuda"):
+                return body(torch.from_numpy(batch).cuda()).float().cpu().numpy()
         return on_gpu
     with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():   # the runtime keeps the graph in memory
         warnings.simplefilter("ignore", DeprecationWarning)
         path = Path(d)/"body.onnx"
-        torch.onnx.export(body, torch.zeros(1, 3, size, size), str(path), input_names=["image"], output_names=["embedding"],
-                          dynamic_axes={"image": {0: "n"}, "embedding": {0: "n"}}, opset_version=17, dynamo=False)
+        torch.onnx.export(body, torch.zeros(1, 3, size, size), str(path), input_names=["image"],
+                          output_names=["embedding"], dynamic_axes={"image": {0: "n"}, "embedding": {0: "n"}},
+                          opset_version=17, dynamo=False)
         if importlib.util.find_spec("openvino"):
             import openvino as ov
-            compiled = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+            compiled = ov.Core().compile_model(str(path), "CPU",
+                                               {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
             return lambda batch: np.array(compiled(batch)[0])
         import onnxruntime as ort
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return lambda batch: session.run(None, {"image": batch})[0]
 
 # %% ../nbs/03a_embeddings.ipynb #dd825f33
-def _inputs(files: list, spec: ModelInput, mirrored: bool) -> np.ndarray:
+def _inputs(files: list, spec: InputSpec, mirrored: bool) -> np.ndarray:
     "Model inputs for `files` (mirrored left to right when asked), as evaluation crops them."
-    batch = np.stack([model_input(decode_image(f).image, spec.size, spec.mean, spec.std, spec.crop_fraction) for f in files])
+    batch = model_batch([decode_image(f) for f in files], spec)
     return np.ascontiguousarray(batch[..., ::-1]) if mirrored else batch
 
 # %% ../nbs/03a_embeddings.ipynb #12ea838f
 def photo_embeddings(runtime, # from `embedding_runtime`
                      files: list, # photos: paths, bytes or PIL images
-                     spec: ModelInput, # the model's input
+                     spec: InputSpec, # the model's input
                      mirrored: bool = False, # embed each photo's mirror image instead
                      chunk: int = 64, # photos per runtime call
                      desc: str = "", # a progress bar's label ("" = no progress bar)
@@ -80,7 +84,8 @@ def photo_embeddings(runtime, # from `embedding_runtime`
         for i in range(len(chunks)):
             batch = pending.result()
             if i + 1 < len(chunks): pending = pool.submit(_inputs, chunks[i + 1], spec, mirrored)
-            out.append(runtime(batch)); bar.update(len(batch))
+            out.append(runtime(batch))
+            bar.update(len(batch))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 # %% ../nbs/03a_embeddings.ipynb #e5015097
@@ -91,7 +96,8 @@ class EmbeddingSet:
     y: np.ndarray
     def tensors(self, device=None): # where the head is
         "`(embeddings, labels)` as float32 and int64 tensors on `device`."
-        return (torch.from_numpy(np.asarray(self.x, np.float32)).to(device), torch.from_numpy(np.asarray(self.y, np.int64)).to(device))
+        return (torch.from_numpy(np.asarray(self.x, np.float32)).to(device),
+                torch.from_numpy(np.asarray(self.y, np.int64)).to(device))
 
 # %% ../nbs/03a_embeddings.ipynb #db745ec9
 @torch.no_grad()
@@ -99,18 +105,21 @@ def head_scores(head: nn.Linear, data: EmbeddingSet) -> dict:
     "Validation loss, accuracy (and top-5 accuracy with more than five classes) of `head` on `data`."
     x, y = data.tensors(head.weight.device)
     logits = head(x)
-    scores = dict(valid_loss=float(nn.functional.cross_entropy(logits, y)), accuracy=float((logits.argmax(1) == y).float().mean()))
-    if logits.shape[1] > 5: scores["top5_accuracy"] = float((logits.topk(5, dim=1).indices == y[:, None]).any(1).float().mean())
+    scores = dict(valid_loss=float(nn.functional.cross_entropy(logits, y)),
+                  accuracy=float((logits.argmax(1) == y).float().mean()))
+    if logits.shape[1] > 5:
+        scores["top5_accuracy"] = float((logits.topk(5, dim=1).indices == y[:, None]).any(1).float().mean())
     return scores
 
 # %% ../nbs/03a_embeddings.ipynb #4d564f1c
 def fit_head(head: nn.Linear, # the classifier; trained in place
              train: EmbeddingSet, valid: EmbeddingSet, # training and validation embeddings
-             settings: TrainSettings, # lr, epochs (freeze_epochs), batch size, weight decay, l2sp, label smoothing, seed
+             settings: TrainSettings, # lr, epochs, freeze_epochs, batch size, weight decay, l2sp, label smoothing
              on_epoch=None, # called with (scores: dict, head) after every epoch
              progress: bool = False) -> None:
     "Train `head` on `train` for `settings.freeze_epochs` epochs of one-cycle AdamW with L2-SP toward its start."
-    epochs, bs = settings.freeze_epochs, max(settings.batch_size, 256)   # an embedding batch costs nothing: bigger batches
+    # an embedding batch costs nothing: bigger batches
+    epochs, bs = settings.freeze_epochs, max(settings.batch_size, 256)
     x, y = train.tensors(head.weight.device)
     start = [p.detach().clone() for p in head.parameters()]
     opt = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -118,11 +127,15 @@ def fit_head(head: nn.Linear, # the classifier; trained in place
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=epochs * steps)
     gen = torch.Generator().manual_seed(settings.seed)
     for _ in tqdm(range(epochs), desc="head epochs", disable=not progress):
-        head.train(); total = 0.0
+        head.train()
+        total = 0.0
         for idx in torch.randperm(len(x), generator=gen).to(x.device).split(bs):
             loss = nn.functional.cross_entropy(head(x[idx]), y[idx], label_smoothing=settings.label_smoothing)
             penalty = sum(((p - p0) ** 2).sum() for p, p0 in zip(head.parameters(), start))
-            opt.zero_grad(); (loss + settings.l2sp / 2 * penalty).backward(); opt.step(); sched.step()
+            opt.zero_grad()
+            (loss + settings.l2sp / 2 * penalty).backward()
+            opt.step()
+            sched.step()
             total += loss.item() * len(idx)
         head.eval()
         if on_epoch: on_epoch(dict(train_loss=total / len(x), **head_scores(head, valid)), head)

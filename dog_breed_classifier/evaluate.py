@@ -1,4 +1,4 @@
-"""Top-1, top-5, log loss, per-breed accuracy, confusions and calibration on the held-out test photos — for the trained model and, beside it, the zero-shot model.
+"""Top-1, top-5, log loss, per-breed accuracy, confusions and calibration on the test photos, beside zero-shot.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/evaluate.html.md"""
 
@@ -15,15 +15,16 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import (DogBreedError, Params, ProjectPaths, atomic_folder, atomic_write, classification_metrics)
+from .core import (DogBreedError, Params, ProjectPaths, atomic_folder, atomic_write,
+                                       classification_metrics)
 from .data import load_report
-from .images import EVAL_CROP_FRACTION, decode_image, model_input
+from .images import InputSpec, decode_image, model_batch
 from .architectures import zero_shot_temperature
-from .model import create_model, normalization
+from .model import create_model
 from .train import load_trained_model
 
 # %% auto #0
-__all__ = ['IMAGENET_CAVEAT', 'SAMPLE_CAVEAT', 'caveat', 'photo_tensor', 'predict_logits', 'predict_probs', 'evaluate']
+__all__ = ['IMAGENET_CAVEAT', 'SAMPLE_CAVEAT', 'caveat', 'predict_logits', 'predict_probs', 'evaluate']
 
 # %% ../nbs/05_evaluate.ipynb #d099a746
 IMAGENET_CAVEAT = ("Stanford Dogs and Kaggle's dog-breed-identification photos are drawn from ImageNet, which the "
@@ -36,32 +37,27 @@ def caveat(source: str) -> tuple[str, str]:
     return (SAMPLE_CAVEAT, "synthetic sample: tests the pipeline only") if source == "sample" else \
            (IMAGENET_CAVEAT, "ImageNet-derived photos: optimistic")
 
-# %% ../nbs/05_evaluate.ipynb #3d96745b
-def photo_tensor(source, size: int, mean, std, crop_fraction: float = EVAL_CROP_FRACTION) -> torch.Tensor:
-    "One photo (path, bytes or PIL image) as the model's normalised 3×size×size input."
-    return torch.from_numpy(model_input(decode_image(source).image, size, mean, std, crop_fraction))
-
 # %% ../nbs/05_evaluate.ipynb #32bc1c7b
 @torch.no_grad()
 def predict_logits(model, # a model from `create_model` or `load_trained_model`
                    photos: list, # paths, bytes or PIL images
-                   size: int, crop_fraction: float = EVAL_CROP_FRACTION, # the model's input (its card / model.json says)
+                   spec: InputSpec, # the model's input (`TrainedModel.spec`, `model_input_spec`)
                    batch_size: int = 32, progress: bool = False) -> np.ndarray:
     "Logits, one row per photo, columns in `model.classes` order."
-    mean, std = normalization(model)
     model.eval()
     out = []
     for i in tqdm(range(0, len(photos), batch_size), desc="predicting", disable=not progress):
-        batch = torch.stack([photo_tensor(p, size, mean, std, crop_fraction) for p in photos[i:i + batch_size]])
-        out.append(model(batch).float().numpy())
+        batch = model_batch([decode_image(p) for p in photos[i:i + batch_size]], spec)
+        out.append(model(torch.from_numpy(batch)).float().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(model.classes)), dtype=np.float32)
 
 # %% ../nbs/05_evaluate.ipynb #12bd5671
-def predict_probs(model, photos: list, size: int, crop_fraction: float = EVAL_CROP_FRACTION,
+def predict_probs(model, photos: list, spec: InputSpec,
                   temperature: float = 1.0, # divides the logits before the softmax (see `embeddings.fit_temperature`)
                   batch_size: int = 32, progress: bool = False) -> np.ndarray:
     "Softmax probabilities, one row per photo, columns in `model.classes` order."
-    return torch.softmax(torch.from_numpy(predict_logits(model, photos, size, crop_fraction, batch_size, progress)) / temperature, 1).numpy()
+    logits = torch.from_numpy(predict_logits(model, photos, spec, batch_size, progress))
+    return torch.softmax(logits / temperature, 1).numpy()
 
 # %% ../nbs/05_evaluate.ipynb #9a640d0d
 def _confusion_figure(conf: np.ndarray, classes: list[str], top1: float, note: str):
@@ -71,8 +67,10 @@ def _confusion_figure(conf: np.ndarray, classes: list[str], top1: float, note: s
     fig, ax = plt.subplots(figsize=(max(4, 0.09 * k + 3),) * 2)
     ax.imshow(conf / np.maximum(conf.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
     if k <= 30:
-        ax.set_xticks(range(k), classes, rotation=90, fontsize=7); ax.set_yticks(range(k), classes, fontsize=7)
-    ax.set_xlabel("predicted"); ax.set_ylabel("actual")
+        ax.set_xticks(range(k), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(k), classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
     ax.set_title(f"Confusion (row-normalised), top-1 {top1:.1%}\n({note})", fontsize=9)
     fig.tight_layout()
     return fig
@@ -80,8 +78,9 @@ def _confusion_figure(conf: np.ndarray, classes: list[str], top1: float, note: s
 # %% ../nbs/05_evaluate.ipynb #8005f338
 def _per_breed_table(trained: dict, zero_shot: dict) -> pd.DataFrame:
     "Per-breed accuracy, trained beside zero-shot, worst first."
-    return pd.DataFrame(dict(breed=list(trained["per_breed"]), accuracy=list(trained["per_breed"].values()),
-                             zero_shot=[zero_shot["per_breed"].get(b, np.nan) for b in trained["per_breed"]])).sort_values("accuracy")
+    breeds = list(trained["per_breed"])
+    return pd.DataFrame(dict(breed=breeds, accuracy=list(trained["per_breed"].values()),
+                             zero_shot=[zero_shot["per_breed"].get(b, np.nan) for b in breeds])).sort_values("accuracy")
 
 # %% ../nbs/05_evaluate.ipynb #993717ed
 def _per_breed_figure(per: pd.DataFrame, note: str):
@@ -90,8 +89,11 @@ def _per_breed_figure(per: pd.DataFrame, note: str):
     shown = per.head(40)
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.2 * len(shown) + 1)))
     y = np.arange(len(shown))
-    ax.barh(y + 0.2, shown.accuracy, 0.4, label="trained"); ax.barh(y - 0.2, shown.zero_shot, 0.4, label="zero-shot")
-    ax.set_yticks(y, shown.breed, fontsize=7); ax.set_xlim(0, 1); ax.legend(fontsize=8)
+    ax.barh(y + 0.2, shown.accuracy, 0.4, label="trained")
+    ax.barh(y - 0.2, shown.zero_shot, 0.4, label="zero-shot")
+    ax.set_yticks(y, shown.breed, fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.legend(fontsize=8)
     ax.set_title(("Per-breed accuracy" + (" (40 worst)" if len(per) > 40 else "")) + f" — {note}", fontsize=9)
     fig.tight_layout()
     return fig
@@ -102,7 +104,9 @@ def _history_figure(h: pd.DataFrame):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.2))
     if "train_loss" in h: ax.plot(h.epoch, h.train_loss, "o-", label="train loss")
-    ax.plot(h.epoch, h.valid_loss, "o-", label="valid loss"); ax.set_xlabel("epoch (0 = zero-shot)"); ax.legend()
+    ax.plot(h.epoch, h.valid_loss, "o-", label="valid loss")
+    ax.set_xlabel("epoch (0 = zero-shot)")
+    ax.legend()
     fig.tight_layout()
     return fig
 
@@ -120,9 +124,16 @@ def _write_reports(reports: Path, metrics: dict, trained: dict, zero_shot: dict,
             h = pd.read_csv(history)
             figures["training_curves.png"] = _history_figure(h)
             h.to_csv(reports/"train_history.csv", index=False)
-        for name, fig in figures.items(): fig.savefig(tmp/name, dpi=110); plt.close(fig)
+        for name, fig in figures.items():
+            fig.savefig(tmp / name, dpi=110)
+            plt.close(fig)
     per.to_csv(reports/"per_breed.csv", index=False, float_format="%.4f")
-    rows = [dict(actual=classes[a], predicted=classes[p]) for a in range(k) for p in range(k) for _ in range(int(conf[a, p]))]
+    rows = [
+        dict(actual=classes[a], predicted=classes[p])
+        for a in range(k)
+        for p in range(k)
+        for _ in range(int(conf[a, p]))
+    ]
     pd.DataFrame(rows, columns=["actual", "predicted"]).to_csv(reports/"confusion.csv", index=False)
     atomic_write(reports/"metrics.json", json.dumps(metrics, indent=1))
 
@@ -134,33 +145,37 @@ def _summary(m: dict) -> dict:
 def _scored(logits: np.ndarray, targets: np.ndarray, classes: list[str], temperature: float) -> tuple[dict, dict]:
     "(metrics with the temperature applied, their summary for metrics.json with the uncalibrated log loss and ECE)."
     raw = classification_metrics(torch.softmax(torch.from_numpy(logits), 1).numpy(), targets, classes)
-    calibrated = classification_metrics(torch.softmax(torch.from_numpy(logits) / temperature, 1).numpy(), targets, classes)
-    return calibrated, _summary(calibrated) | {"temperature": temperature, "uncalibrated": {k: round(raw[k], 4) for k in ("log_loss", "ece")}}
+    calibrated = classification_metrics(torch.softmax(torch.from_numpy(logits) / temperature, 1).numpy(), targets,
+                                        classes)
+    return calibrated, _summary(calibrated) | {"temperature": temperature,
+                                               "uncalibrated": {k: round(raw[k], 4) for k in ("log_loss", "ece")}}
 
 # %% ../nbs/05_evaluate.ipynb #c13c5c8f
 def evaluate(params: Params, root: str | Path | None = None, split: str = "test", progress: bool = True) -> dict:
-    "Score the trained model and the zero-shot model on the `split` photos; write reports/ (metrics, plot data, figures)."
+    """Score the trained model and the zero-shot model on the `split` photos; write reports/ (metrics, plot data,
+    figures)."""
     paths = ProjectPaths.of(root)
-    model, meta = load_trained_model(paths.trained)
+    model, trained_model = load_trained_model(paths.trained)
     labels = load_report(paths.processed).labels
     photos = labels[(labels.split == split) & (labels.variant == "")]
-    if photos.empty: raise DogBreedError(f"the prepared data has no {split} photos; set data.{split}_pct above 0 and prepare again")
+    if photos.empty:
+        raise DogBreedError(f"the prepared data has no {split} photos; set data.{split}_pct above 0 and prepare again")
     index = {c: i for i, c in enumerate(model.classes)}
     unknown = sorted(set(photos.breed) - set(index))
-    if unknown: raise DogBreedError(f"the test photos include breeds the model was not trained on ({', '.join(unknown[:5])}); "
-                                    f"the data changed since training: run `dog-breed train` (or `dvc repro`) again")
+    if unknown:
+        raise DogBreedError(f"the test photos include breeds the model was not trained on ({', '.join(unknown[:5])}); "
+                            f"the data changed since training: run `dog-breed train` (or `dvc repro`) again")
     targets = photos.breed.map(index).to_numpy()
     files = [paths.processed/p for p in photos.path]
-    view = dict(size=meta["input_size"], crop_fraction=meta.get("crop_fraction", EVAL_CROP_FRACTION), progress=progress)
-    trained, trained_summary = _scored(predict_logits(model, files, **view), targets, model.classes,
-                                       (meta.get("calibration") or {}).get("temperature", 1.0))
-    zero = create_model(meta["arch"], meta["classes"], meta["pretrained"])
-    zero_shot, zero_shot_summary = _scored(predict_logits(zero, files, **view), targets, model.classes,
-                                           zero_shot_temperature(meta["arch"]))
+    tm, spec = trained_model, trained_model.spec
+    trained, trained_summary = _scored(predict_logits(model, files, spec, progress=progress), targets, model.classes,
+                                       tm.calibration.temperature)
+    zero = create_model(tm.arch, tm.classes, tm.pretrained)
+    zero_shot, zero_shot_summary = _scored(predict_logits(zero, files, spec, progress=progress), targets, model.classes,
+                                           zero_shot_temperature(tm.arch))
+    sentence, figure_note = caveat(tm.data.source)
     metrics = dict(split=split, model=trained_summary, zero_shot=zero_shot_summary,
-                   gain_top1=round(trained["top1"] - zero_shot["top1"], 4),
-                   model_is_zero_shot=bool(meta["zero_shot"]), data_source=meta["data"]["source"],
-                   most_confused=trained["most_confused"], caveat=caveat(meta["data"]["source"])[0])
-    _write_reports(paths.reports, metrics, trained, zero_shot, model.classes, paths.trained/"history.csv",
-                   caveat(meta["data"]["source"])[1])
+                   gain_top1=round(trained["top1"] - zero_shot["top1"], 4), model_is_zero_shot=tm.zero_shot,
+                   data_source=tm.data.source, most_confused=trained["most_confused"], caveat=sentence)
+    _write_reports(paths.reports, metrics, trained, zero_shot, model.classes, paths.trained/"history.csv", figure_note)
     return metrics

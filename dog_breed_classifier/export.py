@@ -1,4 +1,4 @@
-"""The trained model as ONNX — logits, embedding and P(dog) in one graph — checked against torch, int8 tried and kept only if it wins, and a JSON model card: everything serving needs, nothing it must unpickle.
+"""The trained model as one ONNX graph (logits, embedding, P(dog)), int8 where it wins, and its model card.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/export.html.md"""
 
@@ -27,19 +27,22 @@ from .core import (SERVING_FILES, DogBreedError, ExportSettings, Params, Project
 from .data import draw_sample_dog, load_report
 from .drift import reference_from_photos, write_reference
 from .evaluate import caveat
-from .images import EVAL_CROP_FRACTION, IMAGE_STAT_NAMES, STAT_COLUMNS, decode_image, model_input
+from .images import IMAGE_STAT_NAMES, STAT_COLUMNS, InputSpec, model_batch
 from .inference import Predictor, available_backends, load_backend, softmax
 from .non_dogs import synthetic_non_dogs
 from .architectures import ARCHITECTURES, no_dog_threshold_for, zero_shot_temperature
 from .model import (DEFAULT_ARCH, OUTPUT_NAMES, ServingModel, create_model, model_input_spec,
-                                        serving_model)
-from .model_card import DriftReferenceEntry, ModelCard, file_sha256, library_versions
+                                        resolve_classes, serving_model)
+from .model_card import (Calibration, CardFiles, CardInput, CardMetrics, DriftReferenceEntry,
+                                             Int8Reports, ModelCard, NoDogRule, Parity, TrainedModel, TrainingData,
+                                             file_sha256, library_versions)
 from .train import load_trained_model
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'export_onnx', 'onnx_session', 'check_parity', 'quantize_int8', 'quantize_openvino_int8', 'graph_figures',
            'int8_verdict', 'compare_precisions', 'build_model_card', 'save_torch_weights', 'ExportPhotos',
-           'write_serving_dir', 'zero_shot_photos', 'zero_shot_serving_dir', 'export_photos', 'export']
+           'write_serving_dir', 'zero_shot_photos', 'zero_shot_trained_model', 'build_zero_shot_serving_dir',
+           'export_photos', 'export']
 
 # %% ../nbs/09_export.ipynb #fc29f144
 DEFAULTS = ExportSettings()            # params.yaml's `export:` defaults, for callers without a Params
@@ -47,10 +50,12 @@ DEFAULTS = ExportSettings()            # params.yaml's `export:` defaults, for c
 # %% ../nbs/09_export.ipynb #f0f57295
 def export_onnx(serving: ServingModel, path: str | Path, input_size: int, opset: int = 17) -> Path:
     "Write `serving` as ONNX to `path` (input `image`: N×3×size×size float32; outputs `OUTPUT_NAMES`; dynamic N)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     names = ["image", *OUTPUT_NAMES]
     with atomic_file(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)   # the TorchScript exporter is "legacy" but needs no onnxscript
+        # the TorchScript exporter is "legacy" but needs no onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(serving.eval(), torch.zeros(1, 3, input_size, input_size), str(tmp), input_names=["image"],
                           output_names=OUTPUT_NAMES, dynamic_axes={n: {0: "batch"} for n in names},
                           opset_version=opset, dynamo=False)
@@ -60,7 +65,9 @@ def export_onnx(serving: ServingModel, path: str | Path, input_size: int, opset:
 def onnx_session(path: str | Path, threads: int = 0):
     "An ONNX Runtime CPU session for `path` (`threads` 0 = ONNX Runtime's choice)."
     import onnxruntime as ort
-    opts = ort.SessionOptions(); opts.intra_op_num_threads = threads; opts.log_severity_level = 3
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 # %% ../nbs/09_export.ipynb #ec39fdbd
@@ -73,8 +80,10 @@ def check_parity(serving: ServingModel, path: str | Path, batch: np.ndarray, max
     report = dict(images=len(batch), top1_agreement=agree, max_abs_logit_diff=diffs["logits"],
                   max_abs_embedding_diff=diffs["embedding"], max_abs_dog_probability_diff=diffs["dog_probability"])
     if agree < 1 or diffs["logits"] > max_abs_diff:
-        raise DogBreedError(f"ONNX export does not match torch: top-1 agreement {agree:.3f}, max logit difference "
-                            f"{diffs['logits']:.2e} (allowed {max_abs_diff:.0e}); the model uses an operation the exporter mishandles")
+        raise DogBreedError(
+            f"ONNX export does not match torch: top-1 agreement {agree:.3f}, max logit difference "
+            f"{diffs['logits']:.2e} (allowed {max_abs_diff:.0e}); the model uses an operation the exporter mishandles"
+        )
     return report
 
 # %% ../nbs/09_export.ipynb #911f5c03
@@ -92,7 +101,8 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, # the float model
     import onnx
     nodes = onnx.load(str(fp32_path)).graph.node
     convs = [n.name for n in nodes if n.op_type == "Conv"]
-    excluded = convs[:1] + [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")] if keep_float else []   # the stem; the heads
+    # the stem; the heads
+    excluded = convs[:1] + [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")] if keep_float else []
     out_path = Path(out_path)
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))   # ORT's "consider pre-processing" nags
     with atomic_file(out_path) as tmp:
@@ -109,8 +119,8 @@ def _top1_of_compiled(compiled, pairs) -> float:
 def quantize_openvino_int8(fp32_path: str | Path, # the float ONNX model
                            out_path: str | Path, # its OpenVINO int8 copy (.xml; the weights go in the .bin beside it)
                            calibration: np.ndarray, # model inputs (N×3×H×W) whose activations set the int8 ranges
-                           validation: tuple[np.ndarray, np.ndarray] | None = None, # (inputs, class indices): accuracy control
-                           max_top1_drop: float = DEFAULTS.max_int8_top1_drop, # … keeps validation top-1 within this of fp32
+                           validation: tuple[np.ndarray, np.ndarray] | None = None, # (inputs, classes): the guard
+                           max_top1_drop: float = DEFAULTS.max_int8_top1_drop, # … keeps its top-1 within this of fp32
                           ) -> Path:
     "OpenVINO int8 copy of `fp32_path` by NNCF post-training quantization (mixed preset, fast bias correction)."
     import nncf
@@ -122,19 +132,25 @@ def quantize_openvino_int8(fp32_path: str | Path, # the float ONNX model
     if validation is None or not len(validation[0]): quantized = nncf.quantize(model, data, **common)
     else:
         pairs = nncf.Dataset([(validation[0][i:i + 1], int(validation[1][i])) for i in range(len(validation[0]))])
-        quantized = nncf.quantize_with_accuracy_control(model, data, pairs, validation_fn=_top1_of_compiled, max_drop=max_top1_drop,
-                                                        drop_type=nncf.DropType.ABSOLUTE, **common)
+        quantized = nncf.quantize_with_accuracy_control(model, data, pairs, validation_fn=_top1_of_compiled,
+                                                        max_drop=max_top1_drop, drop_type=nncf.DropType.ABSOLUTE,
+                                                        **common)
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".int8-") as tmp:
         ov.save_model(quantized, f"{tmp}/{out_path.name}", compress_to_fp16=False)
-        for f in (out_path.with_suffix(".bin"), out_path): (Path(tmp)/f.name).replace(f)   # weights first: no .xml without them
+        for f in (out_path.with_suffix(".bin"), out_path):
+            (Path(tmp) / f.name).replace(f)   # weights first: no .xml without them
     return out_path
 
 # %% ../nbs/09_export.ipynb #18b3a5d4
 def _outputs(backend, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "(logits, P(dog)) of `batch`, run in chunks of 32 (a whole test set at once needs gigabytes of activations)."
     outs = [backend(batch[i:i + 32]) for i in range(0, len(batch), 32)]
-    return (np.concatenate([o[0] for o in outs]), np.concatenate([o[2] for o in outs])) if outs else (np.zeros((0, 1)), np.zeros(0))
+    return (
+        (np.concatenate([o[0] for o in outs]), np.concatenate([o[2] for o in outs]))
+        if outs
+        else (np.zeros((0, 1)), np.zeros(0))
+    )
 
 def graph_figures(backend, # a loaded runtime (`inference.load_backend`)
                   test: np.ndarray, targets: np.ndarray, # the test photos' model inputs, and their class indices
@@ -144,7 +160,8 @@ def graph_figures(backend, # a loaded runtime (`inference.load_backend`)
                  ) -> dict:
     "Top-1, log loss and calibration error on the test photos, and how many dog-free images the no-dog rule catches."
     logits, _ = _outputs(backend, test)
-    m = classification_metrics(softmax(logits.astype(np.float64) / temperature), targets, list(map(str, range(logits.shape[1]))))
+    m = classification_metrics(softmax(logits.astype(np.float64) / temperature), targets,
+                               list(map(str, range(logits.shape[1]))))
     caught = None if no_dog_threshold is None else int((_outputs(backend, non_dogs)[1] < no_dog_threshold).sum())
     return dict(top1=m["top1"], log_loss=m["log_loss"], ece=m["ece"], no_dog_caught=caught)
 
@@ -179,46 +196,47 @@ def compare_precisions(runtime: str, # openvino | onnxruntime
     speed, batch = {k: [] for k in backends}, test[:32]
     for _ in range(rounds):
         for k, b in backends.items():
-            t = time.perf_counter(); b(batch); speed[k].append(len(batch) / (time.perf_counter() - t))
+            t = time.perf_counter()
+            b(batch)
+            speed[k].append(len(batch) / (time.perf_counter() - t))
     return dict(figures=figures, images_per_second={k: float(np.median(v)) for k, v in speed.items()})
 
-# %% ../nbs/09_export.ipynb #3df4d358
-def _crop(meta: dict) -> float: return float(meta.get("crop_fraction", EVAL_CROP_FRACTION))
-
 # %% ../nbs/09_export.ipynb #911a3a14
-def build_model_card(meta: dict, onnx_path: Path, parity: dict, int8: dict | None = None, metrics: dict | None = None,
-                     no_dog_threshold: float = 0.3, pretrained: str = "package") -> ModelCard:
-    "The model card for the model described by `meta` (train's model.json) and exported to `onnx_path`."
-    vocab, sha = breed_vocab(), file_sha256(onnx_path)
-    training = {"data": meta["data"], "pretrained": pretrained, **{k: meta.get(k) for k in (
-        "best_epoch", "epochs_run", "best_valid_loss", "zero_shot_valid_loss", "params")}}
-    return ModelCard.from_json(dict(
-        model_version=f"{meta['arch']}-{sha[:12]}", arch=meta["arch"], classes=list(meta["classes"]),
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        library_version=dog_breed_classifier.__version__,
-        display_names=[vocab[c].display_name for c in meta["classes"]],
-        input=dict(size=meta["input_size"], crop_fraction=_crop(meta), mean=list(meta["mean"]), std=list(meta["std"])),
-        calibration=meta.get("calibration") or {"temperature": 1.0, "note": "not calibrated"}, tta=meta.get("tta"),
-        files=dict(onnx=onnx_path.name, onnx_sha256=sha, **{f"int8_{r}": getattr(SERVING_FILES, f"int8_{r}") if (
-                   (int8 or {}).get(r) or {}).get("kept") else None for r in ("onnxruntime", "openvino")}),
-        outputs=OUTPUT_NAMES, zero_shot=bool(meta.get("zero_shot")), training=training, metrics=metrics,
-        caveat=caveat(meta["data"]["source"])[0], parity=parity, int8=int8,
-        no_dog_rule=None if pretrained == "none" else dict(threshold=no_dog_threshold), environment=library_versions()))
+def _int8_files(int8: dict | None) -> dict:
+    "The card's int8 file entries: each runtime's file when export kept it, else None."
+    kept = lambda runtime: ((int8 or {}).get(runtime) or {}).get("kept")
+    return {f"int8_{r}": getattr(SERVING_FILES, f"int8_{r}") if kept(r) else None for r in ("onnxruntime", "openvino")}
+
+def build_model_card(trained: TrainedModel, # train's record of the model (or the zero-shot model's)
+                     onnx_path: Path, # the exported graph
+                     parity: dict, # `check_parity`'s figures
+                     int8: dict | None = None, # `_int8_decision`'s reports
+                     metrics: dict | None = None, # evaluate's test metrics
+                     no_dog_threshold: float = 0.3) -> ModelCard:
+    "The model card of `trained` exported to `onnx_path`, built from typed parts."
+    sha = file_sha256(onnx_path)
+    vocab = breed_vocab()
+    return ModelCard(model_version=f"{trained.arch}-{sha[:12]}", arch=trained.arch, classes=list(trained.classes),
+                     created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                     library_version=dog_breed_classifier.__version__,
+                     display_names=[vocab[c].display_name for c in trained.classes], input=CardInput.of(trained.spec),
+                     calibration=trained.calibration, tta=trained.tta,
+                     files=CardFiles(onnx=onnx_path.name, onnx_sha256=sha, **_int8_files(int8)),
+                     outputs=list(OUTPUT_NAMES), zero_shot=trained.zero_shot, training=trained.training(),
+                     metrics=None if metrics is None else CardMetrics.from_json(metrics, "metrics"),
+                     caveat=caveat(trained.data.source)[0], parity=Parity.from_json(parity, "parity"),
+                     int8=None if int8 is None else Int8Reports.from_json(int8, "int8"),
+                     no_dog_rule=None if trained.pretrained == "none" else NoDogRule(threshold=no_dog_threshold),
+                     environment=library_versions())
 
 # %% ../nbs/09_export.ipynb #6f968b33
 def save_torch_weights(serving: ServingModel, path: str | Path) -> Path:
     "Write `serving`'s weights to `path` as safetensors."
     from safetensors.torch import save_file
     save_file({k: v.detach().contiguous() for k, v in serving.state_dict().items()}, str(path))
-    Path(path).chmod(0o644)   # safetensors writes it owner-only; a server running as another user (a container) reads it
+    # safetensors writes it owner-only; a server running as another user (a container) reads it
+    Path(path).chmod(0o644)
     return Path(path)
-
-# %% ../nbs/09_export.ipynb #377a7bb3
-def _photo_batch(files: list[Path], meta: dict) -> np.ndarray:
-    "Model inputs for `files`, decoded and cropped as serving does the model of `meta`."
-    size = meta["input_size"]
-    if not files: return np.zeros((0, 3, size, size), np.float32)
-    return np.stack([model_input(decode_image(f).image, size, meta["mean"], meta["std"], _crop(meta)) for f in files])
 
 # %% ../nbs/09_export.ipynb #6bd8e813
 def _probe_images(rng) -> list:
@@ -228,11 +246,13 @@ def _probe_images(rng) -> list:
 # %% ../nbs/09_export.ipynb #289c0d9a
 @dataclass
 class ExportPhotos:
-    "The photos an export uses: validation (parity batch, int8 calibration and accuracy control), test (the int8 decision), held-out (drift reference)."
+    """The photos an export uses: validation (parity batch, int8 calibration and accuracy control), test (the int8
+    decision), held-out (drift reference)."""
     calibration: list[Path] = field(default_factory=list)        # validation photos
-    validation: list[tuple[Path, str]] = field(default_factory=list)   # other validation photos, with breeds: int8's accuracy control
+    # other validation photos, with breeds: int8's accuracy control
+    validation: list[tuple[Path, str]] = field(default_factory=list)
     test: list[tuple[Path, str]] = field(default_factory=list)   # (photo, breed) pairs that decide whether int8 is kept
-    reference: list[Path] = field(default_factory=list)          # held-out photos for the drift reference (none: no reference)
+    reference: list[Path] = field(default_factory=list)   # held-out photos for the drift reference (none: no reference)
     reference_stats: pd.DataFrame | None = None                  # their statistics as prepare measured them
     reference_source: str = ""                                   # the reference's description, in words
     min_test_photos: int = 100                                   # fewer test photos cannot justify int8
@@ -243,57 +263,74 @@ def _int8_runtimes() -> list[str]:
     import importlib.util
     return [r for r in available_backends() if r != "openvino" or importlib.util.find_spec("nncf")]
 
-def _non_dog_batch(meta: dict, n_each: int = 8) -> np.ndarray:
+def _non_dog_batch(spec: InputSpec, n_each: int = 8) -> np.ndarray:
     "Model inputs of generated dog-free images (`n_each` of every kind): what the no-dog rule must keep catching."
-    images = [im for kind in synthetic_non_dogs(np.random.default_rng(0), n_each).values() for im in kind]
-    return np.stack([model_input(im, meta["input_size"], meta["mean"], meta["std"], _crop(meta)) for im in images])
+    return model_batch([im for kind in synthetic_non_dogs(np.random.default_rng(0), n_each).values() for im in kind],
+                       spec)
 
 # %% ../nbs/09_export.ipynb #70b90026
 def _int8_report(runtime: str, onnx_path: Path, out_dir: Path, calib: np.ndarray, validation: tuple, test: tuple,
-                 non_dogs: np.ndarray, meta: dict, settings: ExportSettings, no_dog_threshold: float | None) -> dict:
-    "Quantise for `runtime`, compare with fp32 on the `test` (inputs, classes), keep the file only if `int8_verdict` says so."
+                 non_dogs: np.ndarray, temperature: float, settings: ExportSettings,
+                 no_dog_threshold: float | None) -> dict:
+    """Quantise for `runtime`, compare with fp32 on the `test` (inputs, classes), keep the file only if `int8_verdict`
+    says so."""
     t = time.perf_counter()
     if runtime == "openvino":   # NNCF, with accuracy control on the validation photos when there are any
-        path = quantize_openvino_int8(onnx_path, out_dir/SERVING_FILES.int8_openvino, calib, validation, settings.max_int8_top1_drop)
+        path = quantize_openvino_int8(onnx_path, out_dir / SERVING_FILES.int8_openvino, calib, validation,
+                                      settings.max_int8_top1_drop)
     else: path = quantize_int8(onnx_path, out_dir/SERVING_FILES.int8_onnxruntime, calib)
     took = time.perf_counter() - t
-    cmp = compare_precisions(runtime, onnx_path, path, *test, non_dogs,
-                             (meta.get("calibration") or {}).get("temperature", 1.0), no_dog_threshold)
+    cmp = compare_precisions(runtime, onnx_path, path, *test, non_dogs, temperature, no_dog_threshold)
     f, ips = cmp["figures"], cmp["images_per_second"]
     kept, reason = int8_verdict(f["fp32"], f["int8"], ips, settings.max_int8_top1_drop, settings.max_int8_log_loss_rise)
     files = [path, path.with_suffix(".bin")] if runtime == "openvino" else [path]
-    megabytes = dict(fp32=round(onnx_path.stat().st_size / 1e6, 1), int8=round(sum(p.stat().st_size for p in files) / 1e6, 1))
+    megabytes = dict(fp32=round(onnx_path.stat().st_size / 1e6, 1),
+                     int8=round(sum(p.stat().st_size for p in files) / 1e6, 1))
     if not kept:
         for p in files: p.unlink()
-    guard = f", accuracy control on {len(validation[0])} validation photos" if runtime == "openvino" and len(validation[0]) else ""
-    method = ("NNCF post-training quantization (mixed preset, fast bias correction)" if runtime == "openvino" else
-              "ONNX Runtime static QDQ (stem and heads in float)") + f", calibrated on {len(calib)} photos{guard}, {took:.0f} s"
+    guard = (
+        f", accuracy control on {len(validation[0])} validation photos"
+        if runtime == "openvino" and len(validation[0])
+        else ""
+    )
+    method = (
+        "NNCF post-training quantization (mixed preset, fast bias correction)"
+        if runtime == "openvino"
+        else "ONNX Runtime static QDQ (stem and heads in float)"
+    ) + f", calibrated on {len(calib)} photos{guard}, {took:.0f} s"
     pair = lambda k, nd=4: {p: None if f[p][k] is None else round(f[p][k], nd) for p in ("fp32", "int8")}
-    return dict(kept=kept, reason=reason, method=method, test_photos=len(test[1]), top1=pair("top1"), log_loss=pair("log_loss"),
-                ece=pair("ece"), no_dog_caught=pair("no_dog_caught"), non_dog_images=len(non_dogs), megabytes=megabytes,
+    return dict(kept=kept, reason=reason, method=method, test_photos=len(test[1]), top1=pair("top1"),
+                log_loss=pair("log_loss"), ece=pair("ece"), no_dog_caught=pair("no_dog_caught"),
+                non_dog_images=len(non_dogs), megabytes=megabytes,
                 images_per_second={k: round(v, 1) for k, v in ips.items()})
 
 # %% ../nbs/09_export.ipynb #dacfcc34
-def _labelled_batch(pairs: list[tuple[Path, str]], meta: dict, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _labelled_batch(pairs: list[tuple[Path, str]], trained: TrainedModel, what: str) -> tuple[np.ndarray, np.ndarray]:
     "Model inputs of (photo, breed) `pairs` and their class indices; the breeds must be the model's."
-    index = {c: i for i, c in enumerate(meta["classes"])}
+    index = {c: i for i, c in enumerate(trained.classes)}
     unknown = sorted({b for _, b in pairs} - set(index))
-    if unknown: raise DogBreedError(f"the {what} photos include breeds the model was not trained on ({', '.join(unknown[:5])}); "
-                                    f"the data changed since training: run `dog-breed train` (or `dvc repro`) again")
-    return _photo_batch([f for f, _ in pairs], meta), np.array([index[b] for _, b in pairs], dtype=int)
+    if unknown:
+        raise DogBreedError(
+            f"the {what} photos include breeds the model was not trained on ({', '.join(unknown[:5])}); "
+            f"the data changed since training: run `dog-breed train` (or `dvc repro`) again"
+        )
+    return model_batch([f for f, _ in pairs], trained.spec), np.array([index[b] for _, b in pairs], dtype=int)
 
-def _int8_decision(onnx_path: Path, out_dir: Path, meta: dict, photos: ExportPhotos, settings: ExportSettings,
+def _int8_decision(onnx_path: Path, out_dir: Path, trained: TrainedModel, photos: ExportPhotos,
+                   settings: ExportSettings,
                    no_dog_threshold: float | None) -> dict:
     "Each runtime's int8 report (the card's `int8`); the int8 files that earn their place are left in `out_dir`."
     runtimes, n = _int8_runtimes(), len(photos.test)
     if n < photos.min_test_photos:   # int8 could not be kept: do not spend the time
         why = f"too few test photos ({n} < {photos.min_test_photos}) to show int8 is as accurate; not tried"
         return dict(machine=cpu_kind(), **{r: dict(kept=False, test_photos=n, reason=why) for r in runtimes})
-    test = _labelled_batch(photos.test, meta, "test")
-    calib, validation = _photo_batch(list(photos.calibration), meta), _labelled_batch(photos.validation, meta, "validation")
-    non_dogs = _non_dog_batch(meta) if no_dog_threshold is not None else test[0][:0]
-    return dict(machine=cpu_kind(), **{r: _int8_report(r, onnx_path, out_dir, calib, validation, test, non_dogs, meta,
-                                                         settings, no_dog_threshold) for r in runtimes})
+    test = _labelled_batch(photos.test, trained, "test")
+    calib = model_batch(list(photos.calibration), trained.spec)
+    validation = _labelled_batch(photos.validation, trained, "validation")
+    non_dogs = _non_dog_batch(trained.spec) if no_dog_threshold is not None else test[0][:0]
+    t = trained.calibration.temperature
+    return dict(machine=cpu_kind(), **{r: _int8_report(r, onnx_path, out_dir, calib, validation, test, non_dogs, t,
+                                                       settings, no_dog_threshold) for r in runtimes})
 
 # %% ../nbs/09_export.ipynb #e2907dd9
 def _add_drift_reference(folder: Path, card: ModelCard, photos: list[Path], stats: pd.DataFrame | None, source: str):
@@ -305,25 +342,23 @@ def _add_drift_reference(folder: Path, card: ModelCard, photos: list[Path], stat
 # %% ../nbs/09_export.ipynb #bc900998
 def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced whole, atomically)
                       serving: ServingModel, # the model with its three outputs
-                      meta: dict, # train's model.json: arch, classes, normalisation, input size, data
-                      *, pretrained: str, # the weights it started from (package | hub | none | a file)
-                      settings: ExportSettings = DEFAULTS, # opset, int8, its allowed top-1 drop, the no-dog threshold
-                      photos: ExportPhotos | None = None, # calibration, test and reference photos (none: no int8, no reference)
+                      trained: TrainedModel, # train's record: arch, classes, input, starting weights, data
+                      *, settings: ExportSettings = DEFAULTS, # opset, int8, its allowed top-1 drop, no-dog threshold
+                      photos: ExportPhotos | None = None, # calibration, test, reference photos (none: no int8)
                       metrics: dict | None = None, # evaluate's test metrics, carried into the card
                      ) -> ModelCard:
     "Export `serving` into `out_dir`: model.onnx (+ int8 if it wins), model_card.json, torch weights, drift reference."
-    photos = photos or ExportPhotos()
+    photos, spec = photos or ExportPhotos(), trained.spec
     with atomic_folder(Path(out_dir)) as tmp:
-        size = meta["input_size"]
-        onnx_path = export_onnx(serving, tmp/SERVING_FILES.onnx, size, settings.opset)
+        onnx_path = export_onnx(serving, tmp/SERVING_FILES.onnx, spec.size, settings.opset)
         save_torch_weights(serving, tmp/SERVING_FILES.torch)
-        batch = (_photo_batch(list(photos.calibration[:8]), meta) if photos.calibration else np.stack(
-            [model_input(s, size, meta["mean"], meta["std"], _crop(meta)) for s in _probe_images(np.random.default_rng(0))]))
-        parity = check_parity(serving, onnx_path, batch)
-        threshold = no_dog_threshold_for(meta["arch"], settings.no_dog_threshold)
-        int8_report = (_int8_decision(onnx_path, tmp, meta, photos, settings, None if pretrained == "none" else threshold)
+        parity_photos = list(photos.calibration[:8]) or _probe_images(np.random.default_rng(0))
+        parity = check_parity(serving, onnx_path, model_batch(parity_photos, spec))
+        threshold = no_dog_threshold_for(trained.arch, settings.no_dog_threshold)
+        rule = None if trained.pretrained == "none" else threshold
+        int8_report = (_int8_decision(onnx_path, tmp, trained, photos, settings, rule)
                        if settings.int8 and photos.calibration else None)
-        card = build_model_card(meta, onnx_path, parity, int8_report, metrics, threshold, pretrained)
+        card = build_model_card(trained, onnx_path, parity, int8_report, metrics, threshold)
         card.files.torch = SERVING_FILES.torch
         card.write(tmp)
         if len(photos.reference):
@@ -332,14 +367,15 @@ def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced w
     return card
 
 # %% ../nbs/09_export.ipynb #f6d36087
-def zero_shot_photos(folder: str | Path, # holds stanford_dogs_train/Images and stanford_dogs_dev/Images (one folder per breed)
-                     calibration: int = DEFAULTS.calibration_photos, # training photos to calibrate on, spread over the breeds
+def zero_shot_photos(folder: str | Path, # holds stanford_dogs_train/Images and stanford_dogs_dev/Images
+                     calibration: int = DEFAULTS.calibration_photos, # training photos to calibrate on, across breeds
                     ) -> ExportPhotos:
     "The photos that make and judge the zero-shot model's int8: training photos to calibrate, dev photos to test."
     folder = Path(folder).expanduser()
     missing = [f"{w}/Images" for w in ("stanford_dogs_train", "stanford_dogs_dev") if not (folder/w/"Images").is_dir()]
-    if missing: raise DogBreedError(f"{folder} has no {' or '.join(missing)}: int8 calibration photos are a folder holding "
-                                    "stanford_dogs_train/Images and stanford_dogs_dev/Images (a folder per breed)")
+    if missing:
+        raise DogBreedError(f"{folder} has no {' or '.join(missing)}: int8 calibration photos are a folder holding "
+                            "stanford_dogs_train/Images and stanford_dogs_dev/Images (a folder per breed)")
     breeds = lambda w: [d for d in sorted((folder/w/"Images").iterdir()) if d.is_dir()]
     by_breed = [sorted(d.glob("*.jpg")) for d in breeds("stanford_dogs_train")]
     spread = [f for row in itertools.zip_longest(*by_breed) for f in row if f is not None]   # one of each breed in turn
@@ -349,25 +385,37 @@ def zero_shot_photos(folder: str | Path, # holds stanford_dogs_train/Images and 
                         validation=[(f, vocab.lookup(f.parent.name).name) for f in spread[calibration:2 * calibration]])
 
 # %% ../nbs/09_export.ipynb #dbb3086d
-def zero_shot_serving_dir(out_dir: str | Path, # the folder to build (kept when already complete)
-                          arch: str = DEFAULT_ARCH, # an architecture with packaged weights
-                          no_dog_threshold: float | str = "auto", # a number, or auto: the one measured for `arch`
-                          tta: bool = False, # record test-time augmentation (mirror averaging) in the card
-                          photos: str | Path | None = None, # Stanford photos to make int8 with (see `zero_shot_photos`); None: fp32 only
-                         ) -> Path:
+def zero_shot_trained_model(arch: str = DEFAULT_ARCH, # an architecture with packaged weights
+                            tta: bool = False, # record test-time augmentation (mirror averaging)
+                           ) -> TrainedModel:
+    """The record of the untrained 120-breed model of `arch`: ImageNet's breed rows as its head, its measured
+    temperature."""
+    spec, classes = model_input_spec(arch), resolve_classes("all")
+    note = (
+        f"no fine-tuning: the breed head is the ImageNet classifier's rows for the 120 breeds (packaged {arch} weights)"
+    )
+    fitted_on = ("Stanford Dogs training photos: python benchmarks/architectures.py --calibrate "
+                 "(the temperature in architectures.ARCHITECTURES)")
+    return TrainedModel(arch=arch, classes=classes, mean=list(spec.mean), std=list(spec.std), input_size=spec.size,
+                        crop_fraction=spec.crop_fraction, pretrained="package", zero_shot=True,
+                        tta="hflip" if tta else None, data=TrainingData(source="imagenet", note=note),
+                        calibration=Calibration(temperature=zero_shot_temperature(arch), fitted_on=fitted_on))
+
+# %% ../nbs/09_export.ipynb #fa8e4ff3
+def build_zero_shot_serving_dir(out_dir: str | Path, # the folder to build (kept when already complete)
+                                arch: str = DEFAULT_ARCH, # an architecture with packaged weights
+                                no_dog_threshold: float | str = "auto", # a number, or auto: the one measured for `arch`
+                                tta: bool = False, # record test-time augmentation (mirror averaging) in the card
+                                photos: str | Path | None = None, # Stanford photos for int8 (`zero_shot_photos`)
+                               ) -> Path:
     "Build the 120-breed zero-shot serving model (ONNX + card) of `arch` in `out_dir` unless it is already there."
     out_dir = Path(out_dir)
     if SERVING_FILES.complete(out_dir): return out_dir
-    spec, model = model_input_spec(arch), create_model(arch, "all", "package")
-    meta = dict(arch=arch, classes=model.classes, mean=list(spec.mean), std=list(spec.std), input_size=spec.size,
-                crop_fraction=spec.crop_fraction, pretrained="package", zero_shot=True, tta="hflip" if tta else None,
-                data={"source": "imagenet", "note": "no fine-tuning: the breed head is the ImageNet classifier's rows "
-                                                    f"for the 120 breeds (packaged {arch} weights)"},
-                calibration={"temperature": zero_shot_temperature(arch),
-                             "fitted_on": "Stanford Dogs training photos (benchmarks/architectures.py --calibrate)"})
+    trained, model = zero_shot_trained_model(arch, tta), create_model(arch, "all", "package")
+    dev_top1 = ARCHITECTURES[arch].zero_shot_dev_top1 if arch in ARCHITECTURES else None
     metrics = {"note": "benchmarks/architectures.py on the 1 200 Stanford Dogs dev photos (see the results page)",
-               "dev_top1": ARCHITECTURES[arch].zero_shot_dev_top1 if arch in ARCHITECTURES else None, "caveat": caveat("stanford")[0]}
-    write_serving_dir(out_dir, serving_model(model, arch), meta, pretrained="package", metrics=metrics,
+               "dev_top1": dev_top1, "caveat": caveat("stanford")[0]}
+    write_serving_dir(out_dir, serving_model(model, arch), trained, metrics=metrics,
                       settings=replace(DEFAULTS, no_dog_threshold=no_dog_threshold),
                       photos=zero_shot_photos(photos) if photos else None)
     return out_dir
@@ -404,8 +452,7 @@ def _test_metrics(reports: Path) -> dict | None:
 def export(params: Params, root: str | Path | None = None, out_dir: str | Path | None = None) -> ModelCard:
     "Export the model in models/trained/ to models/serving/ (ONNX + model card); returns the card."
     paths = ProjectPaths.of(root)
-    model, meta = load_trained_model(paths.trained)
-    pretrained = meta.get("pretrained", "package")
-    return write_serving_dir(Path(out_dir) if out_dir else paths.serving, serving_model(model, meta["arch"], pretrained), meta,
-                             pretrained=pretrained, settings=params.export, photos=export_photos(paths, params),
-                             metrics=_test_metrics(paths.reports))
+    model, trained = load_trained_model(paths.trained)
+    serving = serving_model(model, trained.arch, trained.pretrained)
+    return write_serving_dir(Path(out_dir) if out_dir else paths.serving, serving, trained, settings=params.export,
+                             photos=export_photos(paths, params), metrics=_test_metrics(paths.reports))

@@ -18,12 +18,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .core import DogBreedError
 
 # %% auto #0
-__all__ = ['SUPPORTED_FORMATS', 'EVAL_CROP_FRACTION', 'IMAGE_STAT_NAMES', 'STATS_SIZE', 'EDGE_THRESHOLD', 'STAT_PREFIX',
-           'STAT_COLUMNS', 'ImageDecodeError', 'DecodedImage', 'decode_image', 'resize_shorter_side', 'center_crop',
-           'model_input', 'image_stats', 'stat_columns']
+__all__ = ['SUPPORTED_FORMATS', 'MAX_UPLOAD_BYTES', 'EVAL_CROP_FRACTION', 'IMAGE_STAT_NAMES', 'STATS_SIZE', 'EDGE_THRESHOLD',
+           'STAT_PREFIX', 'STAT_COLUMNS', 'ImageDecodeError', 'DecodedImage', 'decode_image', 'resize_shorter_side',
+           'center_crop', 'InputSpec', 'model_input', 'model_batch', 'image_stats', 'stat_columns']
 
 # %% ../nbs/00a_images.ipynb #a5558da8
 SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP", "TIFF")
+MAX_UPLOAD_BYTES = 10 * 2**20   # the largest photo file the API accepts by default (`dog-breed serve --max-upload-mb`)
 
 class ImageDecodeError(DogBreedError):
     "A file that cannot be used as a photo; `reason` is a short code (`truncated`, `too_small`, …)."
@@ -72,8 +73,11 @@ def _looks_like_text(data: bytes) -> str | None:
     "A word for what non-image bytes look like, for the error message."
     head = data[:512].lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html")): return "an HTML page"
-    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in data[:2048].lower()): return "an SVG drawing (vector, not a photo)"
-    try: data[:512].decode("utf-8"); return "a text file"
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in data[:2048].lower()):
+        return "an SVG drawing (vector, not a photo)"
+    try:
+        data[:512].decode("utf-8")
+        return "a text file"
     except UnicodeDecodeError: return None
 
 # %% ../nbs/00a_images.ipynb #b5551c72
@@ -87,7 +91,8 @@ def _corrupt(name: str, e: Exception) -> ImageDecodeError:
 def _open_image(source: str | Path | bytes, # a path or the file's bytes
                 name: str | None, # how to call the file in messages (default: the path, or "upload")
                 max_pixels: int) -> tuple[Image.Image, bytes, str]:
-    "`source` opened by PIL (not decoded yet), its bytes, and its name for messages; or `ImageDecodeError` saying why not."
+    """`source` opened by PIL (not decoded yet), its bytes, and its name for messages; or `ImageDecodeError` saying why
+    not."""
     if isinstance(source, (bytes, bytearray, memoryview)): data, name = bytes(source), name or "upload"
     else:
         name = name or str(source)
@@ -104,7 +109,8 @@ def _open_image(source: str | Path | bytes, # a path or the file's bytes
     except UnidentifiedImageError:
         kind = _looks_like_text(data)
         if kind: raise ImageDecodeError("not_an_image", f"{name}: this is {kind}, not a photo") from None
-        raise ImageDecodeError("not_an_image", f"{name}: not an image file PIL can read (JPEG, PNG, GIF, BMP, WebP or TIFF)") from None
+        raise ImageDecodeError("not_an_image",
+                               f"{name}: not an image file PIL can read (JPEG, PNG, GIF, BMP, WebP or TIFF)") from None
     except Exception as e: raise _corrupt(name, e) from None
     return img, data, name
 
@@ -120,10 +126,13 @@ def decode_image(source: str | Path | bytes | Image.Image, # a path, the file's 
     else: img, data, name = _open_image(source, name, max_pixels)
     fmt = img.format or "RAW"
     if data is not None and fmt not in SUPPORTED_FORMATS:
-        raise ImageDecodeError("unsupported_format", f"{name}: {fmt} images are not supported; use one of {', '.join(SUPPORTED_FORMATS)}")
+        raise ImageDecodeError("unsupported_format",
+                               f"{name}: {fmt} images are not supported; use one of {', '.join(SUPPORTED_FORMATS)}")
     w, h = img.size
-    if w * h > max_pixels: raise ImageDecodeError("too_large", f"{name}: {w}×{h} is more than {max_pixels:,} pixels; resize it before use")
-    if min(w, h) < min_side: raise ImageDecodeError("too_small", f"{name}: {w}×{h} is smaller than {min_side} pixels on a side")
+    if w * h > max_pixels:
+        raise ImageDecodeError("too_large", f"{name}: {w}×{h} is more than {max_pixels:,} pixels; resize it before use")
+    if min(w, h) < min_side:
+        raise ImageDecodeError("too_small", f"{name}: {w}×{h} is smaller than {min_side} pixels on a side")
     notes = []
     n_frames = getattr(img, "n_frames", 1)
     if n_frames > 1: notes.append(f"first of {n_frames} frames")
@@ -159,19 +168,49 @@ def center_crop(img: Image.Image, size: int = 224, crop_fraction: float = EVAL_C
     left, top = (new[0] - size) // 2, (new[1] - size) // 2
     return img.crop((left, top, left + size, top + size))
 
+# %% ../nbs/00a_images.ipynb #7b11c875
+@dataclass(frozen=True)
+class InputSpec:
+    "What a model takes: a `size`² centre crop of the photo resized to `resize_shorter_side`, normalised."
+    size: int                   # the side of the square crop
+    mean: tuple[float, ...]     # per channel, of RGB scaled to [0, 1]
+    std: tuple[float, ...]      # per channel
+    crop_fraction: float = EVAL_CROP_FRACTION   # the crop keeps this share of the shorter side
+
+    def __post_init__(self):   # lists from JSON become tuples: a spec is a value, hashable and comparable
+        object.__setattr__(self, "mean", tuple(map(float, self.mean)))
+        object.__setattr__(self, "std", tuple(map(float, self.std)))
+
+    @property
+    def resize_shorter_side(self) -> int:
+        "The shorter side a photo is resized to before the centre crop."
+        return round(self.size / self.crop_fraction)
+
 # %% ../nbs/00a_images.ipynb #7154d865
 def model_input(img: Image.Image, # the photo
-                size: int, mean, std, # the model's input size and normalisation
-                crop_fraction: float = EVAL_CROP_FRACTION, # the architecture's centre-crop fraction (its model card says)
+                spec: InputSpec, # the model's input size, crop and normalisation
                ) -> np.ndarray:
     "`img` as the model's input: a float32 3×`size`×`size` array, centre-cropped and normalised."
-    pixels = np.asarray(center_crop(img.convert("RGB"), size, crop_fraction))
-    std = np.asarray(std, dtype=np.float32)
-    scale, shift = 1 / (255 * std), -np.asarray(mean, dtype=np.float32) / std
+    size = spec.size
+    pixels = np.asarray(center_crop(img.convert("RGB"), size, spec.crop_fraction))
+    std = np.asarray(spec.std, dtype=np.float32)
+    scale, shift = 1 / (255 * std), -np.asarray(spec.mean, dtype=np.float32) / std
     out = np.empty((3, size, size), np.float32)
-    for c in range(3):   # channel by channel into the output: a tenth of the time of normalising H×W×3 floats, then transposing
-        np.multiply(pixels[..., c], scale[c], out=out[c]); out[c] += shift[c]
+    for c in range(3):   # channel by channel: a tenth of the time of normalising H×W×3 floats, then transposing
+        np.multiply(pixels[..., c], scale[c], out=out[c])
+        out[c] += shift[c]
     return out
+
+# %% ../nbs/00a_images.ipynb #2fa8f088
+def model_batch(photos: list, # paths, bytes, PIL images or `DecodedImage`s
+                spec: InputSpec, # the model's input size, crop and normalisation
+               ) -> np.ndarray:
+    "`photos` as one float32 batch of shape (n, 3, `size`, `size`), each as `model_input` makes it."
+    if not len(photos): return np.zeros((0, 3, spec.size, spec.size), np.float32)
+    pixels = lambda p: (
+        p.image if isinstance(p, DecodedImage) else p if isinstance(p, Image.Image) else decode_image(p).image
+    )
+    return np.stack([model_input(pixels(p), spec) for p in photos])
 
 # %% ../nbs/00a_images.ipynb #dc14eeae
 IMAGE_STAT_NAMES = ("mean", "std", "median", "min", "max", "entropy", "edge_density",
@@ -198,10 +237,15 @@ def _detail_stats(g: np.ndarray) -> dict[str, float]:
     "Edge density and Laplacian-variance sharpness of a 2-D uint8 grey array."
     if min(g.shape) < 3: return dict(edge_density=0.0, sharpness=0.0)
     gi = g.astype(np.int16)             # differences of 8-bit values fit in int16; their squares need int32
-    laplacian = (gi[1:-1, 2:] + gi[1:-1, :-2] + gi[2:, 1:-1] + gi[:-2, 1:-1] - 4 * gi[1:-1, 1:-1]).ravel().astype(np.float32)
-    gx = (gi[1:-1, 2:] - gi[1:-1, :-2]).astype(np.int32)   # central differences span two pixels: threshold doubled below
+    laplacian = (
+        (gi[1:-1, 2:] + gi[1:-1, :-2] + gi[2:, 1:-1] + gi[:-2, 1:-1] - 4 * gi[1:-1, 1:-1]).ravel().astype(np.float32)
+    )
+    # central differences span two pixels: threshold doubled below
+    gx = (gi[1:-1, 2:] - gi[1:-1, :-2]).astype(np.int32)
     gy = (gi[2:, 1:-1] - gi[:-2, 1:-1]).astype(np.int32)
-    gx *= gx; gy *= gy; gx += gy        # squared gradient magnitude, in place
+    gx *= gx   # squared gradient magnitude, in place
+    gy *= gy
+    gx += gy
     n = laplacian.size
     mean = laplacian.sum() / n
     return dict(edge_density=float(np.count_nonzero(gx > (2 * EDGE_THRESHOLD) ** 2) / gx.size),
@@ -227,7 +271,8 @@ def image_stats(img: Image.Image,                     # an RGB or grey PIL image
     "The fourteen statistics of `IMAGE_STAT_NAMES`, in that order."
     small = img if img.mode == "RGB" else img.convert("RGB")
     if max(small.size) > STATS_SIZE:
-        small = small.copy(); small.thumbnail((STATS_SIZE, STATS_SIZE), Image.BILINEAR, reducing_gap=2.0)
+        small = small.copy()
+        small.thumbnail((STATS_SIZE, STATS_SIZE), Image.BILINEAR, reducing_gap=2.0)
     grey = small.convert("L")
     width, height = original_size or img.size
     stats = {**_grey_histogram_stats(grey), **_detail_stats(np.asarray(grey)), **_colour_stats(np.asarray(small)),

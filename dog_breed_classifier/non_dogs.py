@@ -1,4 +1,4 @@
-"""Generated images with no dog in them: what the no-dog rule must catch, and what drift detection must notice in a feed.
+"""Generated images with no dog in them: what the no-dog rule must catch and drift detection must notice.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/non_dogs.html.md"""
 
@@ -20,7 +20,9 @@ def _flat(rng, size): return Image.new("RGB", size, _colour(rng))
 
 def _gradient(rng, size):
     (w, h), a, b = size, rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-    return Image.fromarray(np.broadcast_to(a + (b - a) * np.linspace(0, 1, w)[None, :, None], (h, w, 3)).astype(np.uint8))
+    return Image.fromarray(
+        np.broadcast_to(a + (b - a) * np.linspace(0, 1, w)[None, :, None], (h, w, 3)).astype(np.uint8)
+    )
 
 def _noise(rng, size): return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
 
@@ -32,7 +34,9 @@ def _texture(rng, size):
 
 def _stripes(rng, size):
     (w, h), x = size, (np.arange(size[0]) // int(rng.integers(6, 40))) % 2
-    return Image.fromarray(np.broadcast_to(np.where(x[None, :, None], _colour(rng), _colour(rng)), (h, w, 3)).astype(np.uint8))
+    return Image.fromarray(
+        np.broadcast_to(np.where(x[None, :, None], _colour(rng), _colour(rng)), (h, w, 3)).astype(np.uint8)
+    )
 
 # %% ../nbs/01a_non_dogs.ipynb #9ea0d6f0
 def _shapes(rng, size):

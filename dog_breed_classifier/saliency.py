@@ -1,4 +1,4 @@
-"""Why this breed? A heatmap of the regions of the photo that drove the prediction — Grad-CAM on the torch model when torch is installed, occlusion sensitivity on the ONNX model otherwise — and what it cost.
+"""Why this breed? A heatmap of what drove the prediction: Grad-CAM with torch, occlusion on the ONNX model.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/saliency.html.md"""
 
@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .core import SERVING_FILES, DogBreedError
-from .images import center_crop, model_input
+from .images import center_crop, model_batch
 from .inference import Predictor
 
 # %% auto #0
@@ -26,7 +26,8 @@ __all__ = ['SALIENCY_METHODS', 'HEAT_COLOURS', 'heat_colours', 'Saliency', 'occl
 
 # %% ../nbs/09a_saliency.ipynb #54d440c2
 SALIENCY_METHODS = ("auto", "grad-cam", "occlusion")
-HEAT_COLOURS = np.array([(0, 0, 4), (66, 10, 104), (147, 38, 103), (221, 81, 58), (252, 165, 10), (252, 255, 164)], np.float32)
+HEAT_COLOURS = np.array([(0, 0, 4), (66, 10, 104), (147, 38, 103), (221, 81, 58), (252, 165, 10), (252, 255, 164)],
+                        np.float32)
 
 def heat_colours(heatmap: np.ndarray) -> np.ndarray:
     "An H×W×3 uint8 picture of `heatmap` (values in [0, 1]): black → purple → red → orange → pale yellow."
@@ -67,7 +68,9 @@ def _scaled(heatmap: np.ndarray) -> np.ndarray:
 def _breed_index(predictor: Predictor, breed: str | None) -> int | None:
     if breed is None: return None
     if breed not in predictor.classes:
-        raise DogBreedError(f"breed {breed!r} is not one this model predicts; use one of its classes (e.g. {predictor.classes[0]!r})")
+        raise DogBreedError(
+            f"breed {breed!r} is not one this model predicts; use one of its classes (e.g. {predictor.classes[0]!r})"
+        )
     return predictor.classes.index(breed)
 
 # %% ../nbs/09a_saliency.ipynb #278aa17a
@@ -78,10 +81,13 @@ def occlusion_saliency(predictor: Predictor, image: Image.Image, # an RGB photo
                       ) -> Saliency:
     "Occlusion sensitivity of `predictor`'s probability for `breed` over `image`'s centre crop."
     t = time.perf_counter()
-    size = predictor.size
-    patch = patch or size // 4; stride = stride or -(-(size - patch) // 6)   # 7 positions a side
-    if not 0 < stride <= patch <= size: raise DogBreedError(f"occlusion needs 0 < stride ({stride}) ≤ patch ({patch}) ≤ input size ({size})")
-    x = model_input(image, size, predictor.mean, predictor.std, predictor.crop_fraction)
+    spec = predictor.spec
+    size = spec.size
+    patch = patch or size // 4   # 7 positions a side
+    stride = stride or -(-(size - patch) // 6)
+    if not 0 < stride <= patch <= size:
+        raise DogBreedError(f"occlusion needs 0 < stride ({stride}) ≤ patch ({patch}) ≤ input size ({size})")
+    x = model_batch([image], spec)[0]
     starts = list(range(0, size - patch + 1, stride))
     if starts[-1] != size - patch: starts.append(size - patch)   # cover the last rows and columns too
     positions = [(r, c) for r in starts for c in starts]
@@ -93,9 +99,11 @@ def occlusion_saliency(predictor: Predictor, image: Image.Image, # an RGB photo
     falls = np.maximum(probs[0, target] - probs[1:, target], 0)
     total, covered = np.zeros((size, size), np.float32), np.zeros((size, size), np.float32)
     for fall, (r, c) in zip(falls, positions):
-        total[r:r + patch, c:c + patch] += fall; covered[r:r + patch, c:c + patch] += 1
-    return Saliency(_scaled(total / covered), center_crop(image.convert("RGB"), size, predictor.crop_fraction), predictor.classes[target], "occlusion",
-                    predictor.backend.name, len(batch), time.perf_counter() - t)
+        total[r : r + patch, c : c + patch] += fall
+        covered[r : r + patch, c : c + patch] += 1
+    return Saliency(heatmap=_scaled(total / covered), crop=center_crop(image.convert("RGB"), size, spec.crop_fraction),
+                    breed=predictor.classes[target], method="occlusion", runtime=predictor.backend.name,
+                    model_runs=len(batch), seconds=time.perf_counter() - t)
 
 # %% ../nbs/09a_saliency.ipynb #561d6cdc
 _torch_models: dict[Path, object] = {}
@@ -107,7 +115,8 @@ def grad_cam_unavailable(predictor: Predictor) -> str | None:
     if missing: return f"Grad-CAM needs {', '.join(missing)} (pip install 'dog_breed_classifier[train]')"
     weights = predictor.card.files.torch
     if not weights or not (predictor.model_dir/weights).is_file():
-        return f"the serving folder {predictor.model_dir} has no torch weights ({SERVING_FILES.torch}); export the model again"
+        return (f"the serving folder {predictor.model_dir} has no torch weights ({SERVING_FILES.torch}); "
+                "export the model again")
     return None
 
 # %% ../nbs/09a_saliency.ipynb #ff92eadd
@@ -116,7 +125,8 @@ def torch_serving_model(predictor: Predictor):
     key = predictor.model_dir.resolve()
     with _torch_lock:
         if key not in _torch_models:
-            from dog_breed_classifier.model import load_serving_model   # torch + timm: optional where the model is served
+            # torch + timm: optional where the model is served
+            from dog_breed_classifier.model import load_serving_model
             model = load_serving_model(key)
             for p in model.parameters(): p.requires_grad_(False)   # gradients are wanted for the feature map only
             _torch_models[key] = model
@@ -132,7 +142,8 @@ def grad_cam_saliency(predictor: Predictor, image: Image.Image, # an RGB photo
     if reason: raise DogBreedError(reason)
     serving = torch_serving_model(predictor)
     t = time.perf_counter()
-    x = torch.from_numpy(model_input(image, predictor.size, predictor.mean, predictor.std, predictor.crop_fraction))[None]
+    spec = predictor.spec
+    x = torch.from_numpy(model_batch([image], spec))
     net = serving.model
     with torch.no_grad(): features = net.forward_features(x)
     features.requires_grad_(True)
@@ -143,14 +154,17 @@ def grad_cam_saliency(predictor: Predictor, image: Image.Image, # an RGB photo
         logits[0, target].backward()
     channel_weights = features.grad.mean(dim=(2, 3), keepdim=True)
     cam = torch.relu((channel_weights * features.detach()).sum(dim=1, keepdim=True))
-    cam = torch.nn.functional.interpolate(cam, size=(predictor.size, predictor.size), mode="bilinear", align_corners=False)
-    return Saliency(_scaled(cam[0, 0].numpy()), center_crop(image.convert("RGB"), predictor.size, predictor.crop_fraction), predictor.classes[target],
-                    "grad-cam", "torch", 1, time.perf_counter() - t)
+    cam = torch.nn.functional.interpolate(cam, size=(spec.size, spec.size), mode="bilinear", align_corners=False)
+    return Saliency(heatmap=_scaled(cam[0, 0].numpy()),
+                    crop=center_crop(image.convert("RGB"), spec.size, spec.crop_fraction),
+                    breed=predictor.classes[target], method="grad-cam", runtime="torch", model_runs=1,
+                    seconds=time.perf_counter() - t)
 
 # %% ../nbs/09a_saliency.ipynb #53766a63
 def saliency_method(predictor: Predictor, method: str = "auto") -> str:
     "The method `explain` will use: `method` itself, or for 'auto' grad-cam when available, else occlusion."
-    if method not in SALIENCY_METHODS: raise DogBreedError(f"saliency method {method!r} is not one of {', '.join(SALIENCY_METHODS)}")
+    if method not in SALIENCY_METHODS:
+        raise DogBreedError(f"saliency method {method!r} is not one of {', '.join(SALIENCY_METHODS)}")
     if method == "auto": return "occlusion" if grad_cam_unavailable(predictor) else "grad-cam"
     return method
 
@@ -162,4 +176,6 @@ def explain(predictor: Predictor, image, # a path, the file's bytes, or a PIL im
     method = saliency_method(predictor, method)
     img = image if isinstance(image, Image.Image) else predictor.decode(image).image
     img = img.convert("RGB")
-    return grad_cam_saliency(predictor, img, breed) if method == "grad-cam" else occlusion_saliency(predictor, img, breed)
+    return (
+        grad_cam_saliency(predictor, img, breed) if method == "grad-cam" else occlusion_saliency(predictor, img, breed)
+    )

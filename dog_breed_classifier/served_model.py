@@ -1,4 +1,4 @@
-"""Which model a server serves, and why: the model registry (published versions, the current one, the history), the choice when nothing is said, the zero-shot cache, and the follower that swaps in a newly published version.
+"""Which model a server serves, and why: the model registry, the default choice, and the follower that swaps.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/served_model.html.md"""
 
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from fastcore.basics import patch
 
-from .core import (DEFAULT_ARCH, SERVING_FILES, DogBreedError, atomic_folder, atomic_write, find_project_root,
-                                       user_at_host)
+from .core import (DEFAULT_ARCH, SERVING_FILES, DogBreedError, atomic_folder, atomic_write,
+                                       find_project_root, user_at_host)
 from .inference import Predictor
 from .model_card import CardPart, ModelLoadError, read_model_card
 
@@ -34,7 +34,7 @@ log = logging.getLogger("dog_breed_classifier.served_model")
 
 # %% auto #0
 __all__ = ['log', 'REGISTRY_DIR', 'REGISTRY_LOCK_SECONDS', 'RegistryState', 'ModelRegistry', 'zero_shot_cache_dir', 'int8_photos',
-           'ModelChoice', 'registry_reason', 'choose_model_dir', 'zero_shot_model_dir', 'serving_model_dir',
+           'ModelChoice', 'registry_reason', 'choose_model_dir', 'cached_zero_shot_serving_dir', 'serving_model_dir',
            'ModelFollower']
 
 # %% ../nbs/06a_served_model.ipynb #0cce413c
@@ -67,7 +67,9 @@ class ModelRegistry:
         try: return RegistryState.from_json(json.loads(self.state_file.read_text()))
         except FileNotFoundError: return RegistryState()
         except (OSError, ValueError) as e:
-            raise DogBreedError(f"{self.state_file} cannot be read ({e}); restore it (or remove the registry folder)") from None
+            raise DogBreedError(
+                f"{self.state_file} cannot be read ({e}); restore it (or remove the registry folder)"
+            ) from None
 
     def current(self) -> Path | None:
         "The folder of the current version; None when nothing is published."
@@ -92,7 +94,9 @@ def _locked(self: ModelRegistry, timeout: float = REGISTRY_LOCK_SECONDS):
     with open(self.path/"registry.lock", "a") as f:
         deadline = time.monotonic() + timeout
         while True:
-            try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); break
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise DogBreedError(f"{self.path} is locked by another promote or rollback for over {timeout:g} s; "
@@ -112,21 +116,23 @@ def _add_version(self: ModelRegistry, model_dir: str | Path, record: dict, state
         with atomic_folder(dest) as tmp: shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
     state.versions[version] = dict(record, published_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                                    published_by=user_at_host())
-    state.history.append(version); state.current = version
+    state.history.append(version)
+    state.current = version
     return dest
 
 # %% ../nbs/06a_served_model.ipynb #aafddf61
 @patch
 def publish(self: ModelRegistry, model_dir: str | Path, # a serving folder (model.onnx + model_card.json)
             record: dict | None = None, # what to keep about this promotion (figures, forced, …)
-            served_before: str | Path | None = None, # the model served until now: recorded first when nothing was published
+            served_before: str | Path | None = None, # the model served until now: recorded first into an empty registry
            ) -> Path:
     "Copy `model_dir` in as its own version (once) and make it current, under the lock; the version's folder."
     with self._locked():
         state = self.state()
         if served_before is not None and not state.history and \
            read_model_card(served_before).model_version != read_model_card(model_dir).model_version:
-            self._add_version(served_before, dict(note="served before the first promotion: what a rollback returns to"), state)
+            self._add_version(served_before, dict(note="served before the first promotion: what a rollback returns to"),
+                              state)
         dest = self._add_version(model_dir, record or {}, state)
         self._save(state)
     return dest
@@ -138,8 +144,11 @@ def rollback(self: ModelRegistry) -> str:
     with self._locked():
         state = self.state()
         if len(state.history) < 2:
-            raise DogBreedError(f"nothing to roll back to in {self.path}: {len(state.history)} version(s) were ever made current")
-        state.history.pop(); state.current = state.history[-1]
+            raise DogBreedError(
+                f"nothing to roll back to in {self.path}: {len(state.history)} version(s) were ever made current"
+            )
+        state.history.pop()
+        state.current = state.history[-1]
         self._save(state)
     return state.current
 
@@ -160,9 +169,10 @@ def int8_photos(given: str | Path | None = None, # --calibration-photos, when gi
 # %% ../nbs/06a_served_model.ipynb #c2fd6ed4
 @dataclass
 class ModelChoice:
-    "The serving folder to load (None: the zero-shot model must be built) and why."
+    "The serving folder to load (None: the zero-shot model must be built) and why; or the error that left none."
     model_dir: Path | None
     reason: str
+    error: str | None = None   # why there is no model to serve (the server still starts, and /health says this)
 
 # %% ../nbs/06a_served_model.ipynb #f01bedf2
 def registry_reason(folder: Path, registry: ModelRegistry) -> str:
@@ -175,7 +185,8 @@ def choose_model_dir(model_dir: str | Path | None = None, # --model-dir, when gi
                      registry: ModelRegistry | None = None, # the registry to serve from (default: the project's)
                      photos: Path | None = None, # Stanford photos for the zero-shot model's int8 (see `int8_photos`)
                     ) -> ModelChoice:
-    "Which serving folder: `model_dir`; else the registry's current; else the project's unless trained on the sample; else zero-shot."
+    """Which serving folder: `model_dir`; else the registry's current; else the project's unless trained on the sample;
+    else zero-shot."""
     if model_dir is not None: return ModelChoice(Path(model_dir), f"--model-dir {model_dir}")
     try: root = Path(root) if root else find_project_root()
     except DogBreedError: root = None
@@ -189,12 +200,15 @@ def choose_model_dir(model_dir: str | Path | None = None, # --model-dir, when gi
     try: source = read_model_card(root/"models"/"serving").training.data.source
     except ModelLoadError: source = None   # unusable: choose it anyway, so loading it says what is wrong
     if source == "sample":
-        return ModelChoice(cached, "the project's model was trained on the synthetic sample (cartoon dogs): "
-                                   "serving the 120-breed zero-shot model instead; pass --model-dir models/serving to serve it anyway")
+        return ModelChoice(
+            cached,
+            "the project's model was trained on the synthetic sample (cartoon dogs): "
+            "serving the 120-breed zero-shot model instead; pass --model-dir models/serving to serve it anyway",
+        )
     return ModelChoice(root/"models"/"serving", f"the project's exported model ({root/'models'/'serving'})")
 
 # %% ../nbs/06a_served_model.ipynb #d081e9c9
-def zero_shot_model_dir(quiet: bool = False, # say nothing while building
+def cached_zero_shot_serving_dir(quiet: bool = False, # say nothing while building
                         photos: Path | None = None, # Stanford photos to make int8 with (see `int8_photos`); None: fp32
                        ) -> Path:
     "The cached zero-shot serving folder, built once (in a child process: it needs torch) when it is not there yet."
@@ -202,13 +216,25 @@ def zero_shot_model_dir(quiet: bool = False, # say nothing while building
     if (out/SERVING_FILES.card).is_file(): return out
     missing = [m for m in ("torch", "timm", "onnx") if importlib.util.find_spec(m) is None]
     if missing:
-        raise DogBreedError(f"the zero-shot model is not built yet, and building it needs the training extra ({', '.join(missing)} "
-                            f"missing): pip install 'dog_breed_classifier[train]' once, or pass --model-dir")
-    if not quiet: print(f"building the zero-shot model once into {out}" + (f", trying int8 on the photos in {photos}" if photos else
-                        " (fp32: give --calibration-photos or DOG_BREED_PHOTOS to try int8)") + " …", file=sys.stderr)
-    code = ("import sys; from dog_breed_classifier.export import zero_shot_serving_dir; "
-            "zero_shot_serving_dir(sys.argv[1], sys.argv[2], photos=sys.argv[3] or None)")
-    res = subprocess.run([sys.executable, "-c", code, str(out), DEFAULT_ARCH, str(photos or "")], capture_output=True, text=True)
+        raise DogBreedError(
+            f"the zero-shot model is not built yet, and building it needs the training extra ({', '.join(missing)} "
+            f"missing): pip install 'dog_breed_classifier[train]' once, or pass --model-dir"
+        )
+    if not quiet:
+        print(
+            f"building the zero-shot model once into {out}"
+            + (
+                f", trying int8 on the photos in {photos}"
+                if photos
+                else " (fp32: give --calibration-photos or DOG_BREED_PHOTOS to try int8)"
+            )
+            + " …",
+            file=sys.stderr,
+        )
+    code = ("import sys; from dog_breed_classifier.export import build_zero_shot_serving_dir; "
+            "build_zero_shot_serving_dir(sys.argv[1], sys.argv[2], photos=sys.argv[3] or None)")
+    res = subprocess.run([sys.executable, "-c", code, str(out), DEFAULT_ARCH, str(photos or "")], capture_output=True,
+                         text=True)
     if res.returncode != 0:
         raise DogBreedError(f"building the zero-shot model failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
     return out
@@ -217,12 +243,12 @@ def zero_shot_model_dir(quiet: bool = False, # say nothing while building
 def serving_model_dir(model_dir: str | None, # --model-dir, if given
                       quiet: bool = False, # say nothing while building
                       registry: ModelRegistry | None = None, # the registry to serve from (default: the project's)
-                      photos: str | Path | None = None, # --calibration-photos for the zero-shot model's int8 (see `int8_photos`)
+                      photos: str | Path | None = None, # --calibration-photos for the zero-shot int8 (`int8_photos`)
                      ) -> tuple[Path, str]: # the folder, and why it was chosen
     "The serving folder to use and why, building the zero-shot model once when it is the choice."
     choice = choose_model_dir(model_dir, registry=registry, photos=int8_photos(photos))
     if choice.model_dir is not None: return choice.model_dir, choice.reason
-    return zero_shot_model_dir(quiet, int8_photos(photos)), choice.reason
+    return cached_zero_shot_serving_dir(quiet, int8_photos(photos)), choice.reason
 
 # %% ../nbs/06a_served_model.ipynb #093c868a
 class ModelFollower:
@@ -231,18 +257,21 @@ class ModelFollower:
                  served: Callable[[], Predictor | None], # what the server serves now
                  swap: Callable[[Predictor], None], # serve this newly loaded model from now on
                  interval: float = 10.0, # seconds between checks (0: only on SIGHUP or `check()`)
-                 backend: str = "auto", tta: bool | None = None, precision: str = "auto", # how to load a version (see `Predictor`)
+                 backend: str = "auto", tta: bool | None = None, precision: str = "auto", # how to load a version
                  on_reload: Callable[[str], None] | None = None): # told `loaded` or `failed` after each attempt
         self.registry, self.served, self.swap, self.interval = registry, served, swap, interval
-        self.backend, self.tta, self.precision, self.on_reload = backend, tta, precision, on_reload or (lambda outcome: None)
+        self.backend, self.tta, self.precision, self.on_reload = (backend, tta, precision,
+                                                                  on_reload or (lambda outcome: None))
         self.error: str | None = None   # why the last switch failed (None after a good one)
         self.wake = threading.Event()
-        self._lock, self._failed = threading.Lock(), None   # the version that failed to load: tried again on SIGHUP only
+        # the version that failed to load: tried again on SIGHUP only
+        self._lock, self._failed = threading.Lock(), None
 
     def run(self, stop: threading.Event):
         "Check every `interval` seconds (and whenever `wake` is set) until `stop` is set."
         while not stop.is_set():
-            woken = self.wake.wait(self.interval if self.interval > 0 else None); self.wake.clear()
+            woken = self.wake.wait(self.interval if self.interval > 0 else None)
+            self.wake.clear()
             if not stop.is_set(): self.check(retry=woken)
 
 # %% ../nbs/06a_served_model.ipynb #d9755c26
@@ -253,9 +282,11 @@ def _load(self: ModelFollower, target: Path) -> Predictor | None:
                           selection_reason=registry_reason(target, self.registry))
     except Exception as e:   # any failure to load: the served model stays
         served = self.served()
-        self.error = f"{target.name} did not load ({type(e).__name__}: {str(e)[:300]}); still serving {served.model_version if served else 'nothing'}"
+        still = served.model_version if served else "nothing"
+        self.error = f"{target.name} did not load ({type(e).__name__}: {str(e)[:300]}); still serving {still}"
         self._failed = target
-        self.on_reload("failed"); log.error("model reload: %s", self.error)
+        self.on_reload("failed")
+        log.error("model reload: %s", self.error)
         return None
 
 # %% ../nbs/06a_served_model.ipynb #d8a91aab
@@ -265,11 +296,15 @@ def check(self: ModelFollower, retry: bool = False, # try again a version that f
     "Switch to the registry's current version if it is not the one served; whether a switch happened."
     with self._lock:
         try: target = self.registry.current()
-        except DogBreedError as e: self.error = str(e); return False
+        except DogBreedError as e:
+            self.error = str(e)
+            return False
         served = self.served()
         if target is None or (served is not None and Path(served.model_dir).resolve() == target.resolve()): return False
         if target == self._failed and not retry: return False
         if (p := self._load(target)) is None: return False
-        self.swap(p); self.error, self._failed = None, None
-        self.on_reload("loaded"); log.info("now serving %s", p)
+        self.swap(p)
+        self.error, self._failed = None, None
+        self.on_reload("loaded")
+        log.info("now serving %s", p)
         return True

@@ -1,4 +1,4 @@
-"""The fine-tuning recipe: fastai on the prepared data, a frozen body first, L2-SP toward the pretrained weights, the best epoch kept, tracked in Weights & Biases.
+"""The fine-tuning recipe: fastai, a frozen body first, L2-SP, the best epoch kept, tracked in Weights & Biases.
 
 Docs: https://dog-breed-classifier.github.io/dog_breed_classifier/train.html.md"""
 
@@ -22,9 +22,11 @@ from .augment import fastai_item_transforms
 from .core import (DogBreedError, Params, ProjectPaths, atomic_folder, breed_vocab,
                                        load_params)
 from .data import load_report
-from .embeddings import (MIN_TEMPERATURE_PHOTOS, EmbeddingSet, embedding_runtime, fit_head, fit_temperature,
-                                             head_scores, photo_embeddings, scaled_log_loss)
-from .model import ModelInput, body_head_splitter, create_model, model_input_spec
+from .embeddings import (MIN_TEMPERATURE_PHOTOS, EmbeddingSet, embedding_runtime, fit_head,
+                                             fit_temperature, head_scores, photo_embeddings, scaled_log_loss)
+from .images import InputSpec
+from .model import body_head_splitter, create_model, model_input_spec
+from .model_card import Calibration, TrainedModel, TrainingData
 
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated")  # fastai's import, not ours
 import fastai.callback.channelslast  # noqa: E402,F401  (adds Learner.to_channelslast)
@@ -44,8 +46,8 @@ from fastai.vision.data import ImageBlock  # noqa: E402
 
 # %% auto #0
 __all__ = ['training_classes', 'create_dataloaders', 'L2SP', 'KeepBest', 'FreezeBatchNorm', 'create_learner',
-           'DataParallelTrainer', 'distributed_world', 'start_tracking', 'load_trained_model', 'training_learner',
-           'train']
+           'DataParallelTrainer', 'distributed_world', 'start_tracking', 'read_trained_model', 'load_trained_model',
+           'training_learner', 'train']
 
 # %% ../nbs/04_train.ipynb #b781c339
 def training_classes(processed: Path, classes: str) -> list[str]:
@@ -58,7 +60,7 @@ def training_classes(processed: Path, classes: str) -> list[str]:
 def create_dataloaders(processed: str | Path, # a folder written by `prepare`
                        classes: list[str], # the model's classes, in order
                        params: Params, # the recipe: `augment`, batch size, workers
-                       spec: ModelInput, # the model's input: size, crop, normalisation
+                       spec: InputSpec, # the model's input: size, crop, normalisation
                        device=None):
     "fastai DataLoaders over the prepared train/valid splits with the albumentations transforms of `params.augment`."
     processed = Path(processed)
@@ -69,11 +71,14 @@ def create_dataloaders(processed: str | Path, # a folder written by `prepare`
         raise DogBreedError("the prepared data has no validation photos; set data.valid_pct above 0 and prepare again")
     unknown = sorted(set(labels.breed) - set(classes))
     if unknown: raise DogBreedError(f"the prepared data has breeds the model does not predict: {', '.join(unknown)}")
-    block = DataBlock(blocks=(ImageBlock(PILImage), CategoryBlock(vocab=classes, sort=False)),
-                      get_x=ColReader("path", pref=f"{processed}/"), get_y=ColReader("breed"),
-                      splitter=ColSplitter("is_valid"),
-                      item_tfms=fastai_item_transforms(params.augment, spec.size, spec.crop_fraction, params.train.seed),
-                      batch_tfms=[Normalize.from_stats(spec.mean, spec.std)])
+    block = DataBlock(
+        blocks=(ImageBlock(PILImage), CategoryBlock(vocab=classes, sort=False)),
+        get_x=ColReader("path", pref=f"{processed}/"),
+        get_y=ColReader("breed"),
+        splitter=ColSplitter("is_valid"),
+        item_tfms=fastai_item_transforms(params.augment, spec.size, spec.crop_fraction, params.train.seed),
+        batch_tfms=[Normalize.from_stats(spec.mean, spec.std)],
+    )
     workers = params.train.num_workers
     if workers == "auto": workers = (os.cpu_count() or 1) if torch.cuda.is_available() else 0   # the loader feeds a GPU
     return block.dataloaders(labels, bs=params.train.batch_size, num_workers=workers, device=device, shuffle=True)
@@ -89,7 +94,9 @@ class L2SP(Callback):
     def after_loss(self):
         "Add `alpha/2` × the squared distance of the trainable weights from their start to the training loss."
         if not self.training or not self.alpha: return
-        penalty = sum(((p - p0) ** 2).sum() for p, p0 in zip(self.learn.model.parameters(), self.start) if p.requires_grad)
+        penalty = sum(
+            ((p - p0) ** 2).sum() for p, p0 in zip(self.learn.model.parameters(), self.start) if p.requires_grad
+        )
         self.learn.loss_grad = self.learn.loss_grad + self.alpha / 2 * penalty
 
 # %% ../nbs/04_train.ipynb #0c94ef85
@@ -103,12 +110,16 @@ class KeepBest(Callback):
         if self.state is None: self.state = copy.deepcopy(_unwrap(self.learn.model).state_dict())
     def after_epoch(self):
         "Score the epoch on the monitored metric and keep its weights when they are the best so far."
-        if not self.recorder.values: self.epochs_seen += 1; return
+        if not self.recorder.values:
+            self.epochs_seen += 1
+            return
         names = self.recorder.metric_names[1:-1]        # train_loss, valid_loss, metrics… (no epoch, time)
         self.record(dict(zip(names, map(float, self.recorder.values[-1]))), _unwrap(self.learn.model))
     def record(self, scores: dict, model: torch.nn.Module):
-        "Count an epoch with `scores` (train_loss, valid_loss, …); keep `model`'s weights if its validation loss is the best yet."
-        self.epochs_seen += 1; self.rows.append(scores)
+        """Count an epoch with `scores` (train_loss, valid_loss, …); keep `model`'s weights if its validation loss is
+        the best yet."""
+        self.epochs_seen += 1
+        self.rows.append(scores)
         if scores.get("valid_loss") is not None and scores["valid_loss"] < self.best:
             self.best, self.best_epoch = float(scores["valid_loss"]), self.epochs_seen
             self.state = copy.deepcopy(model.state_dict())
@@ -170,8 +181,9 @@ def start_tracking(params: Params, root: Path):
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
-    run = wandb.init(project=params.train.wandb_project, config=params.to_dict() if params.train.mode == "wandb" else None,
-                     dir=str(root), job_type="train", reinit="finish_previous")
+    run = wandb.init(project=params.train.wandb_project,
+                     config=params.to_dict() if params.train.mode == "wandb" else None, dir=str(root), job_type="train",
+                     reinit="finish_previous")
     if params.train.mode == "sweep":
         overrides = {k: v for k, v in dict(run.config).items() if "." in k}
         params = load_params(root/"params.yaml", overrides)
@@ -187,23 +199,32 @@ def _history(keep: KeepBest, zero_shot: dict, t) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 # %% ../nbs/04_train.ipynb #e4f828ab
-def _write_model(out_dir: Path, model, meta: dict, history: pd.DataFrame):
+def _write_model(out_dir: Path, model, trained: TrainedModel, history: pd.DataFrame):
     "Write weights, model.json and history.csv atomically."
     with atomic_folder(out_dir) as tmp:
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp/"model.pth")
-        (tmp/"model.json").write_text(json.dumps(meta, indent=1))
+        (tmp/"model.json").write_text(json.dumps(trained.to_json(), indent=1))
         history.to_csv(tmp/"history.csv", index=False)
 
 # %% ../nbs/04_train.ipynb #f7441223
-def load_trained_model(models_dir: str | Path):
-    "The model saved by `train` in `models_dir`, in eval mode, and its model.json."
-    models_dir = Path(models_dir)
-    if not (models_dir/"model.json").is_file(): raise DogBreedError(f"{models_dir} holds no trained model; run `dog-breed train` (or `dvc repro`) first")
-    meta = json.loads((models_dir/"model.json").read_text())
-    model = create_model(meta["arch"], meta["classes"], "none")
-    model.load_state_dict(torch.load(models_dir/"model.pth", map_location="cpu", weights_only=True))
-    model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(meta["mean"]), "std": tuple(meta["std"])}
-    return model.eval(), meta
+def read_trained_model(models_dir: str | Path, # a folder `train` wrote (models/trained)
+                      ) -> TrainedModel:
+    "The `TrainedModel` record in `models_dir`; `DogBreedError` naming the file and what to do when it is unusable."
+    f = Path(models_dir)/"model.json"
+    if not f.is_file():
+        raise DogBreedError(f"{models_dir} holds no trained model; run `dog-breed train` (or `dvc repro`) first")
+    try: return TrainedModel.from_json(json.loads(f.read_text()))
+    except (ValueError, UnicodeDecodeError) as e:   # JSONDecodeError is a ValueError
+        raise DogBreedError(f"{f}: {e}; it was not written by `dog-breed train`: train again") from None
+
+# %% ../nbs/04_train.ipynb #af3a14ab
+def load_trained_model(models_dir: str | Path, # a folder `train` wrote (models/trained)
+                      ) -> tuple[torch.nn.Module, TrainedModel]:
+    "The model saved by `train` in `models_dir`, in eval mode, and its `TrainedModel` record."
+    trained = read_trained_model(models_dir)
+    model = create_model(trained.arch, trained.classes, "none")
+    model.load_state_dict(torch.load(Path(models_dir)/"model.pth", map_location="cpu", weights_only=True))
+    return model.eval(), trained
 
 # %% ../nbs/04_train.ipynb #8af038ab
 def _fit_phase(learn, epochs: int, lr, frozen: bool):
@@ -223,14 +244,18 @@ def training_learner(params: Params, # settings (see `load_params`)
     rank, world = distributed_world()
     spec = model_input_spec(m.arch, params.augment.online.size)
     if params.data.image_size < spec.resize_shorter_side:
-        raise DogBreedError(f"data.image_size {params.data.image_size} is below the {spec.resize_shorter_side} pixels {m.arch} "
-                            f"resizes photos to before its {spec.size}-pixel crop; set data.image_size >= {spec.resize_shorter_side} and prepare again")
+        raise DogBreedError(
+            f"data.image_size {params.data.image_size} is below the {spec.resize_shorter_side} pixels {m.arch} "
+            f"resizes photos to before its {spec.size}-pixel crop; set data.image_size >= {spec.resize_shorter_side} "
+            f"and prepare again"
+        )
     model = create_model(m.arch, classes, m.pretrained)
     dls = create_dataloaders(processed, classes, params, spec)
     from fastai.callback.mixup import MixUp
     from fastai.callback.tracker import EarlyStoppingCallback
     cbs = [L2SP(t.l2sp)] + ([MixUp(t.mixup)] if t.mixup else []) + ([FreezeBatchNorm()] if t.freeze_bn else [])
-    if t.early_stopping_patience: cbs.append(EarlyStoppingCallback(monitor="valid_loss", patience=t.early_stopping_patience))
+    if t.early_stopping_patience:
+        cbs.append(EarlyStoppingCallback(monitor="valid_loss", patience=t.early_stopping_patience))
     learn = create_learner(dls, model, label_smoothing=t.label_smoothing, cbs=cbs, wd=t.weight_decay)
     # WandbCallback logs the Learner's constructor arguments by introspection, which fails on the albumentations
     # transforms; the run's config already holds params.yaml, the complete description of this run.
@@ -248,22 +273,24 @@ def training_learner(params: Params, # settings (see `load_params`)
     return learn, spec
 
 # %% ../nbs/04_train.ipynb #a3e86e1d
-def _embedding_sets(model, processed: Path, classes: list[str], spec: ModelInput, flip: bool,
+def _embedding_sets(model, processed: Path, classes: list[str], spec: InputSpec, flip: bool,
                     progress: bool) -> tuple[EmbeddingSet, EmbeddingSet]:
     "Training embeddings (every stored variant, and their mirror images when `flip`) and validation embeddings."
     labels = load_report(processed).labels
     index = {c: i for i, c in enumerate(classes)}
     runtime = embedding_runtime(model, spec.size)
     def embed(rows, mirrored=False, what=""):
-        return photo_embeddings(runtime, [processed/p for p in rows.path], spec, mirrored, desc=what if progress else "")
+        return photo_embeddings(runtime, [processed / p for p in rows.path], spec, mirrored,
+                                desc=what if progress else "")
     train_rows, valid_rows = labels[labels.split == "train"], labels[labels.split == "valid"]
     train_x = [embed(train_rows, what="embedding training photos")]
     if flip: train_x.append(embed(train_rows, True, "embedding their mirror images"))
     train = EmbeddingSet(np.concatenate(train_x), np.tile(train_rows.breed.map(index).to_numpy(), len(train_x)))
-    return train, EmbeddingSet(embed(valid_rows, what="embedding validation photos"), valid_rows.breed.map(index).to_numpy())
+    return train, EmbeddingSet(embed(valid_rows, what="embedding validation photos"),
+                               valid_rows.breed.map(index).to_numpy())
 
 # %% ../nbs/04_train.ipynb #a64871f2
-def _head_phase(learn, keep: KeepBest, params: Params, processed: Path, classes: list[str], spec: ModelInput,
+def _head_phase(learn, keep: KeepBest, params: Params, processed: Path, classes: list[str], spec: InputSpec,
                 progress: bool, run=None) -> tuple[dict, EmbeddingSet]:
     "The frozen phase on cached embeddings; returns the zero-shot scores and the validation embeddings."
     model = _unwrap(learn.model)
@@ -279,45 +306,50 @@ def _head_phase(learn, keep: KeepBest, params: Params, processed: Path, classes:
     return zero_shot, valid_set
 
 # %% ../nbs/04_train.ipynb #f50d702a
-def _calibration(learn, valid: EmbeddingSet | None) -> dict:
-    "The temperature fitted on the validation photos (from their embeddings when the body never moved), with log loss before/after."
+def _calibration(learn, valid: EmbeddingSet | None) -> Calibration:
+    """The temperature fitted on the validation photos (on their embeddings when the body never moved), log loss
+    before/after."""
     if valid is not None:
-        with torch.no_grad(): logits = _unwrap(learn.model).get_classifier()(valid.tensors(next(learn.model.parameters()).device)[0])
+        device = next(learn.model.parameters()).device
+        with torch.no_grad(): logits = _unwrap(learn.model).get_classifier()(valid.tensors(device)[0])
         logits, targets = logits.float().cpu().numpy(), valid.y
     else:
         preds, targs = learn.get_preds(ds_idx=1, act=lambda x: x)
         logits, targets = preds.float().numpy(), targs.numpy()
     if len(targets) < MIN_TEMPERATURE_PHOTOS:
-        return dict(temperature=1.0, fitted_on=f"not fitted: {len(targets)} validation photos (fewer than {MIN_TEMPERATURE_PHOTOS})")
+        too_few = f"fewer than {MIN_TEMPERATURE_PHOTOS}"
+        return Calibration(temperature=1.0, fitted_on=f"not fitted: {len(targets)} validation photos ({too_few})")
     t = fit_temperature(logits, targets)
-    return dict(temperature=t, fitted_on=f"{len(targets)} validation photos",
-                valid_log_loss=round(scaled_log_loss(logits, targets), 4), valid_log_loss_calibrated=round(scaled_log_loss(logits, targets, t), 4))
+    return Calibration(temperature=t, fitted_on=f"{len(targets)} validation photos",
+                       valid_log_loss=round(scaled_log_loss(logits, targets), 4),
+                       valid_log_loss_calibrated=round(scaled_log_loss(logits, targets, t), 4))
 
 # %% ../nbs/04_train.ipynb #66a1e5c9
-def _run_description(params: Params, classes, spec: ModelInput, keep: KeepBest, zero_shot: dict, report,
-                     fit_seconds: float, device, run) -> dict:
+def _run_description(params: Params, classes, spec: InputSpec, keep: KeepBest, zero_shot: dict, report,
+                     fit_seconds: float, device, run) -> TrainedModel:
     "What model.json says of a run: the model, where it started and ended, its data, recipe and speed."
     m, n_train = params.model, int((report.labels.split == "train").sum())
-    return dict(arch=m.arch, classes=classes, mean=list(spec.mean), std=list(spec.std), input_size=spec.size,
-                crop_fraction=spec.crop_fraction, pretrained=m.pretrained, zero_shot=keep.best_epoch == 0,
-                best_epoch=keep.best_epoch, best_valid_loss=keep.best, zero_shot_valid_loss=zero_shot["valid_loss"],
-                epochs_run=keep.epochs_seen,
-                data=dict(source=report.summary["source"], path=report.summary["source_path"], train_photos=n_train,
-                          breeds=len(classes)),
-                params=dict(model=params.to_dict()["model"], train=params.to_dict()["train"]),
-                train_seconds=round(fit_seconds, 1),
-                train_images_per_second=round(n_train * keep.epochs_seen / fit_seconds, 2) if keep.epochs_seen else None,
-                device=str(device), processes=distributed_world()[1],
-                wandb_run=getattr(run, "id", None))
+    speed = round(n_train * keep.epochs_seen / fit_seconds, 2) if keep.epochs_seen else None
+    data = TrainingData(source=report.summary["source"], path=report.summary["source_path"], train_photos=n_train,
+                        breeds=len(classes))
+    return TrainedModel(arch=m.arch, classes=classes, mean=list(spec.mean), std=list(spec.std), input_size=spec.size,
+                        crop_fraction=spec.crop_fraction, pretrained=m.pretrained, zero_shot=keep.best_epoch == 0,
+                        best_epoch=keep.best_epoch, best_valid_loss=keep.best,
+                        zero_shot_valid_loss=zero_shot["valid_loss"], epochs_run=keep.epochs_seen, data=data,
+                        params=dict(model=params.to_dict()["model"], train=params.to_dict()["train"]),
+                        train_seconds=round(fit_seconds, 1), train_images_per_second=speed, device=str(device),
+                        processes=distributed_world()[1], wandb_run=getattr(run, "id", None))
 
 # %% ../nbs/04_train.ipynb #b2399299
-def _fit(learn, keep: KeepBest, params: Params, paths: ProjectPaths, classes, spec: ModelInput, progress: bool, run):
-    "Both phases; returns the zero-shot scores and the validation embeddings (None unless the head alone was trained on them)."
+def _fit(learn, keep: KeepBest, params: Params, paths: ProjectPaths, classes, spec: InputSpec, progress: bool, run):
+    """Both phases; returns the zero-shot scores and the validation embeddings (None unless the head alone was trained
+    on them)."""
     t = params.train
     cached = t.cached_embeddings and t.freeze_epochs > 0 and distributed_world()[1] == 1
     if cached: zero_shot, valid = _head_phase(learn, keep, params, paths.processed, classes, spec, progress, run)
     else:
-        zero_shot, valid = dict(zip(["valid_loss", *[m.name for m in learn.metrics]], map(float, learn.validate()))), None
+        zero_shot, valid = (dict(zip(["valid_loss", *[m.name for m in learn.metrics]], map(float, learn.validate()))),
+                            None)
         keep.best = zero_shot["valid_loss"]
     learn.add_cb(keep)
     if run is not None:   # added after the zero-shot validation, which W&B's callback would count as a step
@@ -326,20 +358,35 @@ def _fit(learn, keep: KeepBest, params: Params, paths: ProjectPaths, classes, sp
         learn.add_cb(WandbCallback(log_preds=False, log_model=False, seed=t.seed))
     if not cached: _fit_phase(learn, t.freeze_epochs, t.lr, frozen=True)
     _fit_phase(learn, t.epochs - t.freeze_epochs, slice(t.lr * t.body_lr_ratio, t.lr), frozen=False)
-    keep.restore(); learn.remove_cb(keep)   # later validations (calibration) are not epochs
+    keep.restore()   # later validations (calibration) are not epochs
+    learn.remove_cb(keep)
     return zero_shot, valid if t.epochs == t.freeze_epochs else None
+
+# %% ../nbs/04_train.ipynb #50cfa93e
+def _log_model_artifact(run, trained: TrainedModel, out_dir: Path):
+    "Log the trained model's folder to W&B as an artifact, its calibration in the run's summary; finish the run."
+    import wandb
+    calibration = trained.calibration.to_json()
+    run.summary.update({f"calibration/{k}": v for k, v in calibration.items() if k not in ("fitted_on", "note")})
+    metadata = dict(arch=trained.arch, best_valid_loss=trained.best_valid_loss, zero_shot=trained.zero_shot)
+    artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata=metadata)
+    artifact.add_dir(str(out_dir))
+    run.log_artifact(artifact)
+    run.finish()
 
 # %% ../nbs/04_train.ipynb #11e80568
 def train(params: Params, # settings (see `load_params`)
           root: str | Path | None = None, # project root (default: found from the working directory)
           out_dir: str | Path | None = None, # default: models/trained/ under the root
-          progress: bool = True) -> dict:
+          progress: bool = True) -> TrainedModel:
     "Fine-tune `params.model` on the prepared data; write the best weights, model.json and the history to `out_dir`."
     t0 = time.perf_counter()
     paths = ProjectPaths.of(root)
     out_dir = Path(out_dir).resolve() if out_dir else paths.trained
     if params.train.freeze_epochs > params.train.epochs:
-        raise DogBreedError(f"train.freeze_epochs ({params.train.freeze_epochs}) cannot exceed train.epochs ({params.train.epochs})")
+        raise DogBreedError(
+            f"train.freeze_epochs ({params.train.freeze_epochs}) cannot exceed train.epochs ({params.train.epochs})"
+        )
     report = load_report(paths.processed)
     rank, _ = distributed_world()
     run, params = start_tracking(params, paths.root) if rank == 0 else (None, params)   # a sweep may change params
@@ -348,15 +395,12 @@ def train(params: Params, # settings (see `load_params`)
     learn, spec = training_learner(params, paths.processed, classes, progress)
     keep, fit_t0 = KeepBest(), time.perf_counter()
     zero_shot, valid = _fit(learn, keep, params, paths, classes, spec, progress, run)
-    meta = _run_description(params, classes, spec, keep, zero_shot, report, time.perf_counter() - fit_t0, learn.dls.device, run)
-    calibration = _calibration(learn, valid)   # every rank: several processes gather their validation predictions
-    if rank > 0: return meta
-    meta["calibration"] = calibration
-    _write_model(out_dir, learn.model, meta, _history(keep, zero_shot, params.train))
-    if run is not None:
-        import wandb
-        run.summary.update({f"calibration/{k}": v for k, v in meta["calibration"].items() if k != "fitted_on"})
-        artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata={k: meta[k] for k in ("arch", "best_valid_loss", "zero_shot")})
-        artifact.add_dir(str(out_dir)); run.log_artifact(artifact); run.finish()
-    meta["seconds"] = round(time.perf_counter() - t0, 1)
-    return meta
+    fit_seconds = time.perf_counter() - fit_t0
+    trained = _run_description(params, classes, spec, keep, zero_shot, report, fit_seconds, learn.dls.device, run)
+    # every rank: several processes gather their validation predictions
+    trained.calibration = _calibration(learn, valid)
+    if rank > 0: return trained
+    _write_model(out_dir, learn.model, trained, _history(keep, zero_shot, params.train))
+    if run is not None: _log_model_artifact(run, trained, out_dir)
+    trained.seconds = round(time.perf_counter() - t0, 1)
+    return trained

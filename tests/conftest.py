@@ -64,9 +64,9 @@ def jpeg_bytes(img: Image.Image, **kw) -> bytes:
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     "A DOG_BREED_CACHE holding the zero-shot serving model, built once for the session."
-    from dog_breed_classifier.export import zero_shot_serving_dir
+    from dog_breed_classifier.export import build_zero_shot_serving_dir
     cache = tmp_path_factory.mktemp("cache")
-    zero_shot_serving_dir(cache/"zero_shot")
+    build_zero_shot_serving_dir(cache/"zero_shot")
     return cache
 
 

@@ -16,7 +16,7 @@ MAX_PARAMETERS = 10       # the most parameters of a library function (self and 
 MAX_CELL_LINES = 40       # the most code lines (not blank, not comments) of an exported cell
 MAX_MEAN_CELL_LINES = 14  # their mean over every exported cell
 MAX_MULTI_SHARE = 0.10    # exported cells defining more than one function or class (fastcore: one definition a cell)
-MIN_EXAMPLE_SHARE = 0.70  # exported cells followed by an example or a test
+MIN_EXAMPLE_SHARE = 0.70  # exported cells followed by an example or a test (a `show_doc` call alone is not one)
 MAX_OUTPUT_BYTES = 300 * 1024   # committed notebook outputs, all notebooks together: figures as small JPEGs
 
 
@@ -98,15 +98,21 @@ def definitions(source: str) -> list[str]:
     return [n.name for n in ast.parse(source).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
 
 
+def is_example(cell) -> bool:
+    "A code cell that runs something a reader learns from: shown, not hidden or exported, and not only `show_doc` calls."
+    if {"export", "hide"} & _directives(cell): return False
+    lines = [line.strip() for line in "".join(cell["source"]).splitlines() if line.strip() and not line.strip().startswith("#")]
+    return bool(lines) and not all(line.startswith("show_doc(") for line in lines)
+
+
 def exported_cells():
-    "`(notebook, code lines, followed by an example or test, definitions)` for each exported cell of the library notebooks."
+    "`(notebook, code lines, followed by a real example or test, definitions)` for each exported cell of the notebooks."
     out = []
     for nb in sorted(NBS.glob("[0-9]*.ipynb")):
         cells = _code_cells(nb)
         for i, cell in enumerate(cells):
             if "export" not in _directives(cell): continue
-            nxt = cells[i + 1] if i + 1 < len(cells) else None
-            followed = nxt is not None and not ({"export", "hide"} & _directives(nxt))
+            followed = i + 1 < len(cells) and is_example(cells[i + 1])
             source = "".join(cell["source"])
             out.append((nb.name, code_lines(source), followed, definitions(source)))
     return out
@@ -162,6 +168,19 @@ def test_no_long_functions():
     assert long_functions() == []
 
 
+MAX_LINE = 120   # columns; ruff's E501 holds the library to it too (pyproject.toml names the exceptions)
+
+
+def long_library_lines(limit=MAX_LINE) -> list[str]:
+    "`module:line` for each library line over `limit` columns but nbdev's `__all__ = [` (it wraps the list, not the line)."
+    return [f"{py.stem}:{i}" for py in sorted(LIB.glob("*.py")) if not py.stem.startswith("_")
+            for i, line in enumerate(py.read_text().splitlines(), 1) if len(line) > limit and not line.startswith("__all__ = [")]
+
+
+def test_library_lines_fit_120_columns():
+    assert long_library_lines() == []
+
+
 def test_no_long_exported_cells():
     cells = exported_cells()
     assert [(nb, n) for nb, n, *_ in cells if n > MAX_CELL_LINES] == []
@@ -191,7 +210,7 @@ def test_notebook_outputs_stay_light():
     assert committed_output_bytes() <= MAX_OUTPUT_BYTES, f"{committed_output_bytes() / 1024:.0f} KB of notebook outputs"
 
 
-SERVING_MODULES = ["inference", "answers", "monitoring", "drift", "saliency", "app", "api", "loop"]
+SERVING_MODULES = ["inference", "answers", "monitoring", "drift", "saliency", "app", "api", "loop", "space"]
 
 
 def reachable(edges: dict, module: str) -> set[str]:
@@ -262,3 +281,22 @@ if __name__ == "__main__":
     per_nb = {}
     for nb, _, f, _ in cells: per_nb.setdefault(nb, []).append(f)
     for nb, fs in per_nb.items(): print(f"  {nb}: {sum(fs)}/{len(fs)}")
+
+
+def library_text() -> str:
+    return "\n".join(py.read_text() for py in sorted(LIB.glob("*.py")) if not py.stem.startswith("_"))
+
+
+def test_trained_model_is_read_one_way():
+    "Training's model.json is read and written as a `TrainedModel` only: no dict of it read by string key."
+    text = library_text()
+    assert re.findall(r"\bmeta\[|\bmeta\.get\(", text) == []
+    assert text.count('"model.json"') == 2, "model.json: written by train._write_model, read by train.read_trained_model"
+
+
+def test_settings_declared_once():
+    "The upload limit's number and the model comparison's tolerances each live in one place."
+    text = library_text() + (ROOT/"app.py").read_text()
+    assert len(re.findall(r"10 \* (?:1024 \* 1024|2\*\*20)|10_485_760|\"10mb\"", text)) == 1
+    assert re.findall(r"class \w+Settings:[^\n]*\n[^\n]*\n\s+(?:tolerance|max_slowdown)", text) == []   # only Tolerances
+    assert text.count("class Tolerances") == 1

@@ -209,7 +209,7 @@ def test_a_reference_from_another_model_compares_what_it_can_and_says_so():
     def rows(n, width):
         frame = pd.DataFrame(rng.normal(100, 10, (n, len(STAT_COLUMNS))), columns=STAT_COLUMNS)
         frame["breed"], frame["confidence"], frame["is_dog"] = rng.choice(["pug", "beagle"], n), rng.random(n), "dog"
-        return DriftData(frame[[*STAT_COLUMNS, *PREDICTION_COLUMNS]], rng.normal(size=(n, width)).astype(np.float32), "generated")
+        return DriftData(frame=frame[[*STAT_COLUMNS, *PREDICTION_COLUMNS]], embeddings=rng.normal(size=(n, width)).astype(np.float32), source="generated")
     decision = drift_decision(rows(200, 1280), rows(100, 1024))
     assert decision["status"] == "no_drift" and decision["embedding_drift_score"] is None
     assert any("1280" in n and "1024" in n for n in decision["notes"]), decision["notes"]

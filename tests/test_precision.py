@@ -6,13 +6,12 @@ import json
 import shutil
 
 import httpx
-import numpy as np
 import pytest
 
 from conftest import DEV_PHOTOS, Server, jpeg_bytes, photo, run_cli
 from dog_breed_classifier.core import DEFAULT_ARCH
 from dog_breed_classifier.export import int8_verdict, quantize_openvino_int8
-from dog_breed_classifier.images import model_input
+from dog_breed_classifier.images import model_batch
 from dog_breed_classifier.inference import Predictor, available_backends
 from dog_breed_classifier.model_card import read_model_card
 
@@ -26,8 +25,8 @@ def with_openvino_int8(zero_shot_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("int8")/"serving"
     shutil.copytree(zero_shot_dir, folder)
     p = Predictor.from_dir(folder, precision="fp32")
-    calibration = np.stack([model_input(photo(b, k, (300, 260)), p.size, p.mean, p.std, p.crop_fraction)
-                            for k, b in enumerate(["pug", "beagle", "chow", "papillon"] * 4)])
+    calibration = model_batch([photo(b, k, (300, 260)) for k, b in enumerate(["pug", "beagle", "chow", "papillon"] * 4)],
+                              p.spec)
     quantize_openvino_int8(folder/"model.onnx", folder/"model.int8.xml", calibration)
     card = read_model_card(folder); card.files.int8_openvino = "model.int8.xml"; card.write(folder)
     return folder

@@ -64,7 +64,7 @@ def test_placeholders_and_env_references_are_not_credentials():
         assert not leaked_credentials(ok), ok
 
 
-SERVING_MODULES = ["api", "app", "inference", "images", "monitoring", "drift", "core", "saliency", "cli", "delivery"]
+SERVING_MODULES = ["api", "app", "inference", "images", "monitoring", "drift", "core", "saliency", "cli", "delivery", "space"]
 
 
 def test_serving_path_unpickles_nothing():

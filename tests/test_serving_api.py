@@ -215,7 +215,7 @@ def test_predictor_agrees_with_evaluation(zero_shot_dir):
         for i, b in enumerate(["pug", "beagle", "chow", "papillon", "komondor", "basenji"]):
             p = Path(os.environ.get("TMPDIR", "/tmp"))/f"parity-{os.getpid()}-{i}.jpg"; p.write_bytes(jpeg_bytes(photo(b, i, (333, 250)))); files.append(p)
     predictor = Predictor.from_dir(zero_shot_dir, backend="onnxruntime")
-    torch_top1 = predict_probs(create_model(predictor.card.arch, "all"), files, predictor.size, predictor.crop_fraction).argmax(1)
+    torch_top1 = predict_probs(create_model(predictor.card.arch, "all"), files, predictor.spec).argmax(1)
     onnx = predictor.predict(files, top_k=1)
     assert [predictor.classes[i] for i in torch_top1] == [a["top_k"][0]["breed"] for a in onnx]
 
