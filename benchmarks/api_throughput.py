@@ -12,44 +12,27 @@ Writes benchmarks/results/api_throughput.json.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import io
 import sqlite3
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import psutil
 
-sys.path.insert(0, str(Path(__file__).parent))
-from serving_process import running_server  # noqa: E402
-
 from benchmark_io import REPO, argument_parser, write_results
 from dog_breed_classifier.core import cpu_kind, stanford_photos
-from dog_breed_classifier.data import draw_sample_dog  # noqa: E402
 from dog_breed_classifier.inference import Predictor  # noqa: E402
+from dog_breed_classifier.measure import LocalServer, Stopwatch, sample_photos  # noqa: E402
 
 
-def photos(folder: Path | None) -> list[bytes]:
-    found = stanford_photos(root=REPO)
-    dev = folder or (found/"Images" if found else Path("nowhere"))
-    files = sorted(Path(dev).rglob("*.jpg"))[::10][:120] if Path(dev).is_dir() else []
-    if files: return [f.read_bytes() for f in files]
-    out = []
-    for i in range(60):
-        buf = io.BytesIO(); draw_sample_dog("pug", np.random.default_rng(i), (400, 320)).save(buf, "JPEG"); out.append(buf.getvalue())
-    return out
-
-
-def timed(fn, items, concurrency: int) -> tuple[float, np.ndarray]:
+def concurrent_rate(fn, items, concurrency: int) -> tuple[float, np.ndarray]:
     "(items/s, per-item latencies in ms) of fn over items from `concurrency` threads."
     def one(x):
-        t = time.perf_counter(); fn(x); return (time.perf_counter() - t) * 1000
-    t = time.perf_counter()
+        t = Stopwatch(); fn(x); return t.seconds * 1000
+    t = Stopwatch()
     with cf.ThreadPoolExecutor(concurrency) as pool: lat = np.array(list(pool.map(one, items)))
-    return len(items) / (time.perf_counter() - t), lat
+    return len(items) / t.seconds, lat
 
 
 def main():
@@ -60,12 +43,13 @@ def main():
     ap.add_argument("--backend", default="auto", choices=["auto", "openvino", "onnxruntime"])
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
     args = ap.parse_args()
-    data = photos(args.photos)
+    data = sample_photos(120, args.photos or stanford_photos(root=REPO))
     items = [data[i % len(data)] for i in range(args.requests)]
     results = {}
     with tempfile.TemporaryDirectory() as d:
         extra = (["--model-dir", str(args.model_dir)] if args.model_dir else []) + ["--backend", args.backend, "--precision", args.precision]
-        with running_server(Path(d), *extra) as (url, proc):
+        with LocalServer("--store-url", f"sqlite:///{d}/predictions.db", *extra, cwd=d, ready=True) as s:
+            url, proc = s.url, s.proc
             server = psutil.Process(proc.pid)
             card = httpx.get(url + "/model").json()
             rss_idle = server.memory_info().rss
@@ -75,7 +59,7 @@ def main():
                 if r.status_code != 200: raise RuntimeError(r.text)
             post(items[0])
             for c in (1, 4, 16):
-                rps, lat = timed(post, items, c)
+                rps, lat = concurrent_rate(post, items, c)
                 results[f"api c={c}"] = dict(per_s=rps, p50_ms=np.percentile(lat, 50), p95_ms=np.percentile(lat, 95), p99_ms=np.percentile(lat, 99))
             rss_loaded = server.memory_info().rss
             with sqlite3.connect(Path(d)/"predictions.db") as db: rows = db.execute("select count(*) from predictions").fetchone()[0]
@@ -85,7 +69,7 @@ def main():
         assert predictor.model_version == card["model_version"]
         predictor.predict([items[0]])
         for c in (1, 4, 16):
-            ips, lat = timed(lambda b: predictor.predict([b]), items, c)
+            ips, lat = concurrent_rate(lambda b: predictor.predict([b]), items, c)
             results[f"raw Predictor c={c}"] = dict(per_s=ips, p50_ms=np.percentile(lat, 50), p95_ms=np.percentile(lat, 95), p99_ms=np.percentile(lat, 99))
     print(f"{cpu_kind()}; {card['model_version']} on {card['runtime']['backend']} ({card['runtime']['file']}, "
           f"{card['runtime']['precision']}); {len(data)} distinct photos, "

@@ -27,13 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark_io import argument_parser, items_per_second, photos_argument, write_results
+from benchmark_io import argument_parser, photos_argument, write_results
 from dog_breed_classifier.architectures import ARCHITECTURES
 from dog_breed_classifier.core import breed_vocab, classification_metrics
 from dog_breed_classifier.embeddings import fit_temperature, scaled_log_loss
 from dog_breed_classifier.export import build_zero_shot_serving_dir
 from dog_breed_classifier.images import model_batch
 from dog_breed_classifier.inference import Predictor, available_backends, softmax
+from dog_breed_classifier.measure import items_per_second, photo_files
 from dog_breed_classifier.model import create_model, model_input_spec
 from dog_breed_classifier.non_dogs import synthetic_non_dogs
 
@@ -43,7 +44,7 @@ MAX_REJECTED_DOGS = 0.005   # a real dog called "no dog" costs more than a blank
 def labelled_photos(folder: Path, per_breed: int | None) -> tuple[list[Path], list[str]]:
     "Photos of `folder`/Images and their breed names, `per_breed` per breed (None: all)."
     vocab = breed_vocab()
-    files = [f for d in sorted((folder/"Images").iterdir()) for f in sorted(d.glob("*.jpg"))[:per_breed]]
+    files = photo_files(folder, per_breed=per_breed)
     return files, [vocab.lookup(f.parent.name).name for f in files]
 
 

@@ -1,6 +1,8 @@
-"""What every benchmark script shares: its argument parser, where the real photos are, and how results are written.
+"""What every benchmark script shares for input and output: its argument parser, where the real photos are, and how
+results are written (with the machine they were measured on). Timing, photo lists and servers are the library's
+`dog_breed_classifier.measure` (the tests and deploy/ use it too).
 
-    from benchmark_io import REPO, argument_parser, items_per_second, photos_argument, write_results
+    from benchmark_io import REPO, argument_parser, photos_argument, write_results
 
 Scripts in this folder run as `python benchmarks/NAME.py`, so this module is importable beside them. Results go to
 `benchmarks/results/NAME.json` (git-ignored), written whole (never half a file), with the path printed.
@@ -9,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from dog_breed_classifier.core import atomic_write, stanford_photos
+from dog_breed_classifier.measure import machine
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO/"benchmarks"/"results"
@@ -31,18 +33,10 @@ def photos_argument(parser: argparse.ArgumentParser, which: str = "stanford_dogs
 
 
 def write_results(name: str, result, indent: int = 1) -> Path:
-    "Write `result` as benchmarks/results/`name`.json and say where."
+    "Write `result` as benchmarks/results/`name`.json (a dict gains the `machine` it was measured on) and say where."
+    if isinstance(result, dict): result = {"machine": machine(), **result}
+    print(f"machine: {result['machine'] if isinstance(result, dict) else machine()}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = atomic_write(RESULTS/f"{name}.json", json.dumps(result, indent=indent, default=str) + "\n")
     print(f"results: {path.relative_to(REPO)}")
     return path
-
-
-def items_per_second(fn, items, batch: int, seconds: float) -> float:
-    "Items per second of `fn` called on consecutive chunks of `batch` items, for about `seconds` (after one warm-up call)."
-    fn(items[:batch])
-    n, t = 0, time.perf_counter()
-    while time.perf_counter() - t < seconds:
-        i = (n // batch * batch) % max(1, len(items) - batch + 1)
-        fn(items[i:i + batch]); n += batch
-    return n / (time.perf_counter() - t)

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import io
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmark_io import argument_parser, write_results
+from dog_breed_classifier.measure import Stopwatch
 
 
 def per_call(fn, seconds: float = 1.0) -> float:
     "Seconds per call of `fn`, called for about `seconds` (after one warm-up call)."
-    fn(); n, t = 0, time.perf_counter()
-    while time.perf_counter() - t < seconds: fn(); n += 1
-    return (time.perf_counter() - t) / n
+    fn(); n, t = 0, Stopwatch()
+    while t.seconds < seconds: fn(); n += 1
+    return t.seconds / n
 
 
 def main():

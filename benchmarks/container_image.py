@@ -16,43 +16,28 @@ import statistics
 import sys
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 
 import httpx
 import numpy as np
-from PIL import Image
 
 from benchmark_io import argument_parser
+from dog_breed_classifier.measure import LocalServer, Stopwatch, sample_photos
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent/"deploy"))
-sys.path.insert(0, str(HERE))
 import offline_images as images  # noqa: E402
-from serving_process import running_server  # noqa: E402
 
 TAG = "localhost/dog-breed-serve:benchmark"
-
-
-def photos(n: int) -> list[bytes]:
-    "n different 400×300 JPEGs (smooth noise), the size of a phone photo after the demo's resize."
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(n):
-        small = (rng.random((12, 16, 3))*255).astype("uint8")
-        buf = BytesIO()
-        Image.fromarray(small).resize((400, 300), Image.BICUBIC).save(buf, "JPEG", quality=90)
-        out.append(buf.getvalue())
-    return out
 
 
 def build(cache: Path, serving_dir: Path, work: Path) -> dict:
     "Make the base and the wheelhouse if `cache` lacks them, then build; the seconds each part took."
     store = images.ImageStore(cache)
     timings = {}
-    t = time.perf_counter(); images.make_base_image(store); timings["base_s"] = time.perf_counter() - t
-    t = time.perf_counter(); images.serving_wheelhouse(store)
-    timings["wheelhouse_s"] = time.perf_counter() - t
+    t = Stopwatch(); images.make_base_image(store); timings["base_s"] = t.seconds
+    t = Stopwatch(); images.serving_wheelhouse(store)
+    timings["wheelhouse_s"] = t.seconds
     timings["build_s"] = images.build_serving_image(store, serving_dir, TAG, work, log=work/"build.log")   # wheels: cached now
     timings["total_s"] = timings["base_s"] + timings["wheelhouse_s"] + timings["build_s"]
     return timings
@@ -61,9 +46,9 @@ def build(cache: Path, serving_dir: Path, work: Path) -> dict:
 def latencies(url: str, jpegs: list[bytes], client: httpx.Client) -> list[float]:
     out = []
     for jpeg in jpegs:
-        t = time.perf_counter()
+        t = Stopwatch()
         r = client.post(url + "/predict", files={"file": ("dog.jpg", jpeg, "image/jpeg")})
-        out.append((time.perf_counter() - t)*1000)
+        out.append(t.seconds*1000)
         r.raise_for_status()
     return out
 
@@ -91,14 +76,17 @@ def main():
         size = store.size(TAG)
         print(f"  {warm}\n  image: {size/1e6:.0f} MB", flush=True)
 
-        jpegs = photos(args.requests)
+        jpegs = sample_photos(args.requests, size=(400, 300))
         t = time.monotonic()
         with images.start_container(store, TAG, log=tmp/"container.log") as box:
             created_s = box.started_at - t   # buildah from: unpacking the image (vfs: a full copy)
             healthy_s = time.monotonic() - box.started_at
             print(f"container: created in {created_s:.1f} s, healthy {healthy_s:.1f} s after its start", flush=True)
             (tmp/"host").mkdir()
-            with running_server(tmp/"host", "--model-dir", str(serving_dir)) as (host_url, _), httpx.Client(timeout=60) as client:
+            host_dir = tmp/"host"
+            with LocalServer("--store-url", f"sqlite:///{host_dir}/predictions.db", "--model-dir", serving_dir, cwd=host_dir,
+                             ready=True) as host, httpx.Client(timeout=60) as client:
+                host_url = host.url
                 latencies(box.url, jpegs[:5], client); latencies(host_url, jpegs[:5], client)   # warm both up
                 inside, outside = [], []
                 for jpeg in jpegs:   # alternate, so both see the same machine load

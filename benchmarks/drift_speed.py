@@ -13,7 +13,6 @@ benchmarks/results/drift_speed.json.
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from dog_breed_classifier.drift import (
     drift_summary,
 )
 from dog_breed_classifier.images import IMAGE_STAT_NAMES, STAT_COLUMNS
+from dog_breed_classifier.measure import Stopwatch
 from dog_breed_classifier.monitoring import PredictionStore
 
 
@@ -45,10 +45,6 @@ def rows(n: int, rng: np.random.Generator, shift: float = 0.0) -> DriftData:
     return DriftData(frame=frame[[*STAT_COLUMNS, *PREDICTION_COLUMNS]], embeddings=emb, source="generated")
 
 
-def timed(fn):
-    t0 = time.perf_counter(); out = fn(); return time.perf_counter() - t0, out
-
-
 def main():
     ap = argument_parser(__doc__)
     ap.add_argument("--reference-rows", type=int, default=10_000)
@@ -57,13 +53,13 @@ def main():
     rng = np.random.default_rng(0)
     s = DriftSettings(reference_rows=args.reference_rows)
     reference, current = rows(args.reference_rows, rng), rows(args.current_rows, rng, shift=0.05)
-    timed(lambda: drift_decision(reference.sample(200), current.sample(100), s))   # imports Evidently, warms up
+    drift_decision(reference.sample(200), current.sample(100), s)   # imports Evidently, warms up
     fresh = DriftData(frame=reference.frame, embeddings=reference.embeddings, source="generated")      # PCA not fitted yet
-    first, _ = timed(lambda: drift_decision(fresh, current, s))
-    decision, verdict = timed(lambda: drift_decision(fresh, current, s))
-    summary, _ = timed(lambda: drift_summary(fresh, current, s))
+    with Stopwatch() as first: drift_decision(fresh, current, s)
+    with Stopwatch() as decision: verdict = drift_decision(fresh, current, s)
+    with Stopwatch() as summary: drift_summary(fresh, current, s)
     with tempfile.TemporaryDirectory() as d:
-        report, _ = timed(lambda: drift_report(fresh, current, s, html=Path(d)/"drift.html"))
+        with Stopwatch() as report: drift_report(fresh, current, s, html=Path(d)/"drift.html")
         html_mb = (Path(d)/"drift.html").stat().st_size / 1e6
         store = PredictionStore(f"sqlite:///{d}/p.db")
         for i in range(args.current_rows):
@@ -72,7 +68,8 @@ def main():
                            top_k=[dict(breed=row.breed, probability=float(row.confidence))], is_dog=row.is_dog == "dog",
                            dog_probability=0.9, latency_ms=1.0, width=500, height=375,
                            image_stats={n: float(row[f"stat_{n}"]) for n in IMAGE_STAT_NAMES}, embedding=current.embeddings[i]))
-        read, _ = timed(lambda: current_from_store(store, args.current_rows))
+        with Stopwatch() as read: current_from_store(store, args.current_rows)
+    first, decision, summary, report, read = (w.stopped for w in (first, decision, summary, report, read))
     result = dict(reference_rows=args.reference_rows, current_rows=args.current_rows,
                   decision_first_s=first, decision_s=decision, summary_s=summary, report_html_s=report, html_mb=html_mb,
                   store_read_s=read, verdict=verdict["status"])

@@ -14,7 +14,6 @@ and the difference; writes benchmarks/results/finetune[-NAME].json (--name).
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from dog_breed_classifier.architectures import zero_shot_temperature
 from dog_breed_classifier.augment import prepare
 from dog_breed_classifier.core import breed_vocab, classification_metrics, load_params
 from dog_breed_classifier.evaluate import IMAGENET_CAVEAT, _summary, evaluate, predict_probs
+from dog_breed_classifier.measure import Stopwatch, photo_files
 from dog_breed_classifier.model import create_model
 from dog_breed_classifier.train import load_trained_model, train
 
@@ -45,13 +45,13 @@ def main():
         params = load_params(root/"params.yaml", ["data.source=stanford", f"data.path={source}", "augment.offline=[]",
                                                   "model.classes=all", "train.mode=local", *split, *args.overrides])
         prepare(params, root, progress=False)
-        t0 = time.perf_counter()
+        t0 = Stopwatch()
         trained_model = train(params, root, progress=True)
-        seconds = time.perf_counter() - t0
+        seconds = t0.seconds
         if args.train:   # score on every dev photo
             model, _ = load_trained_model(root/"models")
             index = {c: i for i, c in enumerate(model.classes)}
-            files = sorted((args.dev/"Images").glob("*/*.jpg"))
+            files = photo_files(args.dev)
             targets = np.array([index[breed_vocab().lookup(f.parent.name).name] for f in files])
             tm = trained_model
             zero = create_model(tm.arch, tm.classes, tm.pretrained)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,14 @@ from PIL import Image
 from benchmark_io import argument_parser, photos_argument, write_results
 from dog_breed_classifier import images
 from dog_breed_classifier.images import decode_image, image_stats
+from dog_breed_classifier.measure import Stopwatch
 
 
 def best_of(fn, repeat: int = 3) -> float:
     "Fastest of `repeat` calls, in microseconds."
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+        t0 = Stopwatch(); fn(); times.append(t0.seconds)
     return min(times) * 1e6
 
 

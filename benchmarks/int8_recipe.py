@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from pathlib import Path
-
-import numpy as np
 
 from benchmark_io import REPO, argument_parser, write_results
 from dog_breed_classifier.core import SERVING_FILES, stanford_photos
@@ -32,6 +29,7 @@ from dog_breed_classifier.export import (
 )
 from dog_breed_classifier.images import model_batch
 from dog_breed_classifier.inference import Predictor
+from dog_breed_classifier.measure import paired_timings, rates
 from dog_breed_classifier.model_card import read_model_card
 
 RUNTIMES = {"openvino": (quantize_openvino_int8, SERVING_FILES.int8_openvino),
@@ -55,14 +53,9 @@ def end_to_end(folder: Path, files: list[Path], runs: int) -> dict:
     "Photos per second, files → answers at batch 32, fp32 and int8 on each runtime; paired runs, medians."
     paths = {f"{r} {p}": Predictor.from_dir(folder, backend=r, precision=p, batch_size=32, tta=False)
              for r in RUNTIMES for p in ("fp32", "int8")}
-    for p in paths.values(): p.predict(files[:32])
-    speed = {k: [] for k in paths}
-    for run in range(runs):
-        for k in (list(paths) if run % 2 == 0 else list(paths)[::-1]):
-            t = time.perf_counter()
-            for i in range(0, len(files), 32): paths[k].predict(files[i:i + 32])
-            speed[k].append(len(files) / (time.perf_counter() - t))
-    return {k: round(float(np.median(v)), 1) for k, v in speed.items()}
+    everything = lambda p: lambda: [p.predict(files[i:i + 32]) for i in range(0, len(files), 32)]
+    seconds = paired_timings({k: everything(p) for k, p in paths.items()}, rounds=runs)
+    return {k: round(v, 1) for k, v in rates(seconds, len(files)).items()}
 
 
 def summary(folder: Path) -> dict:

@@ -20,10 +20,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-sys.path.insert(0, str(Path(__file__).parent))
-from serving_process import running_server  # noqa: E402
-
 from benchmark_io import REPO, argument_parser
+from dog_breed_classifier.measure import LocalServer
 
 
 def generated_photos(folder: Path, n: int = 40) -> Path:
@@ -49,7 +47,8 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
         extra = ["--model-dir", str(args.model_dir)] if args.model_dir else []
-        with running_server(work, *extra) as (url, proc):
+        with LocalServer("--store-url", f"sqlite:///{work}/predictions.db", *extra, cwd=work, ready=True) as s:
+            url, proc = s.url, s.proc
             server = psutil.Process(proc.pid)
             rss_before = server.memory_info().rss
             summary_file = results/"locust_summary.json"

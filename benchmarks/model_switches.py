@@ -16,7 +16,6 @@ import datetime as dt
 import json
 import shutil
 import sqlite3
-import sys
 import tempfile
 import threading
 import time
@@ -24,10 +23,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).parent))
-from serving_process import running_server  # noqa: E402
-
 from benchmark_io import argument_parser, photos_argument, write_results  # noqa: E402
+from dog_breed_classifier.measure import LocalServer, photo_files
 from dog_breed_classifier.served_model import ModelRegistry, cached_zero_shot_serving_dir  # noqa: E402
 
 
@@ -85,16 +82,16 @@ def main():
     ap.add_argument("--model-dir", type=Path, help="the serving folder to copy into versions (default: the zero-shot model)")
     args = ap.parse_args()
     base = args.model_dir or cached_zero_shot_serving_dir()
-    files = sorted((args.dev/"Images").rglob("*.jpg"))[::10][:120] if (args.dev/"Images").is_dir() else []
-    if not files: raise SystemExit(f"no photos under {args.dev}/Images")
-    photos = [f.read_bytes() for f in files]
+    photos = [f.read_bytes() for f in photo_files(args.dev, limit=120)]
     work = Path(tempfile.mkdtemp())
     registry = ModelRegistry(work/"registry")
     a = registry.publish(version_of(base, "-A", work/"A")[0]).name
     (b_dir, b), (c_dir, c) = version_of(base, "-B", work/"B"), version_of(base, "-C", work/"C")
     broken_dir, _ = version_of(base, "-broken", work/"broken", broken=True)
     statuses, lock, sent = [], threading.Lock(), iter(range(args.requests))
-    with running_server(work, "--registry", str(registry.path), "--reload-interval", str(args.reload_interval), "--no-ui") as (url, _):
+    with LocalServer("--store-url", f"sqlite:///{work}/predictions.db", "--registry", registry.path, "--reload-interval", args.reload_interval, "--no-ui",
+                     cwd=work, ready=True) as s:
+        url = s.url
         def client(k: int):
             with httpx.Client(base_url=url, timeout=60) as h:
                 for i in sent:

@@ -21,6 +21,7 @@ from PIL import Image
 from benchmark_io import argument_parser, photos_argument, write_results
 from dog_breed_classifier.images import decode_image, model_batch
 from dog_breed_classifier.inference import Predictor
+from dog_breed_classifier.measure import photo_files
 from dog_breed_classifier.non_dogs import synthetic_non_dogs
 
 
@@ -52,7 +53,7 @@ def main():
         model_dir = build_zero_shot_serving_dir(zero_shot_cache_dir())
     predictor = Predictor.from_dir(model_dir)
     rng = np.random.default_rng(0)
-    dogs = sorted(images.glob("*/*.jpg"))
+    dogs = photo_files(images)
     p_dog = dog_probabilities(predictor, dogs)
     non = synthetic_non_dogs(rng)
     non["scrambled_dev_photo"] = [scrambled(decode_image(f).image, rng) for f in rng.choice(dogs, 160, replace=False)]

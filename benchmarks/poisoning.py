@@ -30,10 +30,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from benchmark_io import REPO, argument_parser, photos_argument, write_results
+from dog_breed_classifier.measure import Stopwatch
 
 CLI = [str(Path(sys.executable).parent/"dog-breed")]
 HONEST_PER_BREED = 5
@@ -98,10 +98,10 @@ def harvests(work: Path, store, archive, said: dict) -> dict:
 
 def run(*args, cwd: Path) -> float:
     "Run `dog-breed ARGS` in `cwd`; the seconds it took. Exits on failure."
-    t = time.perf_counter()
+    t = Stopwatch()
     res = subprocess.run([*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True)
     if res.returncode != 0: raise SystemExit(f"dog-breed {' '.join(map(str, args))} exited {res.returncode}:\n{res.stderr[-3000:]}")
-    return time.perf_counter() - t
+    return t.seconds
 
 
 def train_project(root: Path, source: Path, extra: Path) -> dict:
@@ -167,10 +167,10 @@ def main():
     if args.score_only: return report(score(work, args.a, args.b), args.a, args.b)
     breeds = folders(args.train/"Images", args.breeds, args.a, args.b)
     source = link_source(breeds, work/"source", args.source_per_breed)
-    t = time.perf_counter()
+    t = Stopwatch()
     store, archive, said = send_words(work, breeds, args.dev, args.a, args.b, args.source_per_breed)
     policies = harvests(work, store, archive, said)
-    words_seconds = round(time.perf_counter() - t, 1)
+    words_seconds = round(t.seconds, 1)
     for name, o in policies.items(): print(f"{name:>16}: {o['poisoned']:3d} poisoned, {o['honest']:3d} honest photos written, "
                                           f"{o['waiting']:3d} waiting, {o['rejected']:3d} rejected", flush=True)
     seconds = {"words and harvests": words_seconds,

@@ -14,7 +14,6 @@ figure is each path's median over the runs, and the ratios are taken within each
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from benchmark_io import REPO, argument_parser, photos_argument, write_results
 from dog_breed_classifier.core import cpu_kind
 from dog_breed_classifier.images import model_batch
 from dog_breed_classifier.inference import Predictor
+from dog_breed_classifier.measure import paired_timings, photo_files
 from dog_breed_classifier.model import load_serving_model
 
 
@@ -51,11 +51,9 @@ def project_decode_then_torch(serving, p: Predictor):
     return run
 
 
-def timed(fn, files: list[Path], batch: int) -> float:
-    "Images per second of `fn` over `files`, `batch` at a time."
-    t = time.perf_counter()
-    for i in range(0, len(files), batch): fn(files[i:i + batch])
-    return len(files) / (time.perf_counter() - t)
+def in_batches(fn, items: list, batch: int):
+    "A call that runs `fn` over all of `items`, `batch` at a time (one unit of `paired_timings`)."
+    return lambda: [fn(items[i:i + batch]) for i in range(0, len(items), batch)]
 
 
 def main():
@@ -66,9 +64,7 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    files = sorted((args.dev.resolve()/"Images").glob("*/*.jpg"))
-    if not files: raise SystemExit(f"no photos under {args.dev}/Images")
-    files = files[::max(1, len(files) // args.photos)][:args.photos]   # spread over the breeds
+    files = photo_files(args.dev.resolve(), limit=args.photos)   # spread over the breeds
     auto = Predictor.from_dir(args.model_dir, batch_size=args.batch, tta=False)
     fp32 = Predictor.from_dir(args.model_dir, batch_size=args.batch, tta=False, precision="fp32")
     eager, serving = torch_eager(auto.model_dir)
@@ -80,16 +76,11 @@ def main():
     @torch.no_grad()
     def eager_model_only(x): return serving(torch.from_numpy(x))[0]
     model_only = {"auto": auto.run, "fp32": fp32.run, "timm torch eager": eager_model_only}
-    for fn in paths.values(): fn(files[:args.batch])   # warm-up
-    e2e, alone = {k: [] for k in paths}, {k: [] for k in model_only}
     names = list(paths)
-    for r in range(args.runs):
-        for k in names[r % len(names):] + names[:r % len(names)]:
-            e2e[k].append(timed(paths[k], files, args.batch))
-        for k, fn in model_only.items():
-            t = time.perf_counter()
-            for i in range(0, len(inputs), args.batch): fn(inputs[i:i + args.batch])
-            alone[k].append(len(inputs) / (time.perf_counter() - t))
+    rate = lambda seconds, n: {k: [n / s for s in v] for k, v in seconds.items()}   # img/s of every round
+    e2e = rate(paired_timings({k: in_batches(fn, files, args.batch) for k, fn in paths.items()}, args.runs), len(files))
+    alone = rate(paired_timings({k: in_batches(fn, inputs, args.batch) for k, fn in model_only.items()}, args.runs),
+                 len(inputs))
     a, f, t, _ = names
     ratio = lambda x, y: float(np.median(np.array(e2e[x]) / np.array(e2e[y])))
     result = dict(machine=cpu_kind(), model=auto.model_version, photos=len(files), batch=args.batch, runs=args.runs,

@@ -19,22 +19,23 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 # one preparation in a fresh process: its own timing and peak memory, free of what earlier runs left behind
 from benchmark_io import REPO, argument_parser, photos_argument, write_results
+from dog_breed_classifier.measure import Stopwatch, paired_timings
 
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 from dog_breed_classifier.core import load_params
 from dog_breed_classifier.augment import prepare
+from dog_breed_classifier.measure import Stopwatch
 root = Path(sys.argv[1]); overrides = sys.argv[2:]
 params = load_params(root/"params.yaml", overrides)
-t0 = time.perf_counter()
+t0 = Stopwatch()
 report = prepare(params, root, progress=False)
-seconds = time.perf_counter() - t0
+seconds = t0.seconds
 print(json.dumps(dict(seconds=seconds, found=report.summary["images"]["found"], used=report.summary["images"]["used"],
                       variants=report.summary["variants"],
                       peak_main_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -57,15 +58,12 @@ def per_photo_costs(folder: Path, n: int = 300) -> dict:
     from dog_breed_classifier.images import decode_image, image_stats
     files = sorted(folder.rglob("*.jpg"))[:n]
     datas = [f.read_bytes() for f in files]
-    t0 = time.perf_counter(); imgs = [decode_image(d).image for d in datas]; decode = time.perf_counter() - t0
-    t0 = time.perf_counter(); [image_stats(i) for i in imgs]; stats = time.perf_counter() - t0
+    t0 = Stopwatch(); imgs = [decode_image(d).image for d in datas]; decode = t0.seconds
+    t0 = Stopwatch(); [image_stats(i) for i in imgs]; stats = t0.seconds
     big = imgs[0].resize((2400, 1800)); buf = io.BytesIO(); big.save(buf, "JPEG", quality=90); big_bytes = buf.getvalue()
-    def timed(fn, k=10):
-        t = []
-        for _ in range(k): t0 = time.perf_counter(); fn(); t.append(time.perf_counter() - t0)
-        return statistics.median(t)
-    full = timed(lambda: decode_image(big_bytes))
-    draft = timed(lambda: decode_image(big_bytes, draft_size=256))
+    seconds = paired_timings({"full": lambda: decode_image(big_bytes),
+                              "draft": lambda: decode_image(big_bytes, draft_size=256)}, rounds=10)
+    full, draft = statistics.median(seconds["full"]), statistics.median(seconds["draft"])
     del Image
     return dict(photos=len(files), decode_us=1e6 * decode / len(files), stats_us=1e6 * stats / len(files),
                 big_jpeg_full_ms=1e3 * full, big_jpeg_draft_ms=1e3 * draft, draft_speedup=full / draft)
@@ -82,10 +80,10 @@ def noop_dvc_repro() -> dict:
         git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
         for cmd in (["git", "init", "-q"], ["git", "add", "-A"], [*git, "commit", "-qm", "bench"]):
             subprocess.run(cmd, cwd=dest, check=True)
-        t0 = time.perf_counter(); subprocess.run(["dvc", "repro", "-q"], cwd=dest, check=True); first = time.perf_counter() - t0
+        t0 = Stopwatch(); subprocess.run(["dvc", "repro", "-q"], cwd=dest, check=True); first = t0.seconds
         times = []
         for _ in range(3):
-            t0 = time.perf_counter(); subprocess.run(["dvc", "repro", "-q"], cwd=dest, check=True); times.append(time.perf_counter() - t0)
+            t0 = Stopwatch(); subprocess.run(["dvc", "repro", "-q"], cwd=dest, check=True); times.append(t0.seconds)
         return dict(first_repro_s=first, noop_repro_s=statistics.median(times))
 
 

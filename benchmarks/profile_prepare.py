@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -21,6 +20,7 @@ from hot_spots import hot_spots, markdown, record  # noqa: E402
 
 from benchmark_io import REPO, argument_parser
 from dog_breed_classifier.core import stanford_photos
+from dog_breed_classifier.measure import Stopwatch
 
 OUT = REPO/"reports"/"profile"
 
@@ -43,13 +43,13 @@ def main():
             subprocess.run([*dog_breed, "sample", "--quiet", *sets], cwd=d, check=True)
             what = f"the built-in sample, {args.photos_per_breed} photos per breed"
         prepare = [*dog_breed, "prepare", "--quiet", *sets]
-        t = time.perf_counter()
+        t = Stopwatch()
         subprocess.run([*prepare, "--out", f"{d}/plain"], cwd=d, check=True, capture_output=True)
-        plain = time.perf_counter() - t
+        plain = t.seconds
         raw = OUT/"prepare.raw.txt"
-        t = time.perf_counter()
+        t = Stopwatch()
         res = record([*prepare, "--out", f"{d}/profiled"], raw, cwd=Path(d), subprocesses=True)
-        profiled = time.perf_counter() - t
+        profiled = t.seconds
         if res.returncode != 0: raise SystemExit(res.stderr[-3000:])
     spots = hot_spots(raw)
     text = markdown("prepare", spots, [f"`dog-breed prepare` on {what}: {plain:.1f} s without the profiler, "

@@ -13,21 +13,18 @@ from __future__ import annotations
 import concurrent.futures as cf
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).parent))
 from api_throughput import photos  # noqa: E402
 from hot_spots import hot_spots, markdown, py_spy  # noqa: E402
-from serving_process import running_server  # noqa: E402
 
 from benchmark_io import REPO, argument_parser
 from dog_breed_classifier.core import cpu_kind
+from dog_breed_classifier.measure import LocalServer, Stopwatch
 
 OUT = REPO/"reports"/"profile"
 
@@ -45,21 +42,22 @@ def main():
     raw = OUT/"request.raw.txt"
     extra = ((["--model-dir", str(args.model_dir)] if args.model_dir else []) + (["--no-ui"] if args.no_ui else [])
              + ["--precision", args.precision])
-    with tempfile.TemporaryDirectory() as d, running_server(Path(d), *extra) as (url, proc):
+    with tempfile.TemporaryDirectory() as d, LocalServer("--store-url", f"sqlite:///{d}/predictions.db", *extra, cwd=d, ready=True) as s:
+        url, proc = s.url, s.proc
         card = httpx.get(url + "/model").json()
         client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=32))
         def post(i: int) -> float:
-            t = time.perf_counter()
+            t = Stopwatch()
             r = client.post(url + "/predict", files={"file": ("p.jpg", data[i % len(data)], "image/jpeg")})
             if r.status_code != 200: raise RuntimeError(r.text)
-            return (time.perf_counter() - t) * 1000
+            return t.seconds * 1000
         for i in range(8): post(i)                        # warm-up, outside the profile
         spy = subprocess.Popen([py_spy(), "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "200",
                                 "--output", str(raw), "--nonblocking"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(1.0)                                   # py-spy attaches
-        t = time.perf_counter()
+        t = Stopwatch()
         with cf.ThreadPoolExecutor(args.concurrency) as pool: lat = np.array(list(pool.map(post, range(args.requests))))
-        seconds = time.perf_counter() - t
+        seconds = t.seconds
         spy.send_signal(signal.SIGINT)
         _, err = spy.communicate(timeout=60)
         if not raw.is_file(): raise SystemExit(f"py-spy wrote nothing: {err.decode()[-2000:]}")

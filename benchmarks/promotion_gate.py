@@ -17,20 +17,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from benchmark_io import REPO, argument_parser, photos_argument, write_results
+from dog_breed_classifier.measure import Stopwatch
 
 CLI = [str(Path(sys.executable).parent/"dog-breed")]
 
 
 def run(*args, cwd: Path, ok=(0,)) -> tuple[str, float]:
     "Run `dog-breed ARGS` in `cwd`; (stdout, seconds). Exits on an unexpected status."
-    t = time.perf_counter()
+    t = Stopwatch()
     res = subprocess.run([*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True)
     if res.returncode not in ok: raise SystemExit(f"dog-breed {' '.join(map(str, args))} exited {res.returncode}:\n{res.stderr[-3000:]}")
-    return res.stdout, time.perf_counter() - t
+    return res.stdout, t.seconds
 
 
 def main():

@@ -11,17 +11,17 @@ Stanford Dogs is drawn from ImageNet: top-1 here is optimistic. Writes benchmark
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmark_io import argument_parser, items_per_second, photos_argument, write_results
+from benchmark_io import argument_parser, photos_argument, write_results
 from dog_breed_classifier.core import DEFAULT_ARCH, breed_vocab
 from dog_breed_classifier.export import quantize_int8, write_serving_dir, zero_shot_trained_model
 from dog_breed_classifier.images import model_batch
 from dog_breed_classifier.inference import Predictor, available_backends, load_backend
+from dog_breed_classifier.measure import Stopwatch, items_per_second, photo_files
 from dog_breed_classifier.model import create_model, model_input_spec, serving_model
 
 
@@ -43,7 +43,7 @@ def main():
     vocab = breed_vocab()
     model = create_model(classes="all").eval()
     index = {c: i for i, c in enumerate(model.classes)}
-    files = [f for folder in sorted(dev.iterdir()) for f in sorted(folder.glob("*.jpg"))[:args.per_breed]]
+    files = photo_files(dev, per_breed=args.per_breed)
     targets = np.array([index[vocab.lookup(f.parent.name).name] for f in files])
     spec = model_input_spec(DEFAULT_ARCH)
     batch = model_batch(files, spec)
@@ -71,9 +71,9 @@ def main():
         # end to end: bytes in, answer out
         contents = [f.read_bytes() for f in files]
         predictor = Predictor.from_dir(d/"fp32")
-        t = time.perf_counter(); answers = []
+        t = Stopwatch(); answers = []
         for c in contents: answers += predictor.predict([c], top_k=1)
-        e2e = len(contents) / (time.perf_counter() - t)
+        e2e = len(contents) / t.seconds
         rows[f"Predictor end to end bs1 ({predictor.backend.name})"] = (
             e2e, float(np.mean([a["top_k"][0]["breed"] == model.classes[y] for a, y in zip(answers, targets)])))
 
@@ -87,9 +87,9 @@ def main():
     learn = Learner(dls, model)
     n = min(len(files), 60)
     learn.predict(files[0])
-    t = time.perf_counter()
+    t = Stopwatch()
     with learn.no_bar(), learn.no_logging(): preds = [learn.predict(f)[0] for f in files[:n]]
-    rows["fastai learn.predict bs1"] = (n / (time.perf_counter() - t),
+    rows["fastai learn.predict bs1"] = (n / t.seconds,
                                         float(np.mean([p == model.classes[y] for p, y in zip(preds, targets[:n])])))
 
     base = rows["torch eager bs1"][0]

@@ -11,7 +11,6 @@ the embedding included), which is why its size is printed beside the process fig
 from __future__ import annotations
 
 import concurrent.futures as cf
-import io
 import tempfile
 import threading
 import time
@@ -20,31 +19,22 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-from serving_process import running_server
 
 from benchmark_io import argument_parser, write_results
-from dog_breed_classifier.data import draw_sample_dog
+from dog_breed_classifier.measure import LocalServer, Stopwatch, sample_photos
 from dog_breed_classifier.served_model import serving_model_dir
 
 CONCURRENCY = (1, 4, 16, 32, 8, 2, 24, 12)   # one level per phase, cycled
-
-
-def photos(n: int = 24) -> list[bytes]:
-    out = []
-    for i in range(n):
-        buf = io.BytesIO(); draw_sample_dog(["pug", "beagle", "chow"][i % 3], np.random.default_rng(i), (360, 300)).save(buf, "JPEG")
-        out.append(buf.getvalue())
-    return out
 
 
 def phase(url: str, n: int, concurrency: int, images: list[bytes]) -> list[tuple[int, float]]:
     "`n` predictions from `concurrency` threads: (status, seconds) each."
     client = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=concurrency))
     def one(i):
-        t = time.perf_counter()
+        t = Stopwatch()
         try: status = client.post(url + "/predict", files={"file": ("d.jpg", images[i % len(images)], "image/jpeg")}).status_code
         except httpx.TransportError: status = 0
-        return status, time.perf_counter() - t
+        return status, t.seconds
     with client, cf.ThreadPoolExecutor(concurrency) as pool: return list(pool.map(one, range(n)))
 
 
@@ -64,28 +54,29 @@ def main():
     ap.add_argument("--model-dir", help="a serving folder (default: what `dog-breed serve` would choose)")
     args = ap.parse_args()
     model_dir = args.model_dir or str(serving_model_dir(None, quiet=True)[0])
-    images = photos()
-    with tempfile.TemporaryDirectory() as d, running_server(Path(d), "--model-dir", model_dir, "--no-ui") as (url, proc):
+    images = sample_photos(24, size=(360, 300))
+    with tempfile.TemporaryDirectory() as d, LocalServer("--store-url", f"sqlite:///{d}/predictions.db", "--model-dir", model_dir, "--no-ui", cwd=d, ready=True) as s:
+        url, proc = s.url, s.proc
         server = psutil.Process(proc.pid)
         samples, stop = [], threading.Event()
         sampler = threading.Thread(target=sample_process, args=(server, Path(d)/"predictions.db", stop, samples), daemon=True)
         sampler.start()
-        phases, sent, t0 = [], 0, time.perf_counter()
+        phases, sent, t0 = [], 0, Stopwatch()
         while sent < args.requests:
             c = CONCURRENCY[len(phases) % len(CONCURRENCY)]
             n = min(args.phase, args.requests - sent)
-            t = time.perf_counter()
+            t = Stopwatch()
             res = phase(url, n, c, images)
             ms = np.array([s for code, s in res if code == 200]) * 1000
             phases.append(dict(concurrency=c, requests=n, errors=sum(code != 200 for code, _ in res),
-                               per_s=round(n / (time.perf_counter() - t), 1), p50_ms=round(float(np.percentile(ms, 50)), 1),
-                               p99_ms=round(float(np.percentile(ms, 99)), 1), at_s=round(time.perf_counter() - t0, 1)))
+                               per_s=round(n / t.seconds, 1), p50_ms=round(float(np.percentile(ms, 50)), 1),
+                               p99_ms=round(float(np.percentile(ms, 99)), 1), at_s=round(t0.seconds, 1)))
             sent += n
             print(f"{sent:6d} sent  c={c:2d}  {phases[-1]['per_s']:6.1f}/s  p50 {phases[-1]['p50_ms']:6.1f} ms  "
                   f"p99 {phases[-1]['p99_ms']:6.1f} ms  errors {phases[-1]['errors']}  "
                   f"rss {samples[-1]['rss_mb'] if samples else 0:.0f} MB  fds {samples[-1]['fds'] if samples else 0}", flush=True)
         stop.set(); sampler.join()
-        seconds = time.perf_counter() - t0
+        seconds = t0.seconds
     warm = [s for s in samples if s["t"] >= samples[-1]["t"] * 0.2]   # after the first fifth: caches, pools, allocator warmed
     quarter = max(1, len(phases) // 4)
     same_c = lambda ps: {p["concurrency"]: p["p99_ms"] for p in ps}

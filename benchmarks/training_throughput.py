@@ -12,7 +12,6 @@ from __future__ import annotations
 import resource
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ from torch import nn
 from benchmark_io import REPO, argument_parser, write_results
 from dog_breed_classifier.augment import prepare
 from dog_breed_classifier.core import load_params
+from dog_breed_classifier.measure import Stopwatch
 from dog_breed_classifier.model import create_model, model_input_spec
 from dog_breed_classifier.train import create_dataloaders, create_learner, training_classes
 
@@ -35,10 +35,10 @@ def time_fastai(learn, epochs=1) -> float:
     seen, spent = [0], [0.0]
     from fastai.callback.core import Callback
     class Clock(Callback):
-        def before_train(self): sync(); self.t0 = time.perf_counter()
+        def before_train(self): sync(); self.t0 = Stopwatch()
         def after_batch(self):
             if self.training: seen[0] += self.xb[0].shape[0]
-        def after_train(self): sync(); spent[0] += time.perf_counter() - self.t0
+        def after_train(self): sync(); spent[0] += self.t0.seconds
     with learn.added_cbs(Clock()), learn.no_bar(), learn.no_logging():
         learn.fit(epochs, 1e-4)
     return seen[0] / spent[0]
@@ -49,7 +49,7 @@ def time_plain(model, dl, epochs=1) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
-    sync(); seen, t0 = 0, time.perf_counter()
+    sync(); seen, t0 = 0, Stopwatch()
     for _ in range(epochs):
         for xb, yb in dl:
             xb, yb = xb.as_subclass(torch.Tensor), yb.as_subclass(torch.Tensor)   # fastai's typed tensors → plain
@@ -57,13 +57,13 @@ def time_plain(model, dl, epochs=1) -> float:
             loss.backward(); opt.step(); opt.zero_grad()
             seen += xb.shape[0]
     sync()
-    return seen / (time.perf_counter() - t0)
+    return seen / t0.seconds
 
 
 def time_loader(dl) -> float:
-    seen, t0 = 0, time.perf_counter()
+    seen, t0 = 0, Stopwatch()
     for xb, _ in dl: seen += xb.shape[0]
-    return seen / (time.perf_counter() - t0)
+    return seen / t0.seconds
 
 
 def main():

@@ -21,27 +21,16 @@ from pathlib import Path
 
 import numpy as np
 from playwright.sync_api import sync_playwright
-from serving_process import running_server
 
 from benchmark_io import REPO, argument_parser
 from dog_breed_classifier.core import stanford_photos
 from dog_breed_classifier.data import draw_sample_dog
 from dog_breed_classifier.export import build_zero_shot_serving_dir
+from dog_breed_classifier.measure import LocalServer, Stopwatch, sample_photos
 
 DEV = (stanford_photos(root=REPO) or Path("nowhere"))/"Images"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-
-
-def photos(n: int, tmp: Path) -> list[Path]:
-    real = sorted(DEV.glob("*/*.jpg"))[::10] if DEV.is_dir() else []
-    if real: return [real[i * len(real) // n] for i in range(n)]
-    rng = np.random.default_rng(0)
-    out = []
-    for i, breed in enumerate(["beagle", "pug", "chow", "basenji", "komondor", "papillon"] * (n // 6 + 1)):
-        if i == n: break
-        draw_sample_dog(breed, rng, (400, 340)).save(tmp/f"{i}.jpg", quality=90); out.append(tmp/f"{i}.jpg")
-    return out
 
 
 def prediction_id(headline: str) -> str | None:
@@ -54,15 +43,15 @@ def upload(page, path: Path, heatmap: bool) -> tuple[float, float]:
     "Seconds from handing `path` to the page until the answer (and the heatmap, when on) shows."
     before = prediction_id(page.inner_text("#headline"))
     old_src = page.evaluate("() => { const i = document.querySelector('#heatmap img'); return i ? i.src : ''; }")
-    t = time.perf_counter()
+    t = Stopwatch()
     page.set_input_files("#photo input[type=file]", str(path))
     page.wait_for_function("b => { const m = (document.querySelector('#headline') || {innerText: ''}).innerText.match(/logged as ([0-9a-f]{32})/); "
                            "return m !== null && m[1] !== b; }", arg=before, timeout=120_000)
-    label = time.perf_counter() - t
+    label = t.seconds
     if heatmap:   # the new heatmap picture loaded and drawn
         page.wait_for_function("s => { const i = document.querySelector('#heatmap img'); return i && i.src !== s && i.complete "
                                "&& i.naturalWidth > 0; }", arg=old_src, timeout=120_000)
-    return label, time.perf_counter() - t
+    return label, t.seconds
 
 
 def measure(browser, url: str, files: list[Path], screenshot: Path | None, drawn: Path | None = None,
@@ -101,14 +90,16 @@ def main():
         d = Path(d)
         full = build_zero_shot_serving_dir(d/"zero_shot")
         slim = d/"zero_shot_slim"; shutil.copytree(full, slim); (slim/"model.safetensors").unlink()
-        files = photos(2 * a.runs, d)
+        files = [d/f"{i}.jpg" for i in range(2 * a.runs)]   # real photos spread over the breeds, else drawings
+        for f, data in zip(files, sample_photos(len(files), DEV.parent, size=(400, 340))): f.write_bytes(data)
         print(f"{len(files)} photos ({'Stanford dev' if DEV.is_dir() else 'drawn'}), Chromium {a.chromium}", file=sys.stderr)
         results = {}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=a.chromium, args=ARGS)
             for name, folder in [("grad-cam (torch weights present)", full), ("occlusion (ONNX only)", slim)]:
                 work = d/name.split()[0]; work.mkdir()
-                with running_server(work, "--model-dir", str(folder), "--drift-refresh", "0") as (url, _):
+                with LocalServer("--store-url", f"sqlite:///{work}/predictions.db", "--model-dir", folder, "--drift-refresh", "0", cwd=work, ready=True) as s:
+                    url = s.url
                     drawn = None
                     if a.docs_screenshot and name.startswith("grad-cam"):   # a drawing: no Stanford photo goes into the docs
                         drawn = d/"drawn_beagle.jpg"; draw_sample_dog("beagle", np.random.default_rng(3), (400, 340)).save(drawn)

@@ -9,7 +9,7 @@ mean/std, to show what the normalisation carried with the weights is worth. Writ
 """
 from __future__ import annotations
 
-import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ import torch
 from benchmark_io import argument_parser, photos_argument, write_results
 from dog_breed_classifier.core import DEFAULT_ARCH, breed_vocab, classification_metrics
 from dog_breed_classifier.evaluate import IMAGENET_CAVEAT, predict_probs
+from dog_breed_classifier.measure import Stopwatch, photo_files
 from dog_breed_classifier.model import create_model, model_input_spec
 
 
@@ -29,21 +30,17 @@ def main():
     images = args.dev/"Images"
     if not images.is_dir(): raise SystemExit(f"no Stanford photos at {images}")
     vocab = breed_vocab()
-    files, targets = [], []
     model = create_model(classes="all")
     index = {c: i for i, c in enumerate(model.classes)}
-    for folder in sorted(images.iterdir()):
-        photos = sorted(folder.glob("*.jpg"))[: args.limit or None]
-        files += photos; targets += [index[vocab.lookup(folder.name).name]] * len(photos)
-    targets = np.array(targets)
+    files = photo_files(args.dev, per_breed=args.limit or None)
+    targets = np.array([index[vocab.lookup(f.parent.name).name] for f in files])
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    t0 = time.perf_counter()
     spec = model_input_spec(DEFAULT_ARCH)
-    probs = predict_probs(model, files, spec.size, spec.crop_fraction, progress=True)
-    seconds = time.perf_counter() - t0
+    with Stopwatch() as t0: probs = predict_probs(model, files, spec, progress=True)
+    seconds = t0.stopped
     m = classification_metrics(probs, targets, model.classes)
-    model.pretrained_cfg = {**model.pretrained_cfg, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
-    wrong_norm = classification_metrics(predict_probs(model, files, spec.size, spec.crop_fraction, progress=True), targets, model.classes)
+    imagenet = replace(spec, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))   # not the weights' own
+    wrong_norm = classification_metrics(predict_probs(model, files, imagenet, progress=True), targets, model.classes)
     result = dict(photos=len(files), top1=m["top1"], top5=m["top5"], log_loss=m["log_loss"], ece=m["ece"],
                   images_per_second=len(files) / seconds, imagenet_mean_std_top1=wrong_norm["top1"],
                   most_confused=m["most_confused"][:5], caveat=IMAGENET_CAVEAT)

@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -35,6 +34,8 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from dog_breed_classifier.measure import ServerStartError, Stopwatch, free_port, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_TAG = "localhost/dog-breed-base:bookworm"
@@ -255,12 +256,12 @@ def build_image(store: ImageStore, dockerfile: Path, context: Path, tag: str, wh
     "Build `dockerfile` on the base image with pip reading only `wheels`; the seconds it took."
     args = {"BASE_IMAGE": BASE_TAG, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/wheels", **(build_args or {})}
     target = ["--target", args.pop("TARGET")] if "TARGET" in args else []
-    start = time.perf_counter()
+    start = Stopwatch()
     # docker format: OCI images have no HEALTHCHECK; --pull=never: the base is local, nothing to fetch
     store("build", "--format", "docker", "--isolation", "chroot", "--pull=never", "--file", dockerfile, *target,
           "--tag", tag, "--volume", f"{wheels}:/wheels:ro",
           *[a for k, v in args.items() for a in ("--build-arg", f"{k}={v}")], context, timeout=timeout, log=log)
-    return time.perf_counter() - start
+    return start.seconds
 
 
 def build_serving_image(store: ImageStore, serving_dir: Path, tag: str, work: Path, log: Path | None = None,
@@ -278,12 +279,6 @@ def build_pipeline_image(store: ImageStore, tag: str, work: Path, log: Path | No
     wheels = make_wheelhouse(store, "pipeline", ("torch", "torchvision"))
     context = copy_project(work/"context")
     return build_image(store, context/"Dockerfile.train", context, tag, wheels, log=log)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -314,18 +309,6 @@ class RunningContainer:
                               capture_output=True, text=True, timeout=timeout)
 
 
-def wait_healthy(url: str, deadline: float, process: subprocess.Popen | None = None, log: Path | None = None) -> dict:
-    "Poll GET /health until it answers 200; its JSON."
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise ImageBuildError(f"the container exited ({process.returncode}) before it was healthy:\n"
-                                  f"{_tail(log.read_text()) if log else ''}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as answer: return json.load(answer)
-        except (urllib.error.URLError, ConnectionError, TimeoutError): time.sleep(0.1)
-    raise ImageBuildError(f"{url}/health did not answer 200 in time:\n{_tail(log.read_text()) if log else ''}")
-
-
 @contextlib.contextmanager
 def start_container(store: ImageStore, tag: str, *, port: int | None = None, env: dict | None = None,
                     log: Path, timeout: float = 180, reuse: str | None = None) -> Iterator[RunningContainer]:
@@ -353,7 +336,8 @@ def start_container(store: ImageStore, tag: str, *, port: int | None = None, env
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_healthy(url, started_at + timeout, process, log)
+            try: wait_healthy(url, started_at + timeout - time.monotonic(), process, log, ready=True)
+            except ServerStartError as e: raise ImageBuildError(str(e)) from None
             yield RunningContainer(store, name, url, process, log, started_at, data)
         finally:
             _stop(process)
@@ -462,10 +446,10 @@ def main(argv: list[str] | None = None) -> int:
                 clone = fresh_clone(Path(tmp)/"repo")
                 print(f"dvc repro inside {tag}, on a fresh clone mounted at /work…")
                 log = args.cache/"pipeline-repro.log"
-                started = time.perf_counter()
+                started = Stopwatch()
                 res = run_in_image(store, tag, ["dvc", "repro"], mounts={clone: "/work"}, workdir="/work", log=log)
                 if res.returncode != 0: raise ImageBuildError(f"dvc repro failed in the image:\n{_tail(log.read_text())}")
-                print(f"dvc repro: {time.perf_counter() - started:.0f} s, models/serving: "
+                print(f"dvc repro: {started.seconds:.0f} s, models/serving: "
                       f"{sorted(p.name for p in (clone/'models/serving').iterdir())}")
     except ImageBuildError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -7,32 +7,24 @@ import io
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
 from dog_breed_classifier.core import stanford_photos
 from dog_breed_classifier.data import draw_sample_dog
+from dog_breed_classifier.measure import LocalServer, dog_breed_command, free_port  # noqa: F401  (the tests import them from here)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO/"deploy"))   # deploy/offline_images.py: a script, imported by the tests as a module
 # real Stanford photos when this machine has them ($DOG_BREED_PHOTOS or ../shared/data); tests using them skip otherwise
 DEV_PHOTOS = stanford_photos("stanford_dogs_dev", REPO) or REPO.parent/"shared"/"data"/"stanford_dogs_dev"
-
-
-def dog_breed_command() -> list[str]:
-    "The installed `dog-breed` console script (next to this Python), as an argv prefix."
-    script = Path(sys.executable).parent/"dog-breed"
-    return [str(script)] if script.exists() else [shutil.which("dog-breed") or "dog-breed"]
 
 
 def run_cli(*args, cwd, timeout=300, **kw) -> subprocess.CompletedProcess:
@@ -82,35 +74,7 @@ def installed_tool(name: str) -> str | None:
     return str(local) if local.exists() else shutil.which(name)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    "`dog-breed serve` in a subprocess on a free loopback port."
-    def __init__(self, *args, cwd: Path, env: dict | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = cwd/f"server-{self.port}.log"
-        full_env = {**os.environ, "DO_NOT_TRACK": "1", **(env or {})}
-        full_env.pop("DOG_BREED_STORE_URL", None)
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen([*dog_breed_command(), "serve", "--port", str(self.port), "--no-access-log", *map(str, args)],
-                                         cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if self.proc.poll() is not None: raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                httpx.get(self.url + "/health", timeout=2); return
-            except httpx.TransportError: time.sleep(0.3)
-        self.stop(); raise AssertionError(f"server did not start:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self):
-        self.proc.terminate()
-        try: self.proc.wait(20)
-        except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
+Server = LocalServer   # `dog-breed serve` on a free loopback port (dog_breed_classifier.measure)
 
 
 def postgres_bin() -> Path | None:

@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from conftest import DEV_PHOTOS, Server, jpeg_bytes, photo, run_cli
+from dog_breed_classifier.core import DogBreedError
+from dog_breed_classifier.measure import photo_files
 
 KEY = "feedback-" + "k" * 24
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -23,7 +25,8 @@ BREEDS = ["pug", "beagle", "basset", "chow", "samoyed", "collie", "whippet", "bo
 
 def photos(n: int) -> list[tuple[str, bytes]]:
     "`n` (file name, bytes): real dev photos of `BREEDS` when present, else drawings."
-    real = sorted(p for b in BREEDS for p in (DEV_PHOTOS/"Images").glob(f"*-{b}/*.jpg")) if DEV_PHOTOS.is_dir() else []
+    try: real = photo_files(DEV_PHOTOS, breeds=BREEDS)
+    except DogBreedError: real = []
     if len(real) >= n: return [(p.name, p.read_bytes()) for p in real[:n]]
     return [(f"{BREEDS[i % 8]}_{i}.jpg", jpeg_bytes(photo(BREEDS[i % 8], i, (300, 260)))) for i in range(n)]
 
