@@ -668,26 +668,26 @@ class _Deadlines:
         self._disarm()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes):
+        super().data_received(data)
+        if hasattr(self, "conn"): self._follow_h11()   # h11, not httptools
+
+    def on_message_begin(self):   # httptools calls these three as a request arrives
+        if self._deadline is None: self._arm(self.header_timeout)
+        super().on_message_begin()
+
+    def on_headers_complete(self):
+        super().on_headers_complete()
+        self._arm(self.body_timeout)
+
+    def on_message_complete(self):
+        super().on_message_complete()
+        self._disarm()
+
 # %% ../nbs/11_api.ipynb #0db7d2ec
 @patch
-def on_message_begin(self: _Deadlines):   # httptools calls these three as a request arrives
-    if self._deadline is None: self._arm(self.header_timeout)
-    super(_Deadlines, self).on_message_begin()
-
-@patch
-def on_headers_complete(self: _Deadlines):
-    super(_Deadlines, self).on_headers_complete()
-    self._arm(self.body_timeout)
-
-@patch
-def on_message_complete(self: _Deadlines):
-    super(_Deadlines, self).on_message_complete()
-    self._disarm()
-
-@patch
-def data_received(self: _Deadlines, data: bytes):   # h11 has no callbacks: its state after each read says where it is
-    super(_Deadlines, self).data_received(data)
-    if not hasattr(self, "conn"): return
+def _follow_h11(self: _Deadlines):
+    "h11 has no callbacks: after each read, its parser's state says where the request is."
     import h11
     state = self.conn.their_state
     if state is h11.IDLE and self._deadline is None: self._arm(self.header_timeout)

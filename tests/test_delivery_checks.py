@@ -11,6 +11,8 @@ import pytest
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.slow   # `dog-breed` runs in processes: not the fast tier (test_library has the in-process data report)
+
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:

@@ -60,6 +60,7 @@ def processed(tmp_path_factory):
 def _names(nbs): return [str(p.relative_to(NBS)) for p in nbs]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", _names(NOTEBOOKS))
 def test_docs_processing_runs_clean(processed, name):
     rc, stderr, nb = processed[name]
@@ -86,6 +87,7 @@ def module_pages():
     return out
 
 
+@pytest.mark.slow
 def test_module_names_link_to_module_pages(processed):
     "nbdev links a backticked `train` to the function `train`; the index's module column links the module pages."
     mods = module_pages()

@@ -22,6 +22,8 @@ from dog_breed_classifier.data import (
     extract_archive,
 )
 
+pytestmark = pytest.mark.slow   # a local HTTP server serves the downloads: not the fast tier
+
 BREEDS = {"n02085620-Chihuahua": "chihuahua", "n02110958-pug": "pug"}
 BOX = (20, 10, 140, 110)   # left, top, right, bottom in every annotation
 

@@ -52,6 +52,8 @@ def fill_store(db: Path, zero_shot_dir: Path, images: list[Image.Image]):
 
 from dog_breed_classifier.monitoring import PredictionStore  # noqa: E402  (after the helpers the fixtures use)
 
+pytestmark = pytest.mark.slow   # real servers and the drift job: not the fast tier
+
 
 def drift_cli(tmp: Path, db: Path, *args):
     return run_cli("drift", "--store-url", f"sqlite:///{db}", "--out", tmp/"drift.html", "--quiet", *args, cwd=tmp)

@@ -18,6 +18,8 @@ from conftest import DEV_PHOTOS, Server, jpeg_bytes, photo, run_cli
 from dog_breed_classifier.core import DogBreedError
 from dog_breed_classifier.measure import photo_files
 
+pytestmark = pytest.mark.slow   # a real server: not the fast tier
+
 KEY = "feedback-" + "k" * 24
 AUTH = {"Authorization": f"Bearer {KEY}"}
 BREEDS = ["pug", "beagle", "basset", "chow", "samoyed", "collie", "whippet", "borzoi"]

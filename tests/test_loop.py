@@ -14,6 +14,8 @@ import pytest
 
 from conftest import DEV_PHOTOS, Server, dog_breed_command, run_cli
 
+pytestmark = pytest.mark.slow   # real servers, promotions and training: not the fast tier
+
 CARTOON = """data:
   sample: {breeds: [pug, beagle, chihuahua], images_per_breed: 12, image_size: 96}
 augment:

@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from conftest import REPO, PostgresCluster, Server, jpeg_bytes, new_postgres_database, photo
 from dog_breed_classifier.monitoring import STORE_CONNECT_TIMEOUT_SECONDS, STORE_TIMEOUT_SECONDS
 
+pytestmark = pytest.mark.slow   # a real server, a real PostgreSQL stopped and started: not the fast tier
+
 REPORTS = REPO/"reports"/"reliability"
 BOUND_S = STORE_TIMEOUT_SECONDS + STORE_CONNECT_TIMEOUT_SECONDS + 2   # the documented wait, plus inference and slack
 PHOTO = jpeg_bytes(photo("beagle", 0, (280, 220)))

@@ -15,6 +15,8 @@ from dog_breed_classifier.images import model_batch
 from dog_breed_classifier.inference import Predictor, available_backends
 from dog_breed_classifier.model_card import read_model_card
 
+pytestmark = pytest.mark.slow   # int8 builds and a real server: not the fast tier
+
 TRAIN_PHOTOS = DEV_PHOTOS.parent/"stanford_dogs_train"
 needs_openvino = pytest.mark.skipif("openvino" not in available_backends(), reason="OpenVINO is not installed")
 

@@ -16,6 +16,8 @@ from PIL import Image
 
 from conftest import dog_breed_command, jpeg_bytes, photo, run_cli
 
+pytestmark = pytest.mark.slow   # `dog-breed prepare` runs in processes: not the fast tier
+
 
 def make_junk_folder(src: Path) -> dict[str, str | None]:
     """A `folder` source mixing good photos with every kind of bad file.

@@ -14,6 +14,9 @@ import pytest
 from conftest import Server, jpeg_bytes, photo, run_cli
 from dog_breed_classifier.api import AccessSettings, create_app, open_paths
 from dog_breed_classifier.monitoring import PredictionStore
+from dog_breed_classifier.served_model import ModelChoice
+
+pytestmark = pytest.mark.slow   # real servers: not the fast tier
 
 KEY = "k3y-" + "x" * 28
 
@@ -68,7 +71,7 @@ def app_routes(routes, prefix: str = ""):
 
 def test_every_route_but_the_open_ones_needs_the_key(keyed, zero_shot_dir, tmp_path):
     "Walk the app's own routes on the real server: a route nobody listed as open answers 401 without the key."
-    app = create_app(model_dir=zero_shot_dir, store=PredictionStore(f"sqlite:///{tmp_path}/walk.db"),
+    app = create_app(store=PredictionStore(f"sqlite:///{tmp_path}/walk.db"), choice=ModelChoice(zero_shot_dir, ""),
                      access=AccessSettings(api_key=KEY), ui=False)
     open_set, walked = open_paths(app, AccessSettings(api_key=KEY)), []
     for method, path in app_routes(app.routes):

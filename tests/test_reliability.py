@@ -26,6 +26,8 @@ from PIL import Image
 
 from conftest import REPO, Server, jpeg_bytes, photo
 
+pytestmark = pytest.mark.slow   # real servers under stress: not the fast tier
+
 REPORTS = REPO/"reports"/"reliability"
 
 

@@ -96,6 +96,7 @@ def hardened(tmp_path_factory, zero_shot_dir):
     s.stop()
 
 
+@pytest.mark.slow
 def test_upload_names_never_touch_the_filesystem(hardened):
     body = jpeg_bytes(photo("pug", 5, (240, 200)))
     names = ["../../../../tmp/owned.jpg", "..\\..\\evil.jpg", "/etc/passwd", "chien_été_🐶.jpg", "a" * 300 + ".jpg",
@@ -112,6 +113,7 @@ def test_upload_names_never_touch_the_filesystem(hardened):
     assert not Path("/tmp/owned.jpg").exists()
 
 
+@pytest.mark.slow
 def test_cors_is_off_unless_configured(hardened, zero_shot_dir, tmp_path):
     preflight = {"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"}
     r = httpx.options(hardened.url + "/predict", headers=preflight)

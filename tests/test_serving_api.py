@@ -26,6 +26,8 @@ from PIL import Image
 from conftest import DEV_PHOTOS, REPO, Server, jpeg_bytes, photo, run_cli
 from dog_breed_classifier.core import DEFAULT_ARCH
 
+pytestmark = pytest.mark.slow   # real servers and the CLI: not the fast tier
+
 DEV = DEV_PHOTOS/"Images"
 
 

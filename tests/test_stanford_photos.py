@@ -9,6 +9,8 @@ import pytest
 from conftest import DEV_PHOTOS, run_cli
 from dog_breed_classifier.core import breed_vocab
 
+pytestmark = pytest.mark.slow   # real photos through the CLI: not the fast tier
+
 DEV = DEV_PHOTOS
 needs_photos = pytest.mark.skipif(not (DEV/"Images").is_dir(), reason=f"real Stanford photos not present at {DEV}")
 
@@ -22,7 +24,6 @@ def test_vocabulary_matches_the_stanford_folders():
 
 
 @needs_photos
-@pytest.mark.slow
 def test_prepare_the_real_dev_photos(project):
     res = run_cli("prepare", "-q", "-S", "data.source=stanford", "-S", f"data.path={DEV}", "-S", "augment.offline=[]",
                   cwd=project, timeout=600)

@@ -19,6 +19,8 @@ from conftest import REPO, Server, jpeg_bytes, new_postgres_database, photo
 from dog_breed_classifier.images import IMAGE_STAT_NAMES
 from dog_breed_classifier.monitoring import NO_DOG, PredictionStore, StoreError, UnknownPredictionError, live_accuracy
 
+pytestmark = pytest.mark.slow   # a real PostgreSQL server: not the fast tier
+
 REPORTS = REPO/"reports"/"reliability"
 
 

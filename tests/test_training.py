@@ -13,6 +13,8 @@ import pytest
 from conftest import run_cli
 from dog_breed_classifier.core import DEFAULT_ARCH
 
+pytestmark = pytest.mark.slow   # training runs: not the fast tier
+
 TINY = """data:
   sample: {breeds: [pug, beagle, chihuahua], images_per_breed: 12, image_size: 96}
 augment:

@@ -16,6 +16,8 @@ import pytest
 
 from conftest import DEV_PHOTOS, Server, jpeg_bytes, photo, run_cli
 
+pytestmark = pytest.mark.slow   # a real server: not the fast tier
+
 KEYS = {"partner": "p-" + "1" * 30, "intruder": "i-" + "2" * 30, "curator": "c-" + "3" * 30}
 BREEDS = ["pug", "beagle", "basset", "chow", "samoyed", "collie", "whippet", "borzoi", "papillon", "vizsla"]
 

@@ -20,6 +20,8 @@ import pytest
 
 from conftest import DEV_PHOTOS, REPO, Server, free_port, photo, run_cli
 
+pytestmark = pytest.mark.slow   # real servers and a real browser: not the fast tier
+
 CHROMIUM = (os.environ.get("DOG_BREED_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
             or shutil.which("google-chrome"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
