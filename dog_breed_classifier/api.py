@@ -417,11 +417,9 @@ def drift_answer(check: dict | None, # `PredictionStore.latest_drift_check()`
     out = dict(check, served_model_version=served_version)
     checked = (check.get("current") or {}).get("model_version")
     if served_version and checked and checked != served_version:
-        out["notes"] = [
-            *check.get("notes", []),
-            f"this check judged the predictions of model {checked}; {served_version} "
-            f"serves now (the drift job's next check judges it)",
-        ]
+        out["notes"] = [*check.get("notes", []),
+                        f"this check judged the predictions of model {checked}; {served_version} "
+                        f"serves now (the drift job's next check judges it)",]
     return out
 
 # %% ../nbs/11_api.ipynb #9b0f61fc
@@ -619,16 +617,14 @@ def add_access_control(app: FastAPI, metrics: ApiMetrics, access: AccessSettings
         if _is_open(app, path, open_set): return await call_next(request)
         client = request.client.host if request.client else "unknown"
         if path != "/metrics" and (wait := limiter.wait(client)):
-            return error_response(
-                ApiError(
-                    429,
-                    "rate_limited",
-                    f"over the rate limit of {access.rate_limit_per_minute:g} "
-                    f"requests a minute; try again in {math.ceil(wait)} s",
-                ),
-                metrics,
-                {"Retry-After": str(math.ceil(wait))},
-            )
+            return error_response(ApiError(
+                                      429,
+                                      "rate_limited",
+                                      f"over the rate limit of {access.rate_limit_per_minute:g} "
+                                      f"requests a minute; try again in {math.ceil(wait)} s",
+                                  ),
+                                  metrics,
+                                  {"Retry-After": str(math.ceil(wait))})
         if keys is not None:
             request.state.client = keys.name_of(_bearer_key(request))   # who the key says it is: recorded with its rows
             if request.state.client is None:

@@ -203,11 +203,9 @@ def _review_events(record: PredictionRecorder, access: ReviewAccess):
             return None, "Not a reviewer's key: give the key of a client listed in `loop.trusted_clients`.", None
         w = next_waiting(record, access)
         if w is None: return None, "Nothing waits for review.", None
-        text = (
-            f"**{w['client'] or '(not recorded)'}** says **{w['breed']}**; the model said {w['predicted']} · "
-            f"{w['given_at']:%Y-%m-%d %H:%M} UTC · `{w['prediction_id']}`"
-            + ("" if w["photo"] else " · no archived photo")
-        )
+        text = (f"**{w['client'] or '(not recorded)'}** says **{w['breed']}**; the model said {w['predicted']} · "
+                f"{w['given_at']:%Y-%m-%d %H:%M} UTC · `{w['prediction_id']}`"
+                + ("" if w["photo"] else " · no archived photo"))
         return w["photo"], text, w["prediction_id"]
     def decide(key: str | None, pid: str | None, decision: str) -> tuple:
         if (name := access.reviewer(key or "")) is not None and pid:

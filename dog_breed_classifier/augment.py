@@ -90,10 +90,8 @@ def offline_expansion(settings: AugmentSettings, seed: int = 42, workers: int = 
         for r in train.itertuples():
             for v in pipelines:
                 dest = r.path[:-len(".jpg")] + f"_{v}.jpg"
-                jobs.append(
-                    _VariantJob(src=str(out_dir / r.path), dest=str(out_dir / dest), variant=v,
-                                seed=variant_seed(r.sha256, v, seed), settings=settings)
-                )
+                jobs.append(_VariantJob(src=str(out_dir / r.path), dest=str(out_dir / dest), variant=v,
+                                        seed=variant_seed(r.sha256, v, seed), settings=settings))
                 rows.append(
                     dict(path=dest, breed=r.breed, split="train", variant=v, source=r.source, sha256=r.sha256, notes="")
                 )

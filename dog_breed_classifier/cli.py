@@ -174,10 +174,8 @@ def cmd_predict(args) -> int:
             continue
         if args.json: print(json.dumps({"file": f, **a}))
         elif a["is_dog"]:
-            print(
-                f"{f}\t{a['display_name']}\t{a['confidence']:.1%}\t"
-                + ", ".join(f"{t['breed']} {t['probability']:.0%}" for t in a["top_k"][1:3])
-            )
+            print(f"{f}\t{a['display_name']}\t{a['confidence']:.1%}\t"
+                  + ", ".join(f"{t['breed']} {t['probability']:.0%}" for t in a["top_k"][1:3]))
         else: print(f"{f}\tno dog found (P(dog) {a['dog_probability']:.2f})")
     return 1 if failed else 0
 
@@ -323,6 +321,13 @@ def cmd_data_report(args) -> int:
     _write_report(report.markdown(), args.out)
     return 0 if report.ok else 1
 
+def _require_serving_folders(*flags: tuple[str, str | None]):
+    "A `DogBreedError` for the first (flag, folder) given that holds no model_card.json."
+    for flag, d in flags:
+        if d and not (Path(d)/SERVING_FILES.card).is_file():
+            raise DogBreedError(f"{flag} {d} is not a serving folder (no model_card.json): give the folder "
+                                "`dog-breed export` wrote")
+
 def _tolerances(use: str, **flags) -> Tolerances:
     "params.yaml's `gate.<use>` tolerances (outside a project: the defaults), changed by the flags given."
     try: gate = load_project()[0].gate
@@ -333,18 +338,9 @@ def cmd_check_model(args) -> int:
     """Check a serving folder before serving it: integrity, accuracy vs its card and the served model, speed; exit 1 on
     a regression."""
     from dog_breed_classifier.delivery import check_model   # the serve extra
-    for flag, d in [("MODEL_DIR", args.model_dir), ("--served", args.served)]:
-        if d and not (Path(d)/SERVING_FILES.card).is_file():
-            raise DogBreedError(
-                f"{flag} {d} is not a serving folder (no model_card.json): give the folder `dog-breed export` wrote"
-            )
-    check = check_model(
-        args.model_dir,
-        args.data,
-        split=args.split,
-        served_dir=args.served,
-        settings=_tolerances("check_model", max_top1_drop=args.tolerance, max_slowdown=args.max_slowdown),
-    )
+    _require_serving_folders(("MODEL_DIR", args.model_dir), ("--served", args.served))
+    tolerances = _tolerances("check_model", max_top1_drop=args.tolerance, max_slowdown=args.max_slowdown)
+    check = check_model(args.model_dir, args.data, split=args.split, served_dir=args.served, settings=tolerances)
     _write_report(check.markdown(), args.out)
     return 0 if check.ok else 1
 
@@ -377,19 +373,11 @@ def cmd_harvest(args) -> int:
 def cmd_promote(args) -> int:
     "Publish a serving folder to the model registry if it is not worse than the current version; exit 1 when refused."
     from dog_breed_classifier.loop import move_wandb_alias, promote, wandb_alias_ready   # the serve extra
-    if not (Path(args.model_dir)/SERVING_FILES.card).is_file():
-        raise DogBreedError(
-            f"MODEL_DIR {args.model_dir} is not a serving folder (no model_card.json): give the folder `dog-breed "
-            f"export` wrote"
-        )
+    _require_serving_folders(("MODEL_DIR", args.model_dir))
     if args.wandb_artifact and (why := wandb_alias_ready()):
         raise DogBreedError(f"--wandb-artifact: {why}; nothing was published")
     registry = ModelRegistry.of_project(args.registry)
-    if args.served and not (Path(args.served)/SERVING_FILES.card).is_file():
-        raise DogBreedError(
-            f"--served {args.served} is not a serving folder (no model_card.json): give the folder `dog-breed export` "
-            f"wrote"
-        )
+    _require_serving_folders(("--served", args.served))
     served = args.served or (None if registry.current() else cached_zero_shot_serving_dir())
     result = promote(args.model_dir, registry, args.data, served_dir=served, force=args.force,
                      settings=_tolerances("promote", max_slowdown=args.max_slowdown))
@@ -435,10 +423,8 @@ def cmd_review(args) -> int:
     except UnknownPredictionError as e: raise DogBreedError(str(e)) from None
     waiting = waiting_words(store, loop.trusted_clients, loop.min_agreement)
     if args.json:
-        print(
-            json.dumps(waiting.assign(given_at=waiting.given_at.map(lambda t: t.isoformat())).to_dict("records"),
-                       ensure_ascii=False)
-        )
+        print(json.dumps(waiting.assign(given_at=waiting.given_at.map(lambda t: t.isoformat())).to_dict("records"),
+                         ensure_ascii=False))
         return 0
     for line in decided: print(line)
     if waiting.empty:
@@ -485,14 +471,12 @@ PIPELINE_COMMANDS = {
 
 # %% ../nbs/13_cli.ipynb #7de07747
 ACCESS_ARGS = [  # who may call `serve`, how often, and how many feedback words
-    arg(
-        "--api-key-file",
+    arg("--api-key-file",
         metavar="PATH",
         default=os.environ.get("DOG_BREED_API_KEY_FILE"),
         help="require this key (Authorization: Bearer) on every route but the open ones (probes, /, the OpenAPI "
         "schema and docs; /metrics with --public-metrics, /ui with --ui-with-key); the key may also come "
-        "from $DOG_BREED_API_KEY (never a command-line value)",
-    ),
+        "from $DOG_BREED_API_KEY (never a command-line value)"),
     arg("--public-metrics", action="store_true", help="with a key: leave /metrics open"),
     arg("--ui-with-key", action="store_true",
         help="with a key: mount the demo anyway (protect /ui in front of the server)"),
@@ -503,20 +487,16 @@ ACCESS_ARGS = [  # who may call `serve`, how often, and how many feedback words
         help="named keys instead of one: `name:key` lines (# comments), re-read on SIGHUP; the name is recorded as the "
         "client of every prediction and feedback word (default: $DOG_BREED_API_KEYS_FILE)",
     ),
-    arg(
-        "--feedback-limit",
+    arg("--feedback-limit",
         metavar="N/hour",
         default=os.environ.get("DOG_BREED_FEEDBACK_LIMIT"),
         help="feedback words per client (key name; a demo visitor's hashed address), bursts of N, e.g. 20/hour "
-        "(default: $DOG_BREED_FEEDBACK_LIMIT, else none)",
-    ),
-    arg(
-        "--rate-limit",
+        "(default: $DOG_BREED_FEEDBACK_LIMIT, else none)"),
+    arg("--rate-limit",
         metavar="N/minute",
         default=os.environ.get("DOG_BREED_RATE_LIMIT"),
         help="requests per client address on the API routes, e.g. 60/minute (default: $DOG_BREED_RATE_LIMIT, else "
-             "none)",
-    ),
+             "none)"),
 ]
 
 # %% ../nbs/13_cli.ipynb #f1e8e59b
@@ -598,22 +578,18 @@ MONITORING_COMMANDS = {
 
 # %% ../nbs/13_cli.ipynb #2f02c1e4
 REGISTRY = arg("--registry", metavar="DIR", help="the model registry (default: the project's models/registry)")
-TRUST = [
-    arg(
-        "--trusted",
-        action="append",
-        metavar="NAME",
-        help="trust this client's words without review (repeatable: a key's name, "
-        "cli, ui for every demo visitor, api; default: loop.trusted_clients)",
-    ),
-    arg(
-        "--min-agreement",
-        type=int,
-        metavar="N",
-        help="N distinct clients giving the same breed for the same photo need "
-        "no review (default: loop.min_agreement; 0 = off)",
-    ),
-]
+TRUST = [arg(
+             "--trusted",
+             action="append",
+             metavar="NAME",
+             help="trust this client's words without review (repeatable: a key's name, "
+             "cli, ui for every demo visitor, api; default: loop.trusted_clients)",
+         ),
+         arg("--min-agreement",
+             type=int,
+             metavar="N",
+             help="N distinct clients giving the same breed for the same photo need "
+             "no review (default: loop.min_agreement; 0 = off)"),]
 
 # %% ../nbs/13_cli.ipynb #0f936039
 LOOP_COMMANDS = {

@@ -541,12 +541,10 @@ def write_breed_vocab_file(breeds: list[Breed], path: Path):
 def read_breed_vocab_file(path: Path) -> list[Breed]:
     "The breeds in a CSV written by `write_breed_vocab_file`."
     with open(path, newline="") as f:
-        return [
-            Breed(name=r["name"], display_name=r["display_name"], synset=r["synset"],
-                  imagenet_index=int(r["imagenet_index"]), lemma=r["lemma"],
-                  aliases=tuple(a for a in r["aliases"].split("|") if a))
-            for r in csv.DictReader(f)
-        ]
+        return [Breed(name=r["name"], display_name=r["display_name"], synset=r["synset"],
+                      imagenet_index=int(r["imagenet_index"]), lemma=r["lemma"],
+                      aliases=tuple(a for a in r["aliases"].split("|") if a))
+                for r in csv.DictReader(f)]
 
 # %% ../nbs/00_core.ipynb #126e0bcb
 def _name_key(name: str) -> str:
@@ -639,10 +637,8 @@ def classification_metrics(probs: np.ndarray, # (n, k) probabilities
     off = [
         (int(confusion[a, b]), classes[a], classes[b]) for a in range(k) for b in range(k) if a != b and confusion[a, b]
     ]
-    confused = [
-        dict(actual=a, predicted=b, count=c)
-        for c, a, b in sorted(off, key=lambda t: (-t[0], t[1], t[2]))[:top_confusions]
-    ]
+    confused = [dict(actual=a, predicted=b, count=c)
+                for c, a, b in sorted(off, key=lambda t: (-t[0], t[1], t[2]))[:top_confusions]]
     return dict(photos=int(n), top1=float((pred == targets).mean()),
                 top5=float((topk == targets[:, None]).any(1).mean()), log_loss=float(-np.log(p_true).mean()),
                 ece=float(ece), per_breed=per_breed, most_confused=confused, confusion=confusion)

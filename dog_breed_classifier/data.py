@@ -546,10 +546,8 @@ def _labelled_rows(items: list, results: list, breeds: dict, rel: Callable) -> t
             quarantine.append(dict(path=rel(it.path), reason="duplicate", message=f"same bytes as {first_of[sha]}"))
             continue
         first_of[sha] = rel(it.path)
-        rows.append(
-            dict(breed=breed, source=rel(it.path), sha256=sha, width=r["width"], height=r["height"],
-                 train_only=it.train_only, notes="; ".join(r["notes"]), **stat_columns(r["stats"]))
-        )
+        rows.append(dict(breed=breed, source=rel(it.path), sha256=sha, width=r["width"], height=r["height"],
+                         train_only=it.train_only, notes="; ".join(r["notes"]), **stat_columns(r["stats"])))
     return rows, quarantine
 
 # %% ../nbs/01_data.ipynb #e927dec1
@@ -610,12 +608,10 @@ def _write_outputs(tmp: Path, labels: pd.DataFrame, quarantine: pd.DataFrame, s:
                                                                    float_format="%.5g")
     quarantine.to_csv(tmp/"quarantine.csv", index=False)
     vocab = breed_vocab()
-    counts = (
-        originals.groupby(["breed", "split"])
-        .size()
-        .unstack(fill_value=0)
-        .reindex(columns=["train", "valid", "test"], fill_value=0)
-    )
+    counts = (originals.groupby(["breed", "split"])
+              .size()
+              .unstack(fill_value=0)
+              .reindex(columns=["train", "valid", "test"], fill_value=0))
     pd.DataFrame([dict(name=b, display_name=vocab[b].display_name, synset=vocab[b].synset,
                        imagenet_index=vocab[b].imagenet_index, **counts.loc[b].to_dict()) for b in counts.index]
                  ).to_csv(tmp/"breeds.csv", index=False)

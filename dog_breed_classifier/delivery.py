@@ -298,20 +298,16 @@ def _card_check(cand: ModelScores, source: str, tolerance: float) -> Check:
 def _served_checks(cand: ModelScores, served: ModelScores, s: Tolerances) -> list[Check]:
     "Accuracy and speed of the candidate against the served model, on the same photos in the same run."
     slowdown = served.images_per_second / cand.images_per_second
-    return [
-        Check(
-            "accuracy vs the served model",
-            cand.top1 >= served.top1 - s.max_top1_drop,
-            f"top-1 {cand.top1:.3f} vs {served.top1:.3f} (`{served.model_version}`, same photos; at most "
-            f"{s.max_top1_drop:g} lower)",
-        ),
-        Check(
-            "speed vs the served model",
-            slowdown <= s.max_slowdown,
-            f"{cand.images_per_second:.1f} vs {served.images_per_second:.1f} images/s in the same run: "
-            f"{slowdown:.2f}× the served model's time (at most {s.max_slowdown:g}×)",
-        ),
-    ]
+    return [Check(
+                "accuracy vs the served model",
+                cand.top1 >= served.top1 - s.max_top1_drop,
+                f"top-1 {cand.top1:.3f} vs {served.top1:.3f} (`{served.model_version}`, same photos; at most "
+                f"{s.max_top1_drop:g} lower)",
+            ),
+            Check("speed vs the served model",
+                  slowdown <= s.max_slowdown,
+                  f"{cand.images_per_second:.1f} vs {served.images_per_second:.1f} images/s in the same run: "
+                  f"{slowdown:.2f}× the served model's time (at most {s.max_slowdown:g}×)"),]
 
 # %% ../nbs/12_delivery.ipynb #b27c4b8c
 def check_model(model_dir: str | Path, # the candidate serving folder (model.onnx + model_card.json)

@@ -346,11 +346,9 @@ def _column_scores(c: _Comparison, s: DriftSettings) -> dict:
     from evidently import Report
     from evidently.metrics import ValueDrift
     def method(col):
-        return (
-            (s.categorical_method, s.categorical_threshold)
-            if col in ("breed", "is_dog")
-            else (s.numerical_method, s.numerical_threshold)
-        )
+        return ((s.categorical_method, s.categorical_threshold)
+                if col in ("breed", "is_dog")
+                else (s.numerical_method, s.numerical_threshold))
     with _quiet():
         snap = Report([ValueDrift(column=col, method=method(col)[0], threshold=method(col)[1]) for col in c.columns],
                       include_tests=True).run(c.current, c.reference).dict()

@@ -128,12 +128,10 @@ def _write_reports(reports: Path, metrics: dict, trained: dict, zero_shot: dict,
             fig.savefig(tmp / name, dpi=110)
             plt.close(fig)
     per.to_csv(reports/"per_breed.csv", index=False, float_format="%.4f")
-    rows = [
-        dict(actual=classes[a], predicted=classes[p])
-        for a in range(k)
-        for p in range(k)
-        for _ in range(int(conf[a, p]))
-    ]
+    rows = [dict(actual=classes[a], predicted=classes[p])
+            for a in range(k)
+            for p in range(k)
+            for _ in range(int(conf[a, p]))]
     pd.DataFrame(rows, columns=["actual", "predicted"]).to_csv(reports/"confusion.csv", index=False)
     atomic_write(reports/"metrics.json", json.dumps(metrics, indent=1))
 

@@ -146,11 +146,9 @@ def quantize_openvino_int8(fp32_path: str | Path, # the float ONNX model
 def _outputs(backend, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "(logits, P(dog)) of `batch`, run in chunks of 32 (a whole test set at once needs gigabytes of activations)."
     outs = [backend(batch[i:i + 32]) for i in range(0, len(batch), 32)]
-    return (
-        (np.concatenate([o[0] for o in outs]), np.concatenate([o[2] for o in outs]))
-        if outs
-        else (np.zeros((0, 1)), np.zeros(0))
-    )
+    return ((np.concatenate([o[0] for o in outs]), np.concatenate([o[2] for o in outs]))
+            if outs
+            else (np.zeros((0, 1)), np.zeros(0)))
 
 def graph_figures(backend, # a loaded runtime (`inference.load_backend`)
                   test: np.ndarray, targets: np.ndarray, # the test photos' model inputs, and their class indices
@@ -288,11 +286,9 @@ def _int8_report(runtime: str, onnx_path: Path, out_dir: Path, calib: np.ndarray
                      int8=round(sum(p.stat().st_size for p in files) / 1e6, 1))
     if not kept:
         for p in files: p.unlink()
-    guard = (
-        f", accuracy control on {len(validation[0])} validation photos"
-        if runtime == "openvino" and len(validation[0])
-        else ""
-    )
+    guard = (f", accuracy control on {len(validation[0])} validation photos"
+             if runtime == "openvino" and len(validation[0])
+             else "")
     method = (
         "NNCF post-training quantization (mixed preset, fast bias correction)"
         if runtime == "openvino"

@@ -44,13 +44,11 @@ class HarvestReport:
 
     def __repr__(self):
         waiting = ", ".join(f"{c} {n}" for c, n in sorted(self.waiting.items(), key=lambda x: -x[1]))
-        hint = (
-            "; a server with one key names its clients `default`: list it in loop.trusted_clients (or --trusted "
-            "default) "
-            "to trust them"
-            if "default" in self.waiting
-            else ""
-        )
+        hint = ("; a server with one key names its clients `default`: list it in loop.trusted_clients (or --trusted "
+                "default) "
+                "to trust them"
+                if "default" in self.waiting
+                else "")
         return (
             f"harvested into {self.out_dir}: {self.written} new photos, {self.relabelled} relabelled, "
             f"{self.withdrawn} withdrawn, "
@@ -176,30 +174,24 @@ def gate_checks(c: ModelComparison, # the candidate and the served model on the 
     model?"""
     s, cand, served = s or GateSettings().promote, c.candidate, c.served
     slower = served.images_per_second / cand.images_per_second
-    return [
-        Check("knows every breed", cand.breeds_known >= served.breeds_known,
-              f"{cand.breeds_known} of the {len(c.breed_photos)} test breeds (served: {served.breeds_known})"),
-        Check("top-1", cand.top1 >= served.top1 - s.max_top1_drop,
-              f"{cand.top1:.3f} vs {served.top1:.3f} (at most {s.max_top1_drop * 100:g} pt lower)"),
-        Check("log loss", cand.log_loss <= served.log_loss + s.max_log_loss_rise,
-              f"{cand.log_loss:.3f} vs {served.log_loss:.3f} (at most {s.max_log_loss_rise:g} higher)"),
-        Check("calibration error", cand.ece <= served.ece + s.max_ece_rise,
-              f"{cand.ece:.3f} vs {served.ece:.3f} (at most {s.max_ece_rise:g} higher)"),
-        _breed_check(c, s),
-        Check(
-            "no-dog rule",
-            cand.no_dog_caught >= served.no_dog_caught - s.max_no_dog_drop,
-            f"catches {cand.no_dog_caught:.0%} of the dog-free images vs {served.no_dog_caught:.0%} "
-            f"(at most {s.max_no_dog_drop * 100:g} pt fewer); rejects {cand.dogs_rejected:.1%} of the dogs vs "
-            f"{served.dogs_rejected:.1%}",
-        ),
-        Check(
-            "speed",
-            slower <= s.max_slowdown,
-            f"{cand.images_per_second:.1f} vs {served.images_per_second:.1f} images/s: {slower:.2f}× the served "
-            f"model's time (at most {s.max_slowdown:g}×)",
-        ),
-    ]
+    return [Check("knows every breed", cand.breeds_known >= served.breeds_known,
+                  f"{cand.breeds_known} of the {len(c.breed_photos)} test breeds (served: {served.breeds_known})"),
+            Check("top-1", cand.top1 >= served.top1 - s.max_top1_drop,
+                  f"{cand.top1:.3f} vs {served.top1:.3f} (at most {s.max_top1_drop * 100:g} pt lower)"),
+            Check("log loss", cand.log_loss <= served.log_loss + s.max_log_loss_rise,
+                  f"{cand.log_loss:.3f} vs {served.log_loss:.3f} (at most {s.max_log_loss_rise:g} higher)"),
+            Check("calibration error", cand.ece <= served.ece + s.max_ece_rise,
+                  f"{cand.ece:.3f} vs {served.ece:.3f} (at most {s.max_ece_rise:g} higher)"),
+            _breed_check(c, s),
+            Check("no-dog rule",
+                  cand.no_dog_caught >= served.no_dog_caught - s.max_no_dog_drop,
+                  f"catches {cand.no_dog_caught:.0%} of the dog-free images vs {served.no_dog_caught:.0%} "
+                  f"(at most {s.max_no_dog_drop * 100:g} pt fewer); rejects {cand.dogs_rejected:.1%} of the dogs vs "
+                  f"{served.dogs_rejected:.1%}"),
+            Check("speed",
+                  slower <= s.max_slowdown,
+                  f"{cand.images_per_second:.1f} vs {served.images_per_second:.1f} images/s: {slower:.2f}× the served "
+                  f"model's time (at most {s.max_slowdown:g}×)"),]
 
 # %% ../nbs/12a_loop.ipynb #8e37e044
 @dataclass

@@ -393,11 +393,9 @@ def _training_line(card: ModelCard) -> str:
     "What the model was trained on, in one line (the zero-shot model: nothing, and why)."
     data = card.training.data
     if card.zero_shot: return f"**Training** none (zero-shot): {data.note or ''}"
-    size = ", ".join(
-        f"{v} {k.replace('_', ' ')}"
-        for k, v in (("train_photos", data.train_photos), ("breeds", data.breeds))
-        if v is not None
-    )
+    size = ", ".join(f"{v} {k.replace('_', ' ')}"
+                     for k, v in (("train_photos", data.train_photos), ("breeds", data.breeds))
+                     if v is not None)
     return f"**Trained on** the `{data.source}` data ({size or 'size not recorded'})"
 
 # %% ../nbs/00c_model_card.ipynb #c440575d

@@ -433,13 +433,11 @@ def live_accuracy(words, # `PredictionStore.feedback()` rows
     for version, g in words.groupby("model_version", sort=False):
         k, n = int((g.verdict == "confirmed").sum()), len(g)
         lo, hi = wilson_interval(k, n)
-        pairs = (
-            g[g.verdict == "corrected"]
-            .groupby(["predicted", "breed"])
-            .size()
-            .sort_values(ascending=False)
-            .head(top_pairs)
-        )
+        pairs = (g[g.verdict == "corrected"]
+                 .groupby(["predicted", "breed"])
+                 .size()
+                 .sort_values(ascending=False)
+                 .head(top_pairs))
         out.append(
             dict(model_version=version, feedback=n, confirmed=k, accuracy=k / n, interval=[round(lo, 4), round(hi, 4)],
                  most_corrected=[dict(predicted=p, said=b, count=int(c)) for (p, b), c in pairs.items()])

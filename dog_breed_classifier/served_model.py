@@ -221,16 +221,12 @@ def cached_zero_shot_serving_dir(quiet: bool = False, # say nothing while buildi
             f"missing): pip install 'dog_breed_classifier[train]' once, or pass --model-dir"
         )
     if not quiet:
-        print(
-            f"building the zero-shot model once into {out}"
-            + (
-                f", trying int8 on the photos in {photos}"
-                if photos
-                else " (fp32: give --calibration-photos or DOG_BREED_PHOTOS to try int8)"
-            )
-            + " …",
-            file=sys.stderr,
-        )
+        print(f"building the zero-shot model once into {out}"
+              + (f", trying int8 on the photos in {photos}"
+                 if photos
+                 else " (fp32: give --calibration-photos or DOG_BREED_PHOTOS to try int8)")
+              + " …",
+              file=sys.stderr)
     code = ("import sys; from dog_breed_classifier.export import build_zero_shot_serving_dir; "
             "build_zero_shot_serving_dir(sys.argv[1], sys.argv[2], photos=sys.argv[3] or None)")
     res = subprocess.run([sys.executable, "-c", code, str(out), DEFAULT_ARCH, str(photos or "")], capture_output=True,
