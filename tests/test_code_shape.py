@@ -300,3 +300,37 @@ def test_settings_declared_once():
     assert len(re.findall(r"10 \* (?:1024 \* 1024|2\*\*20)|10_485_760|\"10mb\"", text)) == 1
     assert re.findall(r"class \w+Settings:[^\n]*\n[^\n]*\n\s+(?:tolerance|max_slowdown)", text) == []   # only Tolerances
     assert text.count("class Tolerances") == 1
+
+
+MAX_POSITIONAL_FIELDS = 4   # a record with more fields than this is built by keyword: `Breed(name=…, synset=…)`
+
+
+def wide_records() -> set[str]:
+    "The library's dataclasses with more than `MAX_POSITIONAL_FIELDS` fields."
+    out = set()
+    for py in sorted(LIB.glob("*.py")):
+        for node in ast.walk(ast.parse(py.read_text())):
+            if isinstance(node, ast.ClassDef) and any("dataclass" in ast.unparse(d) for d in node.decorator_list):
+                if sum(isinstance(s, ast.AnnAssign) for s in node.body) > MAX_POSITIONAL_FIELDS: out.add(node.name)
+    return out
+
+
+def positional_records() -> list[str]:
+    "`place: Record` for each call that builds a wide record with more than one positional argument."
+    wide, sources = wide_records(), {}
+    for py in [*LIB.glob("*.py"), *(ROOT/"tests").glob("*.py"), *(ROOT/"benchmarks").glob("*.py"), *(ROOT/"deploy").glob("*.py")]:
+        sources[str(py.relative_to(ROOT))] = py.read_text()
+    for nb in NBS.rglob("*.ipynb"):
+        for i, cell in enumerate(_code_cells(nb)): sources[f"{nb.relative_to(ROOT)} cell {i}"] = "".join(cell["source"])
+    out = []
+    for where, text in sources.items():
+        try: tree = ast.parse(text)
+        except SyntaxError: continue
+        for node in ast.walk(tree):
+            name = getattr(node, "func", None) and (getattr(node.func, "id", None) or getattr(node.func, "attr", None))
+            if name in wide and len(node.args) > 1: out.append(f"{where}: {name}")
+    return out
+
+
+def test_wide_records_are_built_by_keyword():
+    assert positional_records() == []
