@@ -515,9 +515,8 @@ def read_api_key(env_value: str | None, key_file: str | Path | None) -> str | No
         path = Path(key_file)
         try: key = path.read_text().strip()
         except OSError as e:
-            raise DogBreedError(
-                f"--api-key-file {path}: cannot be read ({e.strerror}); mount the secret there or leave the option out"
-            ) from None
+            raise DogBreedError(f"--api-key-file {path}: cannot be read ({e.strerror}); mount the secret there or "
+                                f"leave the option out") from None
         if not key: raise DogBreedError(f"--api-key-file {path} is empty; put the key in it (one line)")
         return key
     return (env_value or "").strip() or None
@@ -538,9 +537,8 @@ def parse_api_keys(path: str | Path) -> dict[str, str]:
         name, sep, key = (p.strip() for p in line.partition(":"))
         where = f"--api-keys-file {path} line {n}"
         if not sep or not KEY_NAME.fullmatch(name) or name in RESERVED_CLIENTS:
-            raise DogBreedError(
-                f"{where}: write `name:key`, the name a word of letters, digits, _ . - (not cli, ui or api)"
-            )
+            raise DogBreedError(f"{where}: write `name:key`, the name a word of letters, digits, _ . - (not cli, ui or "
+                                f"api)")
         if not key or any(c.isspace() for c in key):
             raise DogBreedError(f"{where}: the key of {name} is empty or has spaces")
         if name in keys or key in keys.values(): raise DogBreedError(f"{where}: {name} or its key is listed twice")

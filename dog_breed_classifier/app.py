@@ -44,11 +44,8 @@ __all__ = ['log', 'SPACE_QUEUE_SIZE', 'headline_markdown', 'top_breeds', 'exampl
 def headline_markdown(answer: dict) -> str:
     "The answer in a sentence or two of Markdown: the breed and how sure, or that no dog was found."
     if not answer["is_dog"]:
-        return (
-            f"### No dog found\nThe model gives this photo a {answer['dog_probability']:.0%} chance of showing a dog "
-            f"at all — "
-            f"too little to name a breed. Try a photo where the dog fills more of the frame."
-        )
+        return (f"### No dog found\nThe model gives this photo a {answer['dog_probability']:.0%} chance of showing a "
+                f"dog at all — too little to name a breed. Try a photo where the dog fills more of the frame.")
     sure = answer["confidence"]
     hedge = "" if sure >= 0.5 else " — not sure: see the other breeds below"
     return f"### {answer['display_name']}\n{sure:.0%} sure{hedge}"

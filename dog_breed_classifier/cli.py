@@ -111,10 +111,8 @@ def _check_access(access) -> None:
     from dog_breed_classifier.answers import feedback_limiter
     from dog_breed_classifier.api import ApiKeys
     if access.api_key and access.api_keys_file:
-        raise DogBreedError(
-            "--api-keys-file and a single key (DOG_BREED_API_KEY or --api-key-file) both given: use one; "
-            "in the keys file a line `default:<key>` keeps the single key working"
-        )
+        raise DogBreedError("--api-keys-file and a single key (DOG_BREED_API_KEY or --api-key-file) both given: use "
+                            "one; in the keys file a line `default:<key>` keeps the single key working")
     ApiKeys.of(access)
     feedback_limiter(access.feedback_limit)
 
@@ -213,19 +211,16 @@ def _existing_store(url: str | None):
         raise DogBreedError(f"--store-url {url!r} is not a database URL (e.g. sqlite:///predictions.db)") from None
     file_db = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
     if file_db and not Path(parsed.database).is_file():
-        raise DogBreedError(
-            f"no prediction store at {parsed.database}: `dog-breed serve` writes one there; give --store-url "
-            f"(or set DOG_BREED_STORE_URL) to read another"
-        )
+        raise DogBreedError(f"no prediction store at {parsed.database}: `dog-breed serve` writes one there; give "
+                            f"--store-url (or set DOG_BREED_STORE_URL) to read another")
     return PredictionStore(url)
 
 def _since(text: str | None):
     if text is None: return None
     try: t = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise DogBreedError(
-            f"--since {text!r} is not an ISO 8601 time (e.g. 2026-11-27T08:00, UTC unless a zone is given)"
-        ) from None
+        raise DogBreedError(f"--since {text!r} is not an ISO 8601 time (e.g. 2026-11-27T08:00, UTC unless a zone is "
+                            f"given)") from None
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 # %% ../nbs/13_cli.ipynb #20f8451f
@@ -360,10 +355,8 @@ def cmd_harvest(args) -> int:
     from dog_breed_classifier.loop import harvest   # the serve extra
     from dog_breed_classifier.monitoring import ImageArchive
     if "://" not in args.archive and not Path(args.archive).is_dir():
-        raise DogBreedError(
-            f"--archive {args.archive} is not a folder: give the folder (or URL) `dog-breed serve --archive` kept "
-            f"uploads in"
-        )
+        raise DogBreedError(f"--archive {args.archive} is not a folder: give the folder (or URL) `dog-breed serve "
+                            f"--archive` kept uploads in")
     loop = _loop_settings(args)
     print(harvest(_existing_store(args.store_url), ImageArchive(args.archive), args.out, since=_since(args.since),
                   trusted=loop.trusted_clients, min_agreement=loop.min_agreement))

@@ -122,10 +122,9 @@ def make_sample_dataset(out_dir: str | Path, # folder to write the Kaggle layout
     if (out_dir/"sample.json").is_file() and json.loads((out_dir/"sample.json").read_text()) == manifest: return out_dir
     # never replace someone's photos
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir/"sample.json").is_file():
-        raise DogBreedError(
-            f"{out_dir} exists and does not hold a sample dataset; the sample source draws into data.path, "
-            f"so point data.path at an empty folder (default data/raw/sample) or choose another data.source"
-        )
+        raise DogBreedError(f"{out_dir} exists and does not hold a sample dataset; the sample source draws into "
+                            f"data.path, so point data.path at an empty folder (default data/raw/sample) or choose "
+                            f"another data.source")
     breed_vocab().resolve(settings.breeds, "breed names in data.sample.breeds")
     with atomic_folder(out_dir) as tmp:
         (tmp/"train").mkdir()
@@ -198,9 +197,8 @@ def extract_archive(archive: str | Path, dest: str | Path) -> Path:
             for m in z.namelist():
                 target = (root/m).resolve()
                 if not target.is_relative_to(root):
-                    raise DogBreedError(
-                        f"{archive}: unsafe member {m!r} would be written outside {dest}; not extracting"
-                    )
+                    raise DogBreedError(f"{archive}: unsafe member {m!r} would be written outside {dest}; not "
+                                        f"extracting")
             z.extractall(root)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as t:
@@ -245,9 +243,8 @@ def kaggle_credentials() -> tuple[str, str]:
             d = json.loads(cfg.read_text())
             return d["username"], d["key"]
         except (ValueError, KeyError):
-            raise DogBreedError(
-                f"{cfg} must be JSON with 'username' and 'key' (download it from your Kaggle account page)"
-            ) from None
+            raise DogBreedError(f"{cfg} must be JSON with 'username' and 'key' (download it from your Kaggle account "
+                                f"page)") from None
     raise DogBreedError("no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY, or put kaggle.json in ~/.kaggle/")
 
 # %% ../nbs/01_data.ipynb #d00e341c
@@ -291,9 +288,8 @@ def kaggle_items(path: Path) -> list[SourceItem]:
     "Kaggle layout: `labels.csv` (id,breed) and `train/<id>.jpg`."
     f = path/"labels.csv"
     if not f.is_file():
-        raise DogBreedError(
-            f"{path} has no labels.csv; the kaggle source expects labels.csv (id,breed) and train/<id>.jpg"
-        )
+        raise DogBreedError(f"{path} has no labels.csv; the kaggle source expects labels.csv (id,breed) and "
+                            f"train/<id>.jpg")
     try: labels = pd.read_csv(f, dtype=str)
     except Exception as e: raise DogBreedError(f"{f} cannot be read as CSV ({e})") from None
     if not {"id", "breed"} <= set(labels.columns):
@@ -320,14 +316,11 @@ def stanford_items(path: Path, crop_to_boxes: bool = False) -> list[SourceItem]:
         sorted(p for p in images.iterdir() if p.is_dir() and _visible(p.relative_to(images))) if images.is_dir() else []
     )
     if not folders:
-        raise DogBreedError(
-            f"{path} has no Images/<synset>-<Breed>/ folders; the stanford source expects the Stanford Dogs layout"
-        )
+        raise DogBreedError(f"{path} has no Images/<synset>-<Breed>/ folders; the stanford source expects the Stanford "
+                            f"Dogs layout")
     if crop_to_boxes and not (path/"Annotation").is_dir():
-        raise DogBreedError(
-            f"data.crop_to_boxes is true but {path / 'Annotation'} does not exist; extract annotation.tar there or "
-            f"set it to false"
-        )
+        raise DogBreedError(f"data.crop_to_boxes is true but {path / 'Annotation'} does not exist; extract "
+                            f"annotation.tar there or set it to false")
     items = []
     for folder in folders:
         for f in sorted(folder.iterdir()):
@@ -374,10 +367,8 @@ def extra_items(settings: DataSettings, root: Path | None = None) -> list[Source
     for p in settings.extra_paths:
         path = paths.resolve(p)
         if not path.is_dir():
-            raise DogBreedError(
-                f"data.extra_paths: {p!r} is not a folder ({path}); create it (`dog-breed harvest --out {p}` "
-                f"writes one) or remove it from data.extra_paths"
-            )
+            raise DogBreedError(f"data.extra_paths: {p!r} is not a folder ({path}); create it (`dog-breed harvest "
+                                f"--out {p}` writes one) or remove it from data.extra_paths")
         if any(f.is_dir() and _visible(Path(f.name)) for f in path.iterdir()):
             items += [dataclasses.replace(it, train_only=True) for it in folder_items(path)]
     return items

@@ -193,9 +193,8 @@ def _read_stats_file(path: Path) -> DriftData:
     if path.name == REFERENCE_FILE and emb_file.is_file():
         embeddings = np.load(emb_file, allow_pickle=False).astype(np.float32)
         if len(embeddings) != len(frame):
-            raise DriftError(
-                f"{emb_file}: {len(embeddings)} embeddings for {len(frame)} rows of {path.name}; export again"
-            )
+            raise DriftError(f"{emb_file}: {len(embeddings)} embeddings for {len(frame)} rows of {path.name}; export "
+                             f"again")
     return DriftData(frame=frame, embeddings=embeddings, source=str(path))
 
 # %% ../nbs/08_drift.ipynb #24486305
@@ -206,15 +205,13 @@ def read_reference(path: str | Path, # a serving folder, a statistics CSV, or a 
     path = Path(path)
     if path.is_file(): return _read_stats_file(path)
     if not path.is_dir():
-        raise DriftError(
-            f"reference {path} does not exist (give a folder of images, a statistics CSV or a model folder)"
-        )
+        raise DriftError(f"reference {path} does not exist (give a folder of images, a statistics CSV or a model "
+                         f"folder)")
     if (path/REFERENCE_FILE).is_file(): return _read_stats_file(path/REFERENCE_FILE)
     photos = _photo_files(path)
     if not photos:
-        raise DriftError(
-            f"reference folder {path} has neither {REFERENCE_FILE} nor images ({', '.join(SUPPORTED_FORMATS)})"
-        )
+        raise DriftError(f"reference folder {path} has neither {REFERENCE_FILE} nor images "
+                         f"({', '.join(SUPPORTED_FORMATS)})")
     if predictor is None: raise DriftError(f"reference folder {path} holds images: a model is needed to describe them")
     return reference_from_photos(predictor, photos, source=f"{len(photos)} photos under {path}", progress=progress)
 
@@ -228,12 +225,10 @@ def load_reference(reference: str | Path | None, # what the operator gave (see `
     if reference is not None: return read_reference(reference, predictor, progress)
     if model_dir is not None and (Path(model_dir)/REFERENCE_FILE).is_file():
         return read_reference(Path(model_dir) / REFERENCE_FILE)
-    raise DriftError(
-        f"the served model ({model_dir or 'zero-shot'}) has no drift reference: it was not trained on data of ours "
-        f"(the zero-shot model) or was exported before references existed. Give one: a folder of typical "
-        f"photos or a statistics file (--reference DIR_OR_STATS_FILE, serve --drift-reference), or export "
-        f"a trained model (dvc repro)"
-    )
+    raise DriftError(f"the served model ({model_dir or 'zero-shot'}) has no drift reference: it was not trained on "
+                     f"data of ours (the zero-shot model) or was exported before references existed. Give one: a "
+                     f"folder of typical photos or a statistics file (--reference DIR_OR_STATS_FILE, serve "
+                     f"--drift-reference), or export a trained model (dvc repro)")
 
 # %% ../nbs/08_drift.ipynb #b5e97673
 def _components(reference: DriftData, current: DriftData, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -80,10 +80,9 @@ def check_parity(serving: ServingModel, path: str | Path, batch: np.ndarray, max
     report = dict(images=len(batch), top1_agreement=agree, max_abs_logit_diff=diffs["logits"],
                   max_abs_embedding_diff=diffs["embedding"], max_abs_dog_probability_diff=diffs["dog_probability"])
     if agree < 1 or diffs["logits"] > max_abs_diff:
-        raise DogBreedError(
-            f"ONNX export does not match torch: top-1 agreement {agree:.3f}, max logit difference "
-            f"{diffs['logits']:.2e} (allowed {max_abs_diff:.0e}); the model uses an operation the exporter mishandles"
-        )
+        raise DogBreedError(f"ONNX export does not match torch: top-1 agreement {agree:.3f}, max logit difference "
+                            f"{diffs['logits']:.2e} (allowed {max_abs_diff:.0e}); the model uses an operation the "
+                            f"exporter mishandles")
     return report
 
 # %% ../nbs/09_export.ipynb #911f5c03
@@ -306,10 +305,9 @@ def _labelled_batch(pairs: list[tuple[Path, str]], trained: TrainedModel, what: 
     index = {c: i for i, c in enumerate(trained.classes)}
     unknown = sorted({b for _, b in pairs} - set(index))
     if unknown:
-        raise DogBreedError(
-            f"the {what} photos include breeds the model was not trained on ({', '.join(unknown[:5])}); "
-            f"the data changed since training: run `dog-breed train` (or `dvc repro`) again"
-        )
+        raise DogBreedError(f"the {what} photos include breeds the model was not trained on "
+                            f"({', '.join(unknown[:5])}); the data changed since training: run `dog-breed train` (or "
+                            f"`dvc repro`) again")
     return model_batch([f for f, _ in pairs], trained.spec), np.array([index[b] for _, b in pairs], dtype=int)
 
 def _int8_decision(onnx_path: Path, out_dir: Path, trained: TrainedModel, photos: ExportPhotos,
@@ -387,9 +385,8 @@ def zero_shot_trained_model(arch: str = DEFAULT_ARCH, # an architecture with pac
     """The record of the untrained 120-breed model of `arch`: ImageNet's breed rows as its head, its measured
     temperature."""
     spec, classes = model_input_spec(arch), resolve_classes("all")
-    note = (
-        f"no fine-tuning: the breed head is the ImageNet classifier's rows for the 120 breeds (packaged {arch} weights)"
-    )
+    note = (f"no fine-tuning: the breed head is the ImageNet classifier's rows for the 120 breeds (packaged {arch} "
+            f"weights)")
     fitted_on = ("Stanford Dogs training photos: python benchmarks/architectures.py --calibrate "
                  "(the temperature in architectures.ARCHITECTURES)")
     return TrainedModel(arch=arch, classes=classes, mean=list(spec.mean), std=list(spec.std), input_size=spec.size,

@@ -43,9 +43,8 @@ class OnnxRuntimeBackend:
         opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
         try: self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:
-            raise ModelLoadError(
-                f"{path} is not a loadable ONNX model ({str(e).splitlines()[0][:200]}); export it again"
-            ) from None
+            raise ModelLoadError(f"{path} is not a loadable ONNX model ({str(e).splitlines()[0][:200]}); export it "
+                                 f"again") from None
         self.version, self.threads = ort.__version__, threads
         self.input_size = self.session.get_inputs()[0].shape[-1]   # the graph's image side (a name if dynamic)
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -62,9 +61,8 @@ class OpenVINOBackend:
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
         try: self.compiled = core.compile_model(str(path), "CPU", config)
         except Exception as e:
-            raise ModelLoadError(
-                f"{path} is not a loadable ONNX model ({str(e).splitlines()[0][:200]}); export it again"
-            ) from None
+            raise ModelLoadError(f"{path} is not a loadable ONNX model ({str(e).splitlines()[0][:200]}); export it "
+                                 f"again") from None
         self.outputs = [self.compiled.output(n) for n in OUTPUTS]
         self.request, self.lock, self.version = self.compiled.create_infer_request(), threading.Lock(), ov.__version__
         side = self.compiled.input(0).get_partial_shape()[3]
@@ -116,10 +114,8 @@ def choose_graph(card: ModelCard, # the serving folder's card
     for r in runtimes if precision != "fp32" else []:
         if int8.get(r): return int8[r], r, "int8"
     if precision == "int8":
-        raise DogBreedError(
-            f"this model has no int8 file for {' or '.join(runtimes)} ({_no_int8_reason(card, runtimes)}); "
-            f"serve it with precision auto or fp32"
-        )
+        raise DogBreedError(f"this model has no int8 file for {' or '.join(runtimes)} "
+                            f"({_no_int8_reason(card, runtimes)}); serve it with precision auto or fp32")
     return card.files.onnx, runtimes[0], "fp32"
 
 # %% ../nbs/06_inference.ipynb #f49ff5db
@@ -162,10 +158,8 @@ class Predictor:
         return cls(path, **kwargs)
 
     def __repr__(self):
-        return (
-            f"Predictor({self.model_version}, {len(self.classes)} breeds, {self.backend.name} {self.backend.version}, "
-            f"{self.precision}, {self.model_file})"
-        )
+        return (f"Predictor({self.model_version}, {len(self.classes)} breeds, {self.backend.name} "
+                f"{self.backend.version}, {self.precision}, {self.model_file})")
 
 # %% ../nbs/06_inference.ipynb #f86ba007
 @patch(as_prop=True)

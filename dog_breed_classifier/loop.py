@@ -49,15 +49,12 @@ class HarvestReport:
                 "to trust them"
                 if "default" in self.waiting
                 else "")
-        return (
-            f"harvested into {self.out_dir}: {self.written} new photos, {self.relabelled} relabelled, "
-            f"{self.withdrawn} withdrawn, "
-            f"{self.kept} already there; "
-            f"not written: {self.duplicates} duplicates, {self.no_dog} no dog, {self.not_archived} not archived, "
-            f"{self.missing} missing from the archive, {self.rejected} rejected in review, "
-            f"{sum(self.waiting.values())} waiting for review ({waiting or 'none'}; `dog-breed review` lists them); "
-            f"trusted without review: {', '.join(self.trusted) or 'nobody'}{hint}"
-        )
+        return (f"harvested into {self.out_dir}: {self.written} new photos, {self.relabelled} relabelled, "
+                f"{self.withdrawn} withdrawn, {self.kept} already there; not written: {self.duplicates} duplicates, "
+                f"{self.no_dog} no dog, {self.not_archived} not archived, {self.missing} missing from the archive, "
+                f"{self.rejected} rejected in review, {sum(self.waiting.values())} waiting for review "
+                f"({waiting or 'none'}; `dog-breed review` lists them); trusted without review: "
+                f"{', '.join(self.trusted) or 'nobody'}{hint}")
 
 # %% ../nbs/12a_loop.ipynb #9412e5a4
 def read_manifest(out_dir: str | Path, # a folder `harvest` wrote (or an empty one)
@@ -69,9 +66,8 @@ def read_manifest(out_dir: str | Path, # a folder `harvest` wrote (or an empty o
     except Exception as e:
         raise DogBreedError(f"{f} cannot be read as CSV ({e}); move it away to harvest afresh") from None
     if list(rows.columns) != MANIFEST_COLUMNS:
-        raise DogBreedError(
-            f"{f} is not a harvest manifest (columns {', '.join(rows.columns)}); harvest into another folder"
-        )
+        raise DogBreedError(f"{f} is not a harvest manifest (columns {', '.join(rows.columns)}); harvest into another "
+                            f"folder")
     return {r["prediction_id"]: r for r in rows.to_dict("records")}
 
 # %% ../nbs/12a_loop.ipynb #bb80b53a
@@ -162,9 +158,8 @@ def _breed_check(c: ModelComparison, s: Tolerances) -> Check:
                   ", ".join(f"{b} {served.get(b, 0):.0%} → {cand.get(b, 0):.0%}" for _, b in bad[:5]))
     else:
         drop, breed = worse[0]
-        detail = (
-            f"largest drop {drop * 100:.0f} pt ({breed}; one photo of {counts[breed]} is {100 / counts[breed]:.0f} pt)"
-        )
+        detail = (f"largest drop {drop * 100:.0f} pt ({breed}; one photo of {counts[breed]} is "
+                  f"{100 / counts[breed]:.0f} pt)")
     return Check("no breed much worse", not bad, f"{len(judged)} breeds with ≥ {s.min_breed_photos} photos; {detail}")
 
 # %% ../nbs/12a_loop.ipynb #eede495d

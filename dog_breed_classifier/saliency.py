@@ -68,9 +68,8 @@ def _scaled(heatmap: np.ndarray) -> np.ndarray:
 def _breed_index(predictor: Predictor, breed: str | None) -> int | None:
     if breed is None: return None
     if breed not in predictor.classes:
-        raise DogBreedError(
-            f"breed {breed!r} is not one this model predicts; use one of its classes (e.g. {predictor.classes[0]!r})"
-        )
+        raise DogBreedError(f"breed {breed!r} is not one this model predicts; use one of its classes (e.g. "
+                            f"{predictor.classes[0]!r})")
     return predictor.classes.index(breed)
 
 # %% ../nbs/09a_saliency.ipynb #278aa17a

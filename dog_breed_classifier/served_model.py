@@ -144,9 +144,8 @@ def rollback(self: ModelRegistry) -> str:
     with self._locked():
         state = self.state()
         if len(state.history) < 2:
-            raise DogBreedError(
-                f"nothing to roll back to in {self.path}: {len(state.history)} version(s) were ever made current"
-            )
+            raise DogBreedError(f"nothing to roll back to in {self.path}: {len(state.history)} version(s) were ever "
+                                f"made current")
         state.history.pop()
         state.current = state.history[-1]
         self._save(state)
@@ -216,10 +215,9 @@ def cached_zero_shot_serving_dir(quiet: bool = False, # say nothing while buildi
     if (out/SERVING_FILES.card).is_file(): return out
     missing = [m for m in ("torch", "timm", "onnx") if importlib.util.find_spec(m) is None]
     if missing:
-        raise DogBreedError(
-            f"the zero-shot model is not built yet, and building it needs the training extra ({', '.join(missing)} "
-            f"missing): pip install 'dog_breed_classifier[train]' once, or pass --model-dir"
-        )
+        raise DogBreedError(f"the zero-shot model is not built yet, and building it needs the training extra "
+                            f"({', '.join(missing)} missing): pip install 'dog_breed_classifier[train]' once, or pass "
+                            f"--model-dir")
     if not quiet:
         print(f"building the zero-shot model once into {out}"
               + (f", trying int8 on the photos in {photos}"

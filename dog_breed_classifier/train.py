@@ -244,11 +244,9 @@ def training_learner(params: Params, # settings (see `load_params`)
     rank, world = distributed_world()
     spec = model_input_spec(m.arch, params.augment.online.size)
     if params.data.image_size < spec.resize_shorter_side:
-        raise DogBreedError(
-            f"data.image_size {params.data.image_size} is below the {spec.resize_shorter_side} pixels {m.arch} "
-            f"resizes photos to before its {spec.size}-pixel crop; set data.image_size >= {spec.resize_shorter_side} "
-            f"and prepare again"
-        )
+        raise DogBreedError(f"data.image_size {params.data.image_size} is below the {spec.resize_shorter_side} pixels "
+                            f"{m.arch} resizes photos to before its {spec.size}-pixel crop; set data.image_size >= "
+                            f"{spec.resize_shorter_side} and prepare again")
     model = create_model(m.arch, classes, m.pretrained)
     dls = create_dataloaders(processed, classes, params, spec)
     from fastai.callback.mixup import MixUp
@@ -384,9 +382,8 @@ def train(params: Params, # settings (see `load_params`)
     paths = ProjectPaths.of(root)
     out_dir = Path(out_dir).resolve() if out_dir else paths.trained
     if params.train.freeze_epochs > params.train.epochs:
-        raise DogBreedError(
-            f"train.freeze_epochs ({params.train.freeze_epochs}) cannot exceed train.epochs ({params.train.epochs})"
-        )
+        raise DogBreedError(f"train.freeze_epochs ({params.train.freeze_epochs}) cannot exceed train.epochs "
+                            f"({params.train.epochs})")
     report = load_report(paths.processed)
     rank, _ = distributed_world()
     run, params = start_tracking(params, paths.root) if rank == 0 else (None, params)   # a sweep may change params
