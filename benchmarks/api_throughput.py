@@ -1,13 +1,14 @@
-"""API throughput and latency vs the raw Predictor on the same photos, at concurrency 1, 4 and 16, in one run.
+"""The API's throughput and latency against the `Predictor`'s own rate at its best batch size, on the same photos.
 
-    python benchmarks/api_throughput.py [--requests 200] [--photos DIR] [--model-dir DIR] [--backend auto|openvino|onnxruntime]
-                                        [--precision auto|fp32|int8]
+    python benchmarks/api_throughput.py [--requests 200] [--rounds 3] [--photos DIR] [--model-dir DIR]
+                                        [--backend auto|openvino|onnxruntime] [--precision auto|fp32|int8]
 
-Starts `dog-breed serve` on 127.0.0.1 (the zero-shot model unless --model-dir; a fresh SQLite log), sends
---requests uploads per concurrency level from that many client threads, and reports req/s and p50/p95/p99; then
-calls `Predictor.predict` in-process on the same bytes from the same number of threads. The ratio API/raw is
-what HTTP, multipart parsing, image statistics, the SQLite commit and metrics cost. Also the server's RSS.
-Writes benchmarks/results/api_throughput.json.
+Starts `dog-breed serve` on 127.0.0.1 (the zero-shot model unless --model-dir; a fresh SQLite log), and in each round
+sends --requests uploads (one real photo each) from 1, 4 and 16 client threads, reporting req/s and p50/p95/p99;
+then, back to back, calls `Predictor.predict` in-process on the same bytes at batch 1, 4, 8 and 32 and takes the
+best. The ratio API / best batch is what HTTP, multipart parsing, the durable commit and the rest of the request
+cost, once concurrent requests share the model (`answers.SharedBatches`). Figures are medians over the rounds.
+Also the rows logged and the server's RSS. Writes benchmarks/results/api_throughput.json.
 """
 from __future__ import annotations
 
@@ -35,9 +36,28 @@ def concurrent_rate(fn, items, concurrency: int) -> tuple[float, np.ndarray]:
     return len(items) / t.seconds, lat
 
 
+LEVELS, BATCHES = (1, 4, 16), (1, 4, 8, 32)
+
+
+def predictor_best(predictor: Predictor, items: list[bytes]) -> tuple[int, float]:
+    "(batch, photos/s) of `Predictor.predict` at its fastest batch size over `items` (bytes → answers, in-process)."
+    rates = {}
+    for b in BATCHES:
+        t = Stopwatch()
+        for i in range(0, len(items), b): predictor.predict(items[i:i + b])
+        rates[b] = len(items) / t.seconds
+    return max(rates.items(), key=lambda kv: kv[1])
+
+
+def level(post, items, c: int) -> dict:
+    rps, lat = concurrent_rate(post, items, c)
+    return dict(per_s=rps, p50_ms=np.percentile(lat, 50), p95_ms=np.percentile(lat, 95), p99_ms=np.percentile(lat, 99))
+
+
 def main():
     ap = argument_parser(__doc__)
     ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--photos", type=Path)
     ap.add_argument("--model-dir", type=Path)
     ap.add_argument("--backend", default="auto", choices=["auto", "openvino", "onnxruntime"])
@@ -45,47 +65,50 @@ def main():
     args = ap.parse_args()
     data = sample_photos(120, args.photos or stanford_photos(root=REPO))
     items = [data[i % len(data)] for i in range(args.requests)]
-    results = {}
+    rounds = []
     with tempfile.TemporaryDirectory() as d:
         extra = (["--model-dir", str(args.model_dir)] if args.model_dir else []) + ["--backend", args.backend, "--precision", args.precision]
         with LocalServer("--store-url", f"sqlite:///{d}/predictions.db", *extra, cwd=d, ready=True) as s:
-            url, proc = s.url, s.proc
-            server = psutil.Process(proc.pid)
-            card = httpx.get(url + "/model").json()
+            server = psutil.Process(s.proc.pid)
+            card = httpx.get(s.url + "/model").json()
             rss_idle = server.memory_info().rss
             client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=32))
             def post(b):
-                r = client.post(url + "/predict", files={"file": ("p.jpg", b, "image/jpeg")})
+                r = client.post(s.url + "/predict", files={"file": ("p.jpg", b, "image/jpeg")})
                 if r.status_code != 200: raise RuntimeError(r.text)
             post(items[0])
-            for c in (1, 4, 16):
-                rps, lat = concurrent_rate(post, items, c)
-                results[f"api c={c}"] = dict(per_s=rps, p50_ms=np.percentile(lat, 50), p95_ms=np.percentile(lat, 95), p99_ms=np.percentile(lat, 99))
+            from dog_breed_classifier.served_model import serving_model_dir
+            predictor = Predictor.from_dir(args.model_dir or serving_model_dir(None, quiet=True)[0], backend=args.backend,
+                                           precision=args.precision, batch_size=max(BATCHES))
+            assert predictor.model_version == card["model_version"]
+            predictor.predict(items[:8])
+            for r in range(args.rounds):   # back to back: the API at each level, then the Predictor at its best batch
+                row = {f"api c={c}": level(post, items, c) for c in LEVELS}
+                row["best_batch"], row["predictor_per_s"] = predictor_best(predictor, items)
+                rounds.append(row)
+                print(f"round {r + 1}: " + ", ".join(f"c={c} {row[f'api c={c}']['per_s']:.1f}/s" for c in LEVELS)
+                      + f"; Predictor {row['predictor_per_s']:.1f}/s at batch {row['best_batch']}", flush=True)
             rss_loaded = server.memory_info().rss
             with sqlite3.connect(Path(d)/"predictions.db") as db: rows = db.execute("select count(*) from predictions").fetchone()[0]
-        from dog_breed_classifier.served_model import serving_model_dir
-        predictor = Predictor.from_dir(args.model_dir or serving_model_dir(None, quiet=True)[0], backend=args.backend,
-                                       precision=args.precision)
-        assert predictor.model_version == card["model_version"]
-        predictor.predict([items[0]])
-        for c in (1, 4, 16):
-            ips, lat = concurrent_rate(lambda b: predictor.predict([b]), items, c)
-            results[f"raw Predictor c={c}"] = dict(per_s=ips, p50_ms=np.percentile(lat, 50), p95_ms=np.percentile(lat, 95), p99_ms=np.percentile(lat, 99))
-    print(f"{cpu_kind()}; {card['model_version']} on {card['runtime']['backend']} ({card['runtime']['file']}, "
-          f"{card['runtime']['precision']}); {len(data)} distinct photos, "
-          f"{args.requests} requests per level\n")
-    print(f"{'':22} {'/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}   API/raw")
-    for c in (1, 4, 16):
-        for kind in ("api", "raw Predictor"):
-            r = results[f"{kind} c={c}"]
-            ratio = results[f"api c={c}"]["per_s"] / results[f"raw Predictor c={c}"]["per_s"]
-            print(f"{kind + f' c={c}':22} {r['per_s']:7.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['p99_ms']:8.1f}"
-                  + (f"   {ratio:.0%}" if kind == "api" else ""))
-    print(f"\nrows logged {rows} (requests sent {3 * args.requests + 1}); server RSS idle {rss_idle / 2**20:.0f} MB, "
-          f"after load {rss_loaded / 2**20:.0f} MB")
-    write_results("api_throughput", dict(machine=cpu_kind(), model_version=card["model_version"], runtime=card["runtime"], rows_logged=rows,
-                                         requests_sent=3 * args.requests + 1, rss_idle_mb=rss_idle / 2**20, rss_loaded_mb=rss_loaded / 2**20,
-                                         levels={k: {m: round(float(v), 2) for m, v in r.items()} for k, r in results.items()}))
+    med = lambda values: float(np.median(values))
+    levels = {f"api c={c}": {m: round(med([r[f"api c={c}"][m] for r in rounds]), 2) for m in ("per_s", "p50_ms", "p95_ms", "p99_ms")}
+              for c in LEVELS}
+    share = {c: med([r[f"api c={c}"]["per_s"] / r["predictor_per_s"] for r in rounds]) for c in LEVELS}
+    best = dict(per_s=round(med([r["predictor_per_s"] for r in rounds]), 1), batch=[r["best_batch"] for r in rounds])
+    sent = 1 + args.rounds * len(LEVELS) * args.requests
+    print(f"\n{cpu_kind()}; {card['model_version']} on {card['runtime']['backend']} ({card['runtime']['file']}, "
+          f"{card['runtime']['precision']}); {len(data)} distinct photos, {args.requests} requests per level, "
+          f"median of {args.rounds} rounds\n")
+    print(f"{'':10} {'/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}   of the Predictor's best")
+    for c in LEVELS:
+        r = levels[f"api c={c}"]
+        print(f"{f'api c={c}':10} {r['per_s']:7.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['p99_ms']:8.1f}   {share[c]:.0%}")
+    print(f"Predictor alone, best batch ({best['batch']}): {best['per_s']}/s")
+    print(f"rows logged {rows} (requests sent {sent}); server RSS idle {rss_idle / 2**20:.0f} MB, after load {rss_loaded / 2**20:.0f} MB")
+    write_results("api_throughput", dict(model_version=card["model_version"], runtime=card["runtime"], rows_logged=rows,
+                                         requests_sent=sent, rss_idle_mb=rss_idle / 2**20, rss_loaded_mb=rss_loaded / 2**20,
+                                         levels=levels, share_of_predictor_best={f"c={c}": round(v, 3) for c, v in share.items()},
+                                         predictor_best=best, rounds=rounds))
 
 
 if __name__ == "__main__":

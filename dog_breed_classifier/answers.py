@@ -10,7 +10,10 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from fastcore.basics import patch
 
@@ -24,8 +27,8 @@ log = logging.getLogger("dog_breed_classifier.answers")
 
 # %% auto #0
 __all__ = ['log', 'ALLOWED_FORMATS', 'PER', 'NO_DOG_WORDS', 'MAX_NOTE_CHARS', 'ApiError', 'decode_error_answer',
-           'parse_rate_limit', 'RateLimiter', 'feedback_limiter', 'PredictionRecorder', 'feedback_breed',
-           'record_feedback']
+           'parse_rate_limit', 'RateLimiter', 'feedback_limiter', 'SharedBatches', 'PredictionRecorder',
+           'feedback_breed', 'record_feedback']
 
 # %% ../nbs/07a_answers.ipynb #c59c5833
 class ApiError(Exception):
@@ -95,9 +98,50 @@ def feedback_limiter(text: str | None, # `N/minute` or `N/hour` (None or '': no 
     per_minute = parse_rate_limit(text, "--feedback-limit")
     return RateLimiter(per_minute, clock, burst=float(text.strip().partition("/")[0]))
 
+# %% ../nbs/07a_answers.ipynb #5b0a7c01
+@dataclass
+class _Job:
+    item: object
+    result: object = None
+    done: bool = False
+
+class SharedBatches:
+    """Calls `fn` on the items concurrent callers hand in, several at a time: a caller that finds no batch running runs
+    one for every item waiting (up to `max_items`), its own among them."""
+    def __init__(self, fn: Callable[[list], list], # items → a result (or an exception, raised to its caller) each
+                 max_items: int = 32): # at most this many items a batch
+        self.fn, self.max_items = fn, max_items
+        self.cond, self.waiting, self.running, self.sizes = threading.Condition(), [], False, []
+
+    def __call__(self, item):
+        "`fn`'s result for `item`, computed in one batch with whatever else is waiting."
+        job = _Job(item)
+        with self.cond:
+            self.waiting.append(job)
+            while not job.done:
+                if self.running:
+                    self.cond.wait()
+                    continue
+                self.running, batch = True, self.waiting[:self.max_items]
+                del self.waiting[:len(batch)]
+                self.cond.release()
+                try: self._run(batch)
+                finally:
+                    self.cond.acquire()
+                    self.running = False
+                    self.cond.notify_all()
+        if isinstance(job.result, BaseException): raise job.result
+        return job.result
+
+    def _run(self, batch: list[_Job]):
+        try: results = self.fn([j.item for j in batch])
+        except Exception as e: results = [e] * len(batch)
+        for j, r in zip(batch, results): j.result, j.done = r, True
+        self.sizes.append(len(batch))
+
 # %% ../nbs/07a_answers.ipynb #102cf374
 class PredictionRecorder:
-    "Decode, predict, archive and commit one photo; the answer is returned only once its row is committed."
+    "Decode, archive, predict and commit one photo; the answer is returned only once its row is committed."
     def __init__(self, predictor: Predictor | None, # the model (None: every call answers 503 model_not_loaded)
                  store: PredictionStore, # the prediction log
                  archive: ImageArchive | None = None, # where to keep the uploaded photos (default: not kept)
@@ -107,6 +151,7 @@ class PredictionRecorder:
         self.predictor, self.store, self.archive, self.metrics = predictor, store, archive, metrics
         self.feedback_limit = feedback_limit
         self.load_error = load_error or ("no model given" if predictor is None else None)
+        self.batches = SharedBatches(self._predict_and_commit)   # concurrent requests: one model call, one commit
 
     def __call__(self, content: bytes, # the photo's bytes, as sent
                  source: str, # how it came: api | batch | ui
@@ -115,16 +160,16 @@ class PredictionRecorder:
         "The answer for the photo `content` (its bytes as sent), logged with `source` and `client`; raises `ApiError`."
         p = self.predictor   # once: a model swapped in meanwhile answers the next request, not half of this one
         decoded = self._decode(content, p)
-        answer = p.predict_decoded([decoded], embeddings=True)[0]
         pid, archived = new_prediction_id(), None
         try:
             if self.archive is not None: archived = self.archive.put(content, pid, decoded.format)
-            self.store.add(answer, source=source, prediction_id=pid, content=content, archived_as=archived,
-                           client=client)
-        except (StoreError, OSError) as e:
-            log.error("prediction %s not recorded: %s", pid, e)
+            answer = self.batches((p, decoded, dict(source=source, prediction_id=pid, content=content,
+                                                    archived_as=archived, client=client)))
+        except BaseException as e:
             if archived: self.archive.remove(archived)   # no archived photo without its row
-            raise ApiError(503, "store_unavailable", "the prediction could not be recorded; try again soon") from None
+            if not isinstance(e, OSError): raise
+            log.error("prediction %s not archived: %s", pid, e)
+            raise _not_recorded() from None
         answer.pop("embedding")
         if self.metrics is not None: self.metrics.observe_prediction(answer, len(content))
         return {"prediction_id": pid, **answer}
@@ -140,6 +185,25 @@ def _decode(self: PredictionRecorder, content: bytes, p: Predictor | None):
         raise ApiError(415, "unsupported_format",
                        f"{decoded.format} images are not accepted; send a JPEG, PNG, WebP, BMP or GIF photo")
     return decoded
+
+# %% ../nbs/07a_answers.ipynb #721c16a3
+def _not_recorded() -> ApiError:
+    "The 503 a client gets when its prediction could not be logged (a new one each time: each thread raises its own)."
+    return ApiError(503, "store_unavailable", "the prediction could not be recorded; try again soon")
+
+@patch
+def _predict_and_commit(self: PredictionRecorder, uploads: list[tuple]) -> list:
+    "The answers for [(predictor, decoded photo, row keywords)], committed in one transaction; else a 503 each."
+    answers = [None] * len(uploads)
+    for p in {id(u[0]): u[0] for u in uploads}.values():   # one model call per model (a swap mid-batch: two)
+        mine = [i for i, u in enumerate(uploads) if u[0] is p]
+        for i, answer in zip(mine, p.predict_decoded([uploads[i][1] for i in mine], embeddings=True)):
+            answers[i] = answer
+    try: self.store.add_many([dict(prediction=a, **u[2]) for a, u in zip(answers, uploads)])
+    except (StoreError, OSError) as e:
+        log.error("predictions %s not recorded: %s", ", ".join(u[2]["prediction_id"] for u in uploads), e)
+        return [_not_recorded() for _ in uploads]
+    return answers
 
 # %% ../nbs/07a_answers.ipynb #311b039a
 NO_DOG_WORDS = ("no_dog", "no dog", "no dog here", "not a dog", "none")

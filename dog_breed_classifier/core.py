@@ -305,9 +305,11 @@ class ExportSettings:
     "The serving model written by `export` (`export:` in params.yaml)."
     # try int8 for each runtime installed (OpenVINO: NNCF; ONNX Runtime: static QDQ); kept only if it earns it
     int8: bool = True
-    max_int8_top1_drop: float = _ranged(0.003, 0.0, 1.0)      # int8 may lose at most this much test top-1 vs fp32
-    max_int8_log_loss_rise: float = _ranged(0.01, 0.0, 10.0)  # … and raise the test log loss by at most this much
-    calibration_photos: int = _ranged(300, 1, 100_000)  # validation photos that calibrate int8
+    # decided on validation photos, paired: int8 is dropped when worse beyond chance (McNemar's p < int8_significance)
+    int8_significance: float = _ranged(0.05, 0.0, 1.0)
+    max_int8_top1_drop: float = _ranged(0.01, 0.0, 1.0)       # … or when it loses more top-1 than this, chance or not
+    max_int8_log_loss_rise: float = _ranged(0.01, 0.0, 10.0)  # … or raises the log loss by more than this
+    calibration_photos: int = _ranged(128, 1, 100_000)  # validation photos that calibrate int8 (the rest decide)
     # P(dog) below this answers is_dog: false; auto = the architecture's threshold in architectures.ARCHITECTURES,
     # chosen on Stanford *training* photos by `python benchmarks/architectures.py --calibrate`
     no_dog_threshold: float | Literal["auto"] = _ranged("auto", 0.0, 1.0)

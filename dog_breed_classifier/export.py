@@ -11,6 +11,7 @@ import datetime
 import itertools
 import json
 import logging
+import math
 from dataclasses import dataclass, field, replace
 import tempfile
 import time
@@ -40,9 +41,9 @@ from .train import load_trained_model
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'export_onnx', 'onnx_session', 'check_parity', 'quantize_int8', 'quantize_openvino_int8', 'graph_figures',
-           'int8_verdict', 'compare_precisions', 'build_model_card', 'save_torch_weights', 'ExportPhotos',
-           'write_serving_dir', 'zero_shot_photos', 'zero_shot_trained_model', 'build_zero_shot_serving_dir',
-           'export_photos', 'export']
+           'int8_verdict', 'paired_top1', 'compare_precisions', 'build_model_card', 'save_torch_weights',
+           'ExportPhotos', 'write_serving_dir', 'zero_shot_photos', 'zero_shot_trained_model',
+           'build_zero_shot_serving_dir', 'export_photos', 'export']
 
 # %% ../nbs/09_export.ipynb #fc29f144
 DEFAULTS = ExportSettings()            # params.yaml's `export:` defaults, for callers without a Params
@@ -150,53 +151,68 @@ def _outputs(backend, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             else (np.zeros((0, 1)), np.zeros(0)))
 
 def graph_figures(backend, # a loaded runtime (`inference.load_backend`)
-                  test: np.ndarray, targets: np.ndarray, # the test photos' model inputs, and their class indices
+                  photos: np.ndarray, targets: np.ndarray, # labelled photos' model inputs, and their class indices
                   non_dogs: np.ndarray, # model inputs of images with no dog in them
                   temperature: float = 1.0, # the card's calibration: probabilities = softmax(logits / temperature)
                   no_dog_threshold: float | None = None, # the no-dog rule (None: the model has none)
                  ) -> dict:
-    "Top-1, log loss and calibration error on the test photos, and how many dog-free images the no-dog rule catches."
-    logits, _ = _outputs(backend, test)
+    "Top-1, log loss, calibration error and the photos it gets right, and how many dog-free images the no-dog rule catches."
+    logits, _ = _outputs(backend, photos)
     m = classification_metrics(softmax(logits.astype(np.float64) / temperature), targets,
                                list(map(str, range(logits.shape[1]))))
     caught = None if no_dog_threshold is None else int((_outputs(backend, non_dogs)[1] < no_dog_threshold).sum())
-    return dict(top1=m["top1"], log_loss=m["log_loss"], ece=m["ece"], no_dog_caught=caught)
+    return dict(top1=m["top1"], log_loss=m["log_loss"], ece=m["ece"], no_dog_caught=caught, right=logits.argmax(1) == targets)
 
 # %% ../nbs/09_export.ipynb #508d95ba
-def int8_verdict(fp32: dict, int8: dict, # `graph_figures` of each precision
+def int8_verdict(fp32: dict, int8: dict, # `graph_figures` of each precision on the same labelled photos
                  images_per_second: dict, # {fp32: …, int8: …}, measured in the same run
-                 max_top1_drop: float = DEFAULTS.max_int8_top1_drop, # allowed loss of test top-1
-                 max_log_loss_rise: float = DEFAULTS.max_int8_log_loss_rise, # allowed rise of test log loss
+                 max_top1_drop: float = DEFAULTS.max_int8_top1_drop, # a larger drop is refused even if chance could explain it
+                 max_log_loss_rise: float = DEFAULTS.max_int8_log_loss_rise, # allowed rise of the log loss
+                 significance: float = DEFAULTS.int8_significance, # `paired_top1`'s p-value below this: int8 is worse
                 ) -> tuple[bool, str]:
-    "Whether int8 earns its place — as accurate on all three counts, and faster — and why, in words."
-    fails = []
-    if fp32["top1"] - int8["top1"] > max_top1_drop + 1e-9:
-        fails.append(f"loses {100 * (fp32['top1'] - int8['top1']):.1f} pt top-1 (allowed {100 * max_top1_drop:.1f})")
+    "Whether int8 earns its place — as accurate on all three counts, by a paired test, and faster — and why, in words."
+    fails, paired = [], paired_top1(fp32["right"], int8["right"])
+    lost = (f"{100 * paired['drop']:.1f} pt top-1 on {paired['photos']} photos ({paired['fp32_only']} right only in "
+            f"fp32, {paired['int8_only']} only in int8")
+    if paired["p_value"] < significance: fails.append(f"is worse beyond chance: loses {lost}; p = {paired['p_value']:.3f})")
+    elif paired["drop"] > max_top1_drop + 1e-9: fails.append(f"loses {lost}; allowed {100 * max_top1_drop:.1f} pt)")
     if int8["log_loss"] - fp32["log_loss"] > max_log_loss_rise:
         fails.append(f"raises the log loss by {int8['log_loss'] - fp32['log_loss']:.3f} (allowed {max_log_loss_rise})")
     if (int8["no_dog_caught"] or 0) < (fp32["no_dog_caught"] or 0):
         fails.append(f"the no-dog rule catches {int8['no_dog_caught']} dog-free images, not {fp32['no_dog_caught']}")
     speedup = images_per_second["int8"] / images_per_second["fp32"]
     if speedup <= 1: fails.append(f"no faster on this CPU ({speedup:.2f}× fp32)")
-    return (False, "; ".join(fails)) if fails else (True, f"as accurate, and {speedup:.2f}× fp32 on this CPU")
+    return (False, "; ".join(fails)) if fails else (True, f"as accurate by a paired test (it loses {lost}; "
+                                                          f"p = {paired['p_value']:.2f}), and {speedup:.2f}× fp32 on this CPU")
+
+# %% ../nbs/09_export.ipynb #5c1d2e07
+def paired_top1(fp32_right: np.ndarray, int8_right: np.ndarray, # which of the same photos each precision gets right
+               ) -> dict:
+    """McNemar's exact test: the photos only fp32 gets right, only int8 gets right, the top-1 drop, and the one-sided
+    p-value of a drop at least this large if int8 were as accurate (each such photo a fair coin)."""
+    fp32_right, int8_right = np.asarray(fp32_right, bool), np.asarray(int8_right, bool)
+    b, c = int((fp32_right & ~int8_right).sum()), int((~fp32_right & int8_right).sum())
+    p_value = sum(math.comb(b + c, k) for k in range(b, b + c + 1)) / 2 ** (b + c)
+    return dict(photos=len(fp32_right), fp32_only=b, int8_only=c, drop=(b - c) / max(len(fp32_right), 1),
+                p_value=float(p_value))
 
 # %% ../nbs/09_export.ipynb #8410f627
 def compare_precisions(runtime: str, # openvino | onnxruntime
                        fp32_path: str | Path, int8_path: str | Path, # its two files
-                       test: np.ndarray, targets: np.ndarray, non_dogs: np.ndarray, # see `graph_figures`
+                       photos: np.ndarray, targets: np.ndarray, non_dogs: np.ndarray, # see `graph_figures`
                        temperature: float = 1.0, no_dog_threshold: float | None = None, # see `graph_figures`
                        rounds: int = 5, # timed rounds per precision
                       ) -> dict:
     "`graph_figures` of fp32 and int8 on `runtime`, and their model-only img/s at batch 32, measured in the same run."
     backends = {"fp32": load_backend(Path(fp32_path), runtime), "int8": load_backend(Path(int8_path), runtime)}
-    figures = {k: graph_figures(b, test, targets, non_dogs, temperature, no_dog_threshold) for k, b in backends.items()}
-    speed, batch = {k: [] for k in backends}, test[:32]
+    figures = {k: graph_figures(b, photos, targets, non_dogs, temperature, no_dog_threshold) for k, b in backends.items()}
+    speed, batch = {k: [] for k in backends}, photos[:32]
     for _ in range(rounds):
         for k, b in backends.items():
             t = time.perf_counter()
             b(batch)
             speed[k].append(len(batch) / (time.perf_counter() - t))
-    return dict(figures=figures, images_per_second={k: float(np.median(v)) for k, v in speed.items()})
+    return dict(figures=figures, images_per_second={k: float(np.median(v)) if v else None for k, v in speed.items()})
 
 # %% ../nbs/09_export.ipynb #911a3a14
 def _int8_files(int8: dict | None) -> dict:
@@ -243,16 +259,16 @@ def _probe_images(rng) -> list:
 # %% ../nbs/09_export.ipynb #289c0d9a
 @dataclass
 class ExportPhotos:
-    """The photos an export uses: validation (parity batch, int8 calibration and accuracy control), test (the int8
-    decision), held-out (drift reference)."""
-    calibration: list[Path] = field(default_factory=list)        # validation photos
-    # other validation photos, with breeds: int8's accuracy control
+    """The photos an export uses: validation photos calibrate int8 (and the parity batch) and, others, decide whether
+    it is kept; test photos only report both precisions; held-out photos are the drift reference."""
+    calibration: list[Path] = field(default_factory=list)   # validation photos whose activations set int8's ranges
+    # other validation photos, with breeds: the paired comparison that keeps or drops int8
     validation: list[tuple[Path, str]] = field(default_factory=list)
-    test: list[tuple[Path, str]] = field(default_factory=list)   # (photo, breed) pairs that decide whether int8 is kept
+    test: list[tuple[Path, str]] = field(default_factory=list)   # (photo, breed) pairs: reported, never deciding
     reference: list[Path] = field(default_factory=list)   # held-out photos for the drift reference (none: no reference)
-    reference_stats: pd.DataFrame | None = None                  # their statistics as prepare measured them
-    reference_source: str = ""                                   # the reference's description, in words
-    min_test_photos: int = 100                                   # fewer test photos cannot justify int8
+    reference_stats: pd.DataFrame | None = None             # their statistics as prepare measured them
+    reference_source: str = ""                              # the reference's description, in words
+    min_validation_photos: int = 100                        # fewer photos to decide on cannot justify int8
 
 # %% ../nbs/09_export.ipynb #db706a5e
 def _int8_runtimes() -> list[str]:
@@ -266,38 +282,45 @@ def _non_dog_batch(spec: InputSpec, n_each: int = 8) -> np.ndarray:
                        spec)
 
 # %% ../nbs/09_export.ipynb #70b90026
-def _int8_report(runtime: str, onnx_path: Path, out_dir: Path, calib: np.ndarray, validation: tuple, test: tuple,
-                 non_dogs: np.ndarray, temperature: float, settings: ExportSettings,
-                 no_dog_threshold: float | None) -> dict:
-    """Quantise for `runtime`, compare with fp32 on the `test` (inputs, classes), keep the file only if `int8_verdict`
-    says so."""
+def _quantize(runtime: str, onnx_path: Path, out_dir: Path, calib: np.ndarray) -> tuple[list[Path], str]:
+    "`runtime`'s int8 copy of `onnx_path` in `out_dir`: its files (the model first) and how it was made, in words."
     t = time.perf_counter()
-    if runtime == "openvino":   # NNCF, with accuracy control on the validation photos when there are any
-        path = quantize_openvino_int8(onnx_path, out_dir / SERVING_FILES.int8_openvino, calib, validation,
-                                      settings.max_int8_top1_drop)
-    else: path = quantize_int8(onnx_path, out_dir/SERVING_FILES.int8_onnxruntime, calib)
-    took = time.perf_counter() - t
-    cmp = compare_precisions(runtime, onnx_path, path, *test, non_dogs, temperature, no_dog_threshold)
+    if runtime == "openvino":
+        path = quantize_openvino_int8(onnx_path, out_dir/SERVING_FILES.int8_openvino, calib)
+        files, how = [path, path.with_suffix(".bin")], "NNCF post-training quantization (mixed preset, fast bias correction)"
+    else: files, how = [quantize_int8(onnx_path, out_dir/SERVING_FILES.int8_onnxruntime, calib)], "ONNX Runtime static QDQ (stem and heads in float)"
+    return files, f"{how}, calibrated on {len(calib)} validation photos, {time.perf_counter() - t:.0f} s"
+
+def _both(figures: dict, key: str, digits: int = 4) -> dict:
+    "{fp32: …, int8: …} of one of `graph_figures`' numbers."
+    return {p: None if figures[p][key] is None else round(figures[p][key], digits) for p in ("fp32", "int8")}
+
+# %% ../nbs/09_export.ipynb #7a1c0e11
+def _int8_report(runtime: str, onnx_path: Path, out_dir: Path, calib: np.ndarray, validation: tuple,
+                 test: tuple | None, non_dogs: np.ndarray, temperature: float, settings: ExportSettings,
+                 no_dog_threshold: float | None) -> dict:
+    """Quantise for `runtime`, decide on the `validation` (inputs, classes) by `int8_verdict`, report both precisions
+    on the `test` ones; the int8 files stay in `out_dir` only if kept."""
+    files, method = _quantize(runtime, onnx_path, out_dir, calib)
+    cmp = compare_precisions(runtime, onnx_path, files[0], *validation, non_dogs, temperature, no_dog_threshold)
     f, ips = cmp["figures"], cmp["images_per_second"]
-    kept, reason = int8_verdict(f["fp32"], f["int8"], ips, settings.max_int8_top1_drop, settings.max_int8_log_loss_rise)
-    files = [path, path.with_suffix(".bin")] if runtime == "openvino" else [path]
+    kept, reason = int8_verdict(f["fp32"], f["int8"], ips, settings.max_int8_top1_drop,
+                                settings.max_int8_log_loss_rise, settings.int8_significance)
+    paired = paired_top1(f["fp32"]["right"], f["int8"]["right"])
+    decided = dict(top1=_both(f, "top1"), log_loss=_both(f, "log_loss"), fp32_only=paired["fp32_only"],
+                   int8_only=paired["int8_only"], p_value=round(paired["p_value"], 4))
+    on_test = {}
+    if test is not None:   # the test photos report both precisions; they decide nothing
+        t = compare_precisions(runtime, onnx_path, files[0], *test, non_dogs[:0], temperature, None, rounds=0)["figures"]
+        on_test = dict(top1=_both(t, "top1"), log_loss=_both(t, "log_loss"), ece=_both(t, "ece"))
     megabytes = dict(fp32=round(onnx_path.stat().st_size / 1e6, 1),
                      int8=round(sum(p.stat().st_size for p in files) / 1e6, 1))
     if not kept:
         for p in files: p.unlink()
-    guard = (f", accuracy control on {len(validation[0])} validation photos"
-             if runtime == "openvino" and len(validation[0])
-             else "")
-    method = (
-        "NNCF post-training quantization (mixed preset, fast bias correction)"
-        if runtime == "openvino"
-        else "ONNX Runtime static QDQ (stem and heads in float)"
-    ) + f", calibrated on {len(calib)} photos{guard}, {took:.0f} s"
-    pair = lambda k, nd=4: {p: None if f[p][k] is None else round(f[p][k], nd) for p in ("fp32", "int8")}
-    return dict(kept=kept, reason=reason, method=method, test_photos=len(test[1]), top1=pair("top1"),
-                log_loss=pair("log_loss"), ece=pair("ece"), no_dog_caught=pair("no_dog_caught"),
-                non_dog_images=len(non_dogs), megabytes=megabytes,
-                images_per_second={k: round(v, 1) for k, v in ips.items()})
+    return dict(kept=kept, reason=reason, method=method, validation_photos=len(validation[1]), validation=decided,
+                decided_on=f"{len(validation[1])} validation photos, paired (McNemar's exact test), never the test photos",
+                test_photos=0 if test is None else len(test[1]), **on_test, no_dog_caught=_both(f, "no_dog_caught"),
+                non_dog_images=len(non_dogs), megabytes=megabytes, images_per_second={k: round(v, 1) for k, v in ips.items()})
 
 # %% ../nbs/09_export.ipynb #dacfcc34
 def _labelled_batch(pairs: list[tuple[Path, str]], trained: TrainedModel, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -314,14 +337,14 @@ def _int8_decision(onnx_path: Path, out_dir: Path, trained: TrainedModel, photos
                    settings: ExportSettings,
                    no_dog_threshold: float | None) -> dict:
     "Each runtime's int8 report (the card's `int8`); the int8 files that earn their place are left in `out_dir`."
-    runtimes, n = _int8_runtimes(), len(photos.test)
-    if n < photos.min_test_photos:   # int8 could not be kept: do not spend the time
-        why = f"too few test photos ({n} < {photos.min_test_photos}) to show int8 is as accurate; not tried"
-        return dict(machine=cpu_kind(), **{r: dict(kept=False, test_photos=n, reason=why) for r in runtimes})
-    test = _labelled_batch(photos.test, trained, "test")
-    calib = model_batch(list(photos.calibration), trained.spec)
+    runtimes, n = _int8_runtimes(), len(photos.validation)
+    if n < photos.min_validation_photos:   # int8 could not be kept: do not spend the time
+        why = f"too few validation photos ({n} < {photos.min_validation_photos}) to show int8 is as accurate; not tried"
+        return dict(machine=cpu_kind(), **{r: dict(kept=False, validation_photos=n, reason=why) for r in runtimes})
     validation = _labelled_batch(photos.validation, trained, "validation")
-    non_dogs = _non_dog_batch(trained.spec) if no_dog_threshold is not None else test[0][:0]
+    test = _labelled_batch(photos.test, trained, "test") if photos.test else None
+    calib = model_batch(list(photos.calibration), trained.spec)
+    non_dogs = _non_dog_batch(trained.spec) if no_dog_threshold is not None else validation[0][:0]
     t = trained.calibration.temperature
     return dict(machine=cpu_kind(), **{r: _int8_report(r, onnx_path, out_dir, calib, validation, test, non_dogs, t,
                                                        settings, no_dog_threshold) for r in runtimes})
@@ -363,8 +386,10 @@ def write_serving_dir(out_dir: Path, # the serving folder to publish (replaced w
 # %% ../nbs/09_export.ipynb #f6d36087
 def zero_shot_photos(folder: str | Path, # holds stanford_dogs_train/Images and stanford_dogs_dev/Images
                      calibration: int = DEFAULTS.calibration_photos, # training photos to calibrate on, across breeds
+                     decide: int = 600, # other training photos that decide whether int8 is kept
                     ) -> ExportPhotos:
-    "The photos that make and judge the zero-shot model's int8: training photos to calibrate, dev photos to test."
+    """The photos that make and judge the zero-shot model's int8: training photos calibrate (at most half of them) and
+    decide, dev photos report."""
     folder = Path(folder).expanduser()
     missing = [f"{w}/Images" for w in ("stanford_dogs_train", "stanford_dogs_dev") if not (folder/w/"Images").is_dir()]
     if missing:
@@ -375,8 +400,9 @@ def zero_shot_photos(folder: str | Path, # holds stanford_dogs_train/Images and 
     spread = [f for row in itertools.zip_longest(*by_breed) for f in row if f is not None]   # one of each breed in turn
     vocab = breed_vocab()
     test = [(f, vocab.lookup(d.name).name) for d in breeds("stanford_dogs_dev") for f in sorted(d.glob("*.jpg"))]
-    return ExportPhotos(calibration=spread[:calibration], test=test,
-                        validation=[(f, vocab.lookup(f.parent.name).name) for f in spread[calibration:2 * calibration]])
+    k = min(calibration, len(spread) // 2)
+    return ExportPhotos(calibration=spread[:k], test=test,
+                        validation=[(f, vocab.lookup(f.parent.name).name) for f in spread[k:k + decide]])
 
 # %% ../nbs/09_export.ipynb #dbb3086d
 def zero_shot_trained_model(arch: str = DEFAULT_ARCH, # an architecture with packaged weights
@@ -419,7 +445,7 @@ def export_photos(paths: ProjectPaths, params: Params) -> ExportPhotos:
     labels = load_report(paths.processed).labels
     originals = labels[labels.variant == ""]
     valid = originals[originals.split == "valid"]
-    valid = valid.sample(frac=1.0, random_state=0)   # shuffled: the first ones calibrate, the rest guard the accuracy
+    valid = valid.sample(frac=1.0, random_state=0)   # shuffled: the first ones calibrate, the rest decide int8
     calibration, guard = valid[:params.export.calibration_photos], valid[params.export.calibration_photos:]
     test = originals[originals.split == "test"]
     held_out = originals[originals.split.isin(["valid", "test"])]

@@ -240,11 +240,16 @@ class Parity(CardPart):
 # %% ../nbs/00c_model_card.ipynb #b730e91b
 @dataclass(kw_only=True)
 class Int8Report(CardPart):
-    "Whether export kept one runtime's int8 file, how it was made, and the figures — fp32 beside int8 — that decided."
+    "Whether export kept one runtime's int8 file, how it was made, and its figures beside fp32's: deciding, and reported."
     kept: bool
     reason: str
     method: str | None = optional()               # how it was quantised, and on how many photos
-    test_photos: int | None = optional()
+    decided_on: str | None = optional()           # the photos that decided, and how
+    validation_photos: int | None = optional()
+    # on the validation photos that decided: top1, log_loss ({fp32: …, int8: …}), the photos right in fp32 only
+    # (fp32_only) and in int8 only (int8_only), McNemar's one-sided p_value
+    validation: dict | None = optional()
+    test_photos: int | None = optional()          # the test photos report both precisions (older cards: they decided)
     images_per_second: dict | None = optional()   # {fp32: …, int8: …}, model only, same run
     top1: dict | None = optional()                # {fp32: …, int8: …} on the test photos
     log_loss: dict | None = optional()            # {fp32: …, int8: …}, calibrated probabilities

@@ -178,31 +178,45 @@ def _add_missing_columns(self: PredictionStore):
                  ", ".join(c.name for c in missing))
 
 # %% ../nbs/07_monitoring.ipynb #eef6670c
-@patch
-def add(self: PredictionStore, prediction: dict, # a `Predictor` answer (with its `embedding` when there is one)
-        *, source: str = "api", # api | batch | ui | cli
-        prediction_id: str | None = None, # the id to store it under (default: a new one)
-        content: bytes | None = None, # the photo's bytes: their size and SHA-256 are kept, not the bytes
-        archived_as: str | None = None, # where `ImageArchive` kept the photo, if it did
-        client: str | None = None, # who asked (an API key's name, `ui:<hash>`, …; see `address_client`)
-       ) -> str:
-    "Commit one prediction (a `Predictor` answer) and return its id; raises `StoreError` if it was not stored."
-    pid = prediction_id or new_prediction_id()
+def _prediction_row(prediction: dict, # a `Predictor` answer (with its `embedding` when there is one)
+                    source: str = "api", # api | batch | ui | cli
+                    prediction_id: str | None = None, # the id to store it under (default: a new one)
+                    content: bytes | None = None, # the photo's bytes: their size and SHA-256 are kept, not the bytes
+                    archived_as: str | None = None, # where `ImageArchive` kept the photo, if it did
+                    client: str | None = None, # who asked (an API key's name, `ui:<hash>`, …; see `address_client`)
+                   ) -> dict:
+    "The predictions table's row for one answer."
     emb = prediction.get("embedding")
-    row = dict(id=pid, created_at=dt.datetime.now(dt.timezone.utc), model_version=prediction["model_version"],
-               breed=prediction["breed"], confidence=prediction["confidence"], top_k=json.dumps(prediction["top_k"]),
-               is_dog=prediction["is_dog"], dog_probability=prediction["dog_probability"],
-               latency_ms=prediction["latency_ms"], width=prediction["width"], height=prediction["height"],
-               bytes=len(content) if content is not None else None,
-               content_sha256=hashlib.sha256(content).hexdigest() if content is not None else None,
-               embedding=None if emb is None else np.asarray(emb, dtype="<f2").tobytes(),
-               source=source, archived_as=archived_as, client=client,
-               **{c: float(prediction["image_stats"][n]) for n, c in zip(IMAGE_STAT_NAMES, STAT_COLUMNS)})
+    return dict(id=prediction_id or new_prediction_id(), created_at=dt.datetime.now(dt.timezone.utc),
+                model_version=prediction["model_version"], breed=prediction["breed"],
+                confidence=prediction["confidence"], top_k=json.dumps(prediction["top_k"]),
+                is_dog=prediction["is_dog"], dog_probability=prediction["dog_probability"],
+                latency_ms=prediction["latency_ms"], width=prediction["width"], height=prediction["height"],
+                bytes=len(content) if content is not None else None,
+                content_sha256=hashlib.sha256(content).hexdigest() if content is not None else None,
+                embedding=None if emb is None else np.asarray(emb, dtype="<f2").tobytes(),
+                source=source, archived_as=archived_as, client=client,
+                **{c: float(prediction["image_stats"][n]) for n, c in zip(IMAGE_STAT_NAMES, STAT_COLUMNS)})
+
+@patch
+def add_many(self: PredictionStore, entries: list[dict], # each: `add`'s arguments by name (`prediction`, `source`, …)
+            ) -> list[str]:
+    """Commit several predictions in one transaction — all of them or none, one durable write for all — and return
+    their ids; raises `StoreError` if they were not stored."""
+    rows = [_prediction_row(**e) for e in entries]
     try:
-        with self.engine.begin() as conn: conn.execute(PREDICTIONS.insert().values(**row))
+        with self.engine.begin() as conn: conn.execute(PREDICTIONS.insert(), rows)
     except sa.exc.SQLAlchemyError as e:
         raise StoreError(f"prediction not recorded: {str(e).splitlines()[0][:200]}") from None
-    return pid
+    return [r["id"] for r in rows]
+
+# %% ../nbs/07_monitoring.ipynb #eef6670d
+@patch
+def add(self: PredictionStore, prediction: dict, # a `Predictor` answer (with its `embedding` when there is one)
+        **how, # `source`, `prediction_id`, `content`, `archived_as`, `client`: see `_prediction_row`
+       ) -> str:
+    "Commit one prediction (a `Predictor` answer) and return its id; raises `StoreError` if it was not stored."
+    return self.add_many([dict(prediction=prediction, **how)])[0]
 
 # %% ../nbs/07_monitoring.ipynb #44e44bdd
 @patch

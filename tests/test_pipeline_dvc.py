@@ -67,7 +67,7 @@ def test_dvc_repro_runs_the_pipeline_through_papermill(clone):
     assert card["metrics"]["model"]["photos"] == 30 and card["training"]["data"]["source"] == "sample"
     assert card["int8"]["machine"] and {"openvino", "onnxruntime"} <= set(card["int8"])   # both runtimes' verdicts
     for runtime in ("openvino", "onnxruntime"):   # 30 photos cannot prove int8
-        assert card["int8"][runtime]["kept"] is False and "too few test photos" in card["int8"][runtime]["reason"]
+        assert card["int8"][runtime]["kept"] is False and "too few validation photos" in card["int8"][runtime]["reason"]
     predicted = sh("dog-breed", "predict", "--json", "--model-dir", "models/serving",
                    *[f"data/processed/{p}" for p in labels[(labels.split == "test") & (labels.variant == "")].path[:3]], cwd=clone)
     assert [json.loads(line)["model_version"] for line in predicted.stdout.splitlines()] == [card["model_version"]] * 3

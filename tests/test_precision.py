@@ -81,10 +81,17 @@ def test_zero_shot_int8_from_real_photos_is_judged_and_served_as_the_card_says(t
     assert card.int8.machine and card.int8.openvino and card.int8.onnxruntime
     for runtime in ("openvino", "onnxruntime"):
         report, file = getattr(card.int8, runtime), getattr(card.files, f"int8_{runtime}")
-        assert report.test_photos == 120 and report.non_dog_images == 64 and report.megabytes["int8"] < report.megabytes["fp32"] / 2
-        fp32 = dict(top1=report.top1["fp32"], log_loss=report.log_loss["fp32"], no_dog_caught=report.no_dog_caught["fp32"])
-        int8 = dict(top1=report.top1["int8"], log_loss=report.log_loss["int8"], no_dog_caught=report.no_dog_caught["int8"])
-        assert report.kept == int8_verdict(fp32, int8, report.images_per_second)[0] == (file is not None)
+        # half the 240 training photos calibrate, the other half decide; the 120 dev photos only report
+        assert (report.validation_photos, report.test_photos, report.non_dog_images) == (120, 120, 64)
+        assert report.megabytes["int8"] < report.megabytes["fp32"] / 2 and "validation photos, paired" in report.decided_on
+        assert set(report.top1) == {"fp32", "int8"} and report.top1["fp32"] > 0.5   # reported on the test photos
+        v = report.validation   # the decision again, from what the card recorded of the paired comparison
+        agree = [True] * (report.validation_photos - v["fp32_only"] - v["int8_only"])
+        right = dict(fp32=[True] * v["fp32_only"] + [False] * v["int8_only"] + agree,
+                     int8=[False] * v["fp32_only"] + [True] * v["int8_only"] + agree)
+        figures = {p: dict(top1=v["top1"][p], log_loss=v["log_loss"][p], no_dog_caught=report.no_dog_caught[p],
+                           right=right[p]) for p in ("fp32", "int8")}
+        assert report.kept == int8_verdict(figures["fp32"], figures["int8"], report.images_per_second)[0] == (file is not None)
         assert report.kept == (folder/SERVING_NAMES[runtime]).is_file()
     auto, fp32 = Predictor.from_dir(folder), Predictor.from_dir(folder, precision="fp32")
     assert auto.precision == ("int8" if card.int8.kept() else "fp32")
