@@ -2,6 +2,7 @@
 
     python benchmarks/api_throughput.py [--requests 200] [--rounds 3] [--photos DIR] [--model-dir DIR]
                                         [--backend auto|openvino|onnxruntime] [--precision auto|fp32|int8]
+                                        [--server-threads N]
 
 Starts `dog-breed serve` on 127.0.0.1 (the zero-shot model unless --model-dir; a fresh SQLite log), and in each round
 sends --requests uploads (one real photo each) from 1, 4 and 16 client threads, reporting req/s and p50/p95/p99;
@@ -62,13 +63,15 @@ def main():
     ap.add_argument("--model-dir", type=Path)
     ap.add_argument("--backend", default="auto", choices=["auto", "openvino", "onnxruntime"])
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
+    ap.add_argument("--server-threads", type=int, help="the server's model threads (DOG_BREED_THREADS; default: its CPUs)")
     args = ap.parse_args()
     data = sample_photos(120, args.photos or stanford_photos(root=REPO))
     items = [data[i % len(data)] for i in range(args.requests)]
     rounds = []
     with tempfile.TemporaryDirectory() as d:
         extra = (["--model-dir", str(args.model_dir)] if args.model_dir else []) + ["--backend", args.backend, "--precision", args.precision]
-        with LocalServer("--store-url", f"sqlite:///{d}/predictions.db", *extra, cwd=d, ready=True) as s:
+        threads = {"DOG_BREED_THREADS": str(args.server_threads)} if args.server_threads else {}
+        with LocalServer("--store-url", f"sqlite:///{d}/predictions.db", *extra, cwd=d, ready=True, env=threads) as s:
             server = psutil.Process(s.proc.pid)
             card = httpx.get(s.url + "/model").json()
             rss_idle = server.memory_info().rss

@@ -5,9 +5,9 @@
 
 For each architecture the zero-shot model is built the way `dog-breed serve --calibration-photos DIR` builds it
 (`export.build_zero_shot_serving_dir(photos=DIR)`): int8 for OpenVINO (NNCF) and for ONNX Runtime (static QDQ), each
-calibrated on 300 Stanford *training* photos spread over the breeds and judged on the 1 200 dev photos — top-1, log
-loss, ECE, the no-dog rule on generated dog-free images, model-only photos/s at batch 32 — and kept or dropped by
-export's rule. `--model-dir` adds a trained serving folder as its export judged it (its own test photos). Then end to
+calibrated on 128 Stanford *training* photos spread over the breeds, kept or dropped by export's paired rule on 600
+other training photos, and reported on the 1 200 dev photos — top-1, log loss, ECE, the no-dog rule on generated
+dog-free images, model-only photos/s at batch 32. `--model-dir` adds a trained serving folder as its export judged it (its own test photos). Then end to
 end (photo files → answers, batch 32), fp32 against int8 on each runtime, in paired runs whose order alternates — an
 int8 file export dropped is made again for this, so the cost of the dropped one shows too. DIR holds
 stanford_dogs_train/ and stanford_dogs_dev/ (default: $DOG_BREED_PHOTOS, else ../shared/data). Says which CPU.
@@ -75,7 +75,7 @@ def print_row(row: dict):
               f"{i['no_dog_caught']['fp32']} → {i['no_dog_caught']['int8']}/{i['non_dog_images']}  model only "
               f"{i['images_per_second']['fp32']} → {i['images_per_second']['int8']}/s  {i['megabytes']['fp32']} → "
               f"{i['megabytes']['int8']} MB  end to end {row['end_to_end'][f'{r} fp32']} → {row['end_to_end'][f'{r} int8']}/s"
-              f"  {'KEPT' if i['kept'] else 'dropped'}: {i['reason']}")
+              f"  {'KEPT' if i['kept'] else 'dropped'} on {i.get('decided_on')}: {i['reason']}")
 
 
 def main():

@@ -26,7 +26,7 @@ from .monitoring import (NO_DOG, ImageArchive, PredictionStore, StoreError, Unkn
 log = logging.getLogger("dog_breed_classifier.answers")
 
 # %% auto #0
-__all__ = ['log', 'ALLOWED_FORMATS', 'PER', 'NO_DOG_WORDS', 'MAX_NOTE_CHARS', 'ApiError', 'decode_error_answer',
+__all__ = ['log', 'ALLOWED_FORMATS', 'PER', 'SHARED_BATCH', 'NO_DOG_WORDS', 'MAX_NOTE_CHARS', 'ApiError', 'decode_error_answer',
            'parse_rate_limit', 'RateLimiter', 'feedback_limiter', 'SharedBatches', 'PredictionRecorder',
            'feedback_breed', 'record_feedback']
 
@@ -99,6 +99,12 @@ def feedback_limiter(text: str | None, # `N/minute` or `N/hour` (None or '': no 
     return RateLimiter(per_minute, clock, burst=float(text.strip().partition("/")[0]))
 
 # %% ../nbs/07a_answers.ipynb #5b0a7c01
+# Concurrent photos answered in one model call, at most. Measured on two cores (benchmarks/api_throughput.py, the
+# trained Lite2 in int8 on OpenVINO): 8 serves as many requests as 32 (the model's best batch is 4–8 there:
+# benchmarks/precision_speed.py) with 300 MB less memory — the runtime keeps work buffers for every batch size it
+# meets. `dog-breed serve --max-batch` sets it; more cores may want more.
+SHARED_BATCH = 8
+
 @dataclass
 class _Job:
     item: object
@@ -147,11 +153,12 @@ class PredictionRecorder:
                  archive: ImageArchive | None = None, # where to keep the uploaded photos (default: not kept)
                  metrics=None, # anything with `observe_prediction(answer, size)`, e.g. the API's `ApiMetrics`
                  load_error: str | None = None, # why there is no model, when the caller knows
-                 feedback_limit: RateLimiter | None = None): # words per client (`feedback_limiter`), API and demo alike
+                 feedback_limit: RateLimiter | None = None, # words per client (`feedback_limiter`), API and demo alike
+                 max_batch: int = SHARED_BATCH): # concurrent photos the model answers in one call, at most
         self.predictor, self.store, self.archive, self.metrics = predictor, store, archive, metrics
         self.feedback_limit = feedback_limit
         self.load_error = load_error or ("no model given" if predictor is None else None)
-        self.batches = SharedBatches(self._predict_and_commit)   # concurrent requests: one model call, one commit
+        self.batches = SharedBatches(self._predict_and_commit, max_batch)   # concurrent requests: one call, one commit
 
     def __call__(self, content: bytes, # the photo's bytes, as sent
                  source: str, # how it came: api | batch | ui

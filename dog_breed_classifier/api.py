@@ -35,7 +35,8 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
                                PlatformCollector, ProcessCollector, generate_latest)
 
 import dog_breed_classifier
-from .answers import ApiError, PredictionRecorder, RateLimiter, feedback_limiter, record_feedback
+from .answers import (SHARED_BATCH, ApiError, PredictionRecorder, RateLimiter, feedback_limiter,
+                                          record_feedback)
 from .core import DogBreedError, DriftSettings, LoopSettings
 from .images import MAX_UPLOAD_BYTES
 from .inference import Predictor
@@ -798,6 +799,7 @@ class ServeSettings:
     backend: str = "auto"                      # auto | openvino | onnxruntime
     tta: bool | None = None                    # average each photo with its mirror image (None: as the model card says)
     precision: str = "auto"                    # auto (the int8 file export kept, else fp32) | fp32 | int8
+    max_batch: int = SHARED_BATCH              # concurrent photos the model answers in one call, at most
     archive_url: str | None = None   # keep uploaded photos here (a folder or an fsspec URL); default: not kept
     upload: UploadLimits | None = None         # bytes per photo, files per batch (None: `UploadLimits()`)
     cors_origins: list[str] | None = None      # browser origins allowed to call the API (default: none)
@@ -826,7 +828,7 @@ def build_service(predictor: Predictor | None, # the model; None: load `choice.m
     if predictor is not None and choice.reason: predictor.selection_reason = choice.reason
     store, metrics = store or PredictionStore(), ApiMetrics()
     record = PredictionRecorder(predictor, store, ImageArchive(st.archive_url) if st.archive_url else None, metrics,
-                                choice.error or load_error, feedback_limiter(st.access.feedback_limit))
+                                choice.error or load_error, feedback_limiter(st.access.feedback_limit), st.max_batch)
     if predictor is not None:
         metrics.observe_model(predictor)
         log.info("serving %s (%s)", predictor, predictor.selection_reason or "model given")

@@ -23,6 +23,7 @@ from .core import (PARAMS_FILE, SERVING_FILES, DogBreedError, DriftSettings, Gat
                                        LoopSettings, Tolerances, atomic_write, breed_vocab, load_project, user_at_host)
 from .data import make_sample_dataset
 from .drift import REFERENCE_FILE, DriftMonitor
+from .answers import SHARED_BATCH
 from .images import MAX_UPLOAD_BYTES, ImageDecodeError
 from .inference import Predictor
 from .served_model import (ModelChoice, ModelRegistry, cached_zero_shot_serving_dir,
@@ -145,7 +146,7 @@ def cmd_serve(args) -> int:
     upload = UploadLimits(max_upload_bytes=int(args.max_upload_mb * 2**20))
     app = create_app(store=store, choice=choice, archive_url=args.archive, upload=upload, backend=args.backend,
                      tta=args.tta, precision=args.precision, cors_origins=args.cors_origin or None,
-                     drift_settings=drift_settings, ui=not args.no_ui, access=access,
+                     max_batch=args.max_batch, drift_settings=drift_settings, ui=not args.no_ui, access=access,
                      registry=registry if args.reload_interval >= 0 else None,
                      reload_interval=max(0.0, args.reload_interval), loop=loop)
     logging.getLogger("dog_breed_classifier.api").info("prediction store: %s; %s", store, access)
@@ -499,6 +500,9 @@ SERVING_COMMANDS = {
         arg("--port", type=int, default=8000), MODEL_DIR, STORE_URL,
         arg("--archive", metavar="DIR_OR_URL", help="also keep uploaded photos here (a folder, gs://…, s3://…)"),
         BACKEND, TTA, PRECISION, CALIBRATION_PHOTOS,
+        arg("--max-batch", type=int, default=SHARED_BATCH, metavar="N",
+            help=f"concurrent photos the model answers in one call, at most (default {SHARED_BATCH}: measured on two "
+                 "cores; more cores may want more)"),
         arg("--max-upload-mb", type=float, default=MAX_UPLOAD_BYTES / 2**20,
             help=f"larger uploads get 413 (default {MAX_UPLOAD_BYTES / 2**20:g})"),
         arg("--cors-origin", action="append", metavar="ORIGIN",

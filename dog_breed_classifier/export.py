@@ -156,17 +156,19 @@ def graph_figures(backend, # a loaded runtime (`inference.load_backend`)
                   temperature: float = 1.0, # the card's calibration: probabilities = softmax(logits / temperature)
                   no_dog_threshold: float | None = None, # the no-dog rule (None: the model has none)
                  ) -> dict:
-    "Top-1, log loss, calibration error and the photos it gets right, and how many dog-free images the no-dog rule catches."
+    """Top-1, log loss, calibration error and which photos it gets right; how many dog-free images the no-dog rule
+    catches."""
     logits, _ = _outputs(backend, photos)
     m = classification_metrics(softmax(logits.astype(np.float64) / temperature), targets,
                                list(map(str, range(logits.shape[1]))))
     caught = None if no_dog_threshold is None else int((_outputs(backend, non_dogs)[1] < no_dog_threshold).sum())
-    return dict(top1=m["top1"], log_loss=m["log_loss"], ece=m["ece"], no_dog_caught=caught, right=logits.argmax(1) == targets)
+    return dict(top1=m["top1"], log_loss=m["log_loss"], ece=m["ece"], no_dog_caught=caught,
+                right=logits.argmax(1) == targets)
 
 # %% ../nbs/09_export.ipynb #508d95ba
 def int8_verdict(fp32: dict, int8: dict, # `graph_figures` of each precision on the same labelled photos
                  images_per_second: dict, # {fp32: …, int8: …}, measured in the same run
-                 max_top1_drop: float = DEFAULTS.max_int8_top1_drop, # a larger drop is refused even if chance could explain it
+                 max_top1_drop: float = DEFAULTS.max_int8_top1_drop, # a larger drop is refused, chance or not
                  max_log_loss_rise: float = DEFAULTS.max_int8_log_loss_rise, # allowed rise of the log loss
                  significance: float = DEFAULTS.int8_significance, # `paired_top1`'s p-value below this: int8 is worse
                 ) -> tuple[bool, str]:
@@ -174,7 +176,8 @@ def int8_verdict(fp32: dict, int8: dict, # `graph_figures` of each precision on 
     fails, paired = [], paired_top1(fp32["right"], int8["right"])
     lost = (f"{100 * paired['drop']:.1f} pt top-1 on {paired['photos']} photos ({paired['fp32_only']} right only in "
             f"fp32, {paired['int8_only']} only in int8")
-    if paired["p_value"] < significance: fails.append(f"is worse beyond chance: loses {lost}; p = {paired['p_value']:.3f})")
+    if paired["p_value"] < significance:
+        fails.append(f"is worse beyond chance: loses {lost}; p = {paired['p_value']:.3f})")
     elif paired["drop"] > max_top1_drop + 1e-9: fails.append(f"loses {lost}; allowed {100 * max_top1_drop:.1f} pt)")
     if int8["log_loss"] - fp32["log_loss"] > max_log_loss_rise:
         fails.append(f"raises the log loss by {int8['log_loss'] - fp32['log_loss']:.3f} (allowed {max_log_loss_rise})")
@@ -182,8 +185,8 @@ def int8_verdict(fp32: dict, int8: dict, # `graph_figures` of each precision on 
         fails.append(f"the no-dog rule catches {int8['no_dog_caught']} dog-free images, not {fp32['no_dog_caught']}")
     speedup = images_per_second["int8"] / images_per_second["fp32"]
     if speedup <= 1: fails.append(f"no faster on this CPU ({speedup:.2f}× fp32)")
-    return (False, "; ".join(fails)) if fails else (True, f"as accurate by a paired test (it loses {lost}; "
-                                                          f"p = {paired['p_value']:.2f}), and {speedup:.2f}× fp32 on this CPU")
+    if fails: return False, "; ".join(fails)
+    return True, f"as accurate by a paired test (it loses {lost}; p = {paired['p_value']:.2f}), and {speedup:.2f}× fp32"
 
 # %% ../nbs/09_export.ipynb #5c1d2e07
 def paired_top1(fp32_right: np.ndarray, int8_right: np.ndarray, # which of the same photos each precision gets right
@@ -205,7 +208,8 @@ def compare_precisions(runtime: str, # openvino | onnxruntime
                       ) -> dict:
     "`graph_figures` of fp32 and int8 on `runtime`, and their model-only img/s at batch 32, measured in the same run."
     backends = {"fp32": load_backend(Path(fp32_path), runtime), "int8": load_backend(Path(int8_path), runtime)}
-    figures = {k: graph_figures(b, photos, targets, non_dogs, temperature, no_dog_threshold) for k, b in backends.items()}
+    figures = {k: graph_figures(b, photos, targets, non_dogs, temperature, no_dog_threshold)
+               for k, b in backends.items()}
     speed, batch = {k: [] for k in backends}, photos[:32]
     for _ in range(rounds):
         for k, b in backends.items():
@@ -287,8 +291,11 @@ def _quantize(runtime: str, onnx_path: Path, out_dir: Path, calib: np.ndarray) -
     t = time.perf_counter()
     if runtime == "openvino":
         path = quantize_openvino_int8(onnx_path, out_dir/SERVING_FILES.int8_openvino, calib)
-        files, how = [path, path.with_suffix(".bin")], "NNCF post-training quantization (mixed preset, fast bias correction)"
-    else: files, how = [quantize_int8(onnx_path, out_dir/SERVING_FILES.int8_onnxruntime, calib)], "ONNX Runtime static QDQ (stem and heads in float)"
+        files = [path, path.with_suffix(".bin")]
+        how = "NNCF post-training quantization (mixed preset, fast bias correction)"
+    else:
+        files = [quantize_int8(onnx_path, out_dir/SERVING_FILES.int8_onnxruntime, calib)]
+        how = "ONNX Runtime static QDQ (stem and heads in float)"
     return files, f"{how}, calibrated on {len(calib)} validation photos, {time.perf_counter() - t:.0f} s"
 
 def _both(figures: dict, key: str, digits: int = 4) -> dict:
@@ -311,16 +318,17 @@ def _int8_report(runtime: str, onnx_path: Path, out_dir: Path, calib: np.ndarray
                    int8_only=paired["int8_only"], p_value=round(paired["p_value"], 4))
     on_test = {}
     if test is not None:   # the test photos report both precisions; they decide nothing
-        t = compare_precisions(runtime, onnx_path, files[0], *test, non_dogs[:0], temperature, None, rounds=0)["figures"]
+        t = compare_precisions(runtime, onnx_path, files[0], *test, non_dogs[:0], temperature, None, 0)["figures"]
         on_test = dict(top1=_both(t, "top1"), log_loss=_both(t, "log_loss"), ece=_both(t, "ece"))
     megabytes = dict(fp32=round(onnx_path.stat().st_size / 1e6, 1),
                      int8=round(sum(p.stat().st_size for p in files) / 1e6, 1))
     if not kept:
         for p in files: p.unlink()
     return dict(kept=kept, reason=reason, method=method, validation_photos=len(validation[1]), validation=decided,
-                decided_on=f"{len(validation[1])} validation photos, paired (McNemar's exact test), never the test photos",
+                decided_on=f"{len(validation[1])} validation photos, paired (McNemar's exact test)",
                 test_photos=0 if test is None else len(test[1]), **on_test, no_dog_caught=_both(f, "no_dog_caught"),
-                non_dog_images=len(non_dogs), megabytes=megabytes, images_per_second={k: round(v, 1) for k, v in ips.items()})
+                non_dog_images=len(non_dogs), megabytes=megabytes,
+                images_per_second={k: round(v, 1) for k, v in ips.items()})
 
 # %% ../nbs/09_export.ipynb #dacfcc34
 def _labelled_batch(pairs: list[tuple[Path, str]], trained: TrainedModel, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -240,7 +240,7 @@ class Parity(CardPart):
 # %% ../nbs/00c_model_card.ipynb #b730e91b
 @dataclass(kw_only=True)
 class Int8Report(CardPart):
-    "Whether export kept one runtime's int8 file, how it was made, and its figures beside fp32's: deciding, and reported."
+    "Whether export kept one runtime's int8 file, how it was made, and its figures beside fp32's: deciding, reported."
     kept: bool
     reason: str
     method: str | None = optional()               # how it was quantised, and on how many photos
