@@ -174,8 +174,9 @@ def int8_verdict(fp32: dict, int8: dict, # `graph_figures` of each precision on 
                 ) -> tuple[bool, str]:
     "Whether int8 earns its place — as accurate on all three counts, by a paired test, and faster — and why, in words."
     fails, paired = [], paired_top1(fp32["right"], int8["right"])
-    lost = (f"{100 * paired['drop']:.1f} pt top-1 on {paired['photos']} photos ({paired['fp32_only']} right only in "
-            f"fp32, {paired['int8_only']} only in int8")
+    b, c = paired["fp32_only"], paired["int8_only"]
+    photos = f"on {paired['photos']} photos ({b} right only in fp32, {c} only in int8"
+    lost = f"{100 * paired['drop']:.1f} pt top-1 {photos}"
     if paired["p_value"] < significance:
         fails.append(f"is worse beyond chance: loses {lost}; p = {paired['p_value']:.3f})")
     elif paired["drop"] > max_top1_drop + 1e-9: fails.append(f"loses {lost}; allowed {100 * max_top1_drop:.1f} pt)")
@@ -186,7 +187,8 @@ def int8_verdict(fp32: dict, int8: dict, # `graph_figures` of each precision on 
     speedup = images_per_second["int8"] / images_per_second["fp32"]
     if speedup <= 1: fails.append(f"no faster on this CPU ({speedup:.2f}× fp32)")
     if fails: return False, "; ".join(fails)
-    return True, f"as accurate by a paired test (it loses {lost}; p = {paired['p_value']:.2f}), and {speedup:.2f}× fp32"
+    change = f"top-1 {-100 * paired['drop']:+.1f} pt {photos}; p = {paired['p_value']:.2f})"
+    return True, f"as accurate by a paired test: {change}, and {speedup:.2f}× fp32"
 
 # %% ../nbs/09_export.ipynb #5c1d2e07
 def paired_top1(fp32_right: np.ndarray, int8_right: np.ndarray, # which of the same photos each precision gets right
@@ -308,6 +310,7 @@ def _int8_report(runtime: str, onnx_path: Path, out_dir: Path, calib: np.ndarray
                  no_dog_threshold: float | None) -> dict:
     """Quantise for `runtime`, decide on the `validation` (inputs, classes) by `int8_verdict`, report both precisions
     on the `test` ones; the int8 files stay in `out_dir` only if kept."""
+    started = time.perf_counter()
     files, method = _quantize(runtime, onnx_path, out_dir, calib)
     cmp = compare_precisions(runtime, onnx_path, files[0], *validation, non_dogs, temperature, no_dog_threshold)
     f, ips = cmp["figures"], cmp["images_per_second"]
@@ -328,7 +331,8 @@ def _int8_report(runtime: str, onnx_path: Path, out_dir: Path, calib: np.ndarray
                 decided_on=f"{len(validation[1])} validation photos, paired (McNemar's exact test)",
                 test_photos=0 if test is None else len(test[1]), **on_test, no_dog_caught=_both(f, "no_dog_caught"),
                 non_dog_images=len(non_dogs), megabytes=megabytes,
-                images_per_second={k: round(v, 1) for k, v in ips.items()})
+                images_per_second={k: round(v, 1) for k, v in ips.items()},
+                seconds=round(time.perf_counter() - started, 1))
 
 # %% ../nbs/09_export.ipynb #dacfcc34
 def _labelled_batch(pairs: list[tuple[Path, str]], trained: TrainedModel, what: str) -> tuple[np.ndarray, np.ndarray]:

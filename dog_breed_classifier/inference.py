@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -239,10 +240,17 @@ def predict(self: Predictor, images: list, # photos: paths, bytes or PIL images
             embeddings: bool = False, # add each photo's embedding
            ) -> list[dict]:
     """One dict per photo (path, bytes or PIL image): breed, confidence, top_k, is_dog, image_stats, model_version,
-    latency_ms, …"""
+    latency_ms, …; `batch_size` photos a model call, the next ones decoded meanwhile."""
     t = time.perf_counter()
-    decoded = [self.decode(im) for im in images]
-    answers = self.predict_decoded(decoded, top_k, embeddings)
+    chunks = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
+    decode = lambda chunk: [self.decode(im) for im in chunk]
+    answers = []
+    with ThreadPoolExecutor(1) as pool:   # the runtime releases the GIL: decoding overlaps the model's run
+        pending = [pool.submit(decode, chunks[0])] if chunks else []
+        for k in range(len(chunks)):
+            decoded = pending.pop().result()
+            if k + 1 < len(chunks): pending.append(pool.submit(decode, chunks[k + 1]))
+            answers += self.predict_decoded(decoded, top_k, embeddings)
     per = (time.perf_counter() - t) * 1000 / max(1, len(images))
     for a in answers: a["latency_ms"] = round(per, 2)   # decode + inference, per photo
     return answers

@@ -257,6 +257,7 @@ class Int8Report(CardPart):
     no_dog_caught: dict | None = optional()       # {fp32: …, int8: …}: dog-free images the no-dog rule answers
     non_dog_images: int | None = optional()
     megabytes: dict | None = optional()           # {fp32: …, int8: …}: the files' sizes
+    seconds: float | None = optional()            # what quantizing, deciding and reporting took
 
 # %% ../nbs/00c_model_card.ipynb #336f021a
 @dataclass(kw_only=True)
