@@ -98,7 +98,7 @@ def feedback_limiter(text: str | None, # `N/minute` or `N/hour` (None or '': no 
     per_minute = parse_rate_limit(text, "--feedback-limit")
     return RateLimiter(per_minute, clock, burst=float(text.strip().partition("/")[0]))
 
-# %% ../nbs/07a_answers.ipynb #5b0a7c01
+# %% ../nbs/07a_answers.ipynb #5b0a7c00
 # Concurrent photos answered in one model call, at most. Measured on two cores (benchmarks/api_throughput.py, the
 # trained Lite2 in int8 on OpenVINO): 8 serves as many requests as 32 (the model's best batch is 4–8 there:
 # benchmarks/precision_speed.py) with 300 MB less memory — the runtime keeps work buffers for every batch size it
@@ -111,6 +111,7 @@ class _Job:
     result: object = None
     done: bool = False
 
+# %% ../nbs/07a_answers.ipynb #5b0a7c01
 class SharedBatches:
     """Calls `fn` on the items concurrent callers hand in, several at a time: a caller that finds no batch running runs
     one for every item waiting (up to `max_items`), its own among them."""
@@ -140,10 +141,14 @@ class SharedBatches:
         return job.result
 
     def _run(self, batch: list[_Job]):
+        results = None
         try: results = self.fn([j.item for j in batch])
         except Exception as e: results = [e] * len(batch)
-        for j, r in zip(batch, results): j.result, j.done = r, True
-        self.sizes.append(len(batch))
+        finally:   # every job ends, whatever `fn` did: no caller waits for an answer that will never come
+            if results is None or len(results) != len(batch):
+                results = [RuntimeError(f"no result for this item from {self.fn}")] * len(batch)
+            for j, r in zip(batch, results): j.result, j.done = r, True
+            self.sizes.append(len(batch))
 
 # %% ../nbs/07a_answers.ipynb #102cf374
 class PredictionRecorder:
