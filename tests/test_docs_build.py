@@ -4,8 +4,9 @@
 every cell that holds an import, every exported cell and every `show_doc`, adds `show_doc` after exported names and
 links backticked names), then Quarto renders the result. Quarto is not installable on these machines, but every
 failure seen so far came from the first step — a cell that mixes an import with code using an earlier cell's names
-raises `NameError`, since nbdev runs only the import cells. This test runs that step exactly as `nbdev-docs` does
-(one fresh process per notebook, from the project root) and checks what it leaves, plus what the pages link to:
+raises `NameError`, since nbdev runs only the import cells. This test runs that step as `nbdev-docs` does (each
+notebook in a process of its own, from the project root; here forked from one that imported the library and its heavy
+dependencies once, so 34 notebooks do not import torch 34 times) and checks what it leaves, plus what the pages link to:
 
 - no exception, and no "cells containing imports and other code" warning (imports live in import-only cells);
 - no traceback in any output of the processed page;
@@ -19,7 +20,6 @@ import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,30 +30,50 @@ NBS = ROOT / "nbs"
 NOTEBOOKS = sorted(p for p in NBS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 IMPORT_WARNING = "Found cells containing imports and other code"
 PROCESS = """
-import sys, warnings
+import contextlib, io, json, multiprocessing, pkgutil, importlib, sys, traceback, warnings
 from pathlib import Path
 warnings.simplefilter("always")
-import nbdev.serve_drv
+import nbdev.serve_drv, dog_breed_classifier
 from nbdev.processors import FilterDefaults
-nbdev.serve_drv.main((Path(sys.argv[1]), Path(sys.argv[2]), FilterDefaults))
+if sys.argv[2] == "preload":   # what the notebooks import, imported once
+    for m in pkgutil.iter_modules(dog_breed_classifier.__path__): importlib.import_module(f"dog_breed_classifier.{m.name}")
+
+def process(job):
+    src, dst = map(Path, job)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try: nbdev.serve_drv.main((src, dst, FilterDefaults)); rc = 0
+        except BaseException: traceback.print_exc(); rc = 1
+    return rc, err.getvalue()
+
+if __name__ == "__main__":
+    jobs = json.loads(sys.stdin.read())
+    with multiprocessing.get_context("fork").Pool(int(sys.argv[1]), maxtasksperchild=1) as pool:   # a fresh fork each
+        Path(sys.argv[3]).write_text(json.dumps(pool.map(process, jobs, chunksize=1)))
 """
 
 
-def process_notebook(src: Path, dst: Path):
-    "Run nbdev's docs processing on `src` into `dst` as `nbdev-docs` does: `(returncode, stderr, processed nb)`."
-    dst.parent.mkdir(parents=True, exist_ok=True)
+def process_notebooks(jobs: list[tuple[Path, Path]], preload: bool = True) -> list[tuple[int, str, dict | None]]:
+    """Run nbdev's docs processing on each `(src, dst)` as `nbdev-docs` does, each notebook in a process of its own
+    (forked from one that imported the library once), from the project root: `[(returncode, stderr, processed nb)]`."""
+    for _, dst in jobs: dst.parent.mkdir(parents=True, exist_ok=True)
+    answers = jobs[0][1].parent / "processing-results.json"
     env = {**os.environ, "WANDB_MODE": "offline", "DO_NOT_TRACK": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
-    r = subprocess.run([sys.executable, "-c", PROCESS, str(src), str(dst)], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
-    return r.returncode, r.stderr, (json.loads(dst.read_text()) if dst.exists() and r.returncode == 0 else None)
+    r = subprocess.run([sys.executable, "-c", PROCESS, str(max(2, os.cpu_count() or 2)),
+                        "preload" if preload else "bare", str(answers)], cwd=ROOT, env=env,
+                       input=json.dumps([[str(s), str(d)] for s, d in jobs]), capture_output=True, text=True,
+                       timeout=1200)
+    assert r.returncode == 0, f"the docs processing runner failed:\n{r.stderr[-3000:]}"
+    results = json.loads(answers.read_text())
+    return [(rc, err, json.loads(dst.read_text()) if rc == 0 and dst.exists() else None)
+            for (rc, err), (_, dst) in zip(results, jobs)]
 
 
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory):
-    "Every notebook processed, in parallel (each in its own process, as `nbdev-docs` does): `{name: result}`."
+    "Every notebook processed, two at a time (each in its own process, as `nbdev-docs` does): `{name: result}`."
     out = tmp_path_factory.mktemp("proc")
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        results = list(pool.map(lambda p: process_notebook(p, out / p.relative_to(NBS)), NOTEBOOKS))
+    results = process_notebooks([(p, out / p.relative_to(NBS)) for p in NOTEBOOKS])
     return {str(p.relative_to(NBS)): r for p, r in zip(NOTEBOOKS, results)}
 
 
@@ -191,7 +211,7 @@ def test_the_checks_catch_what_they_should(tmp_path):
           "nbformat": 4, "nbformat_minor": 5}
     src = tmp_path / "broken.ipynb"
     src.write_text(json.dumps(nb))
-    rc, stderr, _ = process_notebook(src, tmp_path / "out" / src.name)
+    [(rc, stderr, _)] = process_notebooks([(src, tmp_path / "out" / src.name)], preload=False)
     assert rc != 0 and "NameError" in stderr and IMPORT_WARNING in stderr
     cls = tmp_path / "m.ipynb"
     cls.write_text(json.dumps({**nb, "cells": [cell("#| export\nclass A:\n    def go(self): pass\n@patch\ndef b(self: A): pass")]}))
