@@ -19,16 +19,16 @@ from fastcore.basics import patch
 
 from .core import BreedVocab, DogBreedError, breed_vocab
 from .images import ImageDecodeError
-from .inference import Predictor
+from .inference import PreparedPhoto, Predictor
 from .monitoring import (NO_DOG, ImageArchive, PredictionStore, StoreError, UnknownPredictionError,
                                              new_prediction_id)
 
 log = logging.getLogger("dog_breed_classifier.answers")
 
 # %% auto #0
-__all__ = ['log', 'ALLOWED_FORMATS', 'PER', 'SHARED_BATCH', 'NO_DOG_WORDS', 'MAX_NOTE_CHARS', 'ApiError', 'decode_error_answer',
-           'parse_rate_limit', 'RateLimiter', 'feedback_limiter', 'SharedBatches', 'PredictionRecorder',
-           'feedback_breed', 'record_feedback']
+__all__ = ['log', 'ALLOWED_FORMATS', 'PER', 'SHARED_BATCH', 'COMMIT_BATCH', 'NO_DOG_WORDS', 'MAX_NOTE_CHARS', 'ApiError',
+           'decode_error_answer', 'parse_rate_limit', 'RateLimiter', 'feedback_limiter', 'SharedBatches',
+           'PredictionRecorder', 'feedback_breed', 'record_feedback']
 
 # %% ../nbs/07a_answers.ipynb #c59c5833
 class ApiError(Exception):
@@ -104,6 +104,7 @@ def feedback_limiter(text: str | None, # `N/minute` or `N/hour` (None or '': no 
 # benchmarks/precision_speed.py) with 300 MB less memory — the runtime keeps work buffers for every batch size it
 # meets. `dog-breed serve --max-batch` sets it; more cores may want more.
 SHARED_BATCH = 8
+COMMIT_BATCH = 32   # rows committed in one transaction, at most: every answer that waits for its commit
 
 @dataclass
 class _Job:
@@ -163,7 +164,8 @@ class PredictionRecorder:
         self.predictor, self.store, self.archive, self.metrics = predictor, store, archive, metrics
         self.feedback_limit = feedback_limit
         self.load_error = load_error or ("no model given" if predictor is None else None)
-        self.batches = SharedBatches(self._predict_and_commit, max_batch)   # concurrent requests: one call, one commit
+        self.batches = SharedBatches(self._run_model, max_batch)       # concurrent photos: one model call
+        self.commits = SharedBatches(self._commit, COMMIT_BATCH)       # their rows: one transaction
 
     def __call__(self, content: bytes, # the photo's bytes, as sent
                  source: str, # how it came: api | batch | ui
@@ -171,12 +173,14 @@ class PredictionRecorder:
                 ) -> dict:
         "The answer for the photo `content` (its bytes as sent), logged with `source` and `client`; raises `ApiError`."
         p = self.predictor   # once: a model swapped in meanwhile answers the next request, not half of this one
-        decoded = self._decode(content, p)
+        photo = self._prepare(content, p)   # in this request's thread, while the model runs others' photos
         pid, archived = new_prediction_id(), None
         try:
-            if self.archive is not None: archived = self.archive.put(content, pid, decoded.format)
-            answer = self.batches((p, decoded, dict(source=source, prediction_id=pid, content=content,
-                                                    archived_as=archived, client=client)))
+            if self.archive is not None: archived = self.archive.put(content, pid, photo.decoded.format)
+            output, model_ms = self.batches((p, photo))   # the model runs for everyone waiting; this is our row
+            answer = p.answer(photo, output, embeddings=True, latency_ms=model_ms)
+            self.commits(dict(prediction=answer, source=source, prediction_id=pid, content=content,
+                              archived_as=archived, client=client))   # with everyone's rows waiting: one transaction
         except BaseException as e:
             if archived: self.archive.remove(archived)   # no archived photo without its row
             if not isinstance(e, OSError): raise
@@ -188,15 +192,15 @@ class PredictionRecorder:
 
 # %% ../nbs/07a_answers.ipynb #721c16a2
 @patch
-def _decode(self: PredictionRecorder, content: bytes, p: Predictor | None):
-    "The decoded upload, or the `ApiError` that refuses it."
+def _prepare(self: PredictionRecorder, content: bytes, p: Predictor | None) -> PreparedPhoto:
+    "The upload decoded and prepared for the model, or the `ApiError` that refuses it."
     if p is None: raise ApiError(503, "model_not_loaded", f"no model is loaded ({self.load_error}); see /health")
     try: decoded = p.decode(content, name="the upload")
     except ImageDecodeError as e: raise decode_error_answer(e) from None
     if decoded.format not in ALLOWED_FORMATS:
         raise ApiError(415, "unsupported_format",
                        f"{decoded.format} images are not accepted; send a JPEG, PNG, WebP, BMP or GIF photo")
-    return decoded
+    return p.prepare(decoded)
 
 # %% ../nbs/07a_answers.ipynb #721c16a3
 def _not_recorded() -> ApiError:
@@ -204,18 +208,25 @@ def _not_recorded() -> ApiError:
     return ApiError(503, "store_unavailable", "the prediction could not be recorded; try again soon")
 
 @patch
-def _predict_and_commit(self: PredictionRecorder, uploads: list[tuple]) -> list:
-    "The answers for [(predictor, decoded photo, row keywords)], committed in one transaction; else a 503 each."
-    answers = [None] * len(uploads)
-    for p in {id(u[0]): u[0] for u in uploads}.values():   # one model call per model (a swap mid-batch: two)
-        mine = [i for i, u in enumerate(uploads) if u[0] is p]
-        for i, answer in zip(mine, p.predict_decoded([uploads[i][1] for i in mine], embeddings=True)):
-            answers[i] = answer
-    try: self.store.add_many([dict(prediction=a, **u[2]) for a, u in zip(answers, uploads)])
+def _run_model(self: PredictionRecorder, items: list[tuple]) -> list[tuple]:
+    "For each (predictor, prepared photo): its row of the model's outputs and its share of the call's milliseconds."
+    out = [None] * len(items)
+    for p in {id(i[0]): i[0] for i in items}.values():   # one model call per model (a swap mid-batch: two)
+        mine = [k for k, i in enumerate(items) if i[0] is p]
+        t = time.perf_counter()
+        rows = p.outputs([items[k][1] for k in mine])
+        ms = (time.perf_counter() - t) * 1000 / len(mine)
+        for k, row in zip(mine, rows): out[k] = (row, ms)
+    return out
+
+@patch
+def _commit(self: PredictionRecorder, rows: list[dict]) -> list:
+    "Commit the rows (`PredictionStore.add` keywords) in one transaction: None each, else the 503 each."
+    try: self.store.add_many(rows)
     except (StoreError, OSError) as e:
-        log.error("predictions %s not recorded: %s", ", ".join(u[2]["prediction_id"] for u in uploads), e)
-        return [_not_recorded() for _ in uploads]
-    return answers
+        log.error("predictions %s not recorded: %s", ", ".join(r["prediction_id"] for r in rows), e)
+        return [_not_recorded() for _ in rows]
+    return [None] * len(rows)
 
 # %% ../nbs/07a_answers.ipynb #311b039a
 NO_DOG_WORDS = ("no_dog", "no dog", "no dog here", "not a dog", "none")

@@ -278,18 +278,31 @@ class UploadLimits:
         return content
 
 # %% ../nbs/11_api.ipynb #54aeb71c
+class _RequestCounter:
+    """A plain ASGI middleware (Starlette's `@app.middleware("http")` runs each request through a task and a stream of
+    its own): counts and times every request, and refuses a declared oversize body before it is read."""
+    def __init__(self, app, metrics: ApiMetrics, limits: UploadLimits):
+        self.app, self.metrics, self.limits = app, metrics, limits
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http": return await self.app(scope, receive, send)
+        t, status = time.perf_counter(), [500]   # 500 unless a response starts: an unhandled error
+        async def counted(message):
+            if message["type"] == "http.response.start": status[0] = message["status"]
+            await send(message)
+        refused = self.limits.declared_too_large(Request(scope))
+        try:
+            if refused: await error_response(refused, self.metrics)(scope, receive, counted)
+            else: await self.app(scope, receive, counted)
+        finally:
+            route = scope.get("route")   # the router leaves the matched route in the scope
+            label = route.path if route is not None else "other"
+            self.metrics.requests.labels(label, scope["method"], str(status[0])).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - t)
+
 def add_request_metrics(app: FastAPI, metrics: ApiMetrics, limits: UploadLimits):
     "Count every request by route template and status, time it, and refuse declared oversize bodies first."
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        t = time.perf_counter()
-        refused = limits.declared_too_large(request)
-        response = error_response(refused, metrics) if refused else await call_next(request)
-        route = request.scope.get("route")
-        label = route.path if route is not None else "other"
-        metrics.requests.labels(label, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(label).observe(time.perf_counter() - t)
-        return response
+    app.add_middleware(_RequestCounter, metrics=metrics, limits=limits)
 
 # %% ../nbs/11_api.ipynb #f07846a7
 @dataclass
@@ -333,7 +346,7 @@ def prediction_routes(s: Service) -> APIRouter:
             answer = await run_in_threadpool(s.record, content, "api", client_of(request, s))
         except ApiError as e: return error_response(e, s.metrics)
         answer["latency_ms"] = round((time.perf_counter() - t) * 1000, 2)
-        return answer
+        return JSONResponse(answer)   # plain JSON already: FastAPI's jsonable_encoder walk is not needed
 
     @router.post("/predict/batch", summary="Predict the breeds in several photos",
                  responses=error_responses(400, 401, 413, 422, 429, 503))
@@ -348,7 +361,7 @@ def prediction_routes(s: Service) -> APIRouter:
                 if e.status == 503: return error_response(e, s.metrics)
                 s.metrics.errors.labels(e.reason).inc()
                 out.append({"index": i, "error": {"status": e.status, "reason": e.reason, "detail": e.detail}})
-        return {"predictions": out}
+        return JSONResponse({"predictions": out})
     return router
 
 # %% ../nbs/11_api.ipynb #03fbe426
@@ -605,35 +618,37 @@ def _bearer_key(request: Request) -> str | None:
     return key.strip() if scheme.lower() == "bearer" and key.strip() else None
 
 # %% ../nbs/11_api.ipynb #1344f360
+class _AccessControl:
+    "A plain ASGI middleware: the 401 or 429 for a request that may not pass, else the app's own answer."
+    def __init__(self, app, api: FastAPI, metrics: ApiMetrics, access: AccessSettings, keys: ApiKeys | None):
+        self.app, self.api, self.metrics, self.access, self.keys = app, api, metrics, access, keys
+        self.limiter, self.open_set = RateLimiter(access.rate_limit_per_minute), open_paths(api, access)
+
+    async def __call__(self, scope, receive, send):
+        refused = self._refusal(Request(scope)) if scope["type"] == "http" else None
+        await (refused or self.app)(scope, receive, send)
+
+    def _refusal(self, request: Request) -> JSONResponse | None:
+        if request.method == "OPTIONS": return None   # CORS preflights carry no credentials
+        path = request.url.path.rstrip("/") or "/"
+        if _is_open(self.api, path, self.open_set): return None
+        client = request.client.host if request.client else "unknown"
+        if path != "/metrics" and (wait := self.limiter.wait(client)):
+            return error_response(ApiError(429, "rate_limited",
+                                           f"over the rate limit of {self.access.rate_limit_per_minute:g} "
+                                           f"requests a minute; try again in {math.ceil(wait)} s"),
+                                  self.metrics, {"Retry-After": str(math.ceil(wait))})
+        if self.keys is None: return None
+        request.state.client = self.keys.name_of(_bearer_key(request))   # who the key says it is: kept with its rows
+        if request.state.client is not None: return None
+        return error_response(ApiError(401, "unauthorized",
+                                       "this server needs an API key: send it as `Authorization: Bearer <key>`"),
+                              self.metrics, {"WWW-Authenticate": "Bearer"})
+
 def add_access_control(app: FastAPI, metrics: ApiMetrics, access: AccessSettings):
     "Refuse every path but the open ones without a known API key (401), and clients over the rate limit (429)."
-    limiter, open_set = RateLimiter(access.rate_limit_per_minute), open_paths(app, access)
     keys = app.state.api_keys = ApiKeys.of(access)   # the lifespan reloads them on SIGHUP
-    @app.middleware("http")
-    async def check_access(request: Request, call_next):
-        if request.method == "OPTIONS": return await call_next(request)   # CORS preflights carry no credentials
-        path = request.url.path.rstrip("/") or "/"
-        if _is_open(app, path, open_set): return await call_next(request)
-        client = request.client.host if request.client else "unknown"
-        if path != "/metrics" and (wait := limiter.wait(client)):
-            return error_response(ApiError(
-                                      429,
-                                      "rate_limited",
-                                      f"over the rate limit of {access.rate_limit_per_minute:g} "
-                                      f"requests a minute; try again in {math.ceil(wait)} s",
-                                  ),
-                                  metrics,
-                                  {"Retry-After": str(math.ceil(wait))})
-        if keys is not None:
-            request.state.client = keys.name_of(_bearer_key(request))   # who the key says it is: recorded with its rows
-            if request.state.client is None:
-                return error_response(
-                    ApiError(401, "unauthorized",
-                             "this server needs an API key: send it as `Authorization: Bearer <key>`"),
-                    metrics,
-                    {"WWW-Authenticate": "Bearer"},
-                )
-        return await call_next(request)
+    app.add_middleware(_AccessControl, api=app, metrics=metrics, access=access, keys=keys)
 
 # %% ../nbs/11_api.ipynb #2733ec2e
 class _Deadlines:

@@ -207,18 +207,23 @@ def compare_precisions(runtime: str, # openvino | onnxruntime
                        photos: np.ndarray, targets: np.ndarray, non_dogs: np.ndarray, # see `graph_figures`
                        temperature: float = 1.0, no_dog_threshold: float | None = None, # see `graph_figures`
                        rounds: int = 5, # timed rounds per precision
+                       report: tuple | None = None, # other (inputs, classes) to score too, under `reported`
                       ) -> dict:
-    "`graph_figures` of fp32 and int8 on `runtime`, and their model-only img/s at batch 32, measured in the same run."
+    """`graph_figures` of fp32 and int8 on `runtime`, and their model-only img/s at batch 32, measured in the same run;
+    each file loaded once."""
     backends = {"fp32": load_backend(Path(fp32_path), runtime), "int8": load_backend(Path(int8_path), runtime)}
     figures = {k: graph_figures(b, photos, targets, non_dogs, temperature, no_dog_threshold)
                for k, b in backends.items()}
+    reported = None if report is None else {k: graph_figures(b, *report, non_dogs[:0], temperature, None)
+                                            for k, b in backends.items()}
     speed, batch = {k: [] for k in backends}, photos[:32]
     for _ in range(rounds):
         for k, b in backends.items():
             t = time.perf_counter()
             b(batch)
             speed[k].append(len(batch) / (time.perf_counter() - t))
-    return dict(figures=figures, images_per_second={k: float(np.median(v)) if v else None for k, v in speed.items()})
+    return dict(figures=figures, images_per_second={k: float(np.median(v)) if v else None for k, v in speed.items()},
+                reported=reported)
 
 # %% ../nbs/09_export.ipynb #911a3a14
 def _int8_files(int8: dict | None) -> dict:
@@ -312,17 +317,16 @@ def _int8_report(runtime: str, onnx_path: Path, out_dir: Path, calib: np.ndarray
     on the `test` ones; the int8 files stay in `out_dir` only if kept."""
     started = time.perf_counter()
     files, method = _quantize(runtime, onnx_path, out_dir, calib)
-    cmp = compare_precisions(runtime, onnx_path, files[0], *validation, non_dogs, temperature, no_dog_threshold)
+    cmp = compare_precisions(runtime, onnx_path, files[0], *validation, non_dogs, temperature, no_dog_threshold,
+                             report=test)   # the test photos report both precisions; they decide nothing
     f, ips = cmp["figures"], cmp["images_per_second"]
     kept, reason = int8_verdict(f["fp32"], f["int8"], ips, settings.max_int8_top1_drop,
                                 settings.max_int8_log_loss_rise, settings.int8_significance)
     paired = paired_top1(f["fp32"]["right"], f["int8"]["right"])
     decided = dict(top1=_both(f, "top1"), log_loss=_both(f, "log_loss"), fp32_only=paired["fp32_only"],
                    int8_only=paired["int8_only"], p_value=round(paired["p_value"], 4))
-    on_test = {}
-    if test is not None:   # the test photos report both precisions; they decide nothing
-        t = compare_precisions(runtime, onnx_path, files[0], *test, non_dogs[:0], temperature, None, 0)["figures"]
-        on_test = dict(top1=_both(t, "top1"), log_loss=_both(t, "log_loss"), ece=_both(t, "ece"))
+    t = cmp["reported"]
+    on_test = {} if t is None else dict(top1=_both(t, "top1"), log_loss=_both(t, "log_loss"), ece=_both(t, "ece"))
     megabytes = dict(fp32=round(onnx_path.stat().st_size / 1e6, 1),
                      int8=round(sum(p.stat().st_size for p in files) / 1e6, 1))
     if not kept:

@@ -11,18 +11,19 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from fastcore.basics import patch
 
 from .core import SERVING_FILES, DogBreedError
-from .images import DecodedImage, decode_image, image_stats, model_batch
+from .images import DecodedImage, decode_image, image_stats, model_input
 from .model_card import ModelCard, ModelLoadError, read_model_card
 
 # %% auto #0
 __all__ = ['OUTPUTS', 'PRECISIONS', 'default_threads', 'OnnxRuntimeBackend', 'OpenVINOBackend', 'available_backends',
-           'load_backend', 'choose_graph', 'softmax', 'Predictor']
+           'load_backend', 'choose_graph', 'softmax', 'Predictor', 'PreparedPhoto']
 
 # %% ../nbs/06_inference.ipynb #4a2c33f8
 def default_threads() -> int:
@@ -200,38 +201,62 @@ def run(self: Predictor, batch: np.ndarray, # model inputs: (n, 3, size, size), 
     logits, emb, dog = (np.concatenate([o[k] for o in outs]) for k in range(3))
     return softmax(logits.astype(np.float32) / self.card.calibration.temperature), emb, dog
 
+# %% ../nbs/06_inference.ipynb #a1b2c3d5
+@dataclass
+class PreparedPhoto:
+    "A decoded photo with its model input and image statistics: all of its answer but the model's run."
+    decoded: DecodedImage   # from `Predictor.decode`
+    pixels: np.ndarray      # the model's input: float32, 3×size×size (`images.model_input`)
+    stats: dict             # `images.image_stats`, rounded as answers carry them
+
+@patch
+def prepare(self: Predictor, d: DecodedImage, # from `Predictor.decode`
+           ) -> PreparedPhoto:
+    "What `d`'s answer needs besides the model: its model input and image statistics."
+    return PreparedPhoto(d, model_input(d.image, self.spec),
+                         {k: round(v, 4) for k, v in image_stats(d.image, d.size_as_sent).items()})
+
 # %% ../nbs/06_inference.ipynb #c2a24a2e
 @patch
-def _answer(self: Predictor, d: DecodedImage, p: np.ndarray, g: float, top_k: int, latency_ms: float) -> dict:
-    "The answer for one decoded photo from its probabilities `p` and P(dog) `g`."
-    order = np.argsort(-p)[:top_k]
-    is_dog = bool(g >= self.no_dog_threshold)
-    return dict(breed=self.classes[order[0]] if is_dog else None,
-                display_name=self.card.labels()[order[0]] if is_dog else None,
-                confidence=round(float(p[order[0]]), 6) if is_dog else None,
-                top_k=[dict(breed=self.classes[i], probability=round(float(p[i]), 6)) for i in order],
-                is_dog=is_dog, dog_probability=round(float(g), 6),
-                image_stats={k: round(v, 4) for k, v in image_stats(d.image, d.size_as_sent).items()},
-                width=d.original_size[0], height=d.original_size[1], format=d.format, notes=list(d.notes),
-                model_version=self.model_version, latency_ms=round(latency_ms, 2))
+def outputs(self: Predictor, photos: list[PreparedPhoto], # from `Predictor.prepare`
+           ) -> list[tuple]:
+    "Each photo's row of the model's outputs — (probabilities, embedding, P(dog)) — from one `run`."
+    probs, emb, dog = self.run(np.stack([r.pixels for r in photos]))
+    return list(zip(probs, emb, dog))
+
+@patch
+def answer(self: Predictor, photo: PreparedPhoto, # the photo the model saw
+           output: tuple, # its row of `Predictor.outputs`
+           top_k: int = 5, # breeds in the answer
+           embeddings: bool = False, # add the photo's embedding (float16), as the prediction log keeps it
+           latency_ms: float = 0.0, # the time to report
+          ) -> dict:
+    "The answer for one prepared photo from its row of the model's outputs."
+    (p, e, g), d = output, photo.decoded
+    order, is_dog = np.argsort(-p)[:top_k], bool(g >= self.no_dog_threshold)
+    answer = dict(breed=self.classes[order[0]] if is_dog else None,
+                  display_name=self.card.labels()[order[0]] if is_dog else None,
+                  confidence=round(float(p[order[0]]), 6) if is_dog else None,
+                  top_k=[dict(breed=self.classes[i], probability=round(float(p[i]), 6)) for i in order],
+                  is_dog=is_dog, dog_probability=round(float(g), 6), image_stats=dict(photo.stats),
+                  width=d.original_size[0], height=d.original_size[1], format=d.format, notes=list(d.notes),
+                  model_version=self.model_version, latency_ms=round(latency_ms, 2))
+    if embeddings: answer["embedding"] = e.astype(np.float16)
+    return answer
 
 # %% ../nbs/06_inference.ipynb #34c1c365
 @patch
-def predict_decoded(self: Predictor, images: list[DecodedImage], # photos from `Predictor.decode`
+def predict_decoded(self: Predictor, images: list, # `DecodedImage`s from `Predictor.decode`, or `PreparedPhoto`s
                     top_k: int = 5, # breeds per answer
                     embeddings: bool = False, # add each photo's embedding (float16), as the prediction log keeps it
                    ) -> list[dict]:
-    "One answer per already-decoded image (see `predict`)."
+    "One answer per already-decoded (or prepared) image (see `predict`)."
     if not images: return []
+    ready = [im if isinstance(im, PreparedPhoto) else self.prepare(im) for im in images]
     t = time.perf_counter()
-    probs, emb, dog = self.run(model_batch(images, self.spec))
+    outputs = self.outputs(ready)
     latency_ms = (time.perf_counter() - t) * 1000 / len(images)
-    out = []
-    for d, p, e, g in zip(images, probs, emb, dog):
-        answer = self._answer(d, p, g, top_k, latency_ms)
-        if embeddings: answer["embedding"] = e.astype(np.float16)
-        out.append(answer)
-    return out
+    return [self.answer(r, o, top_k, embeddings, latency_ms) for r, o in zip(ready, outputs)]
 
 # %% ../nbs/06_inference.ipynb #97ebeaf9
 @patch
@@ -240,12 +265,12 @@ def predict(self: Predictor, images: list, # photos: paths, bytes or PIL images
             embeddings: bool = False, # add each photo's embedding
            ) -> list[dict]:
     """One dict per photo (path, bytes or PIL image): breed, confidence, top_k, is_dog, image_stats, model_version,
-    latency_ms, …; `batch_size` photos a model call, the next ones decoded meanwhile."""
+    latency_ms, …; `batch_size` photos a model call, the next ones decoded and prepared meanwhile."""
     t = time.perf_counter()
     chunks = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
-    decode = lambda chunk: [self.decode(im) for im in chunk]
+    decode = lambda chunk: [self.prepare(self.decode(im)) for im in chunk]
     answers = []
-    with ThreadPoolExecutor(1) as pool:   # the runtime releases the GIL: decoding overlaps the model's run
+    with ThreadPoolExecutor(1) as pool:   # the runtime releases the GIL: preparing overlaps the model's run
         pending = [pool.submit(decode, chunks[0])] if chunks else []
         for k in range(len(chunks)):
             decoded = pending.pop().result()
