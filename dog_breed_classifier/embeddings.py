@@ -75,18 +75,22 @@ def photo_embeddings(runtime, # from `embedding_runtime`
                      mirrored: bool = False, # embed each photo's mirror image instead
                      chunk: int = 64, # photos per runtime call
                      desc: str = "", # a progress bar's label ("" = no progress bar)
+                     with_mirrors: bool = False, # also each mirror image, from the same decoding: their rows follow
                     ) -> np.ndarray:
-    "The embeddings of `files`, one row each."
+    "The embeddings of `files`, one row each (then one for each photo's mirror image, `with_mirrors`)."
     chunks = [files[i:i + chunk] for i in range(0, len(files), chunk)]
-    out = []
-    with ThreadPoolExecutor(1) as pool, tqdm(total=len(files), desc=desc, disable=not desc, unit="photo") as bar:
+    out, mirrors = [], []
+    views = 2 if with_mirrors else 1
+    bar = tqdm(total=len(files) * views, desc=desc, disable=not desc, unit="photo")
+    with ThreadPoolExecutor(1) as pool, bar:
         pending = pool.submit(_inputs, chunks[0], spec, mirrored) if chunks else None
         for i in range(len(chunks)):
             batch = pending.result()
             if i + 1 < len(chunks): pending = pool.submit(_inputs, chunks[i + 1], spec, mirrored)
             out.append(runtime(batch))
-            bar.update(len(batch))
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+            if with_mirrors: mirrors.append(runtime(np.ascontiguousarray(batch[..., ::-1])))
+            bar.update(len(batch) * views)
+    return np.concatenate(out + mirrors) if out else np.zeros((0, 0), np.float32)
 
 # %% ../nbs/03a_embeddings.ipynb #e5015097
 @dataclass

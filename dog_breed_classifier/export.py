@@ -110,17 +110,10 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, # the float model
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
     return out_path
 
-# %% ../nbs/09_export.ipynb #0ea8d797
-def _top1_of_compiled(compiled, pairs) -> float:
-    "Top-1 of an OpenVINO compiled model (its first output: the logits) over (input, class index) pairs."
-    return float(np.mean([int(np.asarray(compiled(x)[0]).argmax(1)[0]) == y for x, y in pairs]))
-
 # %% ../nbs/09_export.ipynb #a9be24f3
 def quantize_openvino_int8(fp32_path: str | Path, # the float ONNX model
                            out_path: str | Path, # its OpenVINO int8 copy (.xml; the weights go in the .bin beside it)
                            calibration: np.ndarray, # model inputs (N×3×H×W) whose activations set the int8 ranges
-                           validation: tuple[np.ndarray, np.ndarray] | None = None, # (inputs, classes): the guard
-                           max_top1_drop: float = DEFAULTS.max_int8_top1_drop, # … keeps its top-1 within this of fp32
                           ) -> Path:
     "OpenVINO int8 copy of `fp32_path` by NNCF post-training quantization (mixed preset, fast bias correction)."
     import nncf
@@ -128,13 +121,8 @@ def quantize_openvino_int8(fp32_path: str | Path, # the float ONNX model
     nncf.set_log_level(logging.ERROR)
     model = ov.Core().read_model(str(fp32_path))
     data = nncf.Dataset([calibration[i:i + 1] for i in range(len(calibration))])
-    common = dict(preset=nncf.QuantizationPreset.MIXED, subset_size=len(calibration), fast_bias_correction=True)
-    if validation is None or not len(validation[0]): quantized = nncf.quantize(model, data, **common)
-    else:
-        pairs = nncf.Dataset([(validation[0][i:i + 1], int(validation[1][i])) for i in range(len(validation[0]))])
-        quantized = nncf.quantize_with_accuracy_control(model, data, pairs, validation_fn=_top1_of_compiled,
-                                                        max_drop=max_top1_drop, drop_type=nncf.DropType.ABSOLUTE,
-                                                        **common)
+    quantized = nncf.quantize(model, data, preset=nncf.QuantizationPreset.MIXED, subset_size=len(calibration),
+                              fast_bias_correction=True)
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".int8-") as tmp:
         ov.save_model(quantized, f"{tmp}/{out_path.name}", compress_to_fp16=False)

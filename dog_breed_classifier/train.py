@@ -277,13 +277,13 @@ def _embedding_sets(model, processed: Path, classes: list[str], spec: InputSpec,
     labels = load_report(processed).labels
     index = {c: i for i, c in enumerate(classes)}
     runtime = embedding_runtime(model, spec.size)
-    def embed(rows, mirrored=False, what=""):
-        return photo_embeddings(runtime, [processed / p for p in rows.path], spec, mirrored,
-                                desc=what if progress else "")
+    def embed(rows, what="", with_mirrors=False):
+        return photo_embeddings(runtime, [processed / p for p in rows.path], spec, desc=what if progress else "",
+                                with_mirrors=with_mirrors)
     train_rows, valid_rows = labels[labels.split == "train"], labels[labels.split == "valid"]
-    train_x = [embed(train_rows, what="embedding training photos")]
-    if flip: train_x.append(embed(train_rows, True, "embedding their mirror images"))
-    train = EmbeddingSet(np.concatenate(train_x), np.tile(train_rows.breed.map(index).to_numpy(), len(train_x)))
+    what = "embedding training photos" + (" and their mirror images" if flip else "")
+    train_x = embed(train_rows, what, with_mirrors=flip)   # each photo decoded once for both views
+    train = EmbeddingSet(train_x, np.tile(train_rows.breed.map(index).to_numpy(), 2 if flip else 1))
     return train, EmbeddingSet(embed(valid_rows, what="embedding validation photos"),
                                valid_rows.breed.map(index).to_numpy())
 
