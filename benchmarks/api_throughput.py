@@ -5,7 +5,9 @@
                                         [--server-threads N]
 
 Starts `dog-breed serve` on 127.0.0.1 (the zero-shot model unless --model-dir; a fresh SQLite log), and in each round
-sends --requests uploads (one real photo each) from 1, 4 and 16 client threads, reporting req/s and p50/p95/p99;
+sends --requests uploads (one real photo each) from 1, 4 and 16 client threads, reporting req/s and p50/p95/p99 and
+the CPU each request cost the server and the client (which shares its cores: prebuilt multipart bodies on keep-alive
+connections, so it takes as little of them as it can);
 then, back to back, calls `Predictor.predict` in-process on the same bytes at batch 1, 4, 8 and 32 and takes the
 best. The ratio API / best batch is what HTTP, multipart parsing, the durable commit and the rest of the request
 cost, once concurrent requests share the model (`answers.SharedBatches`). Figures are medians over the rounds.
@@ -55,7 +57,7 @@ def multipart(photo: bytes) -> tuple[bytes, str]:
 
 class Uploader:
     """POSTs prebuilt multipart bodies over one keep-alive HTTP/1.1 connection per thread (http.client): the client
-    shares the server's cores, so it should cost them as little as it can (httpx builds each body anew: ~3× the CPU)."""
+    shares the server's cores, so it should cost them as little as it can (httpx builds each request anew)."""
     def __init__(self, url: str): self.url, self.local = urllib.parse.urlsplit(url), threading.local()
 
     def post(self, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
@@ -68,7 +70,7 @@ class Uploader:
 
 def predictor_best(predictors: dict[int, Predictor], items: list[bytes]) -> tuple[int, float, float]:
     """(batch, photos/s, CPU ms a photo) of `Predictor.predict` at its fastest batch size over `items` (bytes → answers, in-process, all
-    in one call: it decodes the next batch while the runtime runs one)."""
+    in one call: it decodes and prepares the next batch while the runtime runs one)."""
     rates, me = {}, psutil.Process()
     for b, predictor in predictors.items():
         t, cpu = Stopwatch(), sum(me.cpu_times()[:2])

@@ -11,8 +11,8 @@ First each contender's best setting is found, model only (decoded, normalised ba
 - the `Predictor` with `precision="auto"` and `"fp32"` at the same batch sizes.
 Then each runs at its own best, in paired rounds whose order rotates: model only (the ceiling of the path around
 it) and end to end — the `Predictor` at its best batch size from all the photo files to answers in one call (decode,
-crop, normalise, the runtime, the answers with their 14 image statistics; it decodes the next batch while the
-runtime runs one), torch from photo files to top-1 with timm's own evaluation transform (what a torch
+crop, normalise, the runtime, the answers with their 14 image statistics; it decodes and prepares the next batch
+while the runtime runs one), torch from photo files to top-1 with timm's own evaluation transform (what a torch
 user would write). The figure is each path's median over the rounds; the ratios are taken within each round, then
 their median. Says which CPU (VNNI or only AVX2). Writes benchmarks/results/precision_speed.json.
 """
@@ -115,7 +115,7 @@ def main():
     contenders = {"served": (auto, a_batch), "fp32": (fp32, f_batch)}
     model_only = paired({**{k: (p.run, b) for k, (p, b) in contenders.items()}, "torch": (torch_fn, t_batch)},
                         inputs, args.runs)
-    # end to end, each `Predictor` gets all the files at once with its best batch size: it decodes the next batch while
+    # end to end, each `Predictor` gets all the files at once with its best batch size: it prepares the next batch while
     # the runtime runs this one
     at_best = {k: Predictor.from_dir(args.model_dir, batch_size=b, tta=False, precision=p.precision)
                for k, (p, b) in contenders.items()}
